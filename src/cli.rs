@@ -1,0 +1,248 @@
+//! The command line (SPEC section 2), parsed with lexopt into a plain struct.
+//!
+//! It owns argument syntax only: no file is read and no environment variable other than
+//! `VISOR_HOME` (the documented fallback for `--home`) is consulted.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+pub const USAGE: &str = "\
+visor - runs a Zeta core node (and data node) and swaps binaries at protocol upgrades
+
+Usage:
+  visor init --home PATH [--with-data-node]   create a new home folder
+  visor run --home PATH                       supervise the node (the service command)
+  visor check --home PATH                     validate config, run-configs and binaries
+  visor status --home PATH [--output json]    show the running version and pending upgrade
+  visor prepare VERSION --home PATH           install the upgrade folder for VERSION now
+  visor version [--output json]               print Visor's version (also --version, -V)
+  visor help                                  print this help (also --help, -h)
+
+--home defaults to $VISOR_HOME. Exit codes: 0 success or clean stop, 1 runtime failure,
+2 bad command line, 78 configuration error. See visor(1) and visor-config(5).
+";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Init { home: PathBuf, with_data_node: bool },
+    Run { home: PathBuf },
+    Check { home: PathBuf },
+    Status { home: PathBuf, output: Output },
+    Prepare { home: PathBuf, version: String },
+    Version { output: Output },
+    Help,
+}
+
+/// A command-line error; the message says what is wrong and `main` adds the usage hint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Parses the arguments after the program name. `env_home` is the value of `$VISOR_HOME`.
+pub fn parse(args: Vec<OsString>, env_home: Option<OsString>) -> Result<Command, UsageError> {
+    use lexopt::prelude::*;
+    let mut parser = lexopt::Parser::from_args(args);
+    let mut command: Option<String> = None;
+    let mut home: Option<PathBuf> = None;
+    let mut output = Output::Text;
+    let mut with_data_node = false;
+    let mut positional: Vec<String> = Vec::new();
+    let mut help = false;
+    let mut version_flag = false;
+
+    loop {
+        let arg = match parser.next() {
+            Ok(Some(arg)) => arg,
+            Ok(None) => break,
+            Err(e) => return Err(UsageError(e.to_string())),
+        };
+        match arg {
+            Long("home") => {
+                let value = parser.value().map_err(|e| UsageError(e.to_string()))?;
+                home = Some(PathBuf::from(value));
+            }
+            Long("output") | Short('o') => {
+                let value = parser.value().map_err(|e| UsageError(e.to_string()))?;
+                output = match value.to_str() {
+                    Some("json") => Output::Json,
+                    Some("text") => Output::Text,
+                    _ => {
+                        return Err(UsageError(format!(
+                            "--output {}: unknown format; use text or json",
+                            value.to_string_lossy()
+                        )))
+                    }
+                };
+            }
+            Long("with-data-node") => with_data_node = true,
+            Long("help") | Short('h') => help = true,
+            Long("version") | Short('V') => version_flag = true,
+            Value(value) => {
+                let value = value
+                    .into_string()
+                    .map_err(|v| UsageError(format!("{}: not valid UTF-8", v.to_string_lossy())))?;
+                if command.is_none() {
+                    command = Some(value);
+                } else {
+                    positional.push(value);
+                }
+            }
+            other => return Err(UsageError(other.unexpected().to_string())),
+        }
+    }
+
+    if help {
+        return Ok(Command::Help);
+    }
+    if version_flag && command.is_none() {
+        return Ok(Command::Version { output });
+    }
+    let Some(command) = command else {
+        return Err(UsageError("no command given".into()));
+    };
+    let takes_positional = command == "prepare";
+    if !takes_positional && !positional.is_empty() {
+        return Err(UsageError(format!(
+            "{command}: unexpected argument {:?}",
+            positional[0]
+        )));
+    }
+    if with_data_node && command != "init" {
+        return Err(UsageError(format!(
+            "{command}: --with-data-node is only for init"
+        )));
+    }
+    let need_home = || -> Result<PathBuf, UsageError> {
+        home.clone()
+            .or_else(|| env_home.clone().filter(|h| !h.is_empty()).map(PathBuf::from))
+            .ok_or_else(|| {
+                UsageError(format!(
+                    "{command}: no home folder; pass --home PATH or set VISOR_HOME"
+                ))
+            })
+    };
+    match command.as_str() {
+        "init" => Ok(Command::Init {
+            home: need_home()?,
+            with_data_node,
+        }),
+        "run" => Ok(Command::Run { home: need_home()? }),
+        "check" => Ok(Command::Check { home: need_home()? }),
+        "status" => Ok(Command::Status {
+            home: need_home()?,
+            output,
+        }),
+        "prepare" => {
+            let version = match positional.as_slice() {
+                [version] => version.clone(),
+                [] => return Err(UsageError("prepare: missing VERSION".into())),
+                [_, extra, ..] => {
+                    return Err(UsageError(format!("prepare: unexpected argument {extra:?}")))
+                }
+            };
+            Ok(Command::Prepare {
+                home: need_home()?,
+                version,
+            })
+        }
+        "version" => Ok(Command::Version { output }),
+        "help" => Ok(Command::Help),
+        other => Err(UsageError(format!("unknown command {other:?}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(args: &[&str], env: Option<&str>) -> Result<Command, UsageError> {
+        parse(
+            args.iter().map(OsString::from).collect(),
+            env.map(OsString::from),
+        )
+    }
+
+    #[test]
+    fn run_takes_home_from_flag_or_environment() {
+        assert_eq!(
+            parse_str(&["run", "--home", "/h"], Some("/e")),
+            Ok(Command::Run { home: "/h".into() })
+        );
+        assert_eq!(
+            parse_str(&["run"], Some("/e")),
+            Ok(Command::Run { home: "/e".into() })
+        );
+        assert_eq!(
+            parse_str(&["--home=/x", "check"], None),
+            Ok(Command::Check { home: "/x".into() })
+        );
+        let err = parse_str(&["run"], None).unwrap_err();
+        assert!(err.0.contains("VISOR_HOME"), "{err}");
+    }
+
+    #[test]
+    fn init_status_prepare_and_version_forms() {
+        assert_eq!(
+            parse_str(&["init", "--home", "/h", "--with-data-node"], None),
+            Ok(Command::Init {
+                home: "/h".into(),
+                with_data_node: true
+            })
+        );
+        assert_eq!(
+            parse_str(&["status", "--output", "json"], Some("/h")),
+            Ok(Command::Status {
+                home: "/h".into(),
+                output: Output::Json
+            })
+        );
+        assert_eq!(
+            parse_str(&["prepare", "v1.3.0", "--home", "/h"], None),
+            Ok(Command::Prepare {
+                home: "/h".into(),
+                version: "v1.3.0".into()
+            })
+        );
+        assert_eq!(
+            parse_str(&["-V"], None),
+            Ok(Command::Version {
+                output: Output::Text
+            })
+        );
+        assert_eq!(
+            parse_str(&["version", "--output", "json"], None),
+            Ok(Command::Version {
+                output: Output::Json
+            })
+        );
+        assert_eq!(parse_str(&["--help"], None), Ok(Command::Help));
+        assert_eq!(parse_str(&["help"], None), Ok(Command::Help));
+    }
+
+    #[test]
+    fn bad_command_lines_are_usage_errors() {
+        for args in [
+            &[][..],
+            &["frobnicate"][..],
+            &["run", "--bogus"][..],
+            &["run", "extra"][..],
+            &["prepare", "--home", "/h"][..],
+            &["status", "--output", "yaml", "--home", "/h"][..],
+            &["run", "--with-data-node", "--home", "/h"][..],
+            &["run", "--home"][..],
+        ] {
+            assert!(parse_str(args, None).is_err(), "{args:?} should fail");
+        }
+    }
+}

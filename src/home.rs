@@ -1,0 +1,264 @@
+//! The home folder (SPEC section 1): the only code that builds paths under HOME, and the only
+//! code that changes the `current` link.
+//!
+//! It owns the layout, release-tag safety (a tag becomes a path only through
+//! [`upgrade_folder`]) and the atomic switch. It does not decide when to switch.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+
+pub const CONFIG_FILE: &str = "config.toml";
+pub const CURRENT_LINK: &str = "current";
+pub const GENESIS_FOLDER: &str = "genesis";
+pub const RUN_CONFIG_FILE: &str = "run-config.toml";
+pub const TMP_PREFIX: &str = ".visor-tmp-";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Home {
+    root: PathBuf,
+}
+
+impl Home {
+    pub fn new(root: PathBuf) -> Home {
+        Home { root }
+    }
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    pub fn config_file(&self) -> PathBuf {
+        self.root.join(CONFIG_FILE)
+    }
+    pub fn current_link(&self) -> PathBuf {
+        self.root.join(CURRENT_LINK)
+    }
+    pub fn genesis_folder(&self) -> PathBuf {
+        self.root.join(GENESIS_FOLDER)
+    }
+    /// The run-config of the folder `current` points at, through the link.
+    pub fn current_run_config(&self) -> PathBuf {
+        self.current_link().join(RUN_CONFIG_FILE)
+    }
+    /// A fresh temporary name in HOME for something half-made.
+    pub fn temp_path(&self, what: &str) -> PathBuf {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+        self.root
+            .join(format!("{TMP_PREFIX}{what}-{}-{seq}", std::process::id()))
+    }
+
+    /// Where `current` points, as an absolute folder path.
+    pub fn current_target(&self) -> io::Result<PathBuf> {
+        let target = fs::read_link(self.current_link())?;
+        Ok(if target.is_absolute() {
+            target
+        } else {
+            self.root.join(target)
+        })
+    }
+
+    /// Makes sure `current` is a link to an existing folder, creating it (pointing at
+    /// `genesis`) when it is missing. A plain folder, a file or a dangling link is an error
+    /// that the caller reports as a configuration error.
+    pub fn ensure_current(&self) -> Result<bool, String> {
+        let link = self.current_link();
+        match fs::symlink_metadata(&link) {
+            Ok(meta) if meta.file_type().is_symlink() => match fs::metadata(&link) {
+                Ok(target) if target.is_dir() => Ok(false),
+                Ok(_) => Err(format!(
+                    "{}: points at {} which is not a folder; point it at a version folder (ln -sfn genesis {})",
+                    link.display(),
+                    display_link_target(&link),
+                    link.display()
+                )),
+                Err(e) => Err(format!(
+                    "{}: dangling link to {} ({e}); restore that folder or point the link at an existing version folder",
+                    link.display(),
+                    display_link_target(&link)
+                )),
+            },
+            Ok(_) => Err(format!(
+                "{}: is a plain file or folder, not a link; Visor owns this name: move it away and let Visor link it to genesis",
+                link.display()
+            )),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let genesis = self.genesis_folder();
+                if !genesis.is_dir() {
+                    return Err(format!(
+                        "{}: missing, and there is no {} to link it to; create it with visor init",
+                        link.display(),
+                        genesis.display()
+                    ));
+                }
+                self.switch_current(Path::new(GENESIS_FOLDER))
+                    .map_err(|e| format!("{}: cannot create link: {e}", link.display()))?;
+                Ok(true)
+            }
+            Err(e) => Err(format!("{}: {e}", link.display())),
+        }
+    }
+
+    /// Points `current` at `target` atomically: a new link under a temporary name, `rename(2)`
+    /// over `current`, then fsync of HOME. A target inside HOME is stored as a relative name
+    /// so the home folder can be moved. `current` is never missing at any instant.
+    pub fn switch_current(&self, target: &Path) -> io::Result<()> {
+        let stored: PathBuf = match target.strip_prefix(&self.root) {
+            Ok(relative) if relative.components().count() == 1 => relative.to_path_buf(),
+            _ => target.to_path_buf(),
+        };
+        let temp = self.temp_path("link");
+        symlink(&stored, &temp)?;
+        if let Err(e) = fs::rename(&temp, self.current_link()) {
+            let _ = fs::remove_file(&temp);
+            return Err(e);
+        }
+        fsync_dir(&self.root)
+    }
+
+    /// Removes `.visor-tmp-*` leftovers of an earlier run. Returns the names removed.
+    pub fn remove_temp_leftovers(&self) -> io::Result<Vec<PathBuf>> {
+        let mut removed = Vec::new();
+        for entry in fs::read_dir(&self.root)? {
+            let entry = entry?;
+            if !entry.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+                continue;
+            }
+            let path = entry.path();
+            let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+            if is_dir {
+                fs::remove_dir_all(&path)?;
+            } else {
+                fs::remove_file(&path)?;
+            }
+            removed.push(path);
+        }
+        Ok(removed)
+    }
+}
+
+fn display_link_target(link: &Path) -> String {
+    fs::read_link(link)
+        .map(|t| t.display().to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// fsync of a folder, so a rename in it survives a power cut.
+pub fn fsync_dir(dir: &Path) -> io::Result<()> {
+    fs::File::open(dir)?.sync_all()
+}
+
+/// Checks that a release tag from the core can be used as a folder name (SPEC section 6).
+pub fn validate_tag(tag: &str) -> Result<(), String> {
+    let bytes = tag.as_bytes();
+    let ok = !bytes.is_empty()
+        && bytes.len() <= 128
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'+' | b'-'))
+        && tag != "."
+        && tag != "..";
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "release tag {tag:?} is not a safe folder name (allowed: a letter or digit, then up to 127 of letters, digits, '.', '_', '+', '-'); refusing it"
+        ))
+    }
+}
+
+/// The folder of release `tag`: `upgradeFolders[tag]` (a name in HOME or an absolute path) or
+/// `HOME/tag`. The tag is validated first and never joined to a path otherwise.
+pub fn upgrade_folder(
+    home: &Path,
+    upgrade_folders: &BTreeMap<String, String>,
+    tag: &str,
+) -> Result<PathBuf, String> {
+    validate_tag(tag)?;
+    Ok(match upgrade_folders.get(tag) {
+        Some(folder) if Path::new(folder).is_absolute() => PathBuf::from(folder),
+        Some(folder) => home.join(folder),
+        None => home.join(tag),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_home(name: &str) -> Home {
+        let dir = std::env::temp_dir().join(format!(
+            "visor-home-test-{name}-{}",
+            std::process::id()
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        Home::new(dir)
+    }
+
+    #[test]
+    fn tags_are_checked_before_becoming_paths() {
+        for good in ["v1.3.0", "V2", "1", "v1.0.0+build-7_rc"] {
+            assert!(validate_tag(good).is_ok(), "{good}");
+        }
+        let long = "a".repeat(129);
+        for bad in ["", ".", "..", "../x", "/abs", "a/b", ".hidden", "-x", "a\0b", &long, "v 1"] {
+            assert!(validate_tag(bad).is_err(), "{bad:?}");
+        }
+        assert!(validate_tag(&"a".repeat(128)).is_ok());
+    }
+
+    #[test]
+    fn upgrade_folder_uses_the_mapping_or_the_tag() {
+        let mut map = BTreeMap::new();
+        map.insert("v2".to_string(), "second".to_string());
+        map.insert("v3".to_string(), "/opt/zeta/v3".to_string());
+        let home = Path::new("/h");
+        assert_eq!(upgrade_folder(home, &map, "v2").unwrap(), Path::new("/h/second"));
+        assert_eq!(upgrade_folder(home, &map, "v3").unwrap(), Path::new("/opt/zeta/v3"));
+        assert_eq!(upgrade_folder(home, &map, "v4").unwrap(), Path::new("/h/v4"));
+        assert!(upgrade_folder(home, &map, "../v4").is_err());
+    }
+
+    #[test]
+    fn current_is_created_switched_and_guarded() {
+        let home = temp_home("current");
+        assert!(home.ensure_current().is_err(), "no genesis yet");
+        fs::create_dir(home.genesis_folder()).unwrap();
+        assert_eq!(home.ensure_current(), Ok(true));
+        assert_eq!(fs::read_link(home.current_link()).unwrap(), Path::new("genesis"));
+        assert_eq!(home.ensure_current(), Ok(false));
+
+        fs::create_dir(home.root().join("v2")).unwrap();
+        home.switch_current(&home.root().join("v2")).unwrap();
+        assert_eq!(fs::read_link(home.current_link()).unwrap(), Path::new("v2"));
+        assert_eq!(home.current_target().unwrap(), home.root().join("v2"));
+
+        fs::remove_dir(home.root().join("v2")).unwrap();
+        let err = home.ensure_current().unwrap_err();
+        assert!(err.contains("dangling"), "{err}");
+
+        fs::remove_file(home.current_link()).unwrap();
+        fs::create_dir(home.current_link()).unwrap();
+        let err = home.ensure_current().unwrap_err();
+        assert!(err.contains("not a link"), "{err}");
+        fs::remove_dir_all(home.root()).unwrap();
+    }
+
+    #[test]
+    fn temp_leftovers_are_removed_and_nothing_else() {
+        let home = temp_home("leftovers");
+        fs::create_dir(home.root().join(".visor-tmp-install-1")).unwrap();
+        fs::write(home.root().join(".visor-tmp-install-1/zeta"), b"x").unwrap();
+        fs::write(home.root().join(".visor-tmp-link-2"), b"").unwrap();
+        fs::create_dir(home.root().join("genesis")).unwrap();
+        let removed = home.remove_temp_leftovers().unwrap();
+        assert_eq!(removed.len(), 2);
+        assert!(home.root().join("genesis").is_dir());
+        assert_eq!(fs::read_dir(home.root()).unwrap().count(), 1);
+        fs::remove_dir_all(home.root()).unwrap();
+    }
+}

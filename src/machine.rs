@@ -1,0 +1,1046 @@
+//! The supervisor's decisions, as a sans-IO state machine: events and the current time go
+//! in, actions come out.
+//!
+//! Call order (as in quinn-proto): [`Machine::handle`] for each event and
+//! [`Machine::handle_timeout`] when [`Machine::next_deadline`] has passed, then drain
+//! [`Machine::poll_action`] until it returns `None` and carry each action out. Some actions
+//! have an immediate result that the driver feeds straight back as an event (`Spawn` →
+//! `ChildSpawned`/`SpawnFailed`, `SwitchCurrent` → `CurrentSwitched`).
+//!
+//! This module never touches the file system, processes, threads, channels or the clock:
+//! every instant comes in as an argument, so the tests below run a whole upgrade in
+//! microseconds without a process or a sleep.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::config::{Config, LogLevel};
+use crate::home;
+use crate::node_commands::{latest_segment_args, with_flag, SNAPSHOT_FLAG};
+use crate::rpc::UpgradeStatus;
+use crate::run_config::{Binary, RunConfig};
+
+/// One connection retry stands for two seconds of wall-clock budget (Vega's fixed poll), so
+/// the budgets keep their meaning whatever the poll interval (SPEC section 4).
+pub const CONNECT_RETRY_PERIOD: Duration = Duration::from_secs(2);
+/// How often a pending upgrade whose folder is not ready is warned about.
+pub const FOLDER_WARN_PERIOD: Duration = Duration::from_secs(60);
+/// How often the missing folder is logged as an error while the binaries wait for it.
+pub const FOLDER_ERROR_PERIOD: Duration = Duration::from_secs(10);
+/// How often a not-ready folder is checked again while the old version still runs.
+pub const FOLDER_RECHECK_PENDING: Duration = Duration::from_secs(10);
+/// How often a not-ready folder is checked again while the binaries are stopped for it.
+pub const FOLDER_RECHECK_WAITING: Duration = Duration::from_secs(1);
+/// How long after a failed switch of `current` it is tried again.
+pub const SWITCH_RETRY: Duration = Duration::from_secs(10);
+
+/// The supervised processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proc {
+    Core,
+    DataNode,
+}
+
+impl Proc {
+    pub fn name(self) -> &'static str {
+        match self {
+            Proc::Core => "core",
+            Proc::DataNode => "data node",
+        }
+    }
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Signals Visor receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceivedSignal {
+    Term,
+    Int,
+    Hup,
+}
+
+/// Signals Visor sends to a child's process group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopSignal {
+    Term,
+    Kill,
+}
+
+/// Where and how often the RPC thread polls the core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Polling {
+    /// Results carry the generation they were asked under; older ones are dropped.
+    pub generation: u64,
+    pub socket: PathBuf,
+    pub http_path: String,
+    pub interval: Duration,
+}
+
+/// Inputs: facts, in the past tense.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// Visor has set up its threads; start the binaries of `current`.
+    Started,
+    ChildSpawned {
+        proc: Proc,
+        pid: u32,
+    },
+    SpawnFailed {
+        proc: Proc,
+        error: String,
+    },
+    ChildExited {
+        proc: Proc,
+        pid: u32,
+        status: String,
+    },
+    SignalReceived(ReceivedSignal),
+    StatusPolled {
+        generation: u64,
+        result: Result<UpgradeStatus, String>,
+    },
+    ConfigReloaded(Result<Box<Config>, Vec<String>>),
+    SegmentQueried(Result<Option<u64>, String>),
+    /// The upgrade folder of `tag` was checked: its run-config parsed, its binaries exist and
+    /// report `tag` as their version; or the reason it is not ready.
+    FolderChecked {
+        tag: String,
+        result: Result<Box<RunConfig>, String>,
+    },
+    CurrentSwitched(Result<(), String>),
+}
+
+/// Outputs: orders, carried out by the coordinator.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Log {
+        level: LogLevel,
+        msg: String,
+        fields: Vec<(&'static str, String)>,
+    },
+    Spawn {
+        proc: Proc,
+        program: PathBuf,
+        args: Vec<String>,
+    },
+    Signal {
+        proc: Proc,
+        pid: u32,
+        signal: StopSignal,
+    },
+    /// Start, retarget or (with `None`) pause the RPC polling thread.
+    Poll(Option<Polling>),
+    /// Read config.toml now (SIGHUP).
+    ReloadConfig,
+    QuerySegment {
+        program: PathBuf,
+        args: Vec<String>,
+    },
+    CheckFolder {
+        tag: String,
+        folder: PathBuf,
+    },
+    SwitchCurrent {
+        folder: PathBuf,
+    },
+    Exit(i32),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    StopDelay,
+    Kill,
+    RestartDelay,
+    ConnectBudget,
+    FolderRecheck,
+}
+const TIMER_COUNT: usize = 5;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StartKind {
+    First,
+    Restart,
+    Upgrade { height: u64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterStop {
+    Exit(i32),
+    Restart,
+    Upgrade,
+}
+
+/// What the supervisor is doing; see ARCHITECTURE.md for the diagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Idle,
+    /// Asking the data node for its latest history segment before a restart.
+    QueryingSegment,
+    Running,
+    Stopping,
+    /// Binaries stopped after a failure; waiting `restartsDelaySeconds`.
+    RestartWait,
+    /// Binaries stopped at the upgrade block; waiting for the new folder to be ready.
+    UpgradeWait,
+    Done,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum FolderState {
+    Checking,
+    Ready(Box<RunConfig>),
+    NotReady(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Pending {
+    tag: String,
+    height: u64,
+    folder: PathBuf,
+    state: FolderState,
+    last_complaint: Option<Instant>,
+}
+
+/// The supervisor's state. See the module documentation for the call order.
+#[derive(Debug)]
+pub struct Machine {
+    config: Config,
+    home: PathBuf,
+    run: RunConfig,
+    /// The release the running binaries belong to: the run-config name at start, the tag
+    /// after an upgrade.
+    running_release: String,
+    phase: Phase,
+    after_stop: AfterStop,
+    start_kind: StartKind,
+    signalled: bool,
+    children: [Option<u32>; 2],
+    restarts: u64,
+    answered: bool,
+    last_rpc_error: Option<String>,
+    healthy_since: Option<Instant>,
+    poll_generation: u64,
+    pending: Option<Pending>,
+    refused_tag: Option<String>,
+    warned_ready_running: bool,
+    upgrades: u64,
+    timers: [Option<Instant>; TIMER_COUNT],
+    actions: VecDeque<Action>,
+}
+
+impl Machine {
+    pub fn new(config: Config, home: PathBuf, run: RunConfig) -> Machine {
+        let running_release = run.name.clone();
+        Machine {
+            config,
+            home,
+            run,
+            running_release,
+            phase: Phase::Idle,
+            after_stop: AfterStop::Exit(0),
+            start_kind: StartKind::First,
+            signalled: false,
+            children: [None, None],
+            restarts: 0,
+            answered: false,
+            last_rpc_error: None,
+            healthy_since: None,
+            poll_generation: 0,
+            pending: None,
+            refused_tag: None,
+            warned_ready_running: false,
+            upgrades: 0,
+            timers: [None; TIMER_COUNT],
+            actions: VecDeque::new(),
+        }
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+    pub fn restarts(&self) -> u64 {
+        self.restarts
+    }
+    pub fn upgrades(&self) -> u64 {
+        self.upgrades
+    }
+    pub fn running_release(&self) -> &str {
+        &self.running_release
+    }
+    pub fn child_pid(&self, proc: Proc) -> Option<u32> {
+        self.children[proc.index()]
+    }
+    /// The pending release (tag, height, folder ready), if any.
+    pub fn pending(&self) -> Option<(&str, u64, bool)> {
+        self.pending.as_ref().map(|p| {
+            (
+                p.tag.as_str(),
+                p.height,
+                matches!(p.state, FolderState::Ready(_)),
+            )
+        })
+    }
+
+    /// The next action to carry out, oldest first.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// The earliest instant at which [`Machine::handle_timeout`] has something to do.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.timers.iter().flatten().min().copied()
+    }
+
+    /// Fires every timer whose deadline is at or before `now`. Earlier calls do nothing.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for timer in [
+            Timer::StopDelay,
+            Timer::Kill,
+            Timer::RestartDelay,
+            Timer::ConnectBudget,
+            Timer::FolderRecheck,
+        ] {
+            match self.timers[timer as usize] {
+                Some(deadline) if deadline <= now => {
+                    self.timers[timer as usize] = None;
+                    self.on_timer(now, timer);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    pub fn handle(&mut self, now: Instant, event: Event) {
+        match event {
+            Event::Started => {
+                if self.phase == Phase::Idle {
+                    self.start(now, StartKind::First);
+                }
+            }
+            Event::ChildSpawned { proc, pid } => self.on_spawned(now, proc, pid),
+            Event::SpawnFailed { proc, error } => {
+                self.log(
+                    LogLevel::Error,
+                    format!("supervise: cannot start {}: {error}", proc.name()),
+                    vec![],
+                );
+                if self.phase == Phase::Running {
+                    self.on_failure(now);
+                }
+            }
+            Event::ChildExited { proc, pid, status } => self.on_exited(now, proc, pid, status),
+            Event::SignalReceived(signal) => self.on_signal(now, signal),
+            Event::StatusPolled { generation, result } => {
+                if generation == self.poll_generation && self.phase == Phase::Running {
+                    match result {
+                        Ok(status) => self.on_status(now, status),
+                        Err(error) => self.on_rpc_error(error),
+                    }
+                }
+            }
+            Event::ConfigReloaded(result) => self.on_config(now, result),
+            Event::SegmentQueried(result) => {
+                if self.phase == Phase::QueryingSegment {
+                    let height = match result {
+                        Ok(Some(height)) => Some(height),
+                        Ok(None) => {
+                            self.log(
+                                LogLevel::Info,
+                                "supervise: data node has no history segments; starting the core without a snapshot height".into(),
+                                vec![],
+                            );
+                            None
+                        }
+                        Err(error) => {
+                            self.log(
+                                LogLevel::Warn,
+                                format!("supervise: latest history segment unknown ({error}); starting the core without a snapshot height"),
+                                vec![],
+                            );
+                            None
+                        }
+                    };
+                    self.spawn_core(now, height);
+                }
+            }
+            Event::FolderChecked { tag, result } => self.on_folder_checked(now, tag, result),
+            Event::CurrentSwitched(result) => self.on_switched(now, result),
+        }
+    }
+
+    fn log(&mut self, level: LogLevel, msg: String, fields: Vec<(&'static str, String)>) {
+        self.actions.push_back(Action::Log { level, msg, fields });
+    }
+
+    fn set_timer(&mut self, timer: Timer, at: Instant) {
+        self.timers[timer as usize] = Some(at);
+    }
+
+    fn clear_timer(&mut self, timer: Timer) {
+        self.timers[timer as usize] = None;
+    }
+
+    fn live_children(&self) -> Vec<(Proc, u32)> {
+        [Proc::Core, Proc::DataNode]
+            .into_iter()
+            .filter_map(|p| self.children[p.index()].map(|pid| (p, pid)))
+            .collect()
+    }
+
+    // ----- starting -----
+
+    fn start(&mut self, now: Instant, kind: StartKind) {
+        self.start_kind = kind;
+        match (&self.run.data_node, kind) {
+            (Some(data_node), StartKind::Restart) => {
+                let args = latest_segment_args(&data_node.args);
+                let program = data_node.path.clone();
+                self.phase = Phase::QueryingSegment;
+                self.log(
+                    LogLevel::Info,
+                    "supervise: asking the data node for its latest history segment".into(),
+                    vec![],
+                );
+                self.actions
+                    .push_back(Action::QuerySegment { program, args });
+            }
+            (_, StartKind::Upgrade { height }) => self.spawn_core(now, Some(height)),
+            _ => self.spawn_core(now, None),
+        }
+    }
+
+    fn spawn_core(&mut self, now: Instant, snapshot_height: Option<u64>) {
+        let mut args = self.run.core.args.clone();
+        if let Some(height) = snapshot_height {
+            let (with, existing) = with_flag(&args, SNAPSHOT_FLAG, &height.to_string());
+            if let Some(existing) = existing {
+                self.log(
+                    LogLevel::Warn,
+                    format!("supervise: the core's args already set {SNAPSHOT_FLAG}; keeping the configured value instead of {height}"),
+                    vec![("configured", existing), ("file", self.run.file.display().to_string())],
+                );
+            }
+            args = with;
+        }
+        self.phase = Phase::Running;
+        self.answered = false;
+        self.healthy_since = None;
+        self.last_rpc_error = None;
+        let retries = match self.start_kind {
+            StartKind::Restart => self.config.max_restart_connection_retries,
+            StartKind::First | StartKind::Upgrade { .. } => {
+                self.config.max_first_connection_retries
+            }
+        };
+        let budget = CONNECT_RETRY_PERIOD.saturating_mul(retries.min(u32::MAX as u64) as u32);
+        self.set_timer(Timer::ConnectBudget, now + budget);
+        self.start_polling();
+        self.actions.push_back(Action::Spawn {
+            proc: Proc::Core,
+            program: self.run.core.path.clone(),
+            args,
+        });
+    }
+
+    fn on_spawned(&mut self, _now: Instant, proc: Proc, pid: u32) {
+        self.children[proc.index()] = Some(pid);
+        let binary = self.binary(proc).cloned();
+        if let Some(binary) = &binary {
+            self.log(
+                LogLevel::Info,
+                format!("supervise: started {}", proc.name()),
+                vec![
+                    ("pid", pid.to_string()),
+                    ("release", self.running_release.clone()),
+                    ("path", binary.path.display().to_string()),
+                ],
+            );
+        }
+        if self.phase != Phase::Running {
+            // A stop began while this spawn was being carried out; the stop's sweep has
+            // already run, so this child is stopped here.
+            self.actions.push_back(Action::Signal {
+                proc,
+                pid,
+                signal: StopSignal::Term,
+            });
+            return;
+        }
+        if proc == Proc::Core {
+            if let Some(data_node) = self.run.data_node.clone() {
+                self.actions.push_back(Action::Spawn {
+                    proc: Proc::DataNode,
+                    program: data_node.path,
+                    args: data_node.args,
+                });
+            }
+        }
+    }
+
+    fn binary(&self, proc: Proc) -> Option<&Binary> {
+        match proc {
+            Proc::Core => Some(&self.run.core),
+            Proc::DataNode => self.run.data_node.as_ref(),
+        }
+    }
+
+    fn start_polling(&mut self) {
+        self.poll_generation += 1;
+        let interval = if self.pending.is_some() {
+            self.config.upgrade_poll_interval
+        } else {
+            self.config.status_poll_interval
+        };
+        self.actions.push_back(Action::Poll(Some(Polling {
+            generation: self.poll_generation,
+            socket: self.run.rpc.socket_path.clone(),
+            http_path: self.run.rpc.http_path.clone(),
+            interval,
+        })));
+    }
+
+    fn stop_polling(&mut self) {
+        self.poll_generation += 1;
+        self.actions.push_back(Action::Poll(None));
+    }
+
+    // ----- stopping -----
+
+    fn begin_stop(&mut self, now: Instant, then: AfterStop) {
+        self.after_stop = then;
+        self.phase = Phase::Stopping;
+        self.clear_timer(Timer::ConnectBudget);
+        self.stop_polling();
+        let delay = self.config.stop_delay;
+        if then == AfterStop::Upgrade && !delay.is_zero() && !self.live_children().is_empty() {
+            self.log(
+                LogLevel::Info,
+                format!(
+                    "upgrade: waiting stopDelaySeconds={} before stopping the binaries",
+                    delay.as_secs()
+                ),
+                vec![],
+            );
+            self.set_timer(Timer::StopDelay, now + delay);
+        } else {
+            self.send_term(now);
+        }
+    }
+
+    fn send_term(&mut self, now: Instant) {
+        let live = self.live_children();
+        if live.is_empty() {
+            self.finish_stop(now);
+            return;
+        }
+        for (proc, pid) in live {
+            self.log(
+                LogLevel::Info,
+                format!("supervise: sending SIGTERM to {}", proc.name()),
+                vec![("pid", pid.to_string())],
+            );
+            self.actions.push_back(Action::Signal {
+                proc,
+                pid,
+                signal: StopSignal::Term,
+            });
+        }
+        self.set_timer(Timer::Kill, now + self.config.stop_signal_timeout);
+    }
+
+    fn send_kill(&mut self, reason: &str) {
+        for (proc, pid) in self.live_children() {
+            self.log(
+                LogLevel::Warn,
+                format!("supervise: sending SIGKILL to {} ({reason})", proc.name()),
+                vec![("pid", pid.to_string())],
+            );
+            self.actions.push_back(Action::Signal {
+                proc,
+                pid,
+                signal: StopSignal::Kill,
+            });
+        }
+    }
+
+    fn finish_stop(&mut self, now: Instant) {
+        self.clear_timer(Timer::Kill);
+        self.clear_timer(Timer::StopDelay);
+        match self.after_stop {
+            AfterStop::Exit(code) => {
+                self.phase = Phase::Done;
+                self.timers = [None; TIMER_COUNT];
+                self.log(
+                    if code == 0 {
+                        LogLevel::Info
+                    } else {
+                        LogLevel::Error
+                    },
+                    format!("supervise: binaries stopped; exiting with status {code}"),
+                    vec![],
+                );
+                self.actions.push_back(Action::Exit(code));
+            }
+            AfterStop::Restart => {
+                self.phase = Phase::RestartWait;
+                self.set_timer(Timer::RestartDelay, now + self.config.restarts_delay);
+            }
+            AfterStop::Upgrade => {
+                self.phase = Phase::UpgradeWait;
+                if let Some(pending) = &mut self.pending {
+                    // The first complaint while stopped is an error, whatever was warned before.
+                    pending.last_complaint = None;
+                }
+                self.log(
+                    LogLevel::Info,
+                    "upgrade: binaries stopped".into(),
+                    vec![],
+                );
+                self.advance_upgrade(now);
+            }
+        }
+    }
+
+    fn on_exited(&mut self, now: Instant, proc: Proc, pid: u32, status: String) {
+        if self.children[proc.index()] != Some(pid) {
+            return;
+        }
+        self.children[proc.index()] = None;
+        match self.phase {
+            Phase::Running => {
+                self.log(
+                    LogLevel::Error,
+                    format!("supervise: {} exited unexpectedly ({status})", proc.name()),
+                    vec![("pid", pid.to_string())],
+                );
+                self.on_failure(now);
+            }
+            Phase::Stopping => {
+                self.log(
+                    LogLevel::Info,
+                    format!("supervise: {} stopped ({status})", proc.name()),
+                    vec![("pid", pid.to_string())],
+                );
+                if self.live_children().is_empty() && self.timers[Timer::StopDelay as usize].is_none()
+                {
+                    self.finish_stop(now);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// An unplanned exit or a failed start: restart within the budget, else stop and exit 1.
+    fn on_failure(&mut self, now: Instant) {
+        let max = self.config.max_restarts;
+        if self.restarts >= max {
+            self.log(
+                LogLevel::Error,
+                format!(
+                    "supervise: restart budget spent: {max} restarts without {} s of healthy running; stopping (raise maxNumberOfRestarts in config.toml or fix the node)",
+                    self.config.restart_counter_reset.as_secs()
+                ),
+                vec![],
+            );
+            self.begin_stop(now, AfterStop::Exit(1));
+        } else {
+            self.restarts += 1;
+            self.log(
+                LogLevel::Warn,
+                format!(
+                    "supervise: restarting {}/{max} in {} s",
+                    self.restarts,
+                    self.config.restarts_delay.as_secs()
+                ),
+                vec![],
+            );
+            self.begin_stop(now, AfterStop::Restart);
+        }
+    }
+
+    fn on_signal(&mut self, now: Instant, signal: ReceivedSignal) {
+        if signal == ReceivedSignal::Hup {
+            self.log(
+                LogLevel::Info,
+                "config: SIGHUP received; reloading config.toml".into(),
+                vec![],
+            );
+            self.actions.push_back(Action::ReloadConfig);
+            return;
+        }
+        let name = if signal == ReceivedSignal::Term {
+            "SIGTERM"
+        } else {
+            "SIGINT"
+        };
+        let second = self.signalled;
+        self.signalled = true;
+        match self.phase {
+            Phase::Running => {
+                self.log(
+                    LogLevel::Info,
+                    format!("supervise: {name} received; stopping the binaries"),
+                    vec![],
+                );
+                self.begin_stop(now, AfterStop::Exit(0));
+            }
+            Phase::Stopping => {
+                self.after_stop = AfterStop::Exit(0);
+                if self.timers[Timer::StopDelay as usize].is_some() {
+                    // The upgrade's stop delay is skipped when Visor itself is told to stop.
+                    self.clear_timer(Timer::StopDelay);
+                    self.send_term(now);
+                }
+                if second {
+                    self.send_kill(&format!("second {name}"));
+                } else {
+                    self.log(
+                        LogLevel::Info,
+                        format!("supervise: {name} received while stopping; will exit when the binaries are gone (send it again to kill them)"),
+                        vec![],
+                    );
+                }
+            }
+            Phase::Idle | Phase::QueryingSegment | Phase::RestartWait | Phase::UpgradeWait => {
+                self.log(
+                    LogLevel::Info,
+                    format!("supervise: {name} received; no binaries running"),
+                    vec![],
+                );
+                self.after_stop = AfterStop::Exit(0);
+                self.stop_polling();
+                self.finish_stop(now);
+            }
+            Phase::Done => {}
+        }
+    }
+
+    fn on_timer(&mut self, now: Instant, timer: Timer) {
+        match timer {
+            Timer::StopDelay => {
+                if self.phase == Phase::Stopping {
+                    self.send_term(now);
+                }
+            }
+            Timer::Kill => {
+                if self.phase == Phase::Stopping {
+                    let timeout = self.config.stop_signal_timeout.as_secs();
+                    self.send_kill(&format!("still running {timeout} s after SIGTERM"));
+                }
+            }
+            Timer::RestartDelay => {
+                if self.phase == Phase::RestartWait {
+                    self.log(
+                        LogLevel::Info,
+                        format!("supervise: restarting release {}", self.running_release),
+                        vec![("restart", self.restarts.to_string())],
+                    );
+                    self.start(now, StartKind::Restart);
+                }
+            }
+            Timer::ConnectBudget => {
+                if self.phase == Phase::Running && !self.answered {
+                    let retries = match self.start_kind {
+                        StartKind::Restart => ("maxNumberOfRestartConnectionRetries", self.config.max_restart_connection_retries),
+                        _ => ("maxNumberOfFirstConnectionRetries", self.config.max_first_connection_retries),
+                    };
+                    let last = self
+                        .last_rpc_error
+                        .clone()
+                        .unwrap_or_else(|| "no answer yet".into());
+                    self.log(
+                        LogLevel::Error,
+                        format!(
+                            "rpc: core not answering on {} after {} s ({}={}): {last}; check the core's log and [zeta.rpc] socketPath in {}",
+                            self.run.rpc.socket_path.display(),
+                            (CONNECT_RETRY_PERIOD.as_secs()).saturating_mul(retries.1),
+                            retries.0,
+                            retries.1,
+                            self.run.file.display()
+                        ),
+                        vec![],
+                    );
+                    self.begin_stop(now, AfterStop::Exit(1));
+                }
+            }
+            Timer::FolderRecheck => self.advance_upgrade(now),
+        }
+    }
+
+    // ----- RPC answers -----
+
+    fn on_rpc_error(&mut self, error: String) {
+        self.healthy_since = None;
+        let socket = self.run.rpc.socket_path.display().to_string();
+        if self.answered && self.last_rpc_error.is_none() {
+            self.log(
+                LogLevel::Warn,
+                format!("rpc: core stopped answering: {error}"),
+                vec![("socket", socket)],
+            );
+        } else {
+            self.log(
+                LogLevel::Debug,
+                format!("rpc: no answer: {error}"),
+                vec![("socket", socket)],
+            );
+        }
+        self.last_rpc_error = Some(error);
+    }
+
+    fn on_status(&mut self, now: Instant, status: UpgradeStatus) {
+        if !self.answered {
+            self.answered = true;
+            self.clear_timer(Timer::ConnectBudget);
+            self.log(
+                LogLevel::Info,
+                "rpc: core is answering".into(),
+                vec![
+                    ("socket", self.run.rpc.socket_path.display().to_string()),
+                    ("release", self.running_release.clone()),
+                ],
+            );
+        } else if self.last_rpc_error.is_some() {
+            self.log(LogLevel::Info, "rpc: core is answering again".into(), vec![]);
+        }
+        self.last_rpc_error = None;
+        let since = *self.healthy_since.get_or_insert(now);
+        if self.restarts > 0 && now.saturating_duration_since(since) >= self.config.restart_counter_reset {
+            self.log(
+                LogLevel::Info,
+                format!(
+                    "supervise: healthy for {} s; restart counter reset",
+                    self.config.restart_counter_reset.as_secs()
+                ),
+                vec![],
+            );
+            self.restarts = 0;
+        }
+        self.on_upgrade_status(now, status);
+    }
+
+    fn on_upgrade_status(&mut self, now: Instant, status: UpgradeStatus) {
+        let Some(release) = status.accepted else {
+            if let Some(pending) = self.pending.take() {
+                self.log(
+                    LogLevel::Warn,
+                    format!("upgrade: release {} is no longer accepted by the core", pending.tag),
+                    vec![],
+                );
+                self.clear_timer(Timer::FolderRecheck);
+                self.start_polling();
+            }
+            return;
+        };
+        if release.tag == self.running_release {
+            if status.ready && !self.warned_ready_running {
+                self.warned_ready_running = true;
+                self.log(
+                    LogLevel::Warn,
+                    format!("upgrade: core says ready to upgrade to {} which is already running; ignoring", release.tag),
+                    vec![],
+                );
+            }
+            return;
+        }
+        let folder = match home::upgrade_folder(&self.home, &self.config.upgrade_folders, &release.tag) {
+            Ok(folder) => folder,
+            Err(error) => {
+                if self.refused_tag.as_deref() != Some(release.tag.as_str()) {
+                    self.refused_tag = Some(release.tag.clone());
+                    self.log(LogLevel::Error, format!("upgrade: {error}"), vec![]);
+                }
+                return;
+            }
+        };
+        let is_new = self.pending.as_ref().map(|p| &p.tag) != Some(&release.tag);
+        if is_new {
+            self.log(
+                LogLevel::Info,
+                format!("upgrade: release {} accepted at block {}", release.tag, release.height),
+                vec![("folder", folder.display().to_string())],
+            );
+            self.pending = Some(Pending {
+                tag: release.tag.clone(),
+                height: release.height,
+                folder: folder.clone(),
+                state: FolderState::Checking,
+                last_complaint: None,
+            });
+            self.actions.push_back(Action::CheckFolder {
+                tag: release.tag.clone(),
+                folder,
+            });
+            self.start_polling();
+        } else if let Some(pending) = &mut self.pending {
+            pending.height = release.height;
+        }
+        if status.ready {
+            self.log(
+                LogLevel::Info,
+                format!("upgrade: core stopped at block {} and is ready for {}; stopping the binaries", release.height, release.tag),
+                vec![],
+            );
+            self.begin_stop(now, AfterStop::Upgrade);
+        }
+    }
+
+    // ----- upgrading -----
+
+    fn on_folder_checked(&mut self, now: Instant, tag: String, result: Result<Box<RunConfig>, String>) {
+        let waiting = self.phase == Phase::UpgradeWait;
+        let Some(pending) = self.pending.as_mut().filter(|p| p.tag == tag) else {
+            return;
+        };
+        match result {
+            Ok(run) => {
+                pending.state = FolderState::Ready(run);
+                let folder = pending.folder.display().to_string();
+                self.log(
+                    LogLevel::Info,
+                    format!("upgrade: folder for {tag} is ready (run-config parsed, binaries report {tag})"),
+                    vec![("folder", folder)],
+                );
+                if waiting {
+                    self.advance_upgrade(now);
+                }
+            }
+            Err(problem) => {
+                pending.state = FolderState::NotReady(problem.clone());
+                let period = if waiting { FOLDER_ERROR_PERIOD } else { FOLDER_WARN_PERIOD };
+                let complain = pending
+                    .last_complaint
+                    .is_none_or(|at| now.saturating_duration_since(at) >= period);
+                if complain {
+                    pending.last_complaint = Some(now);
+                }
+                let folder = pending.folder.display().to_string();
+                if complain {
+                    if waiting {
+                        self.log(
+                            LogLevel::Error,
+                            format!("upgrade: binaries stopped for {tag} but its folder is not ready: {problem}; create the folder (or enable [autoInstall]) and Visor will continue"),
+                            vec![("folder", folder)],
+                        );
+                    } else {
+                        self.log(
+                            LogLevel::Warn,
+                            format!("upgrade: folder for accepted release {tag} is not ready: {problem}; prepare it before the upgrade block"),
+                            vec![("folder", folder)],
+                        );
+                    }
+                }
+                let recheck = if waiting { FOLDER_RECHECK_WAITING } else { FOLDER_RECHECK_PENDING };
+                self.set_timer(Timer::FolderRecheck, now + recheck);
+            }
+        }
+    }
+
+    /// Moves a stopped upgrade forward as far as the folder allows, or checks the folder of a
+    /// pending release again.
+    fn advance_upgrade(&mut self, _now: Instant) {
+        let Some(pending) = &mut self.pending else {
+            return;
+        };
+        let folder = pending.folder.clone();
+        let tag = pending.tag.clone();
+        match &pending.state {
+            FolderState::Checking => {}
+            FolderState::NotReady(_) => {
+                pending.state = FolderState::Checking;
+                self.actions.push_back(Action::CheckFolder { tag, folder });
+            }
+            FolderState::Ready(_) if self.phase == Phase::UpgradeWait => {
+                self.log(
+                    LogLevel::Info,
+                    format!("upgrade: switching to {tag}"),
+                    vec![("folder", folder.display().to_string())],
+                );
+                self.actions.push_back(Action::SwitchCurrent { folder });
+            }
+            FolderState::Ready(_) => {}
+        }
+    }
+
+    fn on_switched(&mut self, now: Instant, result: Result<(), String>) {
+        if self.phase != Phase::UpgradeWait {
+            return;
+        }
+        if let Err(error) = result {
+            self.log(
+                LogLevel::Error,
+                format!("upgrade: cannot switch current: {error}; retrying in {} s", SWITCH_RETRY.as_secs()),
+                vec![],
+            );
+            self.set_timer(Timer::FolderRecheck, now + SWITCH_RETRY);
+            return;
+        }
+        let Some(pending) = self.pending.take() else {
+            return;
+        };
+        let FolderState::Ready(run) = pending.state else {
+            return;
+        };
+        self.run = *run;
+        self.running_release = pending.tag.clone();
+        self.restarts = 0;
+        self.upgrades += 1;
+        self.warned_ready_running = false;
+        self.clear_timer(Timer::FolderRecheck);
+        self.log(
+            LogLevel::Info,
+            format!("upgrade: current now points at {}; starting the new binaries from block {}", pending.tag, pending.height),
+            vec![],
+        );
+        self.start(now, StartKind::Upgrade { height: pending.height });
+    }
+
+    // ----- configuration -----
+
+    fn on_config(&mut self, now: Instant, result: Result<Box<Config>, Vec<String>>) {
+        let config = match result {
+            Ok(config) => config,
+            Err(errors) => {
+                self.log(
+                    LogLevel::Error,
+                    format!("config: keeping the previous configuration: {}", errors.join("; ")),
+                    vec![],
+                );
+                return;
+            }
+        };
+        if *config == self.config {
+            return;
+        }
+        let intervals_changed = config.status_poll_interval != self.config.status_poll_interval
+            || config.upgrade_poll_interval != self.config.upgrade_poll_interval;
+        self.config = *config;
+        self.log(LogLevel::Info, "config: configuration reloaded".into(), vec![]);
+        if intervals_changed && self.phase == Phase::Running {
+            self.start_polling();
+        }
+        if let Some(pending) = &self.pending {
+            // A changed upgradeFolders mapping may move the pending release's folder.
+            if let Ok(folder) = home::upgrade_folder(&self.home, &self.config.upgrade_folders, &pending.tag) {
+                if folder != pending.folder && self.phase != Phase::Stopping {
+                    let tag = pending.tag.clone();
+                    if let Some(p) = &mut self.pending {
+                        p.folder = folder.clone();
+                        p.state = FolderState::Checking;
+                    }
+                    self.actions.push_back(Action::CheckFolder { tag, folder });
+                }
+            }
+        }
+        let _ = now;
+    }
+}
+
+#[cfg(test)]
+mod tests;

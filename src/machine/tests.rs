@@ -1,0 +1,838 @@
+//! Scripted tests of the state machine: events at offsets from one base instant, asserting
+//! the actions drained. A small fake driver answers `Spawn` with a new pid and
+//! `SwitchCurrent` with success, as the coordinator does; nothing sleeps.
+
+use super::*;
+use crate::rpc::AcceptedRelease;
+use crate::run_config::RpcTarget;
+use std::path::Path;
+
+struct Harness {
+    machine: Machine,
+    base: Instant,
+    now: Instant,
+    next_pid: u32,
+    logs: Vec<(LogLevel, String)>,
+    switch_result: Result<(), String>,
+}
+
+fn binary(path: &str, args: &[&str]) -> Binary {
+    Binary {
+        path: PathBuf::from(path),
+        configured_path: path.to_string(),
+        args: args.iter().map(|a| a.to_string()).collect(),
+    }
+}
+
+fn run_config(name: &str, data_node: bool) -> RunConfig {
+    RunConfig {
+        file: PathBuf::from(format!("/h/{name}/run-config.toml")),
+        name: name.to_string(),
+        core: binary(&format!("/h/{name}/zeta"), &["start", "--home", "/z"]),
+        rpc: RpcTarget {
+            socket_path: PathBuf::from(format!("/run/{name}.sock")),
+            http_path: "/rpc".to_string(),
+        },
+        data_node: data_node
+            .then(|| binary(&format!("/h/{name}/zeta"), &["datanode", "start", "--home", "/d"])),
+    }
+}
+
+fn strings(words: &[&str]) -> Vec<String> {
+    words.iter().map(|w| w.to_string()).collect()
+}
+
+impl Harness {
+    fn new(config: Config, data_node: bool) -> Harness {
+        let base = Instant::now();
+        Harness {
+            machine: Machine::new(config, PathBuf::from("/h"), run_config("v1", data_node)),
+            base,
+            now: base,
+            next_pid: 100,
+            logs: Vec::new(),
+            switch_result: Ok(()),
+        }
+    }
+
+    fn at_ms(&mut self, offset: u64) -> &mut Self {
+        self.now = self.base + Duration::from_millis(offset);
+        self
+    }
+
+    /// Feeds one event and returns the non-log actions, answering the synchronous ones.
+    fn event(&mut self, event: Event) -> Vec<Action> {
+        self.machine.handle(self.now, event);
+        self.drain()
+    }
+
+    /// Fires due timers and returns the non-log actions.
+    fn timeout(&mut self) -> Vec<Action> {
+        self.machine.handle_timeout(self.now);
+        self.drain()
+    }
+
+    fn drain(&mut self) -> Vec<Action> {
+        let mut out = Vec::new();
+        while let Some(action) = self.machine.poll_action() {
+            match &action {
+                Action::Log { level, msg, .. } => {
+                    self.logs.push((*level, msg.clone()));
+                    continue;
+                }
+                Action::Spawn { proc, .. } => {
+                    let pid = self.next_pid;
+                    self.next_pid += 1;
+                    let proc = *proc;
+                    out.push(action);
+                    self.machine
+                        .handle(self.now, Event::ChildSpawned { proc, pid });
+                }
+                Action::SwitchCurrent { .. } => {
+                    out.push(action);
+                    let result = self.switch_result.clone();
+                    self.machine.handle(self.now, Event::CurrentSwitched(result));
+                }
+                _ => out.push(action),
+            }
+        }
+        out
+    }
+
+    fn pid(&self, proc: Proc) -> u32 {
+        self.machine.child_pid(proc).expect("child running")
+    }
+
+    fn exit(&mut self, proc: Proc) -> Vec<Action> {
+        let pid = self.pid(proc);
+        self.event(Event::ChildExited {
+            proc,
+            pid,
+            status: "exit status 3".into(),
+        })
+    }
+
+    fn status(&mut self, accepted: Option<(&str, u64)>, ready: bool) -> Vec<Action> {
+        let generation = self.machine.poll_generation;
+        self.event(Event::StatusPolled {
+            generation,
+            result: Ok(UpgradeStatus {
+                accepted: accepted.map(|(tag, height)| AcceptedRelease {
+                    tag: tag.to_string(),
+                    height,
+                }),
+                ready,
+            }),
+        })
+    }
+
+    fn rpc_error(&mut self) -> Vec<Action> {
+        let generation = self.machine.poll_generation;
+        self.event(Event::StatusPolled {
+            generation,
+            result: Err("connect /run/v1.sock: No such file or directory".into()),
+        })
+    }
+
+    fn logged(&self, level: LogLevel, needle: &str) -> usize {
+        self.logs
+            .iter()
+            .filter(|(l, m)| *l == level && m.contains(needle))
+            .count()
+    }
+}
+
+fn spawned(actions: &[Action]) -> Vec<(Proc, Vec<String>)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Spawn { proc, args, .. } => Some((*proc, args.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn signals(actions: &[Action]) -> Vec<(Proc, StopSignal)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Signal { proc, signal, .. } => Some((*proc, *signal)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn fast_config() -> Config {
+    Config {
+        restarts_delay: Duration::from_secs(5),
+        ..Config::default()
+    }
+}
+
+#[test]
+fn start_spawns_core_then_data_node_with_configured_args_and_polls() {
+    let mut h = Harness::new(Config::default(), true);
+    let actions = h.event(Event::Started);
+    assert_eq!(
+        actions[0],
+        Action::Poll(Some(Polling {
+            generation: 1,
+            socket: PathBuf::from("/run/v1.sock"),
+            http_path: "/rpc".into(),
+            interval: Duration::from_millis(500),
+        }))
+    );
+    assert_eq!(
+        spawned(&actions),
+        vec![
+            (Proc::Core, strings(&["start", "--home", "/z"])),
+            (Proc::DataNode, strings(&["datanode", "start", "--home", "/d"])),
+        ]
+    );
+    assert_eq!(h.machine.phase(), Phase::Running);
+    // A second Started is a nop.
+    assert!(h.event(Event::Started).is_empty());
+}
+
+#[test]
+fn crash_stops_the_other_and_restarts_after_the_delay_with_segment_height() {
+    let mut h = Harness::new(fast_config(), true);
+    h.event(Event::Started);
+    h.at_ms(1000);
+    let actions = h.exit(Proc::Core);
+    assert_eq!(signals(&actions), vec![(Proc::DataNode, StopSignal::Term)]);
+    let actions = h.exit(Proc::DataNode);
+    assert!(spawned(&actions).is_empty());
+    assert_eq!(h.machine.phase(), Phase::RestartWait);
+    assert_eq!(h.machine.restarts(), 1);
+    assert_eq!(
+        h.machine.next_deadline(),
+        Some(h.base + Duration::from_millis(6000))
+    );
+    // Nothing happens before the delay is over.
+    h.at_ms(5999);
+    assert!(h.timeout().is_empty());
+    h.at_ms(6000);
+    let actions = h.timeout();
+    assert_eq!(
+        actions,
+        vec![Action::QuerySegment {
+            program: PathBuf::from("/h/v1/zeta"),
+            args: strings(&[
+                "datanode",
+                "network-history",
+                "latest-history-segment",
+                "--output",
+                "json",
+                "--home",
+                "/d"
+            ]),
+        }]
+    );
+    let actions = h.event(Event::SegmentQueried(Ok(Some(4000))));
+    assert_eq!(
+        spawned(&actions),
+        vec![
+            (
+                Proc::Core,
+                strings(&["start", "--home", "/z", SNAPSHOT_FLAG, "4000"])
+            ),
+            (Proc::DataNode, strings(&["datanode", "start", "--home", "/d"])),
+        ]
+    );
+}
+
+#[test]
+fn restart_without_segments_starts_the_core_without_the_flag() {
+    let mut h = Harness::new(fast_config(), true);
+    h.event(Event::Started);
+    h.exit(Proc::DataNode);
+    h.exit(Proc::Core);
+    h.at_ms(5000);
+    h.timeout();
+    let actions = h.event(Event::SegmentQueried(Ok(None)));
+    assert_eq!(
+        spawned(&actions)[0],
+        (Proc::Core, strings(&["start", "--home", "/z"]))
+    );
+}
+
+#[test]
+fn restart_without_data_node_spawns_directly() {
+    let mut h = Harness::new(fast_config(), false);
+    h.event(Event::Started);
+    let actions = h.exit(Proc::Core);
+    assert!(signals(&actions).is_empty());
+    h.at_ms(5000);
+    let actions = h.timeout();
+    assert_eq!(
+        spawned(&actions),
+        vec![(Proc::Core, strings(&["start", "--home", "/z"]))]
+    );
+}
+
+#[test]
+fn restart_budget_spent_stops_and_exits_1() {
+    let config = Config {
+        max_restarts: 2,
+        ..fast_config()
+    };
+    let mut h = Harness::new(config, false);
+    h.event(Event::Started);
+    let mut t = 0;
+    for round in 1..=2 {
+        h.exit(Proc::Core);
+        assert_eq!(h.machine.restarts(), round);
+        t += 5000;
+        h.at_ms(t);
+        assert_eq!(spawned(&h.timeout()).len(), 1);
+    }
+    let actions = h.exit(Proc::Core);
+    assert_eq!(actions.last(), Some(&Action::Exit(1)));
+    assert_eq!(h.logged(LogLevel::Error, "restart budget spent"), 1);
+    assert_eq!(h.machine.phase(), Phase::Done);
+    assert_eq!(h.machine.next_deadline(), None);
+}
+
+#[test]
+fn zero_restarts_allowed_means_first_crash_exits_after_stopping_the_data_node() {
+    let config = Config {
+        max_restarts: 0,
+        ..fast_config()
+    };
+    let mut h = Harness::new(config, true);
+    h.event(Event::Started);
+    let actions = h.exit(Proc::Core);
+    assert_eq!(signals(&actions), vec![(Proc::DataNode, StopSignal::Term)]);
+    assert_eq!(h.exit(Proc::DataNode), vec![Action::Exit(1)]);
+}
+
+#[test]
+fn healthy_running_resets_the_restart_counter() {
+    let config = Config {
+        restart_counter_reset: Duration::from_secs(600),
+        ..fast_config()
+    };
+    let mut h = Harness::new(config, false);
+    h.event(Event::Started);
+    h.exit(Proc::Core);
+    h.at_ms(5000);
+    h.timeout();
+    assert_eq!(h.machine.restarts(), 1);
+    h.at_ms(10_000);
+    h.status(None, false);
+    h.at_ms(300_000);
+    h.status(None, false);
+    assert_eq!(h.machine.restarts(), 1, "not yet healthy long enough");
+    // A failed call breaks the healthy streak.
+    h.rpc_error();
+    h.at_ms(400_000);
+    h.status(None, false);
+    h.at_ms(999_999);
+    h.status(None, false);
+    assert_eq!(h.machine.restarts(), 1);
+    h.at_ms(1_000_000);
+    h.status(None, false);
+    assert_eq!(h.machine.restarts(), 0);
+}
+
+#[test]
+fn sigterm_stops_children_and_exits_0() {
+    let mut h = Harness::new(Config::default(), true);
+    h.event(Event::Started);
+    let actions = h.event(Event::SignalReceived(ReceivedSignal::Term));
+    assert_eq!(actions[0], Action::Poll(None));
+    assert_eq!(
+        signals(&actions),
+        vec![
+            (Proc::Core, StopSignal::Term),
+            (Proc::DataNode, StopSignal::Term)
+        ]
+    );
+    assert!(h.exit(Proc::Core).is_empty());
+    assert_eq!(h.exit(Proc::DataNode), vec![Action::Exit(0)]);
+}
+
+#[test]
+fn second_signal_kills_at_once() {
+    let mut h = Harness::new(Config::default(), true);
+    h.event(Event::Started);
+    h.event(Event::SignalReceived(ReceivedSignal::Int));
+    h.exit(Proc::DataNode);
+    let actions = h.event(Event::SignalReceived(ReceivedSignal::Term));
+    assert_eq!(signals(&actions), vec![(Proc::Core, StopSignal::Kill)]);
+    assert_eq!(h.exit(Proc::Core), vec![Action::Exit(0)]);
+}
+
+#[test]
+fn child_ignoring_sigterm_is_killed_after_the_timeout() {
+    let mut h = Harness::new(Config::default(), false);
+    h.event(Event::Started);
+    h.event(Event::SignalReceived(ReceivedSignal::Term));
+    h.at_ms(14_999);
+    assert!(h.timeout().is_empty());
+    h.at_ms(15_000);
+    assert_eq!(signals(&h.timeout()), vec![(Proc::Core, StopSignal::Kill)]);
+    assert_eq!(h.exit(Proc::Core), vec![Action::Exit(0)]);
+}
+
+#[test]
+fn signal_during_restart_delay_exits_at_once() {
+    let mut h = Harness::new(fast_config(), false);
+    h.event(Event::Started);
+    h.exit(Proc::Core);
+    let actions = h.event(Event::SignalReceived(ReceivedSignal::Term));
+    assert_eq!(actions, vec![Action::Poll(None), Action::Exit(0)]);
+}
+
+#[test]
+fn sighup_asks_for_a_reload_and_changes_nothing_else() {
+    let mut h = Harness::new(Config::default(), false);
+    h.event(Event::Started);
+    assert_eq!(
+        h.event(Event::SignalReceived(ReceivedSignal::Hup)),
+        vec![Action::ReloadConfig]
+    );
+    assert_eq!(h.machine.phase(), Phase::Running);
+}
+
+#[test]
+fn first_connection_budget_exhausted_stops_and_exits_1() {
+    let config = Config {
+        max_first_connection_retries: 3,
+        ..Config::default()
+    };
+    let mut h = Harness::new(config, false);
+    h.event(Event::Started);
+    h.at_ms(1000);
+    h.rpc_error();
+    h.at_ms(5999);
+    assert!(h.timeout().is_empty());
+    h.at_ms(6000);
+    let actions = h.timeout();
+    assert_eq!(signals(&actions), vec![(Proc::Core, StopSignal::Term)]);
+    assert_eq!(
+        h.logged(LogLevel::Error, "core not answering on /run/v1.sock after 6 s"),
+        1
+    );
+    assert!(h.logs.iter().any(|(_, m)| m.contains("No such file")));
+    assert_eq!(h.exit(Proc::Core), vec![Action::Exit(1)]);
+}
+
+#[test]
+fn an_answer_within_the_budget_cancels_it() {
+    let config = Config {
+        max_first_connection_retries: 3,
+        ..Config::default()
+    };
+    let mut h = Harness::new(config, false);
+    h.event(Event::Started);
+    h.at_ms(5000);
+    h.status(None, false);
+    assert_eq!(h.machine.next_deadline(), None);
+    h.at_ms(60_000);
+    assert!(h.timeout().is_empty());
+}
+
+#[test]
+fn restart_uses_the_restart_connection_budget() {
+    let config = Config {
+        max_first_connection_retries: 100,
+        max_restart_connection_retries: 2,
+        ..fast_config()
+    };
+    let mut h = Harness::new(config, false);
+    h.event(Event::Started);
+    h.status(None, false);
+    h.exit(Proc::Core);
+    h.at_ms(5000);
+    h.timeout();
+    h.at_ms(8999);
+    assert!(h.timeout().is_empty());
+    h.at_ms(9000);
+    assert_eq!(signals(&h.timeout()), vec![(Proc::Core, StopSignal::Term)]);
+    assert_eq!(h.logged(LogLevel::Error, "maxNumberOfRestartConnectionRetries=2"), 1);
+}
+
+#[test]
+fn stale_poll_results_are_dropped() {
+    let mut h = Harness::new(Config::default(), false);
+    h.event(Event::Started);
+    let actions = h.event(Event::StatusPolled {
+        generation: 0,
+        result: Ok(UpgradeStatus {
+            accepted: Some(AcceptedRelease {
+                tag: "v2".into(),
+                height: 10,
+            }),
+            ready: true,
+        }),
+    });
+    assert!(actions.is_empty());
+    assert_eq!(h.machine.pending(), None);
+}
+
+#[test]
+fn a_broken_reload_keeps_the_config_and_logs_one_error() {
+    let mut h = Harness::new(Config::default(), false);
+    h.event(Event::Started);
+    let actions = h.event(Event::ConfigReloaded(Err(vec![
+        "/h/config.toml:3: maxNumberOfRestartz: unknown key".into(),
+    ])));
+    assert!(actions.is_empty());
+    assert_eq!(h.logged(LogLevel::Error, "maxNumberOfRestartz"), 1);
+    assert_eq!(h.machine.config(), &Config::default());
+}
+
+#[test]
+fn a_valid_reload_applies_and_retargets_polling_when_intervals_change() {
+    let mut h = Harness::new(Config::default(), false);
+    h.event(Event::Started);
+    let config = Config {
+        status_poll_interval: Duration::from_millis(200),
+        max_restarts: 9,
+        ..Config::default()
+    };
+    let actions = h.event(Event::ConfigReloaded(Ok(Box::new(config.clone()))));
+    assert!(matches!(
+        &actions[..],
+        [Action::Poll(Some(Polling { interval, .. }))] if *interval == Duration::from_millis(200)
+    ));
+    assert_eq!(h.machine.config(), &config);
+    // The same content again is a nop.
+    assert!(h
+        .event(Event::ConfigReloaded(Ok(Box::new(config))))
+        .is_empty());
+}
+
+fn ready_folder(name: &str) -> Event {
+    Event::FolderChecked {
+        tag: name.to_string(),
+        result: Ok(Box::new(run_config(name, false))),
+    }
+}
+
+#[test]
+fn upgrade_with_a_ready_folder() {
+    let mut h = Harness::new(fast_config(), false);
+    h.event(Event::Started);
+    h.status(None, false);
+    let actions = h.status(Some(("v2", 1200)), false);
+    assert_eq!(
+        actions,
+        vec![
+            Action::CheckFolder {
+                tag: "v2".into(),
+                folder: PathBuf::from("/h/v2"),
+            },
+            Action::Poll(Some(Polling {
+                generation: 2,
+                socket: PathBuf::from("/run/v1.sock"),
+                http_path: "/rpc".into(),
+                interval: Duration::from_millis(100),
+            })),
+        ]
+    );
+    assert!(h.event(ready_folder("v2")).is_empty());
+    assert_eq!(h.machine.pending(), Some(("v2", 1200, true)));
+    // The same pending status again changes nothing.
+    assert!(h.status(Some(("v2", 1200)), false).is_empty());
+
+    let actions = h.status(Some(("v2", 1200)), true);
+    assert_eq!(
+        actions,
+        vec![
+            Action::Poll(None),
+            Action::Signal {
+                proc: Proc::Core,
+                pid: 100,
+                signal: StopSignal::Term
+            }
+        ]
+    );
+    let actions = h.exit(Proc::Core);
+    assert_eq!(
+        actions[0],
+        Action::SwitchCurrent {
+            folder: PathBuf::from("/h/v2")
+        }
+    );
+    assert_eq!(
+        spawned(&actions),
+        vec![(
+            Proc::Core,
+            strings(&["start", "--home", "/z", SNAPSHOT_FLAG, "1200"])
+        )]
+    );
+    assert!(actions.contains(&Action::Poll(Some(Polling {
+        generation: 4,
+        socket: PathBuf::from("/run/v2.sock"),
+        http_path: "/rpc".into(),
+        interval: Duration::from_millis(500),
+    }))));
+    assert_eq!(h.machine.running_release(), "v2");
+    assert_eq!(h.machine.upgrades(), 1);
+    assert_eq!(h.machine.pending(), None);
+    // The new version gets the first-connection budget again.
+    assert_eq!(
+        h.machine.next_deadline(),
+        Some(h.now + CONNECT_RETRY_PERIOD * 175_000)
+    );
+}
+
+#[test]
+fn upgrade_resets_the_restart_counter() {
+    let mut h = Harness::new(fast_config(), false);
+    h.event(Event::Started);
+    h.exit(Proc::Core);
+    h.at_ms(5000);
+    h.timeout();
+    assert_eq!(h.machine.restarts(), 1);
+    h.status(Some(("v2", 50)), false);
+    h.event(ready_folder("v2"));
+    h.status(Some(("v2", 50)), true);
+    h.exit(Proc::Core);
+    assert_eq!(h.machine.restarts(), 0);
+}
+
+#[test]
+fn upgrade_honours_the_stop_delay() {
+    let config = Config {
+        stop_delay: Duration::from_secs(3),
+        ..fast_config()
+    };
+    let mut h = Harness::new(config, false);
+    h.event(Event::Started);
+    h.status(Some(("v2", 1)), false);
+    h.event(ready_folder("v2"));
+    let actions = h.status(Some(("v2", 1)), true);
+    assert!(signals(&actions).is_empty());
+    h.at_ms(2999);
+    assert!(h.timeout().is_empty());
+    h.at_ms(3000);
+    assert_eq!(signals(&h.timeout()), vec![(Proc::Core, StopSignal::Term)]);
+}
+
+#[test]
+fn a_signal_during_the_stop_delay_skips_it() {
+    let config = Config {
+        stop_delay: Duration::from_secs(3),
+        ..fast_config()
+    };
+    let mut h = Harness::new(config, false);
+    h.event(Event::Started);
+    h.status(Some(("v2", 1)), true);
+    let actions = h.event(Event::SignalReceived(ReceivedSignal::Term));
+    assert_eq!(signals(&actions), vec![(Proc::Core, StopSignal::Term)]);
+    assert_eq!(h.exit(Proc::Core), vec![Action::Exit(0)]);
+}
+
+#[test]
+fn missing_folder_warns_then_waits_stopped_until_it_appears() {
+    let mut h = Harness::new(fast_config(), false);
+    h.event(Event::Started);
+    h.status(Some(("v2", 7)), false);
+    let missing = || Event::FolderChecked {
+        tag: "v2".into(),
+        result: Err("/h/v2/run-config.toml: No such file or directory".into()),
+    };
+    h.event(missing());
+    assert_eq!(h.logged(LogLevel::Warn, "folder for accepted release v2 is not ready"), 1);
+    // Rechecked every 10 s while pending, warned at most once a minute.
+    h.at_ms(10_000);
+    assert_eq!(
+        h.timeout(),
+        vec![Action::CheckFolder {
+            tag: "v2".into(),
+            folder: PathBuf::from("/h/v2")
+        }]
+    );
+    h.event(missing());
+    assert_eq!(h.logged(LogLevel::Warn, "not ready"), 1);
+    h.at_ms(60_000);
+    h.timeout();
+    h.event(missing());
+    assert_eq!(h.logged(LogLevel::Warn, "not ready"), 2);
+
+    h.at_ms(61_000);
+    h.status(Some(("v2", 7)), true);
+    // Once stopped, the folder is checked again at once.
+    let actions = h.exit(Proc::Core);
+    assert_eq!(
+        actions,
+        vec![Action::CheckFolder {
+            tag: "v2".into(),
+            folder: PathBuf::from("/h/v2")
+        }]
+    );
+    assert_eq!(h.machine.phase(), Phase::UpgradeWait);
+    assert!(h.event(missing()).is_empty());
+    assert_eq!(h.logged(LogLevel::Error, "binaries stopped for v2"), 1);
+    // Rechecked every second while stopped; an error every 10 s.
+    let mut t = 61_000;
+    for _ in 0..12 {
+        t += 1000;
+        h.at_ms(t);
+        assert_eq!(h.timeout().len(), 1);
+        assert!(h.event(missing()).is_empty());
+    }
+    assert_eq!(h.logged(LogLevel::Error, "binaries stopped for v2"), 2);
+    h.at_ms(t + 1000);
+    h.timeout();
+    let actions = h.event(ready_folder("v2"));
+    assert_eq!(
+        actions[0],
+        Action::SwitchCurrent {
+            folder: PathBuf::from("/h/v2")
+        }
+    );
+    assert_eq!(
+        spawned(&actions),
+        vec![(
+            Proc::Core,
+            strings(&["start", "--home", "/z", SNAPSHOT_FLAG, "7"])
+        )]
+    );
+}
+
+#[test]
+fn version_mismatch_never_switches() {
+    let mut h = Harness::new(fast_config(), false);
+    h.event(Event::Started);
+    h.status(Some(("v2", 7)), true);
+    h.exit(Proc::Core);
+    let actions = h.event(Event::FolderChecked {
+        tag: "v2".into(),
+        result: Err("/h/v2/zeta reports version v9, expected v2".into()),
+    });
+    assert!(actions.is_empty());
+    assert_eq!(h.logged(LogLevel::Error, "reports version v9, expected v2"), 1);
+    assert_eq!(h.machine.phase(), Phase::UpgradeWait);
+    // A signal still stops Visor while it waits.
+    assert_eq!(
+        h.event(Event::SignalReceived(ReceivedSignal::Term)),
+        vec![Action::Poll(None), Action::Exit(0)]
+    );
+}
+
+#[test]
+fn a_failed_switch_is_retried() {
+    let mut h = Harness::new(fast_config(), false);
+    h.switch_result = Err("rename: Read-only file system".into());
+    h.event(Event::Started);
+    h.status(Some(("v2", 7)), false);
+    h.event(ready_folder("v2"));
+    h.status(Some(("v2", 7)), true);
+    let actions = h.exit(Proc::Core);
+    assert!(spawned(&actions).is_empty());
+    assert_eq!(h.machine.running_release(), "v1");
+    h.switch_result = Ok(());
+    h.at_ms(SWITCH_RETRY.as_millis() as u64);
+    assert_eq!(spawned(&h.timeout()).len(), 1);
+    assert_eq!(h.machine.running_release(), "v2");
+}
+
+#[test]
+fn ready_for_the_running_release_is_ignored_with_one_warning() {
+    let mut h = Harness::new(fast_config(), false);
+    h.event(Event::Started);
+    for _ in 0..5 {
+        assert!(h.status(Some(("v1", 7)), true).is_empty());
+    }
+    assert_eq!(h.logged(LogLevel::Warn, "already running"), 1);
+    assert_eq!(h.machine.phase(), Phase::Running);
+}
+
+#[test]
+fn hostile_tags_are_refused_once_and_never_become_paths() {
+    let long = "a".repeat(200);
+    for tag in ["../x", "/abs", "..", "", long.as_str(), "v\u{0}2"] {
+        let mut h = Harness::new(fast_config(), false);
+        h.event(Event::Started);
+        for _ in 0..3 {
+            let actions = h.status(Some((tag, 7)), true);
+            assert!(actions.is_empty(), "{tag:?}: {actions:?}");
+        }
+        assert_eq!(h.logged(LogLevel::Error, "not a safe folder name"), 1, "{tag:?}");
+        assert_eq!(h.machine.pending(), None);
+    }
+}
+
+#[test]
+fn upgrade_folders_mapping_is_used() {
+    let mut config = fast_config();
+    config
+        .upgrade_folders
+        .insert("v2".into(), "second".into());
+    let mut h = Harness::new(config, false);
+    h.event(Event::Started);
+    let actions = h.status(Some(("v2", 1)), false);
+    assert_eq!(
+        actions[0],
+        Action::CheckFolder {
+            tag: "v2".into(),
+            folder: Path::new("/h/second").to_path_buf()
+        }
+    );
+}
+
+#[test]
+fn a_withdrawn_release_is_forgotten() {
+    let mut h = Harness::new(fast_config(), false);
+    h.event(Event::Started);
+    h.status(Some(("v2", 1)), false);
+    let actions = h.status(None, false);
+    assert!(matches!(
+        &actions[..],
+        [Action::Poll(Some(Polling { interval, .. }))] if *interval == Duration::from_millis(500)
+    ));
+    assert_eq!(h.machine.pending(), None);
+}
+
+#[test]
+fn three_upgrades_in_a_row() {
+    let mut h = Harness::new(fast_config(), false);
+    h.event(Event::Started);
+    for (i, tag) in ["v2", "v3", "v4"].into_iter().enumerate() {
+        h.status(Some((tag, 100 * (i as u64 + 1))), false);
+        h.event(ready_folder(tag));
+        h.status(Some((tag, 100 * (i as u64 + 1))), true);
+        let actions = h.exit(Proc::Core);
+        assert_eq!(spawned(&actions).len(), 1);
+        assert_eq!(h.machine.running_release(), tag);
+        h.status(None, false);
+    }
+    assert_eq!(h.machine.upgrades(), 3);
+}
+
+#[test]
+fn spawn_failure_counts_as_a_crash() {
+    let mut h = Harness::new(fast_config(), false);
+    h.machine.handle(h.now, Event::Started);
+    // Drive by hand so the spawn can fail.
+    let mut actions = Vec::new();
+    while let Some(action) = h.machine.poll_action() {
+        actions.push(action);
+    }
+    assert!(actions.iter().any(|a| matches!(a, Action::Spawn { .. })));
+    let actions = h.event(Event::SpawnFailed {
+        proc: Proc::Core,
+        error: "/h/v1/zeta: No such file or directory".into(),
+    });
+    assert_eq!(h.machine.restarts(), 1);
+    assert_eq!(h.machine.phase(), Phase::RestartWait);
+    assert!(signals(&actions).is_empty());
+}
+
+#[test]
+fn exit_of_an_unknown_pid_is_a_nop() {
+    let mut h = Harness::new(fast_config(), false);
+    h.event(Event::Started);
+    let actions = h.event(Event::ChildExited {
+        proc: Proc::Core,
+        pid: 9999,
+        status: "exit status 0".into(),
+    });
+    assert!(actions.is_empty());
+    assert_eq!(h.machine.phase(), Phase::Running);
+}
