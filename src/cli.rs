@@ -125,7 +125,12 @@ pub fn parse(args: Vec<OsString>, env_home: Option<OsString>) -> Result<Command,
     }
     let need_home = || -> Result<PathBuf, UsageError> {
         home.clone()
-            .or_else(|| env_home.clone().filter(|h| !h.is_empty()).map(PathBuf::from))
+            .or_else(|| {
+                env_home
+                    .clone()
+                    .filter(|h| !h.is_empty())
+                    .map(PathBuf::from)
+            })
             .ok_or_else(|| {
                 UsageError(format!(
                     "{command}: no home folder; pass --home PATH or set VISOR_HOME"
@@ -148,7 +153,9 @@ pub fn parse(args: Vec<OsString>, env_home: Option<OsString>) -> Result<Command,
                 [version] => version.clone(),
                 [] => return Err(UsageError("prepare: missing VERSION".into())),
                 [_, extra, ..] => {
-                    return Err(UsageError(format!("prepare: unexpected argument {extra:?}")))
+                    return Err(UsageError(format!(
+                        "prepare: unexpected argument {extra:?}"
+                    )))
                 }
             };
             Ok(Command::Prepare {

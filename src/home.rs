@@ -190,10 +190,8 @@ mod tests {
     use super::*;
 
     fn temp_home(name: &str) -> Home {
-        let dir = std::env::temp_dir().join(format!(
-            "visor-home-test-{name}-{}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("visor-home-test-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         Home::new(dir)
@@ -205,7 +203,9 @@ mod tests {
             assert!(validate_tag(good).is_ok(), "{good}");
         }
         let long = "a".repeat(129);
-        for bad in ["", ".", "..", "../x", "/abs", "a/b", ".hidden", "-x", "a\0b", &long, "v 1"] {
+        for bad in [
+            "", ".", "..", "../x", "/abs", "a/b", ".hidden", "-x", "a\0b", &long, "v 1",
+        ] {
             assert!(validate_tag(bad).is_err(), "{bad:?}");
         }
         assert!(validate_tag(&"a".repeat(128)).is_ok());
@@ -217,9 +217,18 @@ mod tests {
         map.insert("v2".to_string(), "second".to_string());
         map.insert("v3".to_string(), "/opt/zeta/v3".to_string());
         let home = Path::new("/h");
-        assert_eq!(upgrade_folder(home, &map, "v2").unwrap(), Path::new("/h/second"));
-        assert_eq!(upgrade_folder(home, &map, "v3").unwrap(), Path::new("/opt/zeta/v3"));
-        assert_eq!(upgrade_folder(home, &map, "v4").unwrap(), Path::new("/h/v4"));
+        assert_eq!(
+            upgrade_folder(home, &map, "v2").unwrap(),
+            Path::new("/h/second")
+        );
+        assert_eq!(
+            upgrade_folder(home, &map, "v3").unwrap(),
+            Path::new("/opt/zeta/v3")
+        );
+        assert_eq!(
+            upgrade_folder(home, &map, "v4").unwrap(),
+            Path::new("/h/v4")
+        );
         assert!(upgrade_folder(home, &map, "../v4").is_err());
     }
 
@@ -229,7 +238,10 @@ mod tests {
         assert!(home.ensure_current().is_err(), "no genesis yet");
         fs::create_dir(home.genesis_folder()).unwrap();
         assert_eq!(home.ensure_current(), Ok(true));
-        assert_eq!(fs::read_link(home.current_link()).unwrap(), Path::new("genesis"));
+        assert_eq!(
+            fs::read_link(home.current_link()).unwrap(),
+            Path::new("genesis")
+        );
         assert_eq!(home.ensure_current(), Ok(false));
 
         fs::create_dir(home.root().join("v2")).unwrap();

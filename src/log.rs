@@ -20,7 +20,10 @@ static TIMESTAMPS: AtomicBool = AtomicBool::new(true);
 pub fn configure(format: LogFormat, level: LogLevel) {
     LEVEL.store(level_rank(level), Ordering::Relaxed);
     JSON.store(format == LogFormat::Json, Ordering::Relaxed);
-    TIMESTAMPS.store(std::env::var_os("JOURNAL_STREAM").is_none(), Ordering::Relaxed);
+    TIMESTAMPS.store(
+        std::env::var_os("JOURNAL_STREAM").is_none(),
+        Ordering::Relaxed,
+    );
 }
 
 fn level_rank(level: LogLevel) -> u8 {
@@ -49,7 +52,12 @@ pub fn write(level: LogLevel, msg: &str, fields: &[(&str, String)]) {
     let line = if JSON.load(Ordering::Relaxed) {
         format_json(now, level, msg, fields)
     } else {
-        format_text(TIMESTAMPS.load(Ordering::Relaxed).then_some(now), level, msg, fields)
+        format_text(
+            TIMESTAMPS.load(Ordering::Relaxed).then_some(now),
+            level,
+            msg,
+            fields,
+        )
     };
     // A failed write to stderr cannot be reported anywhere else, so it is ignored.
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
@@ -155,7 +163,10 @@ mod tests {
     #[test]
     fn timestamps_are_utc_rfc3339_with_millis() {
         assert_eq!(rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339_millis(1_795_553_340_123), "2026-11-24T20:49:00.123Z");
+        assert_eq!(
+            rfc3339_millis(1_795_553_340_123),
+            "2026-11-24T20:49:00.123Z"
+        );
         assert_eq!(rfc3339_millis(951_782_400_000), "2000-02-29T00:00:00.000Z");
     }
 
@@ -175,7 +186,12 @@ mod tests {
 
     #[test]
     fn text_line_without_timestamp_quotes_values_with_spaces() {
-        let line = format_text(None, LogLevel::Warn, "x", &[("error", "no such file".into())]);
+        let line = format_text(
+            None,
+            LogLevel::Warn,
+            "x",
+            &[("error", "no such file".into())],
+        );
         assert_eq!(line, "WARN  x error=\"no such file\"\n");
     }
 

@@ -597,11 +597,7 @@ impl Machine {
                     // The first complaint while stopped is an error, whatever was warned before.
                     pending.last_complaint = None;
                 }
-                self.log(
-                    LogLevel::Info,
-                    "upgrade: binaries stopped".into(),
-                    vec![],
-                );
+                self.log(LogLevel::Info, "upgrade: binaries stopped".into(), vec![]);
                 self.advance_upgrade(now);
             }
         }
@@ -627,7 +623,8 @@ impl Machine {
                     format!("supervise: {} stopped ({status})", proc.name()),
                     vec![("pid", pid.to_string())],
                 );
-                if self.live_children().is_empty() && self.timers[Timer::StopDelay as usize].is_none()
+                if self.live_children().is_empty()
+                    && self.timers[Timer::StopDelay as usize].is_none()
                 {
                     self.finish_stop(now);
                 }
@@ -747,8 +744,14 @@ impl Machine {
             Timer::ConnectBudget => {
                 if self.phase == Phase::Running && !self.answered {
                     let retries = match self.start_kind {
-                        StartKind::Restart => ("maxNumberOfRestartConnectionRetries", self.config.max_restart_connection_retries),
-                        _ => ("maxNumberOfFirstConnectionRetries", self.config.max_first_connection_retries),
+                        StartKind::Restart => (
+                            "maxNumberOfRestartConnectionRetries",
+                            self.config.max_restart_connection_retries,
+                        ),
+                        _ => (
+                            "maxNumberOfFirstConnectionRetries",
+                            self.config.max_first_connection_retries,
+                        ),
                     };
                     let last = self
                         .last_rpc_error
@@ -807,11 +810,17 @@ impl Machine {
                 ],
             );
         } else if self.last_rpc_error.is_some() {
-            self.log(LogLevel::Info, "rpc: core is answering again".into(), vec![]);
+            self.log(
+                LogLevel::Info,
+                "rpc: core is answering again".into(),
+                vec![],
+            );
         }
         self.last_rpc_error = None;
         let since = *self.healthy_since.get_or_insert(now);
-        if self.restarts > 0 && now.saturating_duration_since(since) >= self.config.restart_counter_reset {
+        if self.restarts > 0
+            && now.saturating_duration_since(since) >= self.config.restart_counter_reset
+        {
             self.log(
                 LogLevel::Info,
                 format!(
@@ -830,7 +839,10 @@ impl Machine {
             if let Some(pending) = self.pending.take() {
                 self.log(
                     LogLevel::Warn,
-                    format!("upgrade: release {} is no longer accepted by the core", pending.tag),
+                    format!(
+                        "upgrade: release {} is no longer accepted by the core",
+                        pending.tag
+                    ),
                     vec![],
                 );
                 self.clear_timer(Timer::FolderRecheck);
@@ -849,21 +861,25 @@ impl Machine {
             }
             return;
         }
-        let folder = match home::upgrade_folder(&self.home, &self.config.upgrade_folders, &release.tag) {
-            Ok(folder) => folder,
-            Err(error) => {
-                if self.refused_tag.as_deref() != Some(release.tag.as_str()) {
-                    self.refused_tag = Some(release.tag.clone());
-                    self.log(LogLevel::Error, format!("upgrade: {error}"), vec![]);
+        let folder =
+            match home::upgrade_folder(&self.home, &self.config.upgrade_folders, &release.tag) {
+                Ok(folder) => folder,
+                Err(error) => {
+                    if self.refused_tag.as_deref() != Some(release.tag.as_str()) {
+                        self.refused_tag = Some(release.tag.clone());
+                        self.log(LogLevel::Error, format!("upgrade: {error}"), vec![]);
+                    }
+                    return;
                 }
-                return;
-            }
-        };
+            };
         let is_new = self.pending.as_ref().map(|p| &p.tag) != Some(&release.tag);
         if is_new {
             self.log(
                 LogLevel::Info,
-                format!("upgrade: release {} accepted at block {}", release.tag, release.height),
+                format!(
+                    "upgrade: release {} accepted at block {}",
+                    release.tag, release.height
+                ),
                 vec![("folder", folder.display().to_string())],
             );
             self.pending = Some(Pending {
@@ -884,7 +900,10 @@ impl Machine {
         if status.ready {
             self.log(
                 LogLevel::Info,
-                format!("upgrade: core stopped at block {} and is ready for {}; stopping the binaries", release.height, release.tag),
+                format!(
+                    "upgrade: core stopped at block {} and is ready for {}; stopping the binaries",
+                    release.height, release.tag
+                ),
                 vec![],
             );
             self.begin_stop(now, AfterStop::Upgrade);
@@ -893,7 +912,12 @@ impl Machine {
 
     // ----- upgrading -----
 
-    fn on_folder_checked(&mut self, now: Instant, tag: String, result: Result<Box<RunConfig>, String>) {
+    fn on_folder_checked(
+        &mut self,
+        now: Instant,
+        tag: String,
+        result: Result<Box<RunConfig>, String>,
+    ) {
         let waiting = self.phase == Phase::UpgradeWait;
         let Some(pending) = self.pending.as_mut().filter(|p| p.tag == tag) else {
             return;
@@ -913,7 +937,11 @@ impl Machine {
             }
             Err(problem) => {
                 pending.state = FolderState::NotReady(problem.clone());
-                let period = if waiting { FOLDER_ERROR_PERIOD } else { FOLDER_WARN_PERIOD };
+                let period = if waiting {
+                    FOLDER_ERROR_PERIOD
+                } else {
+                    FOLDER_WARN_PERIOD
+                };
                 let complain = pending
                     .last_complaint
                     .is_none_or(|at| now.saturating_duration_since(at) >= period);
@@ -936,7 +964,11 @@ impl Machine {
                         );
                     }
                 }
-                let recheck = if waiting { FOLDER_RECHECK_WAITING } else { FOLDER_RECHECK_PENDING };
+                let recheck = if waiting {
+                    FOLDER_RECHECK_WAITING
+                } else {
+                    FOLDER_RECHECK_PENDING
+                };
                 self.set_timer(Timer::FolderRecheck, now + recheck);
             }
         }
@@ -975,7 +1007,10 @@ impl Machine {
         if let Err(error) = result {
             self.log(
                 LogLevel::Error,
-                format!("upgrade: cannot switch current: {error}; retrying in {} s", SWITCH_RETRY.as_secs()),
+                format!(
+                    "upgrade: cannot switch current: {error}; retrying in {} s",
+                    SWITCH_RETRY.as_secs()
+                ),
                 vec![],
             );
             self.set_timer(Timer::FolderRecheck, now + SWITCH_RETRY);
@@ -995,10 +1030,18 @@ impl Machine {
         self.clear_timer(Timer::FolderRecheck);
         self.log(
             LogLevel::Info,
-            format!("upgrade: current now points at {}; starting the new binaries from block {}", pending.tag, pending.height),
+            format!(
+                "upgrade: current now points at {}; starting the new binaries from block {}",
+                pending.tag, pending.height
+            ),
             vec![],
         );
-        self.start(now, StartKind::Upgrade { height: pending.height });
+        self.start(
+            now,
+            StartKind::Upgrade {
+                height: pending.height,
+            },
+        );
     }
 
     // ----- configuration -----
@@ -1009,7 +1052,10 @@ impl Machine {
             Err(errors) => {
                 self.log(
                     LogLevel::Error,
-                    format!("config: keeping the previous configuration: {}", errors.join("; ")),
+                    format!(
+                        "config: keeping the previous configuration: {}",
+                        errors.join("; ")
+                    ),
                     vec![],
                 );
                 return;
@@ -1021,13 +1067,19 @@ impl Machine {
         let intervals_changed = config.status_poll_interval != self.config.status_poll_interval
             || config.upgrade_poll_interval != self.config.upgrade_poll_interval;
         self.config = *config;
-        self.log(LogLevel::Info, "config: configuration reloaded".into(), vec![]);
+        self.log(
+            LogLevel::Info,
+            "config: configuration reloaded".into(),
+            vec![],
+        );
         if intervals_changed && self.phase == Phase::Running {
             self.start_polling();
         }
         if let Some(pending) = &self.pending {
             // A changed upgradeFolders mapping may move the pending release's folder.
-            if let Ok(folder) = home::upgrade_folder(&self.home, &self.config.upgrade_folders, &pending.tag) {
+            if let Ok(folder) =
+                home::upgrade_folder(&self.home, &self.config.upgrade_folders, &pending.tag)
+            {
                 if folder != pending.folder && self.phase != Phase::Stopping {
                     let tag = pending.tag.clone();
                     if let Some(p) = &mut self.pending {

@@ -34,7 +34,12 @@ pub fn latest_segment_args(data_node_args: &[String]) -> Vec<String> {
     if data_node_args.iter().any(|a| a == "datanode") {
         out.push("datanode".to_string());
     }
-    for word in ["network-history", "latest-history-segment", "--output", "json"] {
+    for word in [
+        "network-history",
+        "latest-history-segment",
+        "--output",
+        "json",
+    ] {
         out.push(word.to_string());
     }
     for (i, arg) in data_node_args.iter().enumerate() {
@@ -65,9 +70,17 @@ pub fn parse_latest_segment(stdout: &str, stderr: &str) -> Result<Option<u64>, S
     value
         .get("LatestSegment")
         .and_then(|s| s.get("to_height"))
-        .and_then(|h| h.as_u64().or_else(|| h.as_str().and_then(|s| s.parse().ok())))
+        .and_then(|h| {
+            h.as_u64()
+                .or_else(|| h.as_str().and_then(|s| s.parse().ok()))
+        })
         .map(Some)
-        .ok_or_else(|| format!("no LatestSegment.to_height in output: {}", excerpt(stdout, stderr)))
+        .ok_or_else(|| {
+            format!(
+                "no LatestSegment.to_height in output: {}",
+                excerpt(stdout, stderr)
+            )
+        })
 }
 
 /// Reads `version` from `<binary> version --output json`.
@@ -82,7 +95,11 @@ pub fn parse_version(stdout: &str) -> Result<String, String> {
 }
 
 fn excerpt(stdout: &str, stderr: &str) -> String {
-    let text = if stdout.trim().is_empty() { stderr } else { stdout };
+    let text = if stdout.trim().is_empty() {
+        stderr
+    } else {
+        stdout
+    };
     let text = text.trim();
     let cut: String = text.chars().take(200).collect();
     if cut.is_empty() {
@@ -107,10 +124,16 @@ mod tests {
         assert_eq!(existing, None);
 
         let given = strings(&["start", SNAPSHOT_FLAG, "7"]);
-        assert_eq!(with_flag(&given, SNAPSHOT_FLAG, "120"), (given.clone(), Some("7".into())));
+        assert_eq!(
+            with_flag(&given, SNAPSHOT_FLAG, "120"),
+            (given.clone(), Some("7".into()))
+        );
 
         let given = strings(&["start", "--snapshot.load-from-block-height=9"]);
-        assert_eq!(with_flag(&given, SNAPSHOT_FLAG, "120"), (given.clone(), Some("9".into())));
+        assert_eq!(
+            with_flag(&given, SNAPSHOT_FLAG, "120"),
+            (given.clone(), Some("9".into()))
+        );
     }
 
     #[test]
@@ -141,16 +164,23 @@ mod tests {
 
     #[test]
     fn segment_output_is_parsed() {
-        let out = r#"{"LatestSegment":{"from_height":1,"to_height":4000,"history_segment_id":"x"}}"#;
+        let out =
+            r#"{"LatestSegment":{"from_height":1,"to_height":4000,"history_segment_id":"x"}}"#;
         assert_eq!(parse_latest_segment(out, ""), Ok(Some(4000)));
-        assert_eq!(parse_latest_segment("", "Error: no history segments found"), Ok(None));
+        assert_eq!(
+            parse_latest_segment("", "Error: no history segments found"),
+            Ok(None)
+        );
         assert!(parse_latest_segment("garbage", "").is_err());
         assert!(parse_latest_segment("{}", "").is_err());
     }
 
     #[test]
     fn version_output_is_parsed() {
-        assert_eq!(parse_version("{\"version\":\"v1.3.0\",\"hash\":\"x\"}\n"), Ok("v1.3.0".into()));
+        assert_eq!(
+            parse_version("{\"version\":\"v1.3.0\",\"hash\":\"x\"}\n"),
+            Ok("v1.3.0".into())
+        );
         assert!(parse_version("v1.3.0").is_err());
         assert!(parse_version("{\"version\":3}").is_err());
     }

@@ -33,8 +33,12 @@ fn run_config(name: &str, data_node: bool) -> RunConfig {
             socket_path: PathBuf::from(format!("/run/{name}.sock")),
             http_path: "/rpc".to_string(),
         },
-        data_node: data_node
-            .then(|| binary(&format!("/h/{name}/zeta"), &["datanode", "start", "--home", "/d"])),
+        data_node: data_node.then(|| {
+            binary(
+                &format!("/h/{name}/zeta"),
+                &["datanode", "start", "--home", "/d"],
+            )
+        }),
     }
 }
 
@@ -91,7 +95,8 @@ impl Harness {
                 Action::SwitchCurrent { .. } => {
                     out.push(action);
                     let result = self.switch_result.clone();
-                    self.machine.handle(self.now, Event::CurrentSwitched(result));
+                    self.machine
+                        .handle(self.now, Event::CurrentSwitched(result));
                 }
                 _ => out.push(action),
             }
@@ -186,7 +191,10 @@ fn start_spawns_core_then_data_node_with_configured_args_and_polls() {
         spawned(&actions),
         vec![
             (Proc::Core, strings(&["start", "--home", "/z"])),
-            (Proc::DataNode, strings(&["datanode", "start", "--home", "/d"])),
+            (
+                Proc::DataNode,
+                strings(&["datanode", "start", "--home", "/d"])
+            ),
         ]
     );
     assert_eq!(h.machine.phase(), Phase::Running);
@@ -237,7 +245,10 @@ fn crash_stops_the_other_and_restarts_after_the_delay_with_segment_height() {
                 Proc::Core,
                 strings(&["start", "--home", "/z", SNAPSHOT_FLAG, "4000"])
             ),
-            (Proc::DataNode, strings(&["datanode", "start", "--home", "/d"])),
+            (
+                Proc::DataNode,
+                strings(&["datanode", "start", "--home", "/d"])
+            ),
         ]
     );
 }
@@ -412,7 +423,10 @@ fn first_connection_budget_exhausted_stops_and_exits_1() {
     let actions = h.timeout();
     assert_eq!(signals(&actions), vec![(Proc::Core, StopSignal::Term)]);
     assert_eq!(
-        h.logged(LogLevel::Error, "core not answering on /run/v1.sock after 6 s"),
+        h.logged(
+            LogLevel::Error,
+            "core not answering on /run/v1.sock after 6 s"
+        ),
         1
     );
     assert!(h.logs.iter().any(|(_, m)| m.contains("No such file")));
@@ -451,7 +465,10 @@ fn restart_uses_the_restart_connection_budget() {
     assert!(h.timeout().is_empty());
     h.at_ms(9000);
     assert_eq!(signals(&h.timeout()), vec![(Proc::Core, StopSignal::Term)]);
-    assert_eq!(h.logged(LogLevel::Error, "maxNumberOfRestartConnectionRetries=2"), 1);
+    assert_eq!(
+        h.logged(LogLevel::Error, "maxNumberOfRestartConnectionRetries=2"),
+        1
+    );
 }
 
 #[test]
@@ -637,7 +654,13 @@ fn missing_folder_warns_then_waits_stopped_until_it_appears() {
         result: Err("/h/v2/run-config.toml: No such file or directory".into()),
     };
     h.event(missing());
-    assert_eq!(h.logged(LogLevel::Warn, "folder for accepted release v2 is not ready"), 1);
+    assert_eq!(
+        h.logged(
+            LogLevel::Warn,
+            "folder for accepted release v2 is not ready"
+        ),
+        1
+    );
     // Rechecked every 10 s while pending, warned at most once a minute.
     h.at_ms(10_000);
     assert_eq!(
@@ -706,7 +729,10 @@ fn version_mismatch_never_switches() {
         result: Err("/h/v2/zeta reports version v9, expected v2".into()),
     });
     assert!(actions.is_empty());
-    assert_eq!(h.logged(LogLevel::Error, "reports version v9, expected v2"), 1);
+    assert_eq!(
+        h.logged(LogLevel::Error, "reports version v9, expected v2"),
+        1
+    );
     assert_eq!(h.machine.phase(), Phase::UpgradeWait);
     // A signal still stops Visor while it waits.
     assert_eq!(
@@ -753,7 +779,11 @@ fn hostile_tags_are_refused_once_and_never_become_paths() {
             let actions = h.status(Some((tag, 7)), true);
             assert!(actions.is_empty(), "{tag:?}: {actions:?}");
         }
-        assert_eq!(h.logged(LogLevel::Error, "not a safe folder name"), 1, "{tag:?}");
+        assert_eq!(
+            h.logged(LogLevel::Error, "not a safe folder name"),
+            1,
+            "{tag:?}"
+        );
         assert_eq!(h.machine.pending(), None);
     }
 }
@@ -761,9 +791,7 @@ fn hostile_tags_are_refused_once_and_never_become_paths() {
 #[test]
 fn upgrade_folders_mapping_is_used() {
     let mut config = fast_config();
-    config
-        .upgrade_folders
-        .insert("v2".into(), "second".into());
+    config.upgrade_folders.insert("v2".into(), "second".into());
     let mut h = Harness::new(config, false);
     h.event(Event::Started);
     let actions = h.status(Some(("v2", 1)), false);

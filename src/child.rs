@@ -1,0 +1,108 @@
+//! Starting, signalling and reaping the node processes (SPEC section 3).
+//!
+//! Only the coordinator calls [`spawn`] and [`signal_group`]. Each child gets a waiter thread
+//! (`visor-wait-<pid>`) that owns the `Child`, blocks in `wait`, and only reports the exit.
+
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crossbeam_channel::Sender;
+
+use crate::machine::{Event, Proc, StopSignal};
+
+/// Stack size of helper threads: they only wait or copy small buffers.
+pub const SMALL_STACK: usize = 64 * 1024;
+
+/// Starts `program args` with stdin from /dev/null, stdout and stderr inherited, in its own
+/// process group, with SIGTERM as its parent-death signal; returns its pid.
+///
+/// The parent-death signal fires when the *thread* that forked exits, so this must be called
+/// from the coordinator thread, which lives as long as Visor does.
+pub fn spawn(proc: Proc, program: &Path, args: &[String], exits: Sender<Event>) -> io::Result<u32> {
+    let parent = std::process::id() as libc::pid_t;
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .process_group(0);
+    // SAFETY: the closure runs between fork and exec and only makes async-signal-safe calls
+    // (prctl, getppid); it allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGTERM as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            // Visor may have died between fork and prctl; then nobody would ever stop us.
+            if libc::getppid() != parent {
+                return Err(io::Error::other("visor exited while starting the process"));
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn()?;
+    let pid = child.id();
+    let spawned = std::thread::Builder::new()
+        .name(format!("visor-wait-{pid}"))
+        .stack_size(SMALL_STACK)
+        .spawn(move || {
+            let status = match child.wait() {
+                Ok(status) => describe_status(status),
+                Err(e) => format!("wait failed: {e}"),
+            };
+            let _ = exits.send(Event::ChildExited { proc, pid, status });
+        });
+    if let Err(e) = spawned {
+        // Without a waiter nobody would reap the child: stop it and report the failure.
+        signal_group(pid, StopSignal::Kill);
+        return Err(e);
+    }
+    Ok(pid)
+}
+
+/// `exit status 3` or `killed by SIGKILL`.
+pub fn describe_status(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    if let Some(code) = status.code() {
+        format!("exit status {code}")
+    } else if let Some(signal) = status.signal() {
+        format!("killed by {}", signal_name(signal))
+    } else {
+        status.to_string()
+    }
+}
+
+fn signal_name(signal: i32) -> String {
+    match signal {
+        libc::SIGTERM => "SIGTERM".into(),
+        libc::SIGKILL => "SIGKILL".into(),
+        libc::SIGINT => "SIGINT".into(),
+        libc::SIGHUP => "SIGHUP".into(),
+        libc::SIGSEGV => "SIGSEGV".into(),
+        libc::SIGABRT => "SIGABRT".into(),
+        other => format!("signal {other}"),
+    }
+}
+
+/// Sends the signal to the child's whole process group. A group that is already gone is not
+/// an error.
+pub fn signal_group(pid: u32, signal: StopSignal) {
+    let number = match signal {
+        StopSignal::Term => libc::SIGTERM,
+        StopSignal::Kill => libc::SIGKILL,
+    };
+    // SAFETY: kill(2) with a negative pid signals the process group; no memory is involved.
+    unsafe {
+        libc::kill(-(pid as libc::pid_t), number);
+    }
+}

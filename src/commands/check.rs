@@ -1,0 +1,135 @@
+//! `visor check`: every problem `visor run` would stop on, and a pending upgrade whose folder
+//! is not ready, one line each.
+
+use std::path::{Path, PathBuf};
+
+use super::run::load_config;
+use super::{EXIT_CONFIG, EXIT_FAILURE, EXIT_OK};
+use crate::config::Config;
+use crate::folder_check::{check_upgrade_folder, load_startable};
+use crate::home::{self, Home, RUN_CONFIG_FILE, TMP_PREFIX};
+use crate::rpc::CoreClient;
+
+/// How long `check` and `status` wait for the core's answer.
+pub const QUICK_RPC_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+pub fn check(root: &Path) -> i32 {
+    let home = Home::new(root.to_path_buf());
+    let mut config_problems: Vec<String> = Vec::new();
+    let config = match load_config(&home) {
+        Ok((config, _)) => Some(config),
+        Err(problems) => {
+            config_problems.extend(problems);
+            None
+        }
+    };
+    if !root.is_dir() {
+        return report(config_problems, Vec::new());
+    }
+    let current = current_problem(&home);
+    config_problems.extend(current.clone().err());
+    for folder in version_folders(root, config.as_ref()) {
+        if let Err(problems) = load_startable(&folder) {
+            config_problems.extend(problems);
+        }
+    }
+    let mut upgrade_problems = Vec::new();
+    if let (Some(config), Ok(current)) = (&config, current) {
+        if let Some(problem) = pending_upgrade_problem(root, config, &current) {
+            upgrade_problems.push(problem);
+        }
+    }
+    report(config_problems, upgrade_problems)
+}
+
+fn report(config_problems: Vec<String>, upgrade_problems: Vec<String>) -> i32 {
+    for problem in config_problems.iter().chain(&upgrade_problems) {
+        println!("{problem}");
+    }
+    if !config_problems.is_empty() {
+        EXIT_CONFIG
+    } else if !upgrade_problems.is_empty() {
+        EXIT_FAILURE
+    } else {
+        EXIT_OK
+    }
+}
+
+/// The folder `current` points at, or why it cannot be used (a missing link is fine: `run`
+/// creates it).
+fn current_problem(home: &Home) -> Result<PathBuf, String> {
+    let link = home.current_link();
+    match std::fs::symlink_metadata(&link) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let genesis = home.genesis_folder();
+            if genesis.is_dir() {
+                Ok(genesis)
+            } else {
+                Err(format!(
+                    "{}: missing, and there is no {} to link it to; create it with visor init",
+                    link.display(),
+                    genesis.display()
+                ))
+            }
+        }
+        _ => home.ensure_current().and_then(|_| {
+            home.current_target()
+                .map_err(|e| format!("{}: {e}", link.display()))
+        }),
+    }
+}
+
+/// Every folder in HOME holding a run-config.toml, plus absolute `upgradeFolders`.
+fn version_folders(root: &Path, config: Option<&Config>) -> Vec<PathBuf> {
+    let mut folders: Vec<PathBuf> = std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|entry| {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            !name.starts_with(TMP_PREFIX) && name != home::CURRENT_LINK
+        })
+        .map(|entry| entry.path())
+        .filter(|path| path.join(RUN_CONFIG_FILE).is_file())
+        .collect();
+    if let Some(config) = config {
+        for folder in config.upgrade_folders.values() {
+            let path = Path::new(folder);
+            if path.is_absolute() && path.join(RUN_CONFIG_FILE).is_file() {
+                folders.push(path.to_path_buf());
+            }
+        }
+    }
+    folders.sort();
+    folders.dedup();
+    folders
+}
+
+/// Asks the core (briefly) for a pending upgrade and checks that release's folder.
+fn pending_upgrade_problem(root: &Path, config: &Config, current: &Path) -> Option<String> {
+    let run = load_startable(current).ok()?;
+    let mut client = CoreClient::new(run.rpc.socket_path.clone(), run.rpc.http_path.clone());
+    let status = client.upgrade_status_within(QUICK_RPC_TIMEOUT).ok()?;
+    let release = status.accepted?;
+    if release.tag == run.name {
+        return None;
+    }
+    let folder = match home::upgrade_folder(root, &config.upgrade_folders, &release.tag) {
+        Ok(folder) => folder,
+        Err(problem) => {
+            return Some(format!(
+                "core at {}: {problem}",
+                run.rpc.socket_path.display()
+            ))
+        }
+    };
+    check_upgrade_folder(&release.tag, &folder)
+        .err()
+        .map(|problem| {
+            format!(
+                "upgrade {} accepted at block {} but its folder is not ready: {problem}",
+                release.tag, release.height
+            )
+        })
+}

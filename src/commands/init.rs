@@ -1,0 +1,72 @@
+//! `visor init`: creates a home folder with a commented config.toml, genesis/ and an example
+//! upgrade folder.
+
+use std::fs;
+use std::path::Path;
+
+use super::{EXIT_FAILURE, EXIT_OK};
+use crate::config::CONFIG_TEMPLATE;
+use crate::home::{CONFIG_FILE, GENESIS_FOLDER, RUN_CONFIG_FILE};
+use crate::run_config::run_config_template;
+
+/// The example upgrade folder's name, as Vega's visor writes it.
+pub const EXAMPLE_FOLDER: &str = "vX.X.X";
+
+pub fn init(home: &Path, with_data_node: bool) -> i32 {
+    match fs::read_dir(home) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                eprintln!(
+                    "visor: init: {} exists and is not empty; choose a new folder or empty it first",
+                    home.display()
+                );
+                return EXIT_FAILURE;
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            eprintln!("visor: init: {}: {e}", home.display());
+            return EXIT_FAILURE;
+        }
+    }
+    match write_home(home, with_data_node) {
+        Ok(()) => {
+            println!("created {}", home.display());
+            println!(
+                "  {CONFIG_FILE}                   Visor's settings, every key at its default"
+            );
+            println!("  {GENESIS_FOLDER}/{RUN_CONFIG_FILE}   put the first version's binary and settings here");
+            println!("  {EXAMPLE_FOLDER}/{RUN_CONFIG_FILE}    an example upgrade folder: copy it to the release tag's name");
+            println!(
+                "next: edit the run-configs, then run: visor check --home {}",
+                home.display()
+            );
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("visor: init: {e}");
+            EXIT_FAILURE
+        }
+    }
+}
+
+fn write_home(home: &Path, with_data_node: bool) -> Result<(), String> {
+    let write = |path: &Path, text: &str| {
+        fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+    };
+    let mkdir =
+        |path: &Path| fs::create_dir_all(path).map_err(|e| format!("{}: {e}", path.display()));
+    mkdir(home)?;
+    write(&home.join(CONFIG_FILE), CONFIG_TEMPLATE)?;
+    for (folder, name) in [
+        (GENESIS_FOLDER, "genesis"),
+        (EXAMPLE_FOLDER, EXAMPLE_FOLDER),
+    ] {
+        mkdir(&home.join(folder))?;
+        write(
+            &home.join(folder).join(RUN_CONFIG_FILE),
+            &run_config_template(name, with_data_node),
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,63 @@
+//! One file per command (SPEC section 2); this file dispatches and holds the exit codes.
+
+mod check;
+mod init;
+mod run;
+mod status;
+
+use std::path::{Path, PathBuf};
+
+use crate::cli::{self, Command, Output};
+
+/// Success, or a clean stop after a signal.
+pub const EXIT_OK: i32 = 0;
+/// Runtime failure: restart budget spent, core unreachable past its budget, upgrade failed.
+pub const EXIT_FAILURE: i32 = 1;
+/// Bad command line.
+pub const EXIT_USAGE: i32 = 2;
+/// Configuration error found at start (EX_CONFIG).
+pub const EXIT_CONFIG: i32 = 78;
+
+/// Parses the command line and runs the command; returns the process exit status.
+pub fn main() -> i32 {
+    let args: Vec<_> = std::env::args_os().skip(1).collect();
+    let command = match cli::parse(args, std::env::var_os("VISOR_HOME")) {
+        Ok(command) => command,
+        Err(e) => {
+            eprintln!("visor: {e}\nRun 'visor help' for usage.");
+            return EXIT_USAGE;
+        }
+    };
+    match command {
+        Command::Help => {
+            print!("{}", cli::USAGE);
+            EXIT_OK
+        }
+        Command::Version { output } => {
+            let version = env!("CARGO_PKG_VERSION");
+            match output {
+                Output::Text => println!("visor {version}"),
+                Output::Json => println!("{}", serde_json::json!({ "version": version })),
+            }
+            EXIT_OK
+        }
+        Command::Init {
+            home,
+            with_data_node,
+        } => init::init(&absolute(&home), with_data_node),
+        Command::Run { home } => run::run(&absolute(&home)),
+        Command::Check { home } => check::check(&absolute(&home)),
+        Command::Status { home, output } => status::status(&absolute(&home), output),
+        Command::Prepare { version, .. } => {
+            eprintln!(
+                "visor: prepare {version}: installing upgrade folders is not available in this build yet; create the folder by hand (see visor(1))"
+            );
+            EXIT_USAGE
+        }
+    }
+}
+
+/// The home path made absolute, so every path Visor logs and stores is unambiguous.
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}

@@ -1,0 +1,166 @@
+//! The coordinator: the one loop that owns the state machine (SPEC design card). It waits on
+//! every input channel with one `select!`, feeds the machine, and carries out the actions it
+//! hands back. It is the only code that spawns or signals a node process or moves `current`.
+
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{select, Receiver, Sender};
+
+use crate::child;
+use crate::config_watch::ConfigResult;
+use crate::home::Home;
+use crate::log;
+use crate::machine::{Action, Event, Machine, Polling, ReceivedSignal};
+use crate::rpc_poll::Polled;
+use crate::tasks;
+
+/// The channels between the coordinator and the threads that feed it.
+pub struct Channels {
+    pub signals: Receiver<ReceivedSignal>,
+    pub configs: Receiver<ConfigResult>,
+    pub polls: Receiver<Polled>,
+    /// Child exits and worker results, already in the machine's terms.
+    pub events: Receiver<Event>,
+    pub events_tx: Sender<Event>,
+    pub poll_control: Sender<Option<Polling>>,
+    pub reload: Sender<()>,
+}
+
+pub struct Coordinator {
+    machine: Machine,
+    home: Home,
+    channels: Channels,
+}
+
+/// A turn slower than this is logged, as a hint that something blocked the loop.
+const SLOW_TURN: Duration = Duration::from_millis(100);
+
+impl Coordinator {
+    pub fn new(machine: Machine, home: Home, channels: Channels) -> Coordinator {
+        Coordinator {
+            machine,
+            home,
+            channels,
+        }
+    }
+
+    /// Runs until the machine orders an exit; returns the exit status.
+    pub fn run(mut self) -> i32 {
+        self.machine.handle(Instant::now(), Event::Started);
+        loop {
+            if let Some(code) = self.execute_actions() {
+                return code;
+            }
+            let event = self.next_event();
+            let started = Instant::now();
+            match event {
+                Some(event) => {
+                    let name = event_name(&event);
+                    self.machine.handle(started, event);
+                    let took = started.elapsed();
+                    if took > SLOW_TURN {
+                        log::debug(
+                            "coordinator: slow turn",
+                            &[("event", name.into()), ("ms", took.as_millis().to_string())],
+                        );
+                    }
+                }
+                None => self.machine.handle_timeout(started),
+            }
+        }
+    }
+
+    /// Waits for the next input, or for the machine's next deadline (`None`).
+    fn next_event(&self) -> Option<Event> {
+        let timeout = match self.machine.next_deadline() {
+            Some(deadline) => deadline.saturating_duration_since(Instant::now()),
+            None => Duration::from_secs(3600),
+        };
+        let c = &self.channels;
+        select! {
+            recv(c.signals) -> signal => signal.ok().map(Event::SignalReceived),
+            recv(c.events) -> event => event.ok(),
+            recv(c.polls) -> polled => polled.ok().map(|p| Event::StatusPolled { generation: p.generation, result: p.result }),
+            recv(c.configs) -> config => config.ok().map(|result| {
+                if let Ok(config) = &result {
+                    log::configure(config.log_format, config.log_level);
+                }
+                Event::ConfigReloaded(result)
+            }),
+            default(timeout) => None,
+        }
+    }
+
+    /// Carries out every queued action; `Some(code)` once the machine ordered an exit.
+    fn execute_actions(&mut self) -> Option<i32> {
+        let mut exit = None;
+        while let Some(action) = self.machine.poll_action() {
+            match action {
+                Action::Log { level, msg, fields } => {
+                    let fields: Vec<(&str, String)> = fields.into_iter().collect();
+                    log::write(level, &msg, &fields);
+                }
+                Action::Spawn {
+                    proc,
+                    program,
+                    args,
+                } => {
+                    let event = match child::spawn(
+                        proc,
+                        &program,
+                        &args,
+                        self.channels.events_tx.clone(),
+                    ) {
+                        Ok(pid) => Event::ChildSpawned { proc, pid },
+                        Err(e) => Event::SpawnFailed {
+                            proc,
+                            error: format!("{}: {e}", program.display()),
+                        },
+                    };
+                    self.machine.handle(Instant::now(), event);
+                }
+                Action::Signal { pid, signal, .. } => child::signal_group(pid, signal),
+                Action::Poll(polling) => {
+                    let _ = self.channels.poll_control.send(polling);
+                }
+                Action::ReloadConfig => {
+                    let _ = self.channels.reload.send(());
+                }
+                Action::QuerySegment { program, args } => {
+                    tasks::query_segment(program, args, self.channels.events_tx.clone())
+                }
+                Action::CheckFolder { tag, folder } => {
+                    tasks::check_folder(tag, folder, self.channels.events_tx.clone())
+                }
+                Action::SwitchCurrent { folder } => {
+                    let result = self.home.switch_current(&folder).map_err(|e| {
+                        format!(
+                            "{} -> {}: {e}",
+                            self.home.current_link().display(),
+                            folder.display()
+                        )
+                    });
+                    self.machine
+                        .handle(Instant::now(), Event::CurrentSwitched(result));
+                }
+                Action::Exit(code) => exit = Some(code),
+            }
+        }
+        exit
+    }
+}
+
+fn event_name(event: &Event) -> &'static str {
+    match event {
+        Event::Started => "Started",
+        Event::ChildSpawned { .. } => "ChildSpawned",
+        Event::SpawnFailed { .. } => "SpawnFailed",
+        Event::ChildExited { .. } => "ChildExited",
+        Event::SignalReceived(_) => "SignalReceived",
+        Event::StatusPolled { .. } => "StatusPolled",
+        Event::ConfigReloaded(_) => "ConfigReloaded",
+        Event::SegmentQueried(_) => "SegmentQueried",
+        Event::FolderChecked { .. } => "FolderChecked",
+        Event::CurrentSwitched(_) => "CurrentSwitched",
+    }
+}

@@ -1,0 +1,20 @@
+//! Zeta Visor: runs a Zeta core node (and data node) and swaps binaries at protocol upgrades.
+//!
+//! The binary's entry point is [`commands::main`]; ARCHITECTURE.md maps the modules.
+
+pub mod child;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod config_watch;
+pub mod coordinator;
+pub mod folder_check;
+pub mod home;
+pub mod log;
+pub mod machine;
+pub mod node_commands;
+pub mod rpc;
+pub mod rpc_poll;
+pub mod run_config;
+pub mod signals;
+pub mod tasks;

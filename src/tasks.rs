@@ -1,0 +1,52 @@
+//! One-shot worker threads for slow checks the coordinator must not block on: the data
+//! node's latest history segment before a restart, and an upgrade folder's readiness. Each
+//! reports its result as a state-machine event and ends.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crossbeam_channel::Sender;
+
+use crate::folder_check::{check_upgrade_folder, run_captured};
+use crate::machine::Event;
+use crate::node_commands::parse_latest_segment;
+
+/// How long the data node may take to name its latest history segment.
+pub const SEGMENT_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn spawn_worker(name: &str, work: impl FnOnce() -> Event + Send + 'static, events: Sender<Event>) {
+    let worker_events = events.clone();
+    let started = std::thread::Builder::new()
+        .name(name.to_string())
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            let _ = worker_events.send(work());
+        });
+    if let Err(e) = started {
+        crate::log::error(&format!("cannot start thread {name}: {e}"), &[]);
+    }
+}
+
+pub fn query_segment(program: PathBuf, args: Vec<String>, events: Sender<Event>) {
+    spawn_worker(
+        "visor-segment",
+        move || {
+            let words: Vec<&str> = args.iter().map(String::as_str).collect();
+            let result = run_captured(&program, &words, SEGMENT_TIMEOUT)
+                .and_then(|out| parse_latest_segment(&out.stdout, &out.stderr));
+            Event::SegmentQueried(result)
+        },
+        events,
+    );
+}
+
+pub fn check_folder(tag: String, folder: PathBuf, events: Sender<Event>) {
+    spawn_worker(
+        "visor-check",
+        move || {
+            let result = check_upgrade_folder(&tag, &folder).map(Box::new);
+            Event::FolderChecked { tag, result }
+        },
+        events,
+    );
+}
