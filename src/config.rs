@@ -1,0 +1,1851 @@
+//! Visor's own configuration file, `HOME/config.toml`: the `Config` type and its defaults, the
+//! parser that checks every key and reports every problem with its file and line, and the
+//! commented template that `visor init` writes.
+//!
+//! It also owns `doc`, the line-aware TOML reader that `run_config` shares.
+//!
+//! This module must not log, must not look at the home folder and does no IO except reading the
+//! one file named to `Config::load`. Resolving folders, watching the file for changes and acting
+//! on the values belong to other modules.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use self::doc::{key_path, Entry, Kind, Report};
+
+/// The manual page that documents config.toml, named in messages about unknown keys.
+const MANUAL: &str = "visor-config(5)";
+
+/// The shortest poll interval accepted, in milliseconds; anything shorter would busy-loop.
+const MIN_POLL_INTERVAL_MS: u64 = 10;
+
+/// The format of Visor's log lines on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl LogFormat {
+    /// Returns the name used for this format in config.toml.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+/// The least severe level of log line that Visor writes; the order is by severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    /// Everything, including detail useful only when tracking down a problem.
+    Debug,
+    /// Normal operation: starts, stops, upgrades.
+    Info,
+    /// Problems Visor works around.
+    Warn,
+    /// Problems that need an operator.
+    Error,
+}
+
+impl LogLevel {
+    /// Returns the name used for this level in config.toml and in log lines.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+}
+
+/// The contents of config.toml, with every missing key at its default.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// `maxNumberOfFirstConnectionRetries`: status calls before the first answer after a first
+    /// start or an upgrade.
+    pub max_first_connection_retries: u64,
+    /// `maxNumberOfRestartConnectionRetries`: status calls before the first answer after a crash
+    /// restart.
+    pub max_restart_connection_retries: u64,
+    /// `maxNumberOfRestarts`: crash restarts allowed before Visor gives up.
+    pub max_restarts: u64,
+    /// `restartsDelaySeconds`: the wait before restarting crashed binaries.
+    pub restarts_delay: Duration,
+    /// `restartCounterResetSeconds`: the healthy running time that resets the restart counter.
+    pub restart_counter_reset: Duration,
+    /// `stopDelaySeconds`: the wait before stopping the binaries for an upgrade.
+    pub stop_delay: Duration,
+    /// `stopSignalTimeoutSeconds`: the wait between SIGTERM and SIGKILL.
+    pub stop_signal_timeout: Duration,
+    /// `statusPollIntervalMilliseconds`: how often the core is asked for the upgrade status.
+    pub status_poll_interval: Duration,
+    /// `upgradePollIntervalMilliseconds`, never longer than `status_poll_interval`: how often the
+    /// core is asked while an accepted release is pending.
+    pub upgrade_poll_interval: Duration,
+    /// `[upgradeFolders]`: release tag to a folder name in HOME or an absolute path.
+    pub upgrade_folders: BTreeMap<String, String>,
+    /// `logFormat`.
+    pub log_format: LogFormat,
+    /// `logLevel`.
+    pub log_level: LogLevel,
+    /// `metricsFile`: the absolute path of the Prometheus textfile, when set.
+    pub metrics_file: Option<PathBuf>,
+    /// `[autoInstall]`.
+    pub auto_install: AutoInstall,
+}
+
+/// The `[autoInstall]` table: fetching missing upgrade folders from GitHub releases.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AutoInstall {
+    /// `enabled`.
+    pub enabled: bool,
+    /// `repositoryOwner`.
+    pub repository_owner: String,
+    /// `repository`.
+    pub repository: String,
+    /// `apiUrl`, without trailing slashes.
+    pub api_url: String,
+    /// `prefetch`: install when an upgrade is accepted rather than when it is ready.
+    pub prefetch: bool,
+    /// `requireChecksum`: refuse an asset that has no SHA-256 to check against.
+    pub require_checksum: bool,
+    /// `checksumAsset`: a `sha256sum`-format file in the same release, when set.
+    pub checksum_asset: Option<String>,
+    /// `[autoInstall.asset]` `name`, with `{os}`, `{arch}` and `{version}` placeholders.
+    pub asset_name: String,
+    /// `[autoInstall.asset]` `binaryName`: the binary inside a zip asset.
+    pub binary_name: String,
+}
+
+impl Default for AutoInstall {
+    fn default() -> Self {
+        AutoInstall {
+            enabled: false,
+            repository_owner: "zeta-protocol".to_owned(),
+            repository: "zeta".to_owned(),
+            api_url: "https://api.github.com".to_owned(),
+            prefetch: true,
+            require_checksum: true,
+            checksum_asset: None,
+            asset_name: "zeta-{os}-{arch}.zip".to_owned(),
+            binary_name: "zeta".to_owned(),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_first_connection_retries: 175_000,
+            max_restart_connection_retries: 10,
+            max_restarts: 3,
+            restarts_delay: Duration::from_secs(5),
+            restart_counter_reset: Duration::from_secs(600),
+            stop_delay: Duration::from_secs(0),
+            stop_signal_timeout: Duration::from_secs(15),
+            status_poll_interval: Duration::from_millis(500),
+            upgrade_poll_interval: Duration::from_millis(100),
+            upgrade_folders: BTreeMap::new(),
+            log_format: LogFormat::Text,
+            log_level: LogLevel::Info,
+            metrics_file: None,
+            auto_install: AutoInstall::default(),
+        }
+    }
+}
+
+/// The keys allowed at the top level of config.toml.
+const TOP_KEYS: &[&str] = &[
+    "maxNumberOfFirstConnectionRetries",
+    "maxNumberOfRestartConnectionRetries",
+    "maxNumberOfRestarts",
+    "restartsDelaySeconds",
+    "restartCounterResetSeconds",
+    "stopDelaySeconds",
+    "stopSignalTimeoutSeconds",
+    "statusPollIntervalMilliseconds",
+    "upgradePollIntervalMilliseconds",
+    "upgradeFolders",
+    "logFormat",
+    "logLevel",
+    "metricsFile",
+    "autoInstall",
+];
+
+/// The keys allowed in `[autoInstall]`.
+const AUTO_INSTALL_KEYS: &[&str] = &[
+    "enabled",
+    "repositoryOwner",
+    "repository",
+    "apiUrl",
+    "prefetch",
+    "requireChecksum",
+    "checksumAsset",
+    "asset",
+];
+
+/// The keys allowed in `[autoInstall.asset]`.
+const ASSET_KEYS: &[&str] = &["name", "binaryName"];
+
+/// The values allowed for `logFormat`, in the order messages list them.
+const LOG_FORMATS: &[LogFormat] = &[LogFormat::Text, LogFormat::Json];
+
+/// The values allowed for `logLevel`, in the order messages list them.
+const LOG_LEVELS: &[LogLevel] = &[
+    LogLevel::Debug,
+    LogLevel::Info,
+    LogLevel::Warn,
+    LogLevel::Error,
+];
+
+impl Config {
+    /// Parses config.toml text. `file` is only used in messages.
+    ///
+    /// Missing keys take their defaults. On failure every problem found is returned, one
+    /// message per problem, in the order of their lines.
+    pub fn parse(file: &Path, text: &str) -> Result<Config, Vec<String>> {
+        let root = doc::parse(file, text).map_err(|message| vec![message])?;
+        let mut rep = Report::new(file, text, MANUAL);
+        let mut config = Config::default();
+        let mut status_ms = None;
+        let mut upgrade_ms = None;
+        for entry in &root {
+            match entry.key.as_str() {
+                "maxNumberOfFirstConnectionRetries" => {
+                    set(
+                        &mut config.max_first_connection_retries,
+                        rep.count(entry, ""),
+                    );
+                }
+                "maxNumberOfRestartConnectionRetries" => {
+                    set(
+                        &mut config.max_restart_connection_retries,
+                        rep.count(entry, ""),
+                    );
+                }
+                "maxNumberOfRestarts" => set(&mut config.max_restarts, rep.count(entry, "")),
+                "restartsDelaySeconds" => set(&mut config.restarts_delay, rep.seconds(entry, "")),
+                "restartCounterResetSeconds" => {
+                    set(&mut config.restart_counter_reset, rep.seconds(entry, ""));
+                }
+                "stopDelaySeconds" => set(&mut config.stop_delay, rep.seconds(entry, "")),
+                "stopSignalTimeoutSeconds" => {
+                    set(&mut config.stop_signal_timeout, rep.seconds(entry, ""));
+                }
+                "statusPollIntervalMilliseconds" => {
+                    status_ms = rep.poll_interval(entry, "", 500);
+                }
+                "upgradePollIntervalMilliseconds" => {
+                    upgrade_ms = rep.poll_interval(entry, "", 100);
+                }
+                "upgradeFolders" => parse_upgrade_folders(&mut rep, entry, &mut config),
+                "logFormat" => {
+                    set(
+                        &mut config.log_format,
+                        rep.choice(entry, "", LOG_FORMATS, |f| f.as_str()),
+                    );
+                }
+                "logLevel" => {
+                    set(
+                        &mut config.log_level,
+                        rep.choice(entry, "", LOG_LEVELS, |l| l.as_str()),
+                    );
+                }
+                "metricsFile" => parse_metrics_file(&mut rep, entry, &mut config),
+                "autoInstall" => parse_auto_install(&mut rep, entry, &mut config.auto_install),
+                _ => rep.unknown(entry, "", TOP_KEYS),
+            }
+        }
+        if let Some(ms) = status_ms {
+            config.status_poll_interval = Duration::from_millis(ms);
+        }
+        if let Some(ms) = upgrade_ms {
+            config.upgrade_poll_interval = Duration::from_millis(ms);
+        }
+        // The upgrade poll exists to be faster than the status poll, so it is never slower.
+        config.upgrade_poll_interval = config
+            .upgrade_poll_interval
+            .min(config.status_poll_interval);
+        rep.finish(config)
+    }
+
+    /// Reads and parses the file; a read error is one message naming the file and what to do.
+    pub fn load(file: &Path) -> Result<Config, Vec<String>> {
+        let text = doc::read(
+            file,
+            "create it with `visor init` or point --home at the right folder",
+        )?;
+        Config::parse(file, &text)
+    }
+}
+
+/// Stores a value that parsed, leaving the default in place when it did not.
+fn set<T>(field: &mut T, value: Option<T>) {
+    if let Some(value) = value {
+        *field = value;
+    }
+}
+
+/// Reads `[upgradeFolders]`: each key a release tag, each value a folder name or absolute path.
+fn parse_upgrade_folders(rep: &mut Report, entry: &Entry, config: &mut Config) {
+    let Some(table) = rep.table(entry, "") else {
+        return;
+    };
+    for folder in table {
+        let path = key_path(&entry.key, &folder.key);
+        if !is_valid_release_tag(&folder.key) {
+            rep.error(
+                &folder.span(),
+                &path,
+                "not a valid release tag; a tag starts with a letter or digit and holds at most \
+                 128 letters, digits, '.', '_', '+' or '-'",
+            );
+            continue;
+        }
+        let value = match &folder.node.kind {
+            Kind::Str(value) => value,
+            Kind::Table(_) => {
+                let what = format!(
+                    "expected a folder name or absolute path in quotes, found a table; quote tags \
+                     that contain dots, e.g. {} = {}",
+                    doc::quote("v1.2.3"),
+                    doc::quote("v1.2.3"),
+                );
+                rep.error(&folder.value_span(), &path, &what);
+                continue;
+            }
+            _ => {
+                let what = format!(
+                    "expected a folder name or absolute path in quotes, found {}; write it as \
+                     {} = {}",
+                    rep.found(&folder.node),
+                    doc::bare_or_quoted(&folder.key),
+                    doc::quote(&folder.key),
+                );
+                rep.error(&folder.value_span(), &path, &what);
+                continue;
+            }
+        };
+        match check_upgrade_folder(value) {
+            Ok(()) => {
+                config
+                    .upgrade_folders
+                    .insert(folder.key.clone(), value.clone());
+            }
+            Err(what) => rep.error(&folder.value_span(), &path, &what),
+        }
+    }
+}
+
+/// Checks an `[upgradeFolders]` value: an absolute path, or one folder name inside HOME that
+/// does not collide with the names Visor itself uses there.
+fn check_upgrade_folder(value: &str) -> Result<(), String> {
+    let shown = doc::quote(value);
+    if value.is_empty() {
+        return Err(
+            "empty folder; give a folder name in HOME or an absolute path, or remove the entry"
+                .to_owned(),
+        );
+    }
+    if value.contains('\0') {
+        return Err(format!(
+            "{shown} contains a NUL character; give a folder name in HOME or an absolute path"
+        ));
+    }
+    if Path::new(value).is_absolute() {
+        return Ok(());
+    }
+    if value.contains('/') || value == "." || value == ".." {
+        return Err(format!(
+            "{shown} is neither a folder name in HOME nor an absolute path; use a single folder \
+             name such as \"v1.2.3\" or an absolute path such as \"/srv/zeta/v1.2.3\""
+        ));
+    }
+    if value == "current" || value.starts_with(".visor-tmp-") {
+        return Err(format!(
+            "{shown} is a name Visor manages in HOME; choose another folder name"
+        ));
+    }
+    Ok(())
+}
+
+/// Reads `metricsFile`, which must be an absolute path because Visor's working folder is not
+/// part of its contract.
+fn parse_metrics_file(rep: &mut Report, entry: &Entry, config: &mut Config) {
+    let todo = "set it to an absolute path, e.g. metricsFile = \
+                \"/var/lib/node_exporter/textfile_collector/visor.prom\", or remove it";
+    let Some(value) = rep.string(entry, "", todo) else {
+        return;
+    };
+    let what = if value.is_empty() {
+        "empty path".to_owned()
+    } else if value.contains('\0') {
+        "the path contains a NUL character".to_owned()
+    } else if !Path::new(value).is_absolute() {
+        format!("{} is not an absolute path", doc::quote(value))
+    } else {
+        config.metrics_file = Some(PathBuf::from(value));
+        return;
+    };
+    rep.error(&entry.value_span(), &entry.key, &format!("{what}; {todo}"));
+}
+
+/// Reads the `[autoInstall]` table and its `[autoInstall.asset]` table.
+fn parse_auto_install(rep: &mut Report, entry: &Entry, auto: &mut AutoInstall) {
+    let Some(table) = rep.table(entry, "") else {
+        return;
+    };
+    let parent = entry.key.as_str();
+    for item in table {
+        let path = key_path(parent, &item.key);
+        match item.key.as_str() {
+            "enabled" => set(&mut auto.enabled, rep.boolean(item, parent)),
+            "prefetch" => set(&mut auto.prefetch, rep.boolean(item, parent)),
+            "requireChecksum" => set(&mut auto.require_checksum, rep.boolean(item, parent)),
+            "repositoryOwner" | "repository" => {
+                let todo = "give the GitHub name, e.g. repositoryOwner = \"zeta-protocol\" or \
+                            repository = \"zeta\"";
+                let Some(value) = rep.string(item, parent, todo) else {
+                    continue;
+                };
+                if is_valid_github_name(value) {
+                    let field = if item.key == "repository" {
+                        &mut auto.repository
+                    } else {
+                        &mut auto.repository_owner
+                    };
+                    *field = value.to_owned();
+                } else {
+                    let what = format!(
+                        "{} is not a GitHub account or repository name; use only letters, digits, \
+                         '.', '_' and '-'",
+                        doc::quote(value)
+                    );
+                    rep.error(&item.value_span(), &path, &what);
+                }
+            }
+            "apiUrl" => {
+                let todo = "give the GitHub API base URL, e.g. apiUrl = \"https://api.github.com\"";
+                let Some(value) = rep.string(item, parent, todo) else {
+                    continue;
+                };
+                match check_api_url(value) {
+                    Ok(url) => auto.api_url = url,
+                    Err(what) => rep.error(&item.value_span(), &path, &what),
+                }
+            }
+            "checksumAsset" => {
+                let todo = "give the name of a sha256sum-format file in the release, e.g. \
+                            checksumAsset = \"SHA256SUMS\", or remove the key";
+                let Some(value) = rep.string(item, parent, todo) else {
+                    continue;
+                };
+                match check_file_name(value) {
+                    Ok(()) => auto.checksum_asset = Some(value.to_owned()),
+                    Err(what) => rep.error(&item.value_span(), &path, &format!("{what}; {todo}")),
+                }
+            }
+            "asset" => parse_asset(rep, item, parent, auto),
+            _ => rep.unknown(item, parent, AUTO_INSTALL_KEYS),
+        }
+    }
+}
+
+/// Reads the `[autoInstall.asset]` table; `grandparent` is the key path of its parent table.
+fn parse_asset(rep: &mut Report, entry: &Entry, grandparent: &str, auto: &mut AutoInstall) {
+    let Some(table) = rep.table(entry, grandparent) else {
+        return;
+    };
+    let parent = key_path(grandparent, &entry.key);
+    let parent = parent.as_str();
+    for item in table {
+        let path = key_path(parent, &item.key);
+        match item.key.as_str() {
+            "name" => {
+                let todo = "give the release asset's file name, e.g. name = \
+                            \"zeta-{os}-{arch}.zip\"";
+                let Some(value) = rep.string(item, parent, todo) else {
+                    continue;
+                };
+                match check_asset_name(value) {
+                    Ok(()) => auto.asset_name = value.to_owned(),
+                    Err(what) => rep.error(&item.value_span(), &path, &format!("{what}; {todo}")),
+                }
+            }
+            "binaryName" => {
+                let todo =
+                    "give the binary's path inside the zip asset, e.g. binaryName = \"zeta\"";
+                let Some(value) = rep.string(item, parent, todo) else {
+                    continue;
+                };
+                match check_binary_name(value) {
+                    Ok(()) => auto.binary_name = value.to_owned(),
+                    Err(what) => rep.error(&item.value_span(), &path, &format!("{what}; {todo}")),
+                }
+            }
+            _ => rep.unknown(item, parent, ASSET_KEYS),
+        }
+    }
+}
+
+/// Tells whether `tag` may be used as a folder name for a release:
+/// `^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$`, and neither `.` nor `..`.
+pub fn is_valid_release_tag(tag: &str) -> bool {
+    if tag == "." || tag == ".." {
+        return false;
+    }
+    match tag.as_bytes().split_first() {
+        Some((first, rest)) => {
+            first.is_ascii_alphanumeric()
+                && rest.len() <= 127
+                && rest
+                    .iter()
+                    .all(|c| c.is_ascii_alphanumeric() || b"._+-".contains(c))
+        }
+        None => false,
+    }
+}
+
+/// Tells whether `name` is safe to put into a GitHub API path as an owner or repository.
+fn is_valid_github_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"._-".contains(&c))
+}
+
+/// Checks `apiUrl` and returns it without trailing slashes. `https://` is accepted for any host,
+/// `http://` only for loopback hosts, so a token never crosses a network in the clear.
+fn check_api_url(url: &str) -> Result<String, String> {
+    let shown = doc::quote(url);
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "{shown} contains whitespace or control characters; give a URL such as \
+             \"https://api.github.com\""
+        ));
+    }
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err(format!(
+            "{shown} is not an http(s) URL; give a URL such as \"https://api.github.com\""
+        ));
+    };
+    let rest = rest.trim_end_matches('/');
+    let trimmed = &url[..scheme.len() + 3 + rest.len()];
+    if rest.contains(['?', '#']) {
+        return Err(format!(
+            "{shown} carries a query or fragment; give only the API base, e.g. \
+             \"https://github.example.com/api/v3\""
+        ));
+    }
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.contains('@') {
+        return Err(format!(
+            "{shown} carries credentials; remove them and set GITHUB_TOKEN in Visor's \
+             environment instead"
+        ));
+    }
+    let Some(host) = url_host(authority) else {
+        return Err(format!(
+            "{shown} has no valid host; give a URL such as \"https://api.github.com\""
+        ));
+    };
+    if scheme.eq_ignore_ascii_case("https") {
+        Ok(trimmed.to_owned())
+    } else if scheme.eq_ignore_ascii_case("http") {
+        if is_loopback_host(host) {
+            Ok(trimmed.to_owned())
+        } else {
+            Err(format!(
+                "{shown} uses http:// for a host that is not loopback; use https://, as \
+                 http:// is allowed only for 127.0.0.0/8, ::1 and localhost"
+            ))
+        }
+    } else {
+        Err(format!(
+            "{shown} uses the scheme {}; use https:// (or http:// for a loopback host)",
+            doc::quote(scheme)
+        ))
+    }
+}
+
+/// Returns the host part of a URL authority (`host`, `host:port` or `[v6]:port`), with the
+/// brackets of an IPv6 literal kept, or None when it is malformed.
+fn url_host(authority: &str) -> Option<&str> {
+    let (host, port) = if authority.starts_with('[') {
+        let end = authority.find(']')?;
+        let (host, rest) = authority.split_at(end + 1);
+        if rest.is_empty() {
+            (host, None)
+        } else {
+            (host, Some(rest.strip_prefix(':')?))
+        }
+    } else {
+        match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
+    };
+    let port_ok = match port {
+        Some(port) => !port.is_empty() && port.bytes().all(|c| c.is_ascii_digit()),
+        None => true,
+    };
+    let host_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => v6.parse::<Ipv6Addr>().is_ok(),
+        None => !host.is_empty() && !host.contains(['[', ']', ':']),
+    };
+    (port_ok && host_ok).then_some(host)
+}
+
+/// Tells whether a URL host is a loopback address: 127.0.0.0/8, [::1] or localhost.
+fn is_loopback_host(host: &str) -> bool {
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return v6.parse::<Ipv6Addr>().is_ok_and(|a| a.is_loopback());
+    }
+    host.parse::<Ipv4Addr>().is_ok_and(|a| a.is_loopback())
+}
+
+/// Checks a file name used inside a release: not empty, no folders, nothing unprintable.
+fn check_file_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        Err("empty name".to_owned())
+    } else if name.contains('/') || name == "." || name == ".." {
+        Err(format!("{} is not a file name", doc::quote(name)))
+    } else if name.chars().any(char::is_control) {
+        Err(format!("{} contains control characters", doc::quote(name)))
+    } else {
+        Ok(())
+    }
+}
+
+/// Checks `[autoInstall.asset]` `name`: a file name whose only placeholders are `{os}`, `{arch}`
+/// and `{version}`.
+fn check_asset_name(name: &str) -> Result<(), String> {
+    check_file_name(name)?;
+    let mut rest = name;
+    while let Some(open) = rest.find(['{', '}']) {
+        let after = &rest[open..];
+        if after.starts_with('}') {
+            return Err(format!("{} has a '}}' without '{{'", doc::quote(name)));
+        }
+        let Some(close) = after.find('}') else {
+            return Err(format!("{} has a '{{' without '}}'", doc::quote(name)));
+        };
+        let placeholder = &after[..=close];
+        if !matches!(placeholder, "{os}" | "{arch}" | "{version}") {
+            return Err(format!(
+                "{} has the unknown placeholder {placeholder}, the known ones are {{os}}, {{arch}} \
+                 and {{version}}",
+                doc::quote(name)
+            ));
+        }
+        rest = &after[close + 1..];
+    }
+    Ok(())
+}
+
+/// Checks `[autoInstall.asset]` `binaryName`: a relative path inside the zip that stays inside.
+fn check_binary_name(name: &str) -> Result<(), String> {
+    let shown = doc::quote(name);
+    if name.is_empty() {
+        Err("empty name".to_owned())
+    } else if name.chars().any(char::is_control) {
+        Err(format!("{shown} contains control characters"))
+    } else if name.starts_with('/') || name.ends_with('/') {
+        Err(format!("{shown} is not a relative file path"))
+    } else if name
+        .split('/')
+        .any(|part| part.is_empty() || part == "." || part == "..")
+    {
+        Err(format!("{shown} has an empty, '.' or '..' path component"))
+    } else {
+        Ok(())
+    }
+}
+
+/// The commented config.toml that `visor init` writes, with every key at its default.
+pub const CONFIG_TEMPLATE: &str = r#"# Zeta Visor configuration; see visor-config(5).
+# Visor re-reads this file when it changes and on SIGHUP. An edit that does not parse keeps the
+# previous configuration in force. A key left out takes the default shown here. Durations and
+# counts are whole numbers >= 0.
+
+# How many status calls (counted as if 2 s apart) Visor makes before giving up on the core's
+# first answer, after it first starts the binaries and after each upgrade; loading a snapshot
+# can take a long time.
+maxNumberOfFirstConnectionRetries = 175000
+
+# The same budget after a restart that follows a crash.
+maxNumberOfRestartConnectionRetries = 10
+
+# How many times Visor restarts crashed binaries before it stops everything and exits 1.
+maxNumberOfRestarts = 3
+
+# Seconds to wait before restarting crashed binaries.
+restartsDelaySeconds = 5
+
+# Seconds of healthy running (core answering) that reset the restart count to zero.
+restartCounterResetSeconds = 600
+
+# Seconds to wait before stopping the binaries for an upgrade.
+stopDelaySeconds = 0
+
+# Seconds to wait after SIGTERM for the binaries to exit before sending SIGKILL.
+stopSignalTimeoutSeconds = 15
+
+# How often, in milliseconds, the core is asked for the upgrade status (at least 10).
+statusPollIntervalMilliseconds = 500
+
+# How often, in milliseconds, the core is asked while an accepted upgrade is pending, so the
+# moment it is ready is seen quickly (at least 10, never slower than the status poll).
+upgradePollIntervalMilliseconds = 100
+
+# The log line format on stderr: "text", or "json" for one object per line.
+logFormat = "text"
+
+# The least severe log lines written: "debug", "info", "warn" or "error".
+logLevel = "info"
+
+# An absolute path where Visor keeps a Prometheus textfile (for node_exporter's textfile
+# collector) up to date. Unset by default, so no file is written.
+# metricsFile = "/var/lib/node_exporter/textfile_collector/visor.prom"
+
+# Where each release's folder is. By default an upgrade to release tag T runs from HOME/T; an
+# entry here maps T to another folder name in HOME or to an absolute path. Quote the tags, as
+# they contain dots.
+[upgradeFolders]
+# "v1.3.0" = "v1.3.0-patched"
+
+# Fetching a missing upgrade folder from the GitHub releases of the core's repository.
+[autoInstall]
+# Whether Visor fetches missing upgrade folders at all.
+enabled = false
+
+# The GitHub account and repository whose releases are fetched.
+repositoryOwner = "zeta-protocol"
+repository = "zeta"
+
+# The GitHub API base URL, for GitHub Enterprise or a mirror. http:// is accepted only for
+# loopback hosts.
+apiUrl = "https://api.github.com"
+
+# Whether to install an upgrade as soon as it is accepted instead of when it is ready.
+prefetch = true
+
+# Whether to refuse an asset that has no SHA-256 checksum to verify it against.
+requireChecksum = true
+
+# The name of a sha256sum-format file in the same release that lists the asset's checksum.
+# Unset by default: only the checksum GitHub publishes for the asset is used.
+# checksumAsset = "SHA256SUMS"
+
+# The release asset to download.
+[autoInstall.asset]
+# Its file name; {os}, {arch} (amd64 or arm64) and {version} are replaced.
+name = "zeta-{os}-{arch}.zip"
+
+# The binary inside a zip asset.
+binaryName = "zeta"
+"#;
+
+/// The span-aware TOML reader shared by config.rs and run_config.rs: it turns a document into a
+/// plain tree that remembers where each key and value is, and collects messages of the form
+/// `<file>:<line>: <key>: <what is wrong>; <what to do>`.
+///
+/// It must not know any key of either file; callers decide what each key means.
+pub(crate) mod doc {
+    use std::fmt::Write as _;
+    use std::ops::Range;
+    use std::path::Path;
+
+    use toml_edit::{ImDocument, InlineTable, Item, Table, Value};
+
+    /// A byte range in the source text, when the parser knows one.
+    pub(crate) type Span = Option<Range<usize>>;
+
+    /// A value and where it is.
+    pub(crate) struct Node {
+        /// The value's place; for a table, its header; None for an implicit table.
+        pub(crate) span: Span,
+        /// The value itself.
+        pub(crate) kind: Kind,
+    }
+
+    /// The kinds of TOML value.
+    pub(crate) enum Kind {
+        /// A string.
+        Str(String),
+        /// An integer.
+        Int(i64),
+        /// A floating-point number.
+        Float,
+        /// A boolean.
+        Bool(bool),
+        /// A date, time or date-time.
+        Datetime,
+        /// An array, including an array of tables.
+        Array(Vec<Node>),
+        /// A table or inline table, in document order.
+        Table(Vec<Entry>),
+    }
+
+    /// One key of a table with its value.
+    pub(crate) struct Entry {
+        /// The key, unquoted.
+        pub(crate) key: String,
+        /// Where the key is written.
+        pub(crate) key_span: Span,
+        /// The value.
+        pub(crate) node: Node,
+    }
+
+    impl Entry {
+        /// Where to point at when talking about the key.
+        pub(crate) fn span(&self) -> Span {
+            self.key_span.clone().or_else(|| self.node.span.clone())
+        }
+
+        /// Where to point at when talking about the value.
+        pub(crate) fn value_span(&self) -> Span {
+            self.node.span.clone().or_else(|| self.key_span.clone())
+        }
+    }
+
+    /// Parses TOML text into its root table, or returns the one syntax error message, with line
+    /// and column.
+    pub(crate) fn parse(file: &Path, text: &str) -> Result<Vec<Entry>, String> {
+        match ImDocument::parse(text) {
+            Ok(document) => Ok(table_entries(document.as_table())),
+            Err(error) => {
+                let what = error
+                    .message()
+                    .lines()
+                    .map(str::trim)
+                    .filter(|line| !line.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let place = match error.span() {
+                    Some(span) => {
+                        let (line, column) = line_column(text, span.start);
+                        format!("{}:{line}:{column}", file.display())
+                    }
+                    None => file.display().to_string(),
+                };
+                Err(format!(
+                    "{place}: TOML syntax error: {what}; fix the syntax at that place"
+                ))
+            }
+        }
+    }
+
+    /// Reads a whole configuration file as UTF-8, or returns one message naming it and what to
+    /// do; `when_missing` is the advice for a file that does not exist.
+    pub(crate) fn read(file: &Path, when_missing: &str) -> Result<String, Vec<String>> {
+        std::fs::read_to_string(file).map_err(|error| {
+            let shown = file.display();
+            let message = match error.kind() {
+                std::io::ErrorKind::NotFound => format!("{shown}: no such file; {when_missing}"),
+                std::io::ErrorKind::PermissionDenied => format!(
+                    "{shown}: permission denied; make it readable by the user Visor runs as"
+                ),
+                std::io::ErrorKind::InvalidData => {
+                    format!("{shown}: not UTF-8 text; save it as UTF-8")
+                }
+                _ => format!("{shown}: cannot be read: {error}; check the file and its folder"),
+            };
+            vec![message]
+        })
+    }
+
+    /// Returns the 1-based line and column (in characters) of a byte offset.
+    fn line_column(text: &str, offset: usize) -> (usize, usize) {
+        let bytes = text.as_bytes();
+        let before = bytes.get(..offset).unwrap_or(bytes);
+        let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+        let line_start = before
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |i| i + 1);
+        let column = before
+            .get(line_start..)
+            .unwrap_or_default()
+            .iter()
+            .filter(|b| (**b & 0xC0) != 0x80)
+            .count()
+            + 1;
+        (line, column)
+    }
+
+    /// Converts a table of the parsed document.
+    fn table_entries(table: &Table) -> Vec<Entry> {
+        table
+            .iter()
+            .filter_map(|(key, item)| {
+                let node = item_node(item)?;
+                Some(Entry {
+                    key: key.to_owned(),
+                    key_span: table.key(key).and_then(|k| k.span()),
+                    node,
+                })
+            })
+            .collect()
+    }
+
+    /// Converts an inline table.
+    fn inline_entries(table: &InlineTable) -> Vec<Entry> {
+        table
+            .iter()
+            .map(|(key, value)| Entry {
+                key: key.to_owned(),
+                key_span: table.key(key).and_then(|k| k.span()),
+                node: value_node(value),
+            })
+            .collect()
+    }
+
+    /// Converts any item; None is an empty slot, which the parser does not produce.
+    fn item_node(item: &Item) -> Option<Node> {
+        match item {
+            Item::None => None,
+            Item::Value(value) => Some(value_node(value)),
+            Item::Table(table) => Some(Node {
+                span: table.span(),
+                kind: Kind::Table(table_entries(table)),
+            }),
+            Item::ArrayOfTables(array) => Some(Node {
+                span: array.span(),
+                kind: Kind::Array(
+                    array
+                        .iter()
+                        .map(|table| Node {
+                            span: table.span(),
+                            kind: Kind::Table(table_entries(table)),
+                        })
+                        .collect(),
+                ),
+            }),
+        }
+    }
+
+    /// Converts a value.
+    fn value_node(value: &Value) -> Node {
+        let kind = match value {
+            Value::String(s) => Kind::Str(s.value().clone()),
+            Value::Integer(i) => Kind::Int(*i.value()),
+            Value::Float(_) => Kind::Float,
+            Value::Boolean(b) => Kind::Bool(*b.value()),
+            Value::Datetime(_) => Kind::Datetime,
+            Value::Array(array) => Kind::Array(array.iter().map(value_node).collect()),
+            Value::InlineTable(table) => Kind::Table(inline_entries(table)),
+        };
+        Node {
+            span: value.span(),
+            kind,
+        }
+    }
+
+    /// Joins a parent key path and a key, quoting the key when it is not a bare TOML key.
+    pub(crate) fn key_path(parent: &str, key: &str) -> String {
+        let key = bare_or_quoted(key);
+        if parent.is_empty() {
+            key
+        } else {
+            format!("{parent}.{key}")
+        }
+    }
+
+    /// Returns a key as TOML would need it written: bare when it can be, else quoted.
+    pub(crate) fn bare_or_quoted(key: &str) -> String {
+        let bare = !key.is_empty()
+            && key
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-');
+        if bare {
+            key.to_owned()
+        } else {
+            quote(key)
+        }
+    }
+
+    /// Writes a string as a TOML basic string, escaping what must be escaped.
+    pub(crate) fn quote(value: &str) -> String {
+        let mut out = String::with_capacity(value.len() + 2);
+        out.push('"');
+        for c in value.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\t' => out.push_str("\\t"),
+                '\r' => out.push_str("\\r"),
+                '\u{8}' => out.push_str("\\b"),
+                '\u{c}' => out.push_str("\\f"),
+                c if c.is_control() => {
+                    let _ = write!(out, "\\u{:04X}", u32::from(c));
+                }
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+        out
+    }
+
+    /// Collects the messages about one file.
+    pub(crate) struct Report<'a> {
+        file: &'a Path,
+        text: &'a str,
+        manual: &'static str,
+        /// The messages with their line, when known, for sorting.
+        errors: Vec<(Option<usize>, String)>,
+    }
+
+    impl<'a> Report<'a> {
+        /// Starts an empty report; `manual` is the man page named for unknown keys.
+        pub(crate) fn new(file: &'a Path, text: &'a str, manual: &'static str) -> Self {
+            Report {
+                file,
+                text,
+                manual,
+                errors: Vec::new(),
+            }
+        }
+
+        /// Returns the value when nothing was reported, else the messages in line order, with
+        /// the ones without a line last.
+        pub(crate) fn finish<T>(mut self, value: T) -> Result<T, Vec<String>> {
+            if self.errors.is_empty() {
+                return Ok(value);
+            }
+            self.errors
+                .sort_by_key(|(line, _)| line.unwrap_or(usize::MAX));
+            Err(self.errors.into_iter().map(|(_, m)| m).collect())
+        }
+
+        /// Adds `<file>:<line>: <key>: <what>`, or `<file>: ...` when the place is not known.
+        pub(crate) fn error(&mut self, span: &Span, key: &str, what: &str) {
+            let line = span
+                .as_ref()
+                .map(|span| line_column(self.text, span.start).0);
+            let place = match line {
+                Some(line) => format!("{}:{line}", self.file.display()),
+                None => self.file.display().to_string(),
+            };
+            self.errors.push((line, format!("{place}: {key}: {what}")));
+        }
+
+        /// Adds `<file>: [<table>] <key>: missing; <todo>` for a required key that is absent; the
+        /// key is shown as given.
+        pub(crate) fn missing(&mut self, table: &str, key: &str, todo: &str) {
+            let key = if table.is_empty() {
+                key.to_owned()
+            } else {
+                format!("[{table}] {key}")
+            };
+            let message = format!("{}: {key}: missing; {todo}", self.file.display());
+            self.errors.push((None, message));
+        }
+
+        /// Reports a key that is not allowed in its table, suggesting a known key that looks
+        /// like it.
+        pub(crate) fn unknown(&mut self, entry: &Entry, parent: &str, known: &[&str]) {
+            let hint = match suggest(&entry.key, known) {
+                Some(near) => format!(", did you mean {near}?"),
+                None => String::new(),
+            };
+            let what = format!(
+                "unknown key; remove it or check its spelling{hint} (see {})",
+                self.manual
+            );
+            self.error(&entry.span(), &key_path(parent, &entry.key), &what);
+        }
+
+        /// Describes a value for a message: its source text for a short scalar, else its kind.
+        pub(crate) fn found(&self, node: &Node) -> String {
+            let source = node
+                .span
+                .as_ref()
+                .and_then(|span| self.text.get(span.clone()))
+                .filter(|s| s.len() <= 64 && !s.contains('\n'));
+            match (&node.kind, source) {
+                (Kind::Array(_), _) => "an array".to_owned(),
+                (Kind::Table(_), _) => "a table".to_owned(),
+                (Kind::Datetime, Some(s)) => format!("the date-time {s}"),
+                (Kind::Datetime, None) => "a date-time".to_owned(),
+                (_, Some(s)) => s.to_owned(),
+                (Kind::Str(s), None) if s.len() <= 64 => quote(s),
+                (Kind::Str(_), None) => "a long string".to_owned(),
+                (Kind::Int(i), None) => i.to_string(),
+                (Kind::Bool(b), None) => b.to_string(),
+                (Kind::Float, None) => "a fractional number".to_owned(),
+            }
+        }
+
+        /// Reads a whole number >= `min`; `unit` is " of seconds" or similar, `todo` the advice.
+        fn whole(
+            &mut self,
+            entry: &Entry,
+            parent: &str,
+            unit: &str,
+            min: u64,
+            todo: &str,
+        ) -> Option<u64> {
+            if let Kind::Int(n) = entry.node.kind {
+                if let Ok(n) = u64::try_from(n) {
+                    if n >= min {
+                        return Some(n);
+                    }
+                }
+            }
+            let what = format!(
+                "expected a whole number{unit} >= {min}, found {}; {todo}",
+                self.found(&entry.node)
+            );
+            self.error(&entry.value_span(), &key_path(parent, &entry.key), &what);
+            None
+        }
+
+        /// Reads a count: a whole number >= 0.
+        pub(crate) fn count(&mut self, entry: &Entry, parent: &str) -> Option<u64> {
+            let todo = format!(
+                "write a bare number, e.g. {} = 3",
+                bare_or_quoted(&entry.key)
+            );
+            self.whole(entry, parent, "", 0, &todo)
+        }
+
+        /// Reads a duration in whole seconds >= 0.
+        pub(crate) fn seconds(
+            &mut self,
+            entry: &Entry,
+            parent: &str,
+        ) -> Option<std::time::Duration> {
+            let todo = format!(
+                "write a bare number of seconds without a unit, e.g. {} = 5",
+                bare_or_quoted(&entry.key)
+            );
+            self.whole(entry, parent, " of seconds", 0, &todo)
+                .map(std::time::Duration::from_secs)
+        }
+
+        /// Reads a poll interval in whole milliseconds, at least the minimum that keeps a poller
+        /// from busy-looping; `example` is a sensible value for the advice.
+        pub(crate) fn poll_interval(
+            &mut self,
+            entry: &Entry,
+            parent: &str,
+            example: u64,
+        ) -> Option<u64> {
+            let todo = format!(
+                "a shorter interval would busy-loop; write a bare number of milliseconds, e.g. \
+                 {} = {example}",
+                bare_or_quoted(&entry.key)
+            );
+            self.whole(
+                entry,
+                parent,
+                " of milliseconds",
+                super::MIN_POLL_INTERVAL_MS,
+                &todo,
+            )
+        }
+
+        /// Reads a string; `todo` says what to write instead of a value of another type.
+        pub(crate) fn string<'e>(
+            &mut self,
+            entry: &'e Entry,
+            parent: &str,
+            todo: &str,
+        ) -> Option<&'e str> {
+            if let Kind::Str(s) = &entry.node.kind {
+                return Some(s);
+            }
+            let what = format!(
+                "expected a string in quotes, found {}; {todo}",
+                self.found(&entry.node)
+            );
+            self.error(&entry.value_span(), &key_path(parent, &entry.key), &what);
+            None
+        }
+
+        /// Reads true or false.
+        pub(crate) fn boolean(&mut self, entry: &Entry, parent: &str) -> Option<bool> {
+            if let Kind::Bool(b) = entry.node.kind {
+                return Some(b);
+            }
+            let what = format!(
+                "expected true or false, found {}; write true or false without quotes",
+                self.found(&entry.node)
+            );
+            self.error(&entry.value_span(), &key_path(parent, &entry.key), &what);
+            None
+        }
+
+        /// Reads a table's entries.
+        pub(crate) fn table<'e>(&mut self, entry: &'e Entry, parent: &str) -> Option<&'e [Entry]> {
+            if let Kind::Table(entries) = &entry.node.kind {
+                return Some(entries);
+            }
+            let path = key_path(parent, &entry.key);
+            let what = format!(
+                "expected a table, found {}; write it as a [{path}] section",
+                self.found(&entry.node)
+            );
+            self.error(&entry.value_span(), &path, &what);
+            None
+        }
+
+        /// Reads one of a fixed set of string values, listing them all when the value is not one.
+        pub(crate) fn choice<T: Copy>(
+            &mut self,
+            entry: &Entry,
+            parent: &str,
+            allowed: &[T],
+            name: impl Fn(T) -> &'static str,
+        ) -> Option<T> {
+            if let Kind::Str(s) = &entry.node.kind {
+                if let Some(value) = allowed.iter().copied().find(|v| name(*v) == s.as_str()) {
+                    return Some(value);
+                }
+            }
+            let list = allowed
+                .iter()
+                .map(|v| quote(name(*v)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let what = format!(
+                "expected one of {list}, found {}; set it to one of them",
+                self.found(&entry.node)
+            );
+            self.error(&entry.value_span(), &key_path(parent, &entry.key), &what);
+            None
+        }
+
+        /// Reads an array of strings; each element that is not a string is reported at its own
+        /// line.
+        pub(crate) fn strings(&mut self, entry: &Entry, parent: &str) -> Option<Vec<String>> {
+            let path = key_path(parent, &entry.key);
+            let Kind::Array(items) = &entry.node.kind else {
+                let what = format!(
+                    "expected an array of strings, found {}; write it as {} = [\"a\", \"b\"]",
+                    self.found(&entry.node),
+                    bare_or_quoted(&entry.key)
+                );
+                self.error(&entry.value_span(), &path, &what);
+                return None;
+            };
+            let mut out = Vec::with_capacity(items.len());
+            let mut ok = true;
+            for (index, item) in items.iter().enumerate() {
+                match &item.kind {
+                    Kind::Str(s) if s.contains('\0') => {
+                        let what = "contains a NUL character, which a command line cannot carry; \
+                                    remove it";
+                        self.error(&item.span, &format!("{path}[{index}]"), what);
+                        ok = false;
+                    }
+                    Kind::Str(s) => out.push(s.clone()),
+                    _ => {
+                        let what = format!(
+                            "expected a string in quotes, found {}; quote every element",
+                            self.found(item)
+                        );
+                        let span = item.span.clone().or_else(|| entry.value_span());
+                        self.error(&span, &format!("{path}[{index}]"), &what);
+                        ok = false;
+                    }
+                }
+            }
+            ok.then_some(out)
+        }
+    }
+
+    /// Returns the known key that `key` most likely misspells: the same but for case, or at most
+    /// two edits away.
+    fn suggest<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
+        if let Some(same) = known.iter().find(|k| k.eq_ignore_ascii_case(key)) {
+            return Some(same);
+        }
+        known
+            .iter()
+            .map(|k| (edit_distance(key, k), *k))
+            .filter(|(d, k)| *d <= 2 && *d * 3 <= k.len())
+            .min_by_key(|(d, _)| *d)
+            .map(|(_, k)| k)
+    }
+
+    /// The edit distance between two strings in characters, where swapping two neighbours
+    /// counts as one edit (the optimal string alignment distance).
+    fn edit_distance(a: &str, b: &str) -> usize {
+        let a: Vec<char> = a.chars().collect();
+        let b: Vec<char> = b.chars().collect();
+        // Rows i-2, i-1 and i of the distance table, indexed by position in `b`.
+        let mut before: Vec<usize> = Vec::new();
+        let mut previous: Vec<usize> = (0..=b.len()).collect();
+        for i in 1..=a.len() {
+            let mut current = Vec::with_capacity(b.len() + 1);
+            current.push(i);
+            for j in 1..=b.len() {
+                let cost = usize::from(a[i - 1] != b[j - 1]);
+                let mut best = (previous[j - 1] + cost)
+                    .min(previous[j] + 1)
+                    .min(current[j - 1] + 1);
+                if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                    if let Some(swap) = before.get(j - 2) {
+                        best = best.min(swap + 1);
+                    }
+                }
+                current.push(best);
+            }
+            before = std::mem::replace(&mut previous, current);
+        }
+        previous.last().copied().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = "/srv/visor/config.toml";
+
+    fn parse(text: &str) -> Result<Config, Vec<String>> {
+        Config::parse(Path::new(FILE), text)
+    }
+
+    fn errors(text: &str) -> Vec<String> {
+        match parse(text) {
+            Ok(config) => panic!("expected errors, parsed {config:?}"),
+            Err(errors) => errors,
+        }
+    }
+
+    fn one_error(text: &str) -> String {
+        let errors = errors(text);
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        errors.into_iter().next().unwrap_or_default()
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        assert_eq!(parse(""), Ok(Config::default()));
+        assert_eq!(parse("\n# only a comment\n\n"), Ok(Config::default()));
+        let config = Config::default();
+        assert_eq!(config.max_first_connection_retries, 175_000);
+        assert_eq!(config.max_restart_connection_retries, 10);
+        assert_eq!(config.max_restarts, 3);
+        assert_eq!(config.restarts_delay, Duration::from_secs(5));
+        assert_eq!(config.restart_counter_reset, Duration::from_secs(600));
+        assert_eq!(config.stop_delay, Duration::ZERO);
+        assert_eq!(config.stop_signal_timeout, Duration::from_secs(15));
+        assert_eq!(config.status_poll_interval, Duration::from_millis(500));
+        assert_eq!(config.upgrade_poll_interval, Duration::from_millis(100));
+        assert!(config.upgrade_folders.is_empty());
+        assert_eq!(config.log_format, LogFormat::Text);
+        assert_eq!(config.log_level, LogLevel::Info);
+        assert_eq!(config.metrics_file, None);
+        let auto = &config.auto_install;
+        assert!(!auto.enabled);
+        assert_eq!(auto.repository_owner, "zeta-protocol");
+        assert_eq!(auto.repository, "zeta");
+        assert_eq!(auto.api_url, "https://api.github.com");
+        assert!(auto.prefetch);
+        assert!(auto.require_checksum);
+        assert_eq!(auto.checksum_asset, None);
+        assert_eq!(auto.asset_name, "zeta-{os}-{arch}.zip");
+        assert_eq!(auto.binary_name, "zeta");
+    }
+
+    #[test]
+    fn template_equals_default() {
+        assert_eq!(parse(CONFIG_TEMPLATE), Ok(Config::default()));
+    }
+
+    #[test]
+    fn template_mentions_every_key() {
+        for key in TOP_KEYS.iter().chain(AUTO_INSTALL_KEYS).chain(ASSET_KEYS) {
+            assert!(CONFIG_TEMPLATE.contains(key), "template lacks {key}");
+        }
+        assert!(CONFIG_TEMPLATE.contains("[autoInstall.asset]"));
+        assert!(CONFIG_TEMPLATE.contains("# metricsFile = "));
+    }
+
+    #[test]
+    fn every_key_is_parsed() {
+        let text = r#"
+maxNumberOfFirstConnectionRetries = 1000
+maxNumberOfRestartConnectionRetries = 20
+maxNumberOfRestarts = 0
+restartsDelaySeconds = 1
+restartCounterResetSeconds = 60
+stopDelaySeconds = 2
+stopSignalTimeoutSeconds = 30
+statusPollIntervalMilliseconds = 250
+upgradePollIntervalMilliseconds = 50
+logFormat = "json"
+logLevel = "debug"
+metricsFile = "/var/lib/prom/visor.prom"
+
+[upgradeFolders]
+"v1.3.0" = "v1.3.0-patched"
+"v2.0.0+build.7" = "/opt/zeta/v2"
+
+[autoInstall]
+enabled = true
+repositoryOwner = "example"
+repository = "zeta-fork"
+apiUrl = "https://github.example.com/api/v3/"
+prefetch = false
+requireChecksum = false
+checksumAsset = "SHA256SUMS"
+
+[autoInstall.asset]
+name = "zeta-{version}-{os}-{arch}.zip"
+binaryName = "bin/zeta"
+"#;
+        let mut folders = BTreeMap::new();
+        folders.insert("v1.3.0".to_owned(), "v1.3.0-patched".to_owned());
+        folders.insert("v2.0.0+build.7".to_owned(), "/opt/zeta/v2".to_owned());
+        let expected = Config {
+            max_first_connection_retries: 1000,
+            max_restart_connection_retries: 20,
+            max_restarts: 0,
+            restarts_delay: Duration::from_secs(1),
+            restart_counter_reset: Duration::from_secs(60),
+            stop_delay: Duration::from_secs(2),
+            stop_signal_timeout: Duration::from_secs(30),
+            status_poll_interval: Duration::from_millis(250),
+            upgrade_poll_interval: Duration::from_millis(50),
+            upgrade_folders: folders,
+            log_format: LogFormat::Json,
+            log_level: LogLevel::Debug,
+            metrics_file: Some(PathBuf::from("/var/lib/prom/visor.prom")),
+            auto_install: AutoInstall {
+                enabled: true,
+                repository_owner: "example".to_owned(),
+                repository: "zeta-fork".to_owned(),
+                api_url: "https://github.example.com/api/v3".to_owned(),
+                prefetch: false,
+                require_checksum: false,
+                checksum_asset: Some("SHA256SUMS".to_owned()),
+                asset_name: "zeta-{version}-{os}-{arch}.zip".to_owned(),
+                binary_name: "bin/zeta".to_owned(),
+            },
+        };
+        assert_eq!(parse(text), Ok(expected));
+    }
+
+    #[test]
+    fn inline_and_dotted_tables_are_read_too() {
+        let text = "autoInstall.enabled = true\nautoInstall.asset = { binaryName = \"z\" }\n\
+                    upgradeFolders = { \"v1.0.0\" = \"one\" }\n";
+        let config = parse(text).unwrap_or_default();
+        assert!(config.auto_install.enabled);
+        assert_eq!(config.auto_install.binary_name, "z");
+        assert_eq!(
+            config.upgrade_folders.get("v1.0.0").map(String::as_str),
+            Some("one")
+        );
+    }
+
+    #[test]
+    fn vega_visor_config_parses() {
+        let text = r#"
+maxNumberOfFirstConnectionRetries = 43200
+maxNumberOfRestartConnectionRetries = 10
+maxNumberOfRestarts = 3
+restartsDelaySeconds = 5
+stopSignalTimeoutSeconds = 15
+stopDelaySeconds = 0
+
+[upgradeFolders]
+  "vX.X.X" = "vX.X.X"
+
+[autoInstall]
+  enabled = true
+  repositoryOwner = "vegaprotocol"
+  repository = "vega"
+  [autoInstall.asset]
+    name = "vega-linux-amd64.zip"
+    binaryName = "vega"
+"#;
+        let config = parse(text).unwrap_or_default();
+        assert_eq!(config.max_first_connection_retries, 43200);
+        assert_eq!(
+            config.upgrade_folders.get("vX.X.X").map(String::as_str),
+            Some("vX.X.X")
+        );
+        assert!(config.auto_install.enabled);
+        assert_eq!(config.auto_install.repository_owner, "vegaprotocol");
+        assert_eq!(config.auto_install.repository, "vega");
+        assert_eq!(config.auto_install.asset_name, "vega-linux-amd64.zip");
+        assert_eq!(config.auto_install.binary_name, "vega");
+        // Keys that Vega lacks keep Visor's defaults rather than zero.
+        assert_eq!(config.restart_counter_reset, Duration::from_secs(600));
+        assert_eq!(config.status_poll_interval, Duration::from_millis(500));
+        assert!(config.auto_install.prefetch);
+    }
+
+    #[test]
+    fn upgrade_poll_is_never_slower_than_status_poll() {
+        let config = parse("statusPollIntervalMilliseconds = 40\n").unwrap_or_default();
+        assert_eq!(config.status_poll_interval, Duration::from_millis(40));
+        assert_eq!(config.upgrade_poll_interval, Duration::from_millis(40));
+        let text =
+            "statusPollIntervalMilliseconds = 2000\nupgradePollIntervalMilliseconds = 5000\n";
+        let config = parse(text).unwrap_or_default();
+        assert_eq!(config.upgrade_poll_interval, Duration::from_millis(2000));
+    }
+
+    #[test]
+    fn unknown_keys_name_key_and_line() {
+        let error = one_error("maxNumberOfRestarts = 3\n\n\n\n\n\nmaxNumberOfRestartz = 4\n");
+        assert_eq!(
+            error,
+            "/srv/visor/config.toml:7: maxNumberOfRestartz: unknown key; remove it or check its \
+             spelling, did you mean maxNumberOfRestarts? (see visor-config(5))"
+        );
+        let error = one_error("[autoInstall]\nenabled = true\n[autoInstall.asset]\nnmae = \"x\"\n");
+        assert!(
+            error.starts_with("/srv/visor/config.toml:4: autoInstall.asset.nmae: unknown key; "),
+            "{error}"
+        );
+        assert!(error.contains("did you mean name?"), "{error}");
+        let error = one_error("[autoInstall]\n\nturbo = true\n");
+        assert!(error.starts_with("/srv/visor/config.toml:3: autoInstall.turbo: unknown key; remove it or check its spelling (see visor-config(5))"), "{error}");
+        let errors = errors("a = 1\n[something]\nx = 1\n[b.c]\n");
+        assert_eq!(errors.len(), 3, "{errors:#?}");
+        assert!(errors[1].starts_with("/srv/visor/config.toml:2: something: unknown key"));
+        assert!(errors[2].starts_with("/srv/visor/config.toml:4: b: unknown key"));
+    }
+
+    #[test]
+    fn wrong_types_name_key_and_line() {
+        let error = one_error("\n\nrestartsDelaySeconds = \"5s\"\n");
+        assert_eq!(
+            error,
+            "/srv/visor/config.toml:3: restartsDelaySeconds: expected a whole number of seconds \
+             >= 0, found \"5s\"; write a bare number of seconds without a unit, e.g. \
+             restartsDelaySeconds = 5"
+        );
+        let error = one_error("restartsDelaySeconds = \"5s\"   # five seconds\n");
+        assert!(error.contains(", found \"5s\"; "), "{error}");
+        let error = one_error("maxNumberOfRestarts = \"3\"\n");
+        assert!(error.starts_with("/srv/visor/config.toml:1: maxNumberOfRestarts: expected a whole number >= 0, found \"3\"; "), "{error}");
+        let error = one_error("\nstopDelaySeconds = -1\n");
+        assert!(error.starts_with("/srv/visor/config.toml:2: stopDelaySeconds: expected a whole number of seconds >= 0, found -1; "), "{error}");
+        let error = one_error("stopSignalTimeoutSeconds = 1.5\n");
+        assert!(
+            error.contains(
+                ": stopSignalTimeoutSeconds: expected a whole number of seconds >= 0, found 1.5; "
+            ),
+            "{error}"
+        );
+        let error = one_error("maxNumberOfFirstConnectionRetries = true\n");
+        assert!(
+            error.contains(
+                ":1: maxNumberOfFirstConnectionRetries: expected a whole number >= 0, found true"
+            ),
+            "{error}"
+        );
+        let error = one_error("restartCounterResetSeconds = [1]\n");
+        assert!(error.contains("found an array"), "{error}");
+        let error = one_error("stopDelaySeconds = 1979-05-27\n");
+        assert!(error.contains("found the date-time 1979-05-27"), "{error}");
+        let error = one_error("[autoInstall]\nenabled = \"yes\"\n");
+        assert!(error.starts_with("/srv/visor/config.toml:2: autoInstall.enabled: expected true or false, found \"yes\"; "), "{error}");
+        let error = one_error("autoInstall = 5\n");
+        assert!(
+            error.starts_with("/srv/visor/config.toml:1: autoInstall: expected a table, found 5; "),
+            "{error}"
+        );
+        let error = one_error("[autoInstall]\nrepository = 7\n");
+        assert!(error.starts_with("/srv/visor/config.toml:2: autoInstall.repository: expected a string in quotes, found 7; "), "{error}");
+        let error = one_error("upgradeFolders = \"v1\"\n");
+        assert!(
+            error.contains(":1: upgradeFolders: expected a table"),
+            "{error}"
+        );
+        let error = one_error("metricsFile = 3\n");
+        assert!(
+            error.contains(":1: metricsFile: expected a string in quotes, found 3"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn poll_intervals_must_be_at_least_ten_ms() {
+        let error = one_error("statusPollIntervalMilliseconds = 0\n");
+        assert!(error.starts_with("/srv/visor/config.toml:1: statusPollIntervalMilliseconds: expected a whole number of milliseconds >= 10, found 0; a shorter interval would busy-loop"), "{error}");
+        let error = one_error("\nupgradePollIntervalMilliseconds = 9\n");
+        assert!(error.starts_with("/srv/visor/config.toml:2: upgradePollIntervalMilliseconds: expected a whole number of milliseconds >= 10, found 9"), "{error}");
+        let config =
+            parse("statusPollIntervalMilliseconds = 10\nupgradePollIntervalMilliseconds = 10\n");
+        assert_eq!(
+            config.map(|c| c.upgrade_poll_interval),
+            Ok(Duration::from_millis(10))
+        );
+    }
+
+    #[test]
+    fn log_settings_list_allowed_values() {
+        let error = one_error("logFormat = \"xml\"\n");
+        assert_eq!(
+            error,
+            "/srv/visor/config.toml:1: logFormat: expected one of \"text\", \"json\", found \
+             \"xml\"; set it to one of them"
+        );
+        let error = one_error("\nlogLevel = \"INFO\"\n");
+        assert!(error.starts_with("/srv/visor/config.toml:2: logLevel: expected one of \"debug\", \"info\", \"warn\", \"error\", found \"INFO\""), "{error}");
+        for (text, level) in [
+            ("debug", LogLevel::Debug),
+            ("info", LogLevel::Info),
+            ("warn", LogLevel::Warn),
+            ("error", LogLevel::Error),
+        ] {
+            let config = parse(&format!("logLevel = \"{text}\"\n"));
+            assert_eq!(config.map(|c| c.log_level), Ok(level));
+            assert_eq!(level.as_str(), text);
+        }
+        assert!(LogLevel::Debug < LogLevel::Error);
+    }
+
+    #[test]
+    fn upgrade_folder_tags_and_values_are_checked() {
+        let text = r#"[upgradeFolders]
+"v1.0.0" = "ok"
+"-bad" = "x"
+".." = "x"
+"v2.0.0" = "a/b"
+"v3.0.0" = ".."
+"v4.0.0" = ""
+"v5.0.0" = 5
+v6.0.0 = "x"
+"v7.0.0" = "current"
+"v8.0.0" = ".visor-tmp-1"
+"v9.0.0" = "/abs/ok"
+"#;
+        let errors = errors(text);
+        let lines: Vec<&str> = errors.iter().map(|e| e.as_str()).collect();
+        assert_eq!(errors.len(), 9, "{errors:#?}");
+        assert!(
+            lines[0].starts_with(
+                "/srv/visor/config.toml:3: upgradeFolders.-bad: not a valid release tag; "
+            ),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[1].starts_with(
+                "/srv/visor/config.toml:4: upgradeFolders.\"..\": not a valid release tag"
+            ),
+            "{}",
+            lines[1]
+        );
+        assert!(lines[2].starts_with("/srv/visor/config.toml:5: upgradeFolders.\"v2.0.0\": \"a/b\" is neither a folder name in HOME nor an absolute path; "), "{}", lines[2]);
+        assert!(
+            lines[3].starts_with(
+                "/srv/visor/config.toml:6: upgradeFolders.\"v3.0.0\": \"..\" is neither"
+            ),
+            "{}",
+            lines[3]
+        );
+        assert!(
+            lines[4]
+                .starts_with("/srv/visor/config.toml:7: upgradeFolders.\"v4.0.0\": empty folder; "),
+            "{}",
+            lines[4]
+        );
+        assert!(lines[5].starts_with("/srv/visor/config.toml:8: upgradeFolders.\"v5.0.0\": expected a folder name or absolute path in quotes, found 5"), "{}", lines[5]);
+        assert!(lines[6].starts_with("/srv/visor/config.toml:9: upgradeFolders.v6: expected a folder name or absolute path in quotes, found a table; quote tags that contain dots"), "{}", lines[6]);
+        assert!(lines[7].starts_with("/srv/visor/config.toml:10: upgradeFolders.\"v7.0.0\": \"current\" is a name Visor manages"), "{}", lines[7]);
+        assert!(lines[8].starts_with("/srv/visor/config.toml:11: upgradeFolders.\"v8.0.0\": \".visor-tmp-1\" is a name Visor manages"), "{}", lines[8]);
+        let long = format!("[upgradeFolders]\n\"v{}\" = \"x\"\n", "1".repeat(128));
+        assert!(one_error(&long).contains("not a valid release tag"));
+        let longest = format!("[upgradeFolders]\n\"v{}\" = \"x\"\n", "1".repeat(127));
+        assert!(parse(&longest).is_ok());
+    }
+
+    #[test]
+    fn release_tags() {
+        for good in ["v1.2.3", "1", "V1_2+meta-rc.1", "a..b"] {
+            assert!(is_valid_release_tag(good), "{good}");
+        }
+        for bad in ["", ".", "..", ".v1", "-v1", "v1/2", "v 1", "v1\n", "vé"] {
+            assert!(!is_valid_release_tag(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn api_url_is_checked() {
+        let good = [
+            ("https://api.github.com", "https://api.github.com"),
+            (
+                "https://github.example.com/api/v3//",
+                "https://github.example.com/api/v3",
+            ),
+            ("http://127.0.0.1:8080/", "http://127.0.0.1:8080"),
+            ("http://127.1.2.3", "http://127.1.2.3"),
+            ("http://[::1]:9000", "http://[::1]:9000"),
+            (
+                "http://localhost:9000/mirror",
+                "http://localhost:9000/mirror",
+            ),
+            ("HTTP://LOCALHOST", "HTTP://LOCALHOST"),
+        ];
+        for (url, stored) in good {
+            let config = parse(&format!("[autoInstall]\napiUrl = \"{url}\"\n"));
+            assert_eq!(
+                config.map(|c| c.auto_install.api_url),
+                Ok(stored.to_owned()),
+                "{url}"
+            );
+        }
+        let bad = [
+            (
+                "http://api.github.com",
+                "uses http:// for a host that is not loopback",
+            ),
+            ("http://128.0.0.1", "not loopback"),
+            ("http://[::2]", "not loopback"),
+            ("http://localhost.example.com", "not loopback"),
+            ("ftp://127.0.0.1", "uses the scheme \"ftp\""),
+            ("api.github.com", "is not an http(s) URL"),
+            ("https://", "has no valid host"),
+            ("https://user:pw@host", "carries credentials"),
+            ("https://host/x?y=1", "carries a query or fragment"),
+            ("https://host:port", "has no valid host"),
+            ("https://ho st", "contains whitespace"),
+        ];
+        for (url, part) in bad {
+            let error = one_error(&format!("[autoInstall]\n\napiUrl = \"{url}\"\n"));
+            assert!(
+                error.starts_with("/srv/visor/config.toml:3: autoInstall.apiUrl: "),
+                "{error}"
+            );
+            assert!(error.contains(part), "{url}: {error}");
+        }
+    }
+
+    #[test]
+    fn auto_install_names_are_checked() {
+        let error = one_error("[autoInstall]\nrepositoryOwner = \"a/b\"\n");
+        assert!(error.contains(":2: autoInstall.repositoryOwner: \"a/b\" is not a GitHub account or repository name"), "{error}");
+        let error = one_error("[autoInstall]\nrepository = \"\"\n");
+        assert!(
+            error.contains(":2: autoInstall.repository: \"\" is not a GitHub"),
+            "{error}"
+        );
+        let error = one_error("[autoInstall]\nchecksumAsset = \"\"\n");
+        assert!(
+            error.contains(":2: autoInstall.checksumAsset: empty name; "),
+            "{error}"
+        );
+        let error = one_error("[autoInstall.asset]\nname = \"zeta-{platform}.zip\"\n");
+        assert!(error.contains(":2: autoInstall.asset.name: \"zeta-{platform}.zip\" has the unknown placeholder {platform}"), "{error}");
+        let error = one_error("[autoInstall.asset]\nname = \"zeta-{os.zip\"\n");
+        assert!(error.contains("has a '{' without '}'"), "{error}");
+        let error = one_error("[autoInstall.asset]\nname = \"dir/zeta.zip\"\n");
+        assert!(error.contains("is not a file name"), "{error}");
+        let error = one_error("[autoInstall.asset]\nbinaryName = \"../zeta\"\n");
+        assert!(error.contains(":2: autoInstall.asset.binaryName: \"../zeta\" has an empty, '.' or '..' path component"), "{error}");
+        let error = one_error("[autoInstall.asset]\nbinaryName = \"/zeta\"\n");
+        assert!(error.contains("is not a relative file path"), "{error}");
+    }
+
+    #[test]
+    fn metrics_file_must_be_absolute() {
+        let error = one_error("metricsFile = \"visor.prom\"\n");
+        assert!(error.starts_with("/srv/visor/config.toml:1: metricsFile: \"visor.prom\" is not an absolute path; set it to an absolute path"), "{error}");
+        let error = one_error("\nmetricsFile = \"\"\n");
+        assert!(
+            error.starts_with("/srv/visor/config.toml:2: metricsFile: empty path; "),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once_in_line_order() {
+        let text = r#"maxNumberOfRestarts = "three"
+logLevel = "loud"
+bogus = 1
+[autoInstall]
+enabled = 1
+[autoInstall.asset]
+binaryNmae = "zeta"
+[upgradeFolders]
+"v1" = "a/b"
+"#;
+        let errors = errors(text);
+        let places: Vec<String> = errors
+            .iter()
+            .map(|e| e.split(": ").take(2).collect::<Vec<_>>().join(": "))
+            .collect();
+        assert_eq!(
+            places,
+            [
+                "/srv/visor/config.toml:1: maxNumberOfRestarts",
+                "/srv/visor/config.toml:2: logLevel",
+                "/srv/visor/config.toml:3: bogus",
+                "/srv/visor/config.toml:5: autoInstall.enabled",
+                "/srv/visor/config.toml:7: autoInstall.asset.binaryNmae",
+                "/srv/visor/config.toml:9: upgradeFolders.v1",
+            ]
+        );
+    }
+
+    #[test]
+    fn syntax_error_is_one_message_with_line_and_column() {
+        let error = one_error("maxNumberOfRestarts = 3\nstopDelaySeconds = \n");
+        assert!(
+            error.starts_with("/srv/visor/config.toml:2:20: TOML syntax error: "),
+            "{error}"
+        );
+        assert!(!error.contains('\n'), "{error}");
+        let error = one_error("a = 1\n\"é\" = 2\n\"é\" = 3\n");
+        assert!(
+            error.starts_with("/srv/visor/config.toml:3:1: TOML syntax error: "),
+            "{error}"
+        );
+        assert!(error.contains("duplicate key"), "{error}");
+    }
+
+    #[test]
+    fn messages_are_single_lines_without_trailing_period() {
+        let text = "logLevel = \"a\nb\"\"\"\n";
+        for error in parse(text).err().unwrap_or_default() {
+            assert!(!error.contains('\n') && !error.ends_with('.'), "{error}");
+        }
+        let text = "logLevel = \"\"\"\nmulti\nline\"\"\"\n";
+        let error = one_error(text);
+        assert!(!error.contains('\n') && !error.ends_with('.'), "{error}");
+        assert!(error.contains(":1: logLevel: expected one of"), "{error}");
+    }
+
+    #[test]
+    fn load_reports_a_missing_file() {
+        let missing = Path::new("/nonexistent/visor-test/config.toml");
+        let errors = Config::load(missing).err().unwrap_or_default();
+        assert_eq!(
+            errors,
+            ["/nonexistent/visor-test/config.toml: no such file; create it with `visor init` or \
+              point --home at the right folder"]
+        );
+    }
+
+    #[test]
+    fn quoting_escapes_what_toml_needs() {
+        assert_eq!(doc::quote("a\"b\\c\n\u{1}"), "\"a\\\"b\\\\c\\n\\u0001\"");
+        assert_eq!(doc::key_path("", "v1.2"), "\"v1.2\"");
+        assert_eq!(doc::key_path("a", "b_c-d"), "a.b_c-d");
+    }
+}
