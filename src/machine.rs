@@ -688,7 +688,11 @@ impl Machine {
                 self.begin_stop(now, AfterStop::Exit(0));
             }
             Phase::Stopping => {
-                self.after_stop = AfterStop::Exit(0);
+                // A stop that already ends in an exit keeps its status: a signal must not
+                // turn "restart budget spent" (1) into a clean stop (0).
+                if !matches!(self.after_stop, AfterStop::Exit(_)) {
+                    self.after_stop = AfterStop::Exit(0);
+                }
                 if self.timers[Timer::StopDelay as usize].is_some() {
                     // The upgrade's stop delay is skipped when Visor itself is told to stop.
                     self.clear_timer(Timer::StopDelay);

@@ -1,1 +1,3422 @@
-fn main() {}
+//! `zeta-core-sim`: a stand-in for the Zeta core node and data node, used by Visor's integration
+//! tests and the README demo.
+//!
+//! In `start` mode it serves the core node's admin JSON-RPC (SPEC section 6) over HTTP/1.1 on a
+//! UNIX socket, answering exactly as the real core's Go `net/http` server with the gorilla/rpc v1
+//! JSON codec does, including its error answers. A script given on the command line (or files in
+//! a control folder) decides when an upgrade is accepted and when the core is ready for it. In
+//! `datanode start` mode it only lives until it is told to stop. The `version` and
+//! `network-history latest-history-segment` subcommands answer like the real binaries.
+//!
+//! Every event that tests care about (start, socket bound, signals, ready, exit) can be appended
+//! as one JSON object per line to a record file shared by several processes.
+//!
+//! The simulator never forks and uses plain threads: one for signals, one per connection, and
+//! short-lived timer threads.
+
+use std::ffi::OsString;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+/// The program name used in messages.
+const PROG: &str = "zeta-core-sim";
+
+/// The usage text printed by `--help`.
+const USAGE: &str = "\
+usage: zeta-core-sim [OPTIONS] start [ARGS...]                  run as the core node
+       zeta-core-sim [OPTIONS] datanode start [ARGS...]         run as the data node
+       zeta-core-sim [OPTIONS] version [--output json]
+       zeta-core-sim [OPTIONS] [datanode] network-history latest-history-segment --output json [--home X]
+
+Options (only before the subcommand; DUR is 150ms, 2s, 1m or a number of milliseconds):
+  --sim-version V       version reported by `version` (default v0.0.0)
+  --record FILE         append one JSON object per event to FILE
+  --socket PATH         UNIX socket to serve the admin RPC on (required for `start`)
+  --http-path P         HTTP path of the RPC (default /rpc)
+  --announce TAG@H      release TAG accepted for upgrade at block height H
+  --announce-after DUR  when the release is accepted (default 0)
+  --ready-after DUR     when ReadyToUpgrade becomes true (never when absent)
+  --tag-field NAME      name of the tag field (default VegaReleaseTag)
+  --control-dir DIR     on each request: DIR/announce (TAG@H) announces, DIR/ready makes
+                        ready, DIR/crash is removed and the process exits with --exit-code
+  --rpc-after DUR       bind the socket only DUR after start
+  --no-rpc              never bind the socket
+  --hang-rpc            read requests but never answer
+  --slow-rpc DUR        answer each request after DUR
+  --garble-rpc          answer 200 with a body that is not JSON
+  --chunked-rpc         send success bodies with Transfer-Encoding: chunked
+  --crash-after DUR     exit on its own after DUR, with --exit-code (default 3)
+  --exit-code N         exit status of a crash (default 3)
+  --crash-once FILE     crash only if FILE does not exist, and create it
+  --ignore-sigterm      ignore SIGTERM (it is still recorded)
+  --exit-delay DUR      on SIGTERM wait DUR before exiting
+  --version-delay DUR   `version` sleeps DUR before answering
+  --segment-height N    to_height of the latest history segment (default 1000)
+  --no-segments         `network-history` reports that there are no segments
+";
+
+/// The largest request body the simulator accepts (the real server has no limit).
+const MAX_BODY: u64 = 1 << 20;
+
+/// Go's default header limit: `DefaultMaxHeaderBytes` plus the 4096 bytes of slack it allows.
+const MAX_HEAD: u64 = (1 << 20) + 4096;
+
+/// Go's limit on a chunk-size line of a chunked body.
+const MAX_CHUNK_LINE: u64 = 4096;
+
+/// Go discards at most this much of a request body the handler did not read before it gives up
+/// on the connection (`maxPostHandlerReadBytes`).
+const MAX_POST_HANDLER_READ: usize = 256 << 10;
+
+// ---------------------------------------------------------------------------------------------
+// Command line
+// ---------------------------------------------------------------------------------------------
+
+/// An accepted release: the tag and the block height of the upgrade.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Announce {
+    tag: String,
+    height: u64,
+}
+
+/// The global options, which only appear before the subcommand word.
+#[derive(Debug, Clone)]
+struct Options {
+    sim_version: String,
+    record: Option<PathBuf>,
+    socket: Option<PathBuf>,
+    http_path: String,
+    announce: Option<Announce>,
+    announce_after: Duration,
+    ready_after: Option<Duration>,
+    tag_field: String,
+    control_dir: Option<PathBuf>,
+    rpc_after: Duration,
+    no_rpc: bool,
+    hang_rpc: bool,
+    slow_rpc: Duration,
+    garble_rpc: bool,
+    chunked_rpc: bool,
+    crash_after: Option<Duration>,
+    exit_code: i32,
+    crash_once: Option<PathBuf>,
+    ignore_sigterm: bool,
+    exit_delay: Duration,
+    version_delay: Duration,
+    segment_height: u64,
+    no_segments: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            sim_version: "v0.0.0".to_string(),
+            record: None,
+            socket: None,
+            http_path: "/rpc".to_string(),
+            announce: None,
+            announce_after: Duration::ZERO,
+            ready_after: None,
+            tag_field: "VegaReleaseTag".to_string(),
+            control_dir: None,
+            rpc_after: Duration::ZERO,
+            no_rpc: false,
+            hang_rpc: false,
+            slow_rpc: Duration::ZERO,
+            garble_rpc: false,
+            chunked_rpc: false,
+            crash_after: None,
+            exit_code: 3,
+            crash_once: None,
+            ignore_sigterm: false,
+            exit_delay: Duration::ZERO,
+            version_delay: Duration::ZERO,
+            segment_height: 1000,
+            no_segments: false,
+        }
+    }
+}
+
+/// What the invocation asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Command {
+    Help,
+    Core,
+    DataNode,
+    Version { json: bool },
+    Segment,
+}
+
+impl Command {
+    /// The `mode` written into the start record.
+    fn mode(self) -> &'static str {
+        match self {
+            Command::Help => "help",
+            Command::Core => "core",
+            Command::DataNode => "datanode",
+            Command::Version { .. } => "version",
+            Command::Segment => "segment",
+        }
+    }
+}
+
+/// A parsed command line.
+#[derive(Debug)]
+struct Invocation {
+    opts: Options,
+    command: Command,
+    /// Every argument from the subcommand word on, exactly as passed.
+    args: Vec<String>,
+}
+
+/// Parses a duration: `150ms`, `2s`, `1m`, `1h`, a bare number of milliseconds, with an optional
+/// fraction (`1.5s`).
+fn parse_duration(text: &str) -> Option<Duration> {
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    if number.is_empty() || number.starts_with('.') || number.ends_with('.') {
+        return None;
+    }
+    let value: f64 = number.parse().ok()?;
+    let seconds = match unit {
+        "" | "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return None,
+    };
+    Duration::try_from_secs_f64(seconds).ok()
+}
+
+/// Parses `TAG@HEIGHT`, splitting at the last `@`.
+fn parse_announce(text: &str) -> Result<Announce, String> {
+    let (tag, height) = text
+        .rsplit_once('@')
+        .ok_or_else(|| format!("{text:?} is not TAG@HEIGHT"))?;
+    let height = height
+        .parse::<u64>()
+        .map_err(|_| format!("{text:?} has a height that is not a whole number"))?;
+    Ok(Announce {
+        tag: tag.to_string(),
+        height,
+    })
+}
+
+/// The global options that take no value.
+const FLAG_OPTIONS: &[&str] = &[
+    "--no-rpc",
+    "--hang-rpc",
+    "--garble-rpc",
+    "--chunked-rpc",
+    "--ignore-sigterm",
+    "--no-segments",
+];
+
+/// The global options that take a value.
+const VALUE_OPTIONS: &[&str] = &[
+    "--sim-version",
+    "--record",
+    "--socket",
+    "--http-path",
+    "--announce",
+    "--announce-after",
+    "--ready-after",
+    "--tag-field",
+    "--control-dir",
+    "--rpc-after",
+    "--slow-rpc",
+    "--crash-after",
+    "--exit-code",
+    "--crash-once",
+    "--exit-delay",
+    "--version-delay",
+    "--segment-height",
+];
+
+/// Applies one global option that takes a value.
+fn set_option(opts: &mut Options, name: &str, value: &str) -> Result<(), String> {
+    let duration = || {
+        parse_duration(value).ok_or_else(|| {
+            format!(
+                "option {name}: {value:?} is not a duration (use 150ms, 2s, 1m or milliseconds)"
+            )
+        })
+    };
+    match name {
+        "--sim-version" => opts.sim_version = value.to_string(),
+        "--record" => opts.record = Some(PathBuf::from(value)),
+        "--socket" => opts.socket = Some(PathBuf::from(value)),
+        "--http-path" => opts.http_path = value.to_string(),
+        "--announce" => {
+            opts.announce = Some(parse_announce(value).map_err(|e| format!("option {name}: {e}"))?)
+        }
+        "--announce-after" => opts.announce_after = duration()?,
+        "--ready-after" => opts.ready_after = Some(duration()?),
+        "--tag-field" => {
+            if value.is_empty()
+                || !value
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            {
+                return Err(format!(
+                    "option {name}: {value:?} is not a field name (letters, digits and _)"
+                ));
+            }
+            opts.tag_field = value.to_string();
+        }
+        "--control-dir" => opts.control_dir = Some(PathBuf::from(value)),
+        "--rpc-after" => opts.rpc_after = duration()?,
+        "--slow-rpc" => opts.slow_rpc = duration()?,
+        "--crash-after" => opts.crash_after = Some(duration()?),
+        "--exit-code" => {
+            opts.exit_code = value
+                .parse::<u8>()
+                .map_err(|_| format!("option {name}: {value:?} is not an exit status 0..255"))?
+                .into()
+        }
+        "--crash-once" => opts.crash_once = Some(PathBuf::from(value)),
+        "--exit-delay" => opts.exit_delay = duration()?,
+        "--version-delay" => opts.version_delay = duration()?,
+        "--segment-height" => {
+            opts.segment_height = value
+                .parse::<u64>()
+                .map_err(|_| format!("option {name}: {value:?} is not a block height"))?
+        }
+        _ => return Err(format!("unknown option {name} (see --help)")),
+    }
+    Ok(())
+}
+
+/// Finds `--output` in the arguments of `version` or `network-history` and says whether it
+/// asks for JSON (`None` when absent).
+fn output_is_json(args: &[String]) -> Result<Option<bool>, String> {
+    let mut json = None;
+    let mut i = 0;
+    while i < args.len() {
+        let value = if args[i] == "--output" {
+            i += 1;
+            Some(
+                args.get(i)
+                    .ok_or_else(|| "option --output needs a value".to_string())?
+                    .as_str(),
+            )
+        } else {
+            args[i].strip_prefix("--output=")
+        };
+        if let Some(value) = value {
+            if value != "json" {
+                return Err(format!(
+                    "option --output: {value:?} is not supported (only json)"
+                ));
+            }
+            json = Some(true);
+        }
+        i += 1;
+    }
+    Ok(json)
+}
+
+/// Parses the arguments after the program name.
+fn parse_args(argv: &[OsString]) -> Result<Invocation, String> {
+    let mut opts = Options::default();
+    let mut i = 0;
+    while i < argv.len() {
+        let Some(arg) = argv[i].to_str() else {
+            return Err(format!(
+                "argument {} ({:?}) is not valid UTF-8",
+                i + 1,
+                argv[i]
+            ));
+        };
+        if arg == "-h" || arg == "--help" {
+            return Ok(Invocation {
+                opts,
+                command: Command::Help,
+                args: Vec::new(),
+            });
+        }
+        if !arg.starts_with('-') || arg == "-" {
+            break;
+        }
+        let (name, inline) = match arg.split_once('=') {
+            Some((name, value)) => (name, Some(value)),
+            None => (arg, None),
+        };
+        if FLAG_OPTIONS.contains(&name) {
+            if inline.is_some() {
+                return Err(format!("option {name} takes no value"));
+            }
+            match name {
+                "--no-rpc" => opts.no_rpc = true,
+                "--hang-rpc" => opts.hang_rpc = true,
+                "--garble-rpc" => opts.garble_rpc = true,
+                "--chunked-rpc" => opts.chunked_rpc = true,
+                "--ignore-sigterm" => opts.ignore_sigterm = true,
+                _ => opts.no_segments = true,
+            }
+        } else if VALUE_OPTIONS.contains(&name) {
+            let value = match inline {
+                Some(value) => value.to_string(),
+                None => {
+                    i += 1;
+                    let value = argv
+                        .get(i)
+                        .ok_or_else(|| format!("option {name} needs a value"))?;
+                    value
+                        .to_str()
+                        .ok_or_else(|| {
+                            format!("option {name}: value {value:?} is not valid UTF-8")
+                        })?
+                        .to_string()
+                }
+            };
+            set_option(&mut opts, name, &value)?;
+        } else {
+            return Err(format!("unknown option {name} (see --help)"));
+        }
+        i += 1;
+    }
+    let args: Vec<String> = argv[i..]
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let word = |n: usize| args.get(n).map(String::as_str);
+    let command = match word(0) {
+        None => {
+            return Err(
+                "missing subcommand: start, datanode start, version or network-history".into(),
+            )
+        }
+        Some("help") => Command::Help,
+        Some("start") => Command::Core,
+        Some("datanode") => match word(1) {
+            Some("start") => Command::DataNode,
+            Some("network-history") => segment_command(&args[2..])?,
+            Some(other) => {
+                return Err(format!(
+                    "unknown datanode subcommand {other:?} (start or network-history)"
+                ))
+            }
+            None => return Err("datanode needs a subcommand: start or network-history".into()),
+        },
+        Some("version") => Command::Version {
+            json: output_is_json(&args[1..])?.unwrap_or(false),
+        },
+        Some("network-history") => segment_command(&args[1..])?,
+        Some(other) => {
+            return Err(format!(
+                "unknown subcommand {other:?}: start, datanode start, version or network-history"
+            ))
+        }
+    };
+    Ok(Invocation {
+        opts,
+        command,
+        args,
+    })
+}
+
+/// Checks the arguments after `network-history`.
+fn segment_command(args: &[String]) -> Result<Command, String> {
+    match args.first().map(String::as_str) {
+        Some("latest-history-segment") => {
+            output_is_json(&args[1..])?;
+            Ok(Command::Segment)
+        }
+        Some(other) => Err(format!(
+            "unknown network-history subcommand {other:?} (only latest-history-segment)"
+        )),
+        None => Err("network-history needs the subcommand latest-history-segment".into()),
+    }
+}
+
+/// Prints an error about the command line or the environment and exits with status 2.
+fn fail(message: &str) -> ! {
+    eprintln!("{PROG}: {message}");
+    process::exit(2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Go encoding/json and strconv behaviour
+// ---------------------------------------------------------------------------------------------
+
+/// What Go's JSON scanner returns for one byte (the subset the decoder looks at).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Continue,
+    EndObject,
+    EndArray,
+    End,
+    Error,
+}
+
+/// What the scanner is inside of, kept on its stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Nest {
+    ObjectKey,
+    ObjectValue,
+    ArrayValue,
+}
+
+/// The scanner's state: which function Go's scanner would call for the next byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ScanState {
+    BeginValue,
+    BeginValueOrEmpty,
+    BeginStringOrEmpty,
+    BeginString,
+    EndValue,
+    EndTop,
+    InString,
+    InStringEsc,
+    InStringEscU(u8),
+    Neg,
+    Zero,
+    One,
+    Dot,
+    Dot0,
+    E,
+    ESign,
+    E0,
+    Literal(&'static [u8], usize),
+    Error,
+}
+
+/// Go's nesting limit for JSON values.
+const MAX_NESTING: usize = 10000;
+
+/// A byte-at-a-time JSON syntax checker with the same states and error texts as Go's
+/// `encoding/json` scanner, so that a request body is accepted or refused with the same message.
+struct Scanner {
+    state: ScanState,
+    stack: Vec<Nest>,
+    error: Option<String>,
+}
+
+/// Whether Go's JSON scanner treats the byte as white space.
+fn is_json_space(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+impl Scanner {
+    fn new() -> Self {
+        Scanner {
+            state: ScanState::BeginValue,
+            stack: Vec::new(),
+            error: None,
+        }
+    }
+
+    /// Records a syntax error about byte `c`.
+    fn fail(&mut self, c: u8, context: &str) -> Step {
+        self.state = ScanState::Error;
+        self.error = Some(format!("invalid character {} {context}", quote_char(c)));
+        Step::Error
+    }
+
+    /// Enters an object or array, enforcing Go's depth limit.
+    fn push(&mut self, c: u8, nest: Nest, next: ScanState) -> Step {
+        self.stack.push(nest);
+        if self.stack.len() > MAX_NESTING {
+            return self.fail(c, "exceeded max depth");
+        }
+        self.state = next;
+        Step::Continue
+    }
+
+    /// Leaves an object or array.
+    fn pop(&mut self) {
+        self.stack.pop();
+        self.state = if self.stack.is_empty() {
+            ScanState::EndTop
+        } else {
+            ScanState::EndValue
+        };
+    }
+
+    fn begin_value(&mut self, c: u8) -> Step {
+        if is_json_space(c) {
+            return Step::Continue;
+        }
+        self.state = match c {
+            b'{' => return self.push(c, Nest::ObjectKey, ScanState::BeginStringOrEmpty),
+            b'[' => return self.push(c, Nest::ArrayValue, ScanState::BeginValueOrEmpty),
+            b'"' => ScanState::InString,
+            b'-' => ScanState::Neg,
+            b'0' => ScanState::Zero,
+            b'1'..=b'9' => ScanState::One,
+            b't' => ScanState::Literal(b"true", 1),
+            b'f' => ScanState::Literal(b"false", 1),
+            b'n' => ScanState::Literal(b"null", 1),
+            _ => return self.fail(c, "looking for beginning of value"),
+        };
+        Step::Continue
+    }
+
+    fn end_value(&mut self, c: u8) -> Step {
+        let Some(&top) = self.stack.last() else {
+            self.state = ScanState::EndTop;
+            return self.end_top(c);
+        };
+        if is_json_space(c) {
+            self.state = ScanState::EndValue;
+            return Step::Continue;
+        }
+        match top {
+            Nest::ObjectKey if c == b':' => {
+                *self.stack.last_mut().expect("stack is not empty") = Nest::ObjectValue;
+                self.state = ScanState::BeginValue;
+                Step::Continue
+            }
+            Nest::ObjectKey => self.fail(c, "after object key"),
+            Nest::ObjectValue if c == b',' => {
+                *self.stack.last_mut().expect("stack is not empty") = Nest::ObjectKey;
+                self.state = ScanState::BeginString;
+                Step::Continue
+            }
+            Nest::ObjectValue if c == b'}' => {
+                self.pop();
+                Step::EndObject
+            }
+            Nest::ObjectValue => self.fail(c, "after object key:value pair"),
+            Nest::ArrayValue if c == b',' => {
+                self.state = ScanState::BeginValue;
+                Step::Continue
+            }
+            Nest::ArrayValue if c == b']' => {
+                self.pop();
+                Step::EndArray
+            }
+            Nest::ArrayValue => self.fail(c, "after array element"),
+        }
+    }
+
+    fn end_top(&mut self, c: u8) -> Step {
+        if !is_json_space(c) {
+            // Go complains about the byte on the next call but still reports the end now.
+            self.fail(c, "after top-level value");
+        }
+        Step::End
+    }
+
+    /// Feeds one byte.
+    fn step(&mut self, c: u8) -> Step {
+        match self.state {
+            ScanState::BeginValue => self.begin_value(c),
+            ScanState::BeginValueOrEmpty => {
+                if is_json_space(c) {
+                    Step::Continue
+                } else if c == b']' {
+                    self.end_value(c)
+                } else {
+                    self.begin_value(c)
+                }
+            }
+            ScanState::BeginStringOrEmpty => {
+                if is_json_space(c) {
+                    Step::Continue
+                } else if c == b'}' {
+                    *self.stack.last_mut().expect("inside an object") = Nest::ObjectValue;
+                    self.end_value(c)
+                } else {
+                    self.state = ScanState::BeginString;
+                    self.step(c)
+                }
+            }
+            ScanState::BeginString => {
+                if is_json_space(c) {
+                    Step::Continue
+                } else if c == b'"' {
+                    self.state = ScanState::InString;
+                    Step::Continue
+                } else {
+                    self.fail(c, "looking for beginning of object key string")
+                }
+            }
+            ScanState::EndValue => self.end_value(c),
+            ScanState::EndTop => self.end_top(c),
+            ScanState::InString => {
+                match c {
+                    b'"' => self.state = ScanState::EndValue,
+                    b'\\' => self.state = ScanState::InStringEsc,
+                    0..=0x1f => return self.fail(c, "in string literal"),
+                    _ => {}
+                }
+                Step::Continue
+            }
+            ScanState::InStringEsc => {
+                match c {
+                    b'b' | b'f' | b'n' | b'r' | b't' | b'\\' | b'/' | b'"' => {
+                        self.state = ScanState::InString
+                    }
+                    b'u' => self.state = ScanState::InStringEscU(0),
+                    _ => return self.fail(c, "in string escape code"),
+                }
+                Step::Continue
+            }
+            ScanState::InStringEscU(n) => {
+                if !c.is_ascii_hexdigit() {
+                    return self.fail(c, "in \\u hexadecimal character escape");
+                }
+                self.state = if n == 3 {
+                    ScanState::InString
+                } else {
+                    ScanState::InStringEscU(n + 1)
+                };
+                Step::Continue
+            }
+            ScanState::Neg => {
+                self.state = match c {
+                    b'0' => ScanState::Zero,
+                    b'1'..=b'9' => ScanState::One,
+                    _ => return self.fail(c, "in numeric literal"),
+                };
+                Step::Continue
+            }
+            ScanState::One if c.is_ascii_digit() => Step::Continue,
+            ScanState::One | ScanState::Zero => match c {
+                b'.' => {
+                    self.state = ScanState::Dot;
+                    Step::Continue
+                }
+                b'e' | b'E' => {
+                    self.state = ScanState::E;
+                    Step::Continue
+                }
+                _ => self.end_value(c),
+            },
+            ScanState::Dot => {
+                if !c.is_ascii_digit() {
+                    return self.fail(c, "after decimal point in numeric literal");
+                }
+                self.state = ScanState::Dot0;
+                Step::Continue
+            }
+            ScanState::Dot0 => match c {
+                b'0'..=b'9' => Step::Continue,
+                b'e' | b'E' => {
+                    self.state = ScanState::E;
+                    Step::Continue
+                }
+                _ => self.end_value(c),
+            },
+            ScanState::E if c == b'+' || c == b'-' => {
+                self.state = ScanState::ESign;
+                Step::Continue
+            }
+            ScanState::E | ScanState::ESign => {
+                if !c.is_ascii_digit() {
+                    return self.fail(c, "in exponent of numeric literal");
+                }
+                self.state = ScanState::E0;
+                Step::Continue
+            }
+            ScanState::E0 if c.is_ascii_digit() => Step::Continue,
+            ScanState::E0 => self.end_value(c),
+            ScanState::Literal(word, at) => {
+                if c != word[at] {
+                    let context = format!(
+                        "in literal {} (expecting {})",
+                        String::from_utf8_lossy(word),
+                        quote_char(word[at])
+                    );
+                    return self.fail(c, &context);
+                }
+                self.state = if at + 1 == word.len() {
+                    ScanState::EndValue
+                } else {
+                    ScanState::Literal(word, at + 1)
+                };
+                Step::Continue
+            }
+            ScanState::Error => Step::Error,
+        }
+    }
+}
+
+/// Finds the first JSON value in `body` the way Go's `json.Decoder.Decode` does, returning it
+/// without the white space around it, or Go's error text (`EOF`, `unexpected EOF`, or a syntax
+/// error). Anything after the first value is ignored, as the decoder does.
+fn first_json_value(body: &[u8]) -> Result<&[u8], String> {
+    let mut scanner = Scanner::new();
+    let mut end = None;
+    for (i, &c) in body.iter().enumerate() {
+        match scanner.step(c) {
+            Step::End => {
+                end = Some(i);
+                break;
+            }
+            Step::EndObject | Step::EndArray if scanner.stack.is_empty() => {
+                end = Some(i + 1);
+                break;
+            }
+            Step::Error => return Err(scanner.error.unwrap_or_default()),
+            _ => {}
+        }
+    }
+    let end = match end {
+        Some(end) => end,
+        None if scanner.step(b' ') == Step::End => body.len(),
+        None if body.iter().any(|&c| !is_json_space(c)) => return Err("unexpected EOF".to_string()),
+        None => return Err("EOF".to_string()),
+    };
+    let start = body.iter().position(|&c| !is_json_space(c)).unwrap_or(end);
+    Ok(&body[start..end])
+}
+
+/// Skips white space in a JSON text that is known to be valid.
+fn skip_json_space(v: &[u8], i: &mut usize) {
+    while *i < v.len() && is_json_space(v[*i]) {
+        *i += 1;
+    }
+}
+
+/// Skips one string (starting at its quote) in a JSON text known to be valid.
+fn skip_json_string(v: &[u8], i: &mut usize) {
+    *i += 1;
+    while *i < v.len() {
+        match v[*i] {
+            b'\\' => *i += 2,
+            b'"' => {
+                *i += 1;
+                return;
+            }
+            _ => *i += 1,
+        }
+    }
+}
+
+/// Skips one value in a JSON text known to be valid, without recursion.
+fn skip_json_value(v: &[u8], i: &mut usize) {
+    let mut depth = 0usize;
+    loop {
+        if *i >= v.len() {
+            return;
+        }
+        match v[*i] {
+            b'"' => skip_json_string(v, i),
+            b'{' | b'[' => {
+                depth += 1;
+                *i += 1;
+            }
+            b'}' | b']' => {
+                depth = depth.saturating_sub(1);
+                *i += 1;
+            }
+            c if is_json_space(c) || c == b',' || c == b':' => *i += 1,
+            _ => {
+                while *i < v.len()
+                    && !matches!(v[*i], b',' | b'}' | b']' | b':')
+                    && !is_json_space(v[*i])
+                {
+                    *i += 1;
+                }
+            }
+        }
+        if depth == 0 {
+            return;
+        }
+    }
+}
+
+/// The name Go's `UnmarshalTypeError` gives the kind of a JSON value.
+fn json_kind(first: u8) -> &'static str {
+    match first {
+        b'{' => "object",
+        b'[' => "array",
+        b'"' => "string",
+        b't' | b'f' => "bool",
+        b'n' => "null",
+        _ => "number",
+    }
+}
+
+/// Decodes one UTF-8 character at the start of `bytes` the way Go's `utf8.DecodeRune` does,
+/// returning U+FFFD and length 1 for an invalid sequence.
+fn decode_rune(bytes: &[u8]) -> (char, usize) {
+    let want = match bytes.first() {
+        Some(0..=0x7f) => 1,
+        Some(0xc2..=0xdf) => 2,
+        Some(0xe0..=0xef) => 3,
+        Some(0xf0..=0xf4) => 4,
+        _ => return ('\u{fffd}', 1),
+    };
+    match bytes.get(..want).and_then(|b| std::str::from_utf8(b).ok()) {
+        Some(s) => (s.chars().next().unwrap_or('\u{fffd}'), want),
+        None => ('\u{fffd}', 1),
+    }
+}
+
+/// Decodes a valid JSON string literal (with its quotes) as Go does: bad UTF-8 and lone
+/// surrogates become U+FFFD.
+fn json_unquote(v: &[u8]) -> String {
+    let inner = v.get(1..v.len().saturating_sub(1)).unwrap_or_default();
+    let mut out = String::with_capacity(inner.len());
+    let hex4 = |at: usize| -> Option<u32> {
+        let digits = inner.get(at..at + 4)?;
+        u32::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
+    };
+    let mut i = 0;
+    while i < inner.len() {
+        if inner[i] != b'\\' {
+            let (c, len) = decode_rune(&inner[i..]);
+            out.push(c);
+            i += len;
+            continue;
+        }
+        let escape = inner.get(i + 1).copied().unwrap_or(b'\\');
+        i += 2;
+        match escape {
+            b'b' => out.push('\u{8}'),
+            b'f' => out.push('\u{c}'),
+            b'n' => out.push('\n'),
+            b'r' => out.push('\r'),
+            b't' => out.push('\t'),
+            b'u' => {
+                let unit = hex4(i).unwrap_or(0xfffd);
+                i += 4;
+                if !(0xd800..0xe000).contains(&unit) {
+                    out.push(char::from_u32(unit).unwrap_or('\u{fffd}'));
+                    continue;
+                }
+                // A surrogate pair is two escapes; anything else is a lone surrogate.
+                let low = if inner.get(i..i + 2) == Some(b"\\u") {
+                    hex4(i + 2)
+                } else {
+                    None
+                };
+                match low {
+                    Some(low) if unit < 0xdc00 && (0xdc00..0xe000).contains(&low) => {
+                        let code = 0x10000 + ((unit - 0xd800) << 10) + (low - 0xdc00);
+                        out.push(char::from_u32(code).unwrap_or('\u{fffd}'));
+                        i += 6;
+                    }
+                    _ => out.push('\u{fffd}'),
+                }
+            }
+            other => out.push(char::from(other)),
+        }
+    }
+    out
+}
+
+/// The fields of gorilla/rpc's JSON `serverRequest` that matter.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct ServerRequest {
+    method: String,
+    /// The raw `params` value; `None` when missing or null.
+    params: Option<Vec<u8>>,
+    /// The raw `id` value; `None` when missing or null.
+    id: Option<Vec<u8>>,
+}
+
+/// Go matches JSON object keys to struct fields without regard to case, folding the Kelvin sign
+/// and long s as well.
+fn fold_key(key: &str) -> String {
+    key.chars()
+        .map(|c| match c {
+            '\u{212a}' => 'k',
+            '\u{17f}' => 's',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect()
+}
+
+/// Decodes the first JSON value of a request body into a `serverRequest` the way Go's decoder
+/// does, returning the error text gorilla/rpc would send.
+fn decode_server_request(body: &[u8]) -> Result<ServerRequest, String> {
+    let v = first_json_value(body)?;
+    let mut request = ServerRequest::default();
+    match v.first().copied().unwrap_or(b'n') {
+        b'n' => return Ok(request),
+        b'{' => {}
+        other => {
+            return Err(format!(
+                "json: cannot unmarshal {} into Go value of type json.serverRequest",
+                json_kind(other)
+            ))
+        }
+    }
+    let mut first_error = None;
+    let mut i = 1;
+    loop {
+        skip_json_space(v, &mut i);
+        if i >= v.len() || v[i] == b'}' {
+            break;
+        }
+        if v[i] == b',' {
+            i += 1;
+            continue;
+        }
+        let key_start = i;
+        skip_json_string(v, &mut i);
+        let key = json_unquote(v.get(key_start..i.min(v.len())).unwrap_or_default());
+        skip_json_space(v, &mut i);
+        i += 1; // The colon.
+        skip_json_space(v, &mut i);
+        let value_start = i;
+        skip_json_value(v, &mut i);
+        if i <= key_start {
+            break;
+        }
+        let value = v.get(value_start..i.min(v.len())).unwrap_or_default();
+        let first = value.first().copied().unwrap_or(b'n');
+        match fold_key(&key).as_str() {
+            "method" => match first {
+                b'"' => request.method = json_unquote(value),
+                b'n' => {}
+                other => {
+                    first_error.get_or_insert_with(|| {
+                        format!(
+                            "json: cannot unmarshal {} into Go struct field serverRequest.method of type string",
+                            json_kind(other)
+                        )
+                    });
+                }
+            },
+            "params" => request.params = (first != b'n').then(|| value.to_vec()),
+            "id" => request.id = (first != b'n').then(|| value.to_vec()),
+            _ => {}
+        }
+    }
+    match first_error {
+        Some(error) => Err(error),
+        None => Ok(request),
+    }
+}
+
+/// The service and method the simulated core registers.
+const RPC_SERVICE: &str = "protocolupgrade";
+const RPC_METHOD: &str = "UpgradeStatus";
+
+/// gorilla/rpc's lookup of `Service.Method`.
+fn find_method(method: &str) -> Result<(), String> {
+    let parts: Vec<&str> = method.split('.').collect();
+    if parts.len() != 2 {
+        return Err(format!(
+            "rpc: service/method request ill-formed: {}",
+            go_quote(method)
+        ));
+    }
+    if parts[0] != RPC_SERVICE {
+        return Err(format!("rpc: can't find service {}", go_quote(method)));
+    }
+    if parts[1] != RPC_METHOD {
+        return Err(format!("rpc: can't find method {}", go_quote(method)));
+    }
+    Ok(())
+}
+
+/// The codec's `ReadRequest`: `params` is unmarshalled into
+/// `[1]interface{}{&ReadForUpgradeArgs{}}`, the argument type of the core's method.
+fn read_params(params: Option<&[u8]>) -> Result<(), String> {
+    let Some(p) = params else {
+        return Err("rpc: method request ill-formed: missing params field".to_string());
+    };
+    let first = p.first().copied().unwrap_or(b'n');
+    if first != b'[' {
+        return Err(format!(
+            "json: cannot unmarshal {} into Go value of type [1]interface {{}}",
+            json_kind(first)
+        ));
+    }
+    let mut i = 1;
+    skip_json_space(p, &mut i);
+    match p.get(i) {
+        None | Some(b']' | b'n' | b'{') => Ok(()),
+        Some(&other) => Err(format!(
+            "json: cannot unmarshal {} into Go value of type admin.ReadForUpgradeArgs",
+            json_kind(other)
+        )),
+    }
+}
+
+/// Go's `encoding/json` compaction of a `json.RawMessage` when it is encoded with HTML escaping
+/// (the `json.Encoder` default): white space outside strings dropped, `<`, `>`, `&`, U+2028 and
+/// U+2029 escaped.
+fn compact_json(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut in_string = false;
+    let mut i = 0;
+    while i < raw.len() {
+        let c = raw[i];
+        if matches!(c, b'<' | b'>' | b'&') {
+            out.extend_from_slice(format!("\\u00{c:02x}").as_bytes());
+        } else if c == 0xe2
+            && raw.get(i + 1) == Some(&0x80)
+            && matches!(raw.get(i + 2), Some(0xa8 | 0xa9))
+        {
+            out.extend_from_slice(format!("\\u202{:x}", raw[i + 2] & 0xf).as_bytes());
+            i += 2;
+        } else if in_string {
+            out.push(c);
+            if c == b'\\' {
+                if let Some(&next) = raw.get(i + 1) {
+                    out.push(next);
+                    i += 1;
+                }
+            } else if c == b'"' {
+                in_string = false;
+            }
+        } else if !is_json_space(c) {
+            in_string = c == b'"';
+            out.push(c);
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Encodes a string as Go's `encoding/json` does with HTML escaping.
+fn go_json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '<' | '>' | '&' | '\0'..='\u{1f}' => out.push_str(&format!("\\u{:04x}", c as u32)),
+            '\u{2028}' | '\u{2029}' => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// An approximation of Go's `strconv.IsPrint`: graphic characters and the ASCII space, without
+/// other spaces, format and private-use characters (unassigned code points are not known here).
+fn go_is_print(c: char) -> bool {
+    let u = c as u32;
+    if u < 0x80 {
+        return (0x20..0x7f).contains(&u);
+    }
+    !(c.is_control()
+        || matches!(u,
+            0xa0 | 0xad | 0x600..=0x605 | 0x61c | 0x6dd | 0x70f | 0x890 | 0x891 | 0x8e2
+            | 0x1680 | 0x180e | 0x2000..=0x200f | 0x2028..=0x202f | 0x205f..=0x2064
+            | 0x2066..=0x206f | 0x3000 | 0xd800..=0xf8ff | 0xfeff | 0xfff9..=0xfffb
+            | 0x110bd | 0x110cd | 0x13430..=0x1343f | 0x1bca0..=0x1bca3 | 0x1d173..=0x1d17a
+            | 0xe0001 | 0xe0020..=0xe007f | 0xf0000..)
+        || (u & 0xfffe) == 0xfffe)
+}
+
+/// Go's `strconv.Quote`.
+fn go_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if go_is_print(c) => out.push(c),
+            '\u{7}' => out.push_str("\\a"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{b}' => out.push_str("\\v"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c if (c as u32) < 0x10000 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push_str(&format!("\\U{:08x}", c as u32)),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Go's `quoteChar` from the JSON scanner: a byte shown as a quoted character.
+fn quote_char(c: u8) -> String {
+    match c {
+        b'\'' => "'\\''".to_string(),
+        b'"' => "'\"'".to_string(),
+        _ => {
+            let quoted = go_quote(&char::from(c).to_string());
+            format!("'{}'", &quoted[1..quoted.len() - 1])
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP/1.x requests, as Go's net/http server reads them
+// ---------------------------------------------------------------------------------------------
+
+/// How the request body is delimited.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum BodyFraming {
+    Length(u64),
+    Chunked,
+}
+
+/// The parts of the request target that routing needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RequestUrl {
+    /// `scheme://authority` of an absolute-form target, empty for origin form.
+    prefix: String,
+    /// The percent-decoded path.
+    path: String,
+    /// The raw query; `Some("")` for a target ending in a lone `?`.
+    query: Option<String>,
+    /// The target was `*`.
+    star: bool,
+}
+
+/// A request line and its headers.
+#[derive(Debug, Clone)]
+struct Head {
+    method: String,
+    /// The minor version of HTTP/1.x.
+    minor: u8,
+    /// Header names in lower case, with trimmed values, in the order received.
+    headers: Vec<(String, String)>,
+    url: RequestUrl,
+    framing: BodyFraming,
+}
+
+/// Whether a comma-separated header value holds `token` (case-insensitive).
+fn has_token(value: &str, token: &str) -> bool {
+    value
+        .split(',')
+        .any(|part| part.trim_matches([' ', '\t']).eq_ignore_ascii_case(token))
+}
+
+impl Head {
+    /// The first value of a header.
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of a header.
+    fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn is_http11(&self) -> bool {
+        self.minor >= 1
+    }
+
+    /// Go's `Request.wantsClose`.
+    fn wants_close(&self) -> bool {
+        let close = self.values("connection").any(|v| has_token(v, "close"));
+        if self.is_http11() {
+            close
+        } else {
+            close
+                || !self
+                    .values("connection")
+                    .any(|v| has_token(v, "keep-alive"))
+        }
+    }
+
+    /// Go's `Request.wantsHttp10KeepAlive`.
+    fn wants_http10_keep_alive(&self) -> bool {
+        self.minor == 0 && has_token(self.header("connection").unwrap_or(""), "keep-alive")
+    }
+}
+
+/// The result of reading a request head.
+#[derive(Debug)]
+enum ReadHead {
+    Request(Box<Head>),
+    /// The peer closed the connection (or it failed) between requests.
+    Closed,
+    /// The request is refused with this raw answer, after which the connection is closed.
+    Reject(Vec<u8>),
+}
+
+/// One line read with a byte budget.
+enum Line {
+    Text(Vec<u8>),
+    Eof,
+    TooLong,
+}
+
+/// Reads one line ending in LF (a CR before it is dropped), spending from `budget`.
+fn read_line<R: BufRead>(reader: &mut R, budget: &mut u64) -> io::Result<Line> {
+    let mut line = Vec::new();
+    let n = reader.by_ref().take(*budget).read_until(b'\n', &mut line)?;
+    *budget -= n as u64;
+    if line.last() != Some(&b'\n') {
+        return Ok(match (n, *budget) {
+            (_, 0) => Line::TooLong,
+            (0, _) => Line::Eof,
+            _ => Line::Text(line),
+        });
+    }
+    line.pop();
+    if line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    Ok(Line::Text(line))
+}
+
+/// Go's answer to a request it cannot parse, written straight to the connection.
+fn raw_error(code: u16, detail: Option<&str>) -> Vec<u8> {
+    let public = match detail {
+        Some(detail) => format!("{code} {}: {detail}", status_text(code)),
+        None => format!("{code} {}", status_text(code)),
+    };
+    format!(
+        "HTTP/1.1 {public}\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n{public}"
+    )
+    .into_bytes()
+}
+
+/// Go's answer to a transfer coding other than `chunked` (it does not echo the coding back).
+const UNSUPPORTED_TRANSFER_ENCODING: &[u8] = b"HTTP/1.1 501 Not Implemented\r\n\
+    Content-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n\
+    Unsupported transfer encoding";
+
+/// Whether a byte may appear in an HTTP token (method, header name).
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Whether a byte may appear in a Host header (Go's `httpguts.ValidHostHeader`).
+fn is_host_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!$%&'()*+,-.:;=[]_~".contains(&b)
+}
+
+/// Go's `http.ParseHTTPVersion` for the fixed `HTTP/X.Y` form.
+fn parse_http_version(proto: &str) -> Option<(u8, u8)> {
+    let b = proto.as_bytes();
+    if b.len() != 8 || !proto.starts_with("HTTP/") || b[6] != b'.' {
+        return None;
+    }
+    if !b[5].is_ascii_digit() || !b[7].is_ascii_digit() {
+        return None;
+    }
+    Some((b[5] - b'0', b[7] - b'0'))
+}
+
+/// Percent-decodes a path as Go's `url.PathUnescape` does (`+` stays).
+fn percent_decode(raw: &str) -> Option<String> {
+    let b = raw.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = b.get(i + 1..i + 3)?;
+            let text = std::str::from_utf8(hex).ok()?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            out.push(u8::from_str_radix(text, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    Some(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Go's `url.ParseRequestURI`, reduced to what routing needs.
+fn parse_request_uri(raw: &str) -> Option<RequestUrl> {
+    if raw.is_empty() || raw.bytes().any(|b| b < 0x20 || b == 0x7f) {
+        return None;
+    }
+    if raw == "*" {
+        return Some(RequestUrl {
+            prefix: String::new(),
+            path: "*".to_string(),
+            query: None,
+            star: true,
+        });
+    }
+    // A scheme is letters followed by letters, digits, `+`, `-` or `.`, then a colon.
+    let mut scheme = None;
+    for (i, c) in raw.bytes().enumerate() {
+        match c {
+            b'a'..=b'z' | b'A'..=b'Z' => {}
+            b'0'..=b'9' | b'+' | b'-' | b'.' if i > 0 => {}
+            b':' if i == 0 => return None,
+            b':' => {
+                scheme = Some(raw[..i].to_ascii_lowercase());
+                break;
+            }
+            _ => break,
+        }
+    }
+    let rest = match &scheme {
+        Some(s) => &raw[s.len() + 1..],
+        None => raw,
+    };
+    let (rest, query) = if rest.ends_with('?') && rest.matches('?').count() == 1 {
+        (&rest[..rest.len() - 1], Some(String::new()))
+    } else {
+        match rest.split_once('?') {
+            Some((path, query)) => (path, (!query.is_empty()).then(|| query.to_string())),
+            None => (rest, None),
+        }
+    };
+    let (prefix, path) = match scheme {
+        None if rest.starts_with('/') => (String::new(), rest),
+        None => return None,
+        Some(s) if !rest.starts_with('/') => (format!("{s}:{rest}"), ""),
+        Some(s) => match rest.strip_prefix("//") {
+            Some(authority) => {
+                let cut = authority.find('/').unwrap_or(authority.len());
+                (format!("{s}://{}", &authority[..cut]), &authority[cut..])
+            }
+            None => (format!("{s}:"), rest),
+        },
+    };
+    Some(RequestUrl {
+        prefix,
+        path: percent_decode(path)?,
+        query,
+        star: false,
+    })
+}
+
+/// Reads a request line and headers and checks them as Go's server does.
+fn read_head<R: BufRead>(reader: &mut R) -> ReadHead {
+    let mut budget = MAX_HEAD;
+    let bad = || ReadHead::Reject(raw_error(400, None));
+    let too_large = || ReadHead::Reject(raw_error(431, None));
+    let line = match read_line(reader, &mut budget) {
+        Ok(Line::Text(line)) => line,
+        Ok(Line::TooLong) => return too_large(),
+        Ok(Line::Eof) | Err(_) => return ReadHead::Closed,
+    };
+    let line = String::from_utf8_lossy(&line).into_owned();
+    let Some((method, rest)) = line.split_once(' ') else {
+        return bad();
+    };
+    let Some((target, proto)) = rest.split_once(' ') else {
+        return bad();
+    };
+    if method.is_empty() || !method.bytes().all(is_token_byte) {
+        return bad();
+    }
+    let Some((major, minor)) = parse_http_version(proto) else {
+        return bad();
+    };
+    let Some(url) = parse_request_uri(target) else {
+        return bad();
+    };
+
+    let mut headers: Vec<(String, String)> = Vec::new();
+    let mut bad_value = false;
+    loop {
+        let line = match read_line(reader, &mut budget) {
+            Ok(Line::Text(line)) => line,
+            Ok(Line::TooLong) => return too_large(),
+            // Go answers a request cut short after its first line.
+            Ok(Line::Eof) => return bad(),
+            Err(_) => return ReadHead::Closed,
+        };
+        if line.is_empty() {
+            break;
+        }
+        let text = String::from_utf8_lossy(&line);
+        if line[0] == b' ' || line[0] == b'\t' {
+            // A folded continuation of the previous header line.
+            match headers.last_mut() {
+                Some((_, value)) => {
+                    value.push(' ');
+                    value.push_str(text.trim_matches([' ', '\t']));
+                    continue;
+                }
+                None => return bad(),
+            }
+        }
+        let Some((name, value)) = text.split_once(':') else {
+            return bad();
+        };
+        if name.is_empty() {
+            continue;
+        }
+        if !name.bytes().all(is_token_byte) {
+            return bad();
+        }
+        let value = value.trim_matches([' ', '\t']);
+        bad_value |= value.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f);
+        headers.push((name.to_ascii_lowercase(), value.to_string()));
+    }
+
+    let count = |name: &str| headers.iter().filter(|(n, _)| n == name).count();
+    if count("host") > 1 {
+        return bad();
+    }
+    let mut framing = BodyFraming::Length(0);
+    let transfer_encodings: Vec<&str> = headers
+        .iter()
+        .filter(|(n, _)| n == "transfer-encoding")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    let chunked = major == 1 && minor >= 1 && !transfer_encodings.is_empty();
+    if chunked {
+        if transfer_encodings.len() > 1 || !transfer_encodings[0].eq_ignore_ascii_case("chunked") {
+            return ReadHead::Reject(UNSUPPORTED_TRANSFER_ENCODING.to_vec());
+        }
+        framing = BodyFraming::Chunked;
+    } else {
+        let lengths: Vec<&str> = headers
+            .iter()
+            .filter(|(n, _)| n == "content-length")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        if let Some(first) = lengths.first() {
+            if lengths.iter().any(|l| l != first) {
+                return bad();
+            }
+            if first.is_empty() || !first.bytes().all(|b| b.is_ascii_digit()) {
+                return bad();
+            }
+            match first.parse::<u64>() {
+                Ok(n) if n < 1 << 63 => framing = BodyFraming::Length(n),
+                _ => return bad(),
+            }
+        }
+    }
+    if major != 1 {
+        return ReadHead::Reject(raw_error(505, Some("unsupported protocol version")));
+    }
+    if minor >= 1 && count("host") == 0 && method != "CONNECT" {
+        return ReadHead::Reject(raw_error(400, Some("missing required Host header")));
+    }
+    if let Some((_, host)) = headers.iter().find(|(n, _)| n == "host") {
+        if !host.bytes().all(is_host_byte) {
+            return ReadHead::Reject(raw_error(400, Some("malformed Host header")));
+        }
+    }
+    if bad_value {
+        return ReadHead::Reject(raw_error(400, Some("invalid header value")));
+    }
+    ReadHead::Request(Box::new(Head {
+        method: method.to_string(),
+        minor,
+        headers,
+        url,
+        framing,
+    }))
+}
+
+/// Why a request body could not be read.
+#[derive(Debug, PartialEq, Eq)]
+enum BodyError {
+    /// Over the simulator's limit of `MAX_BODY`.
+    TooLarge,
+    /// A chunked body that does not follow the format, with Go's error text.
+    Malformed(&'static str),
+    /// The connection failed or ended early.
+    Io,
+}
+
+/// Reads a whole request body.
+fn read_body<R: BufRead>(reader: &mut R, framing: &BodyFraming) -> Result<Vec<u8>, BodyError> {
+    match *framing {
+        BodyFraming::Length(n) => {
+            if n > MAX_BODY {
+                return Err(BodyError::TooLarge);
+            }
+            let mut body = vec![0; n as usize];
+            reader.read_exact(&mut body).map_err(|_| BodyError::Io)?;
+            Ok(body)
+        }
+        BodyFraming::Chunked => read_chunked(reader),
+    }
+}
+
+/// Reads a chunked body and its trailer.
+fn read_chunked<R: BufRead>(reader: &mut R) -> Result<Vec<u8>, BodyError> {
+    let mut body = Vec::new();
+    loop {
+        let mut budget = MAX_CHUNK_LINE;
+        let line = match read_line(reader, &mut budget) {
+            Ok(Line::Text(line)) => line,
+            Ok(Line::TooLong) => return Err(BodyError::Malformed("header line too long")),
+            Ok(Line::Eof) | Err(_) => return Err(BodyError::Io),
+        };
+        let size_text = line.split(|&b| b == b';').next().unwrap_or_default();
+        let end = size_text
+            .iter()
+            .rposition(|b| !matches!(b, b' ' | b'\t'))
+            .map_or(0, |p| p + 1);
+        let size_text = &size_text[..end];
+        if size_text.is_empty() {
+            return Err(BodyError::Malformed("empty hex number for chunk length"));
+        }
+        if size_text.len() > 16 {
+            return Err(BodyError::Malformed("http chunk length too large"));
+        }
+        if !size_text.iter().all(u8::is_ascii_hexdigit) {
+            return Err(BodyError::Malformed("invalid byte in chunk length"));
+        }
+        let text = std::str::from_utf8(size_text).unwrap_or("0");
+        let size = u64::from_str_radix(text, 16)
+            .map_err(|_| BodyError::Malformed("invalid byte in chunk length"))?;
+        if size == 0 {
+            // The trailer: header lines up to an empty line.
+            loop {
+                let mut budget = MAX_CHUNK_LINE;
+                match read_line(reader, &mut budget) {
+                    Ok(Line::Text(line)) if line.is_empty() => return Ok(body),
+                    Ok(Line::Text(_)) => {}
+                    Ok(Line::TooLong) => return Err(BodyError::Malformed("header line too long")),
+                    Ok(Line::Eof) | Err(_) => return Err(BodyError::Io),
+                }
+            }
+        }
+        if body.len() as u64 + size > MAX_BODY {
+            return Err(BodyError::TooLarge);
+        }
+        let start = body.len();
+        body.resize(start + size as usize, 0);
+        reader
+            .read_exact(&mut body[start..])
+            .map_err(|_| BodyError::Io)?;
+        let mut crlf = [0u8; 2];
+        reader.read_exact(&mut crlf).map_err(|_| BodyError::Io)?;
+        if &crlf != b"\r\n" {
+            return Err(BodyError::Malformed("malformed chunked encoding"));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Answers, as gorilla/mux, gorilla/rpc and Go's net/http write them
+// ---------------------------------------------------------------------------------------------
+
+/// The reason phrase Go uses for a status code.
+fn status_text(code: u16) -> &'static str {
+    match code {
+        100 => "Continue",
+        200 => "OK",
+        301 => "Moved Permanently",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        413 => "Request Entity Too Large",
+        415 => "Unsupported Media Type",
+        417 => "Expectation Failed",
+        431 => "Request Header Fields Too Large",
+        501 => "Not Implemented",
+        505 => "HTTP Version Not Supported",
+        _ => "",
+    }
+}
+
+/// An answer as a handler produces it; the framing headers are added when it is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Answer {
+    status: u16,
+    /// Headers the handler set, already in Go's order (sorted by canonical name).
+    headers: Vec<(&'static str, String)>,
+    body: Vec<u8>,
+    /// Send the body with `Transfer-Encoding: chunked` (HTTP/1.1 only).
+    chunked: bool,
+}
+
+/// The media type and charset of Go's plain-text answers.
+const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
+
+/// The content type of gorilla/rpc's JSON answers.
+const APPLICATION_JSON: &str = "application/json; charset=utf-8";
+
+impl Answer {
+    /// gorilla/rpc's `WriteError`: plain text, no trailing newline.
+    fn rpc_error(status: u16, message: &str) -> Answer {
+        Answer {
+            status,
+            headers: vec![("Content-Type", TEXT_PLAIN.to_string())],
+            body: message.as_bytes().to_vec(),
+            chunked: false,
+        }
+    }
+
+    /// `http.NotFound`, which gorilla/mux uses for unknown paths.
+    fn not_found() -> Answer {
+        Answer {
+            status: 404,
+            headers: vec![
+                ("Content-Type", TEXT_PLAIN.to_string()),
+                ("X-Content-Type-Options", "nosniff".to_string()),
+            ],
+            body: b"404 page not found\n".to_vec(),
+            chunked: false,
+        }
+    }
+}
+
+/// Where gorilla/mux sends a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Route {
+    /// `OPTIONS *`, answered by Go's server itself.
+    GlobalOptions,
+    /// A path that is not in canonical form: 301 to the cleaned one.
+    Redirect(String),
+    NotFound,
+    /// The RPC path, with a method other than POST.
+    NotPost,
+    /// The RPC path with an unknown content type (the media type before any `;`).
+    BadContentType(String),
+    Rpc,
+}
+
+/// Go's `path.Clean` for a rooted path.
+fn clean_rooted(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            part => parts.push(part),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+/// gorilla/mux's `cleanPath`.
+fn mux_clean_path(path: &str) -> String {
+    if path.is_empty() {
+        return "/".to_string();
+    }
+    let rooted = if path.starts_with('/') {
+        path.to_string()
+    } else {
+        format!("/{path}")
+    };
+    let mut cleaned = clean_rooted(&rooted);
+    if rooted.ends_with('/') && cleaned != "/" {
+        cleaned.push('/');
+    }
+    cleaned
+}
+
+/// Go's escaping of a URL path (`url.PathEscape` rules, `/` kept).
+fn escape_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for &b in path.as_bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~$&+,/:;=@".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Routes a request as the core's gorilla/mux router and gorilla/rpc server do.
+fn route(head: &Head, http_path: &str) -> Route {
+    if head.url.star && head.method == "OPTIONS" {
+        return Route::GlobalOptions;
+    }
+    let cleaned = mux_clean_path(&head.url.path);
+    if cleaned != head.url.path {
+        let mut location = format!("{}{}", head.url.prefix, escape_path(&cleaned));
+        if let Some(query) = &head.url.query {
+            location.push('?');
+            location.push_str(query);
+        }
+        return Route::Redirect(location);
+    }
+    if head.url.path != http_path {
+        return Route::NotFound;
+    }
+    if head.method != "POST" {
+        return Route::NotPost;
+    }
+    let content_type = head.header("content-type").unwrap_or("");
+    let media = content_type.split(';').next().unwrap_or("");
+    if !media.eq_ignore_ascii_case("application/json") {
+        return Route::BadContentType(media.to_string());
+    }
+    Route::Rpc
+}
+
+/// The core's upgrade status at the moment of an answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct UpgradeStatus {
+    accepted: Option<Announce>,
+    ready: bool,
+}
+
+/// What gorilla/rpc does with a request that reached the RPC handler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum RpcOutcome {
+    /// 400 with this text.
+    Error(String),
+    /// A request without an id: 200 and an empty body.
+    Notification,
+    /// 200 with this JSON body (newline included).
+    Success(Vec<u8>),
+}
+
+/// Runs the gorilla/rpc JSON codec and the `protocolupgrade.UpgradeStatus` method.
+fn rpc_outcome(body: &[u8], status: &UpgradeStatus, tag_field: &str) -> RpcOutcome {
+    let request = match decode_server_request(body) {
+        Ok(request) => request,
+        Err(error) => return RpcOutcome::Error(error),
+    };
+    if let Err(error) = find_method(&request.method) {
+        return RpcOutcome::Error(error);
+    }
+    if let Err(error) = read_params(request.params.as_deref()) {
+        return RpcOutcome::Error(error);
+    }
+    let Some(id) = request.id else {
+        return RpcOutcome::Notification;
+    };
+    RpcOutcome::Success(status_body(status, tag_field, &compact_json(&id)))
+}
+
+/// The JSON answer of `protocolupgrade.UpgradeStatus`, as Go's `json.Encoder` writes it.
+fn status_body(status: &UpgradeStatus, tag_field: &str, id: &[u8]) -> Vec<u8> {
+    let info = match &status.accepted {
+        Some(a) => format!(
+            "{{{}:{},\"UpgradeBlockHeight\":{}}}",
+            go_json_string(tag_field),
+            go_json_string(&a.tag),
+            a.height
+        ),
+        None => "null".to_string(),
+    };
+    let mut body = format!(
+        "{{\"result\":{{\"AcceptedReleaseInfo\":{info},\"ReadyToUpgrade\":{}}},\"error\":null,\"id\":",
+        status.ready
+    )
+    .into_bytes();
+    body.extend_from_slice(id);
+    body.extend_from_slice(b"}\n");
+    body
+}
+
+/// The body `--garble-rpc` sends in place of a JSON answer.
+const GARBLED_BODY: &[u8] = b"{\"result\":{\"AcceptedReleaseInfo\":nul garbled, this is not JSON\n";
+
+/// Turns an RPC outcome into an HTTP answer.
+fn rpc_answer(outcome: RpcOutcome, garble: bool, chunked: bool) -> Answer {
+    match outcome {
+        RpcOutcome::Error(error) => Answer::rpc_error(400, &error),
+        RpcOutcome::Notification => Answer {
+            status: 200,
+            headers: vec![("X-Content-Type-Options", "nosniff".to_string())],
+            body: Vec::new(),
+            chunked: false,
+        },
+        RpcOutcome::Success(body) => Answer {
+            status: 200,
+            headers: vec![
+                ("Content-Type", APPLICATION_JSON.to_string()),
+                ("X-Content-Type-Options", "nosniff".to_string()),
+            ],
+            body: if garble { GARBLED_BODY.to_vec() } else { body },
+            chunked,
+        },
+    }
+}
+
+/// How an answer is framed on the connection, from the request.
+#[derive(Debug, Clone, Copy, Default)]
+struct Framing {
+    http11: bool,
+    head_method: bool,
+    wants_close: bool,
+    wants_http10_keep_alive: bool,
+    /// The server must close the connection after this answer.
+    force_close: bool,
+}
+
+impl Framing {
+    fn for_request(head: &Head) -> Framing {
+        Framing {
+            http11: head.is_http11(),
+            head_method: head.method == "HEAD",
+            wants_close: head.wants_close(),
+            wants_http10_keep_alive: head.wants_http10_keep_alive(),
+            force_close: false,
+        }
+    }
+}
+
+/// Serializes an answer as Go's server writes it. Returns the pieces to write one after the
+/// other (several for a chunked body) and whether the connection must be closed afterwards.
+fn serialize(answer: &Answer, framing: Framing, date: &str) -> (Vec<Vec<u8>>, bool) {
+    let has_header = |name: &str| answer.headers.iter().any(|(n, _)| *n == name);
+    let send_body = !framing.head_method;
+    let chunked = answer.chunked && framing.http11 && answer.body.len() >= 2 && send_body;
+    let mut close = framing.force_close
+        || answer
+            .headers
+            .iter()
+            .any(|(n, v)| *n == "Connection" && has_token(v, "close"));
+    let mut connection = None;
+    if framing.wants_http10_keep_alive && !chunked {
+        if !has_header("Connection") {
+            connection = Some("keep-alive");
+        }
+    } else if !framing.http11 || framing.wants_close {
+        close = true;
+    }
+    if close && !has_header("Connection") {
+        connection = framing.http11.then_some("close");
+    }
+
+    let mut head = format!(
+        "HTTP/1.{} {} {}\r\n",
+        u8::from(framing.http11),
+        answer.status,
+        status_text(answer.status)
+    );
+    for (name, value) in &answer.headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(&format!("Date: {date}\r\n"));
+    if !chunked && !has_header("Content-Length") && (send_body || !answer.body.is_empty()) {
+        head.push_str(&format!("Content-Length: {}\r\n", answer.body.len()));
+    }
+    if let Some(connection) = connection {
+        head.push_str(&format!("Connection: {connection}\r\n"));
+    }
+    if chunked {
+        head.push_str("Transfer-Encoding: chunked\r\n");
+    }
+    head.push_str("\r\n");
+
+    let mut first = head.into_bytes();
+    if !chunked {
+        if send_body {
+            first.extend_from_slice(&answer.body);
+        }
+        return (vec![first], close);
+    }
+    let (a, b) = answer.body.split_at(answer.body.len() / 2);
+    let chunk = |data: &[u8]| {
+        let mut piece = format!("{:x}\r\n", data.len()).into_bytes();
+        piece.extend_from_slice(data);
+        piece.extend_from_slice(b"\r\n");
+        piece
+    };
+    first.extend_from_slice(&chunk(a));
+    let mut last = chunk(b);
+    last.extend_from_slice(b"0\r\n\r\n");
+    (vec![first, last], close)
+}
+
+/// Formats a time as an HTTP date (`Mon, 02 Jan 2006 15:04:05 GMT`), as Go's `http.TimeFormat`.
+fn http_date(time: SystemTime) -> String {
+    let secs = time
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let days = secs / 86400;
+    let rem = secs % 86400;
+    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    // Civil date from days since 1970-01-01, counting in 400-year eras that start on March 1st.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!(
+        "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
+        WEEKDAYS[(days % 7) as usize],
+        day,
+        MONTHS[(month - 1) as usize],
+        year,
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Record file
+// ---------------------------------------------------------------------------------------------
+
+/// The realtime clock in nanoseconds since the Unix epoch.
+fn realtime_ns() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+/// Appends events to the record file, one JSON object per line, each with a single `write(2)`
+/// on a descriptor opened with `O_APPEND`, so that several processes can share the file.
+struct Recorder {
+    path: PathBuf,
+    file: Mutex<File>,
+    warned: AtomicBool,
+}
+
+impl Recorder {
+    fn open(path: &Path) -> io::Result<Recorder> {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(Recorder {
+            path: path.to_path_buf(),
+            file: Mutex::new(file),
+            warned: AtomicBool::new(false),
+        })
+    }
+
+    /// Writes one event; `t_ns` is added last unless the fields hold it.
+    fn event(&self, fields: &[(&str, Value)]) {
+        let mut line = String::from("{");
+        for (i, (name, value)) in fields.iter().enumerate() {
+            if i > 0 {
+                line.push(',');
+            }
+            line.push_str(&Value::from(*name).to_string());
+            line.push(':');
+            line.push_str(&value.to_string());
+        }
+        if !fields.iter().any(|(name, _)| *name == "t_ns") {
+            line.push_str(&format!(",\"t_ns\":{}", realtime_ns()));
+        }
+        line.push_str("}\n");
+        let result = lock(&self.file).write_all(line.as_bytes());
+        if let Err(error) = result {
+            if !self.warned.swap(true, Ordering::Relaxed) {
+                eprintln!(
+                    "{PROG}: cannot write to record file {}: {error}",
+                    self.path.display()
+                );
+            }
+        }
+    }
+}
+
+/// Locks a mutex, carrying on with the data if another thread panicked while holding it.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The running node
+// ---------------------------------------------------------------------------------------------
+
+/// Upgrade state changed by the control folder.
+#[derive(Debug, Default)]
+struct ControlState {
+    /// The release announced through `DIR/announce`.
+    announce: Option<Announce>,
+    /// `DIR/ready` has been seen (it stays true).
+    ready: bool,
+    /// The `ready` event has been recorded.
+    ready_recorded: bool,
+    /// The last unusable content of `DIR/announce`, to warn about it once.
+    bad_announce: Option<String>,
+}
+
+/// Everything the node's threads share.
+struct Shared {
+    opts: Options,
+    started: Instant,
+    recorder: Option<Recorder>,
+    control: Mutex<ControlState>,
+    /// The device and inode of the socket file this process bound, to remove it at exit.
+    bound: Mutex<Option<(u64, u64)>>,
+    exiting: AtomicBool,
+}
+
+impl Shared {
+    fn record(&self, fields: &[(&str, Value)]) {
+        if let Some(recorder) = &self.recorder {
+            recorder.event(fields);
+        }
+    }
+
+    /// The upgrade status now; records `ready` the first time it is true.
+    fn status(&self) -> UpgradeStatus {
+        let elapsed = self.started.elapsed();
+        let mut control = lock(&self.control);
+        let accepted = control.announce.clone().or_else(|| {
+            self.opts
+                .announce
+                .clone()
+                .filter(|_| elapsed >= self.opts.announce_after)
+        });
+        let ready = accepted.is_some()
+            && (control.ready || self.opts.ready_after.is_some_and(|after| elapsed >= after));
+        if ready && !control.ready_recorded {
+            control.ready_recorded = true;
+            self.record(&[("event", "ready".into())]);
+        }
+        UpgradeStatus { accepted, ready }
+    }
+
+    /// Looks at the control folder, as done on every request.
+    fn check_control_dir(&self) {
+        let Some(dir) = &self.opts.control_dir else {
+            return;
+        };
+        // Only the process that removes the file crashes, should several share the folder.
+        if fs::remove_file(dir.join("crash")).is_ok() {
+            self.crash(self.opts.exit_code);
+        }
+        let mut control = lock(&self.control);
+        if let Ok(text) = fs::read_to_string(dir.join("announce")) {
+            match parse_announce(text.trim()) {
+                Ok(announce) => {
+                    control.announce = Some(announce);
+                    control.bad_announce = None;
+                }
+                Err(error) => {
+                    if control.bad_announce.as_deref() != Some(text.as_str()) {
+                        eprintln!(
+                            "{PROG}: ignoring {}: {error}",
+                            dir.join("announce").display()
+                        );
+                        control.bad_announce = Some(text);
+                    }
+                }
+            }
+        }
+        if dir.join("ready").exists() {
+            control.ready = true;
+        }
+    }
+
+    /// Exits with a crash status, leaving the socket file behind as a crashed process would.
+    fn crash(&self, code: i32) -> ! {
+        self.record(&[
+            ("event", "exit".into()),
+            ("reason", "crash".into()),
+            ("code", code.into()),
+        ]);
+        process::exit(code);
+    }
+
+    /// Removes the socket file if it is still the one this process bound.
+    fn remove_socket(&self) {
+        let (Some(path), Some((dev, ino))) = (&self.opts.socket, *lock(&self.bound)) else {
+            return;
+        };
+        if let Ok(meta) = fs::symlink_metadata(path) {
+            if meta.dev() == dev && meta.ino() == ino {
+                let _ = fs::remove_file(path);
+            }
+        }
+    }
+
+    /// Stops after a signal: removes the socket file and exits 0.
+    fn stop(&self, reason: &str) -> ! {
+        self.remove_socket();
+        self.record(&[
+            ("event", "exit".into()),
+            ("reason", reason.into()),
+            ("code", 0.into()),
+        ]);
+        process::exit(0);
+    }
+}
+
+/// Spawns a thread, reporting a failure instead of panicking.
+fn spawn<F: FnOnce() + Send + 'static>(name: &str, stack: usize, body: F) -> bool {
+    match thread::Builder::new()
+        .name(name.to_string())
+        .stack_size(stack)
+        .spawn(body)
+    {
+        Ok(_) => true,
+        Err(error) => {
+            eprintln!("{PROG}: cannot start the {name} thread: {error}");
+            false
+        }
+    }
+}
+
+/// Stack size of the small helper threads.
+const SMALL_STACK: usize = 128 << 10;
+
+/// Handles SIGTERM and SIGINT: each is recorded; the first one not ignored stops the process
+/// after `--exit-delay`.
+fn start_signal_thread(shared: &Arc<Shared>, mut signals: Signals) {
+    let shared = Arc::clone(shared);
+    let started = spawn("signals", SMALL_STACK, move || {
+        for signal in signals.forever() {
+            let (name, reason) = if signal == SIGTERM {
+                ("TERM", "sigterm")
+            } else {
+                ("INT", "sigint")
+            };
+            shared.record(&[("event", "signal".into()), ("signal", name.into())]);
+            if signal == SIGTERM && shared.opts.ignore_sigterm {
+                continue;
+            }
+            if shared.exiting.swap(true, Ordering::SeqCst) {
+                continue;
+            }
+            let stopper = Arc::clone(&shared);
+            let delay = shared.opts.exit_delay;
+            if delay.is_zero() {
+                stopper.stop(reason);
+            }
+            spawn("stop", SMALL_STACK, move || {
+                thread::sleep(delay);
+                stopper.stop(reason);
+            });
+        }
+    });
+    if !started {
+        process::exit(2);
+    }
+}
+
+/// Starts the timers: `--crash-after`, and the moment `--ready-after` makes the core ready.
+fn start_timers(shared: &Arc<Shared>) {
+    if let Some(after) = shared.opts.crash_after {
+        let shared = Arc::clone(shared);
+        spawn("crash-timer", SMALL_STACK, move || {
+            thread::sleep(after);
+            if let Some(marker) = &shared.opts.crash_once {
+                if marker.exists() {
+                    return;
+                }
+                if let Err(error) = File::create(marker) {
+                    eprintln!(
+                        "{PROG}: cannot create the --crash-once file {}: {error}",
+                        marker.display()
+                    );
+                }
+            }
+            shared.crash(shared.opts.exit_code);
+        });
+    }
+    if let (Some(_), Some(ready_after)) = (&shared.opts.announce, shared.opts.ready_after) {
+        let at = ready_after.max(shared.opts.announce_after);
+        let shared = Arc::clone(shared);
+        spawn("ready-timer", SMALL_STACK, move || {
+            thread::sleep(at.saturating_sub(shared.started.elapsed()));
+            shared.status();
+        });
+    }
+}
+
+/// Blocks the calling thread for good; the process ends from another thread.
+fn park_forever() -> ! {
+    loop {
+        thread::park();
+    }
+}
+
+/// Binds the RPC socket (after `--rpc-after`) and serves connections, one thread each.
+fn serve(shared: &Arc<Shared>) -> ! {
+    let Some(path) = shared.opts.socket.clone() else {
+        park_forever();
+    };
+    thread::sleep(
+        shared
+            .opts
+            .rpc_after
+            .saturating_sub(shared.started.elapsed()),
+    );
+    // Like the core, remove a stale socket file first.
+    match fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+        Err(error) => eprintln!(
+            "{PROG}: cannot remove the old socket file {}: {error}",
+            path.display()
+        ),
+    }
+    let listener = match UnixListener::bind(&path) {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!(
+                "{PROG}: cannot listen on the RPC socket {}: {error}",
+                path.display()
+            );
+            shared.record(&[
+                ("event", "exit".into()),
+                ("reason", "error".into()),
+                ("code", 2.into()),
+            ]);
+            process::exit(2);
+        }
+    };
+    if let Ok(meta) = fs::symlink_metadata(&path) {
+        *lock(&shared.bound) = Some((meta.dev(), meta.ino()));
+    }
+    shared.record(&[
+        ("event", "listening".into()),
+        ("socket", path.display().to_string().into()),
+    ]);
+    for stream in listener.incoming() {
+        match stream {
+            Ok(stream) => {
+                let shared = Arc::clone(shared);
+                spawn("connection", 256 << 10, move || {
+                    serve_connection(&shared, stream)
+                });
+            }
+            Err(error) => {
+                eprintln!(
+                    "{PROG}: accepting on the RPC socket {} failed: {error}",
+                    path.display()
+                );
+                // Out of descriptors or similar: do not spin.
+                thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+    park_forever();
+}
+
+/// Go tolerates clients that send CR/LF after a POST body: up to four such bytes are skipped
+/// before the next request.
+fn skip_stray_line_ends<R: BufRead>(reader: &mut R) {
+    let skip = match reader.fill_buf() {
+        Ok(buffer) => buffer
+            .iter()
+            .take(4)
+            .take_while(|&&b| b == b'\r' || b == b'\n')
+            .count(),
+        Err(_) => 0,
+    };
+    reader.consume(skip);
+}
+
+/// What to do with the connection after an exchange.
+#[derive(Debug, PartialEq, Eq)]
+enum After {
+    KeepAlive,
+    Close,
+}
+
+/// Serves the requests of one connection until either side closes it.
+fn serve_connection(shared: &Shared, stream: UnixStream) {
+    let Ok(read_half) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(read_half);
+    let mut writer = stream;
+    let mut after_post = false;
+    loop {
+        if after_post {
+            skip_stray_line_ends(&mut reader);
+        }
+        let head = match read_head(&mut reader) {
+            ReadHead::Request(head) => head,
+            ReadHead::Closed => return,
+            ReadHead::Reject(answer) => {
+                if shared.opts.hang_rpc {
+                    let _ = io::copy(&mut reader, &mut io::sink());
+                } else {
+                    let _ = writer.write_all(&answer);
+                }
+                return;
+            }
+        };
+        after_post = head.method == "POST";
+        shared.check_control_dir();
+        if shared.opts.hang_rpc {
+            // Read the request and the ones after it, never answering.
+            if read_body(&mut reader, &head.framing).is_err() {
+                let _ = io::copy(&mut reader, &mut io::sink());
+                return;
+            }
+            continue;
+        }
+        if exchange(shared, &head, &mut reader, &mut writer) == After::Close {
+            return;
+        }
+    }
+}
+
+/// Answers one request whose head has been read.
+fn exchange<R: BufRead, W: Write>(
+    shared: &Shared,
+    head: &Head,
+    reader: &mut R,
+    writer: &mut W,
+) -> After {
+    let mut framing = Framing::for_request(head);
+    let expect = head.header("expect");
+    let has_body = head.framing != BodyFraming::Length(0);
+    let expect_continue = head.is_http11()
+        && has_body
+        && expect.is_some_and(|value| has_token(value, "100-continue"));
+    if let Some(value) = expect {
+        if !value.is_empty() && !has_token(value, "100-continue") {
+            let answer = Answer {
+                status: 417,
+                headers: vec![("Connection", "close".to_string())],
+                body: Vec::new(),
+                chunked: false,
+            };
+            write_answer(writer, &answer, framing);
+            return After::Close;
+        }
+    }
+
+    let route = route(head, &shared.opts.http_path);
+    let reads_body = route == Route::Rpc;
+    let mut malformed = None;
+    let body = if expect_continue && !reads_body {
+        // The client waits for "100 Continue", which is never sent: answer and hang up.
+        framing.force_close = true;
+        Vec::new()
+    } else {
+        if expect_continue && writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").is_err() {
+            return After::Close;
+        }
+        match read_body(reader, &head.framing) {
+            Ok(body) => body,
+            Err(BodyError::Io) => return After::Close,
+            Err(BodyError::TooLarge) => {
+                let _ = writer.write_all(&raw_error(413, None));
+                return After::Close;
+            }
+            Err(BodyError::Malformed(error)) => {
+                framing.force_close = true;
+                malformed = Some(error);
+                Vec::new()
+            }
+        }
+    };
+    if !reads_body && body.len() >= MAX_POST_HANDLER_READ {
+        framing.force_close = true;
+    }
+
+    if !shared.opts.slow_rpc.is_zero() {
+        thread::sleep(shared.opts.slow_rpc);
+    }
+    let answer = match route {
+        Route::GlobalOptions => Answer {
+            status: 200,
+            headers: vec![("Content-Length", "0".to_string())],
+            body: Vec::new(),
+            chunked: false,
+        },
+        Route::Redirect(location) => Answer {
+            status: 301,
+            headers: vec![("Location", location)],
+            body: Vec::new(),
+            chunked: false,
+        },
+        Route::NotFound => Answer::not_found(),
+        Route::NotPost => Answer::rpc_error(
+            405,
+            &format!("rpc: POST method required, received {}", head.method),
+        ),
+        Route::BadContentType(media) => {
+            Answer::rpc_error(415, &format!("rpc: unrecognized Content-Type: {media}"))
+        }
+        Route::Rpc => match malformed {
+            Some(error) => Answer::rpc_error(400, error),
+            None => {
+                let status = shared.status();
+                let outcome = rpc_outcome(&body, &status, &shared.opts.tag_field);
+                rpc_answer(outcome, shared.opts.garble_rpc, shared.opts.chunked_rpc)
+            }
+        },
+    };
+    if write_answer(writer, &answer, framing) {
+        After::Close
+    } else {
+        After::KeepAlive
+    }
+}
+
+/// Writes an answer; returns whether the connection must be closed.
+fn write_answer<W: Write>(writer: &mut W, answer: &Answer, framing: Framing) -> bool {
+    let (pieces, close) = serialize(answer, framing, &http_date(SystemTime::now()));
+    for piece in pieces {
+        if writer
+            .write_all(&piece)
+            .and_then(|()| writer.flush())
+            .is_err()
+        {
+            return true;
+        }
+    }
+    close
+}
+
+/// Runs as the core node (`core`) or the data node.
+fn run_node(shared: Arc<Shared>, signals: Signals, core: bool) -> ! {
+    start_signal_thread(&shared, signals);
+    start_timers(&shared);
+    if core && !shared.opts.no_rpc {
+        serve(&shared);
+    }
+    park_forever();
+}
+
+// ---------------------------------------------------------------------------------------------
+// One-shot subcommands
+// ---------------------------------------------------------------------------------------------
+
+/// `version [--output json]`.
+fn run_version(opts: &Options, json: bool) -> ! {
+    thread::sleep(opts.version_delay);
+    let text = if json {
+        format!(
+            "{{\"version\":{},\"hash\":\"sim\"}}\n",
+            go_json_string(&opts.sim_version)
+        )
+    } else {
+        format!("Zeta CLI {} (sim)\n", opts.sim_version)
+    };
+    let mut stdout = io::stdout().lock();
+    let _ = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush());
+    process::exit(0);
+}
+
+/// The output of `network-history latest-history-segment --output json`.
+fn segment_json(height: u64) -> String {
+    let from = if height > 999 { height - 999 } else { 1 };
+    format!(
+        "{{\"LatestSegment\":{{\"from_height\":{from},\"to_height\":{height},\"history_segment_id\":\"QmSimSegment{height}sim\",\"previous_history_segment_id\":\"\",\"database_version\":1,\"chain_id\":\"sim-chain\"}}}}\n"
+    )
+}
+
+/// `[datanode] network-history latest-history-segment`.
+fn run_segment(opts: &Options) -> ! {
+    if opts.no_segments {
+        println!("{{\"error\":\"no history segments found\"}}");
+        eprintln!("no history segments found");
+        process::exit(1);
+    }
+    let mut stdout = io::stdout().lock();
+    let _ = stdout
+        .write_all(segment_json(opts.segment_height).as_bytes())
+        .and_then(|()| stdout.flush());
+    process::exit(0);
+}
+
+fn main() {
+    // The start time is taken first: it measures when the process was exec'd.
+    let start_ns = realtime_ns();
+    let started = Instant::now();
+    let argv: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let invocation = parse_args(&argv).unwrap_or_else(|error| fail(&error));
+    let Invocation {
+        opts,
+        command,
+        args,
+    } = invocation;
+    if command == Command::Help {
+        print!("{USAGE}");
+        process::exit(0);
+    }
+    if command == Command::Core && opts.socket.is_none() && !opts.no_rpc {
+        fail("start needs --socket PATH (the admin RPC socket), or --no-rpc");
+    }
+    let recorder = opts.record.as_ref().map(|path| {
+        Recorder::open(path).unwrap_or_else(|error| {
+            fail(&format!(
+                "cannot open record file {}: {error}",
+                path.display()
+            ))
+        })
+    });
+    // The handlers are installed before the start is recorded, so that a SIGTERM sent as soon
+    // as the start is seen is handled (it waits in the handler's pipe until its thread runs).
+    let signals = if matches!(command, Command::Core | Command::DataNode) {
+        match Signals::new([SIGTERM, SIGINT]) {
+            Ok(signals) => Some(signals),
+            Err(error) => fail(&format!(
+                "cannot install the SIGTERM/SIGINT handler: {error}"
+            )),
+        }
+    } else {
+        None
+    };
+    if let Some(recorder) = &recorder {
+        // SAFETY: these calls only read the process's identifiers.
+        let (pid, pgid, ppid) = unsafe { (libc::getpid(), libc::getpgrp(), libc::getppid()) };
+        recorder.event(&[
+            ("event", "start".into()),
+            ("mode", command.mode().into()),
+            ("pid", pid.into()),
+            ("pgid", pgid.into()),
+            ("ppid", ppid.into()),
+            ("version", opts.sim_version.clone().into()),
+            ("args", args.clone().into()),
+            ("t_ns", Value::from(start_ns as u64)),
+        ]);
+    }
+    match (command, signals) {
+        (Command::Version { json }, _) => run_version(&opts, json),
+        (Command::Segment, _) => run_segment(&opts),
+        (Command::Core | Command::DataNode, Some(signals)) => {
+            let shared = Arc::new(Shared {
+                opts,
+                started,
+                recorder,
+                control: Mutex::new(ControlState::default()),
+                bound: Mutex::new(None),
+                exiting: AtomicBool::new(false),
+            });
+            run_node(shared, signals, command == Command::Core)
+        }
+        _ => process::exit(0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    fn os(args: &[&str]) -> Vec<OsString> {
+        args.iter().map(OsString::from).collect()
+    }
+
+    fn head_of(raw: &str) -> ReadHead {
+        read_head(&mut Cursor::new(raw.as_bytes().to_vec()))
+    }
+
+    fn request(raw: &str) -> Head {
+        match head_of(raw) {
+            ReadHead::Request(head) => *head,
+            other => panic!("expected a request, got {other:?}"),
+        }
+    }
+
+    fn rejected(raw: &str) -> String {
+        match head_of(raw) {
+            ReadHead::Reject(answer) => String::from_utf8(answer).expect("answer is text"),
+            other => panic!("expected a rejection, got {other:?}"),
+        }
+    }
+
+    const DATE: &str = "Tue, 14 Nov 2023 22:13:20 GMT";
+
+    fn text(pieces: &[Vec<u8>]) -> String {
+        String::from_utf8(pieces.concat()).expect("answer is text")
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("150ms"), Some(Duration::from_millis(150)));
+        assert_eq!(parse_duration("2s"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1m"), Some(Duration::from_secs(60)));
+        assert_eq!(parse_duration("250"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("0"), Some(Duration::ZERO));
+        for bad in ["", "ms", "2x", "-1s", "1.s", ".5s", "1..2s"] {
+            assert_eq!(parse_duration(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn announce_splits_at_the_last_at() {
+        assert_eq!(
+            parse_announce("v1.3.0@1200000"),
+            Ok(Announce {
+                tag: "v1.3.0".into(),
+                height: 1_200_000
+            })
+        );
+        assert_eq!(
+            parse_announce("a@b@7").map(|a| a.tag),
+            Ok("a@b".to_string())
+        );
+        assert!(parse_announce("v1").is_err());
+        assert!(parse_announce("v1@x").is_err());
+    }
+
+    #[test]
+    fn global_options_are_stripped_from_the_recorded_args() {
+        let inv = parse_args(&os(&[
+            "--sim-version",
+            "v2",
+            "--socket=/h/core.sock",
+            "--no-rpc",
+            "start",
+            "--home",
+            "/x",
+            "--snapshot.load-from-block-height",
+            "120",
+            "--sim-version",
+            "v9",
+        ]))
+        .expect("valid");
+        assert_eq!(inv.command, Command::Core);
+        assert_eq!(inv.opts.sim_version, "v2");
+        assert_eq!(inv.opts.socket, Some(PathBuf::from("/h/core.sock")));
+        assert!(inv.opts.no_rpc);
+        assert_eq!(
+            inv.args,
+            [
+                "start",
+                "--home",
+                "/x",
+                "--snapshot.load-from-block-height",
+                "120",
+                "--sim-version",
+                "v9"
+            ]
+        );
+    }
+
+    #[test]
+    fn subcommands() {
+        let cmd = |args: &[&str]| parse_args(&os(args)).map(|inv| inv.command);
+        assert_eq!(cmd(&["datanode", "start", "--x"]), Ok(Command::DataNode));
+        assert_eq!(
+            cmd(&["version", "--output", "json"]),
+            Ok(Command::Version { json: true })
+        );
+        assert_eq!(
+            cmd(&["version", "--output=json"]),
+            Ok(Command::Version { json: true })
+        );
+        assert_eq!(cmd(&["version"]), Ok(Command::Version { json: false }));
+        assert!(cmd(&["version", "--output", "yaml"]).is_err());
+        assert_eq!(
+            cmd(&[
+                "network-history",
+                "latest-history-segment",
+                "--output",
+                "json"
+            ]),
+            Ok(Command::Segment)
+        );
+        assert_eq!(
+            cmd(&[
+                "datanode",
+                "network-history",
+                "latest-history-segment",
+                "--output",
+                "json",
+                "--home",
+                "/d"
+            ]),
+            Ok(Command::Segment)
+        );
+        assert_eq!(cmd(&["--help"]), Ok(Command::Help));
+        assert!(cmd(&[]).unwrap_err().contains("missing subcommand"));
+        assert!(cmd(&["frobnicate"]).unwrap_err().contains("frobnicate"));
+        assert!(cmd(&["datanode", "run"]).unwrap_err().contains("run"));
+        assert!(cmd(&["network-history", "list"]).is_err());
+    }
+
+    #[test]
+    fn bad_options_name_the_culprit() {
+        let err = |args: &[&str]| parse_args(&os(args)).unwrap_err();
+        assert!(err(&["--bogus", "1", "start"]).contains("--bogus"));
+        assert!(err(&["--socket"]).contains("--socket needs a value"));
+        assert!(err(&["--ready-after", "soon", "start"]).contains("--ready-after"));
+        assert!(err(&["--announce", "v1", "start"]).contains("--announce"));
+        assert!(err(&["--exit-code", "300", "start"]).contains("--exit-code"));
+        assert!(err(&["--no-rpc=1", "start"]).contains("takes no value"));
+        assert!(err(&["--tag-field", "a b", "start"]).contains("--tag-field"));
+    }
+
+    fn scan_error(body: &str) -> String {
+        first_json_value(body.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn decoder_errors_match_go() {
+        assert_eq!(scan_error(""), "EOF");
+        assert_eq!(scan_error(" \n\t"), "EOF");
+        assert_eq!(scan_error("{"), "unexpected EOF");
+        assert_eq!(scan_error("tru"), "unexpected EOF");
+        assert_eq!(scan_error("-"), "unexpected EOF");
+        assert_eq!(
+            scan_error("x"),
+            "invalid character 'x' looking for beginning of value"
+        );
+        assert_eq!(
+            scan_error("'a'"),
+            "invalid character '\\'' looking for beginning of value"
+        );
+        assert_eq!(
+            scan_error("{\"a\" 1}"),
+            "invalid character '1' after object key"
+        );
+        assert_eq!(
+            scan_error("{\"a\":1 \"b\"}"),
+            "invalid character '\"' after object key:value pair"
+        );
+        assert_eq!(
+            scan_error("{\"a\":1,}"),
+            "invalid character '}' looking for beginning of object key string"
+        );
+        assert_eq!(
+            scan_error("{a:1}"),
+            "invalid character 'a' looking for beginning of object key string"
+        );
+        assert_eq!(
+            scan_error("[1,]"),
+            "invalid character ']' looking for beginning of value"
+        );
+        assert_eq!(
+            scan_error("[1 2]"),
+            "invalid character '2' after array element"
+        );
+        assert_eq!(
+            scan_error("trux"),
+            "invalid character 'x' in literal true (expecting 'e')"
+        );
+        assert_eq!(scan_error("nul"), "unexpected EOF");
+        assert_eq!(
+            scan_error("fx"),
+            "invalid character 'x' in literal false (expecting 'a')"
+        );
+        assert_eq!(
+            scan_error("\"a\u{1}\""),
+            "invalid character '\\x01' in string literal"
+        );
+        assert_eq!(
+            scan_error("\"a\nb\""),
+            "invalid character '\\n' in string literal"
+        );
+        assert_eq!(
+            scan_error("\"\\q\""),
+            "invalid character 'q' in string escape code"
+        );
+        assert_eq!(
+            scan_error("\"\\u12x4\""),
+            "invalid character 'x' in \\u hexadecimal character escape"
+        );
+        assert_eq!(scan_error("-a"), "invalid character 'a' in numeric literal");
+        assert_eq!(
+            scan_error("1.x"),
+            "invalid character 'x' after decimal point in numeric literal"
+        );
+        assert_eq!(
+            scan_error("1e+x"),
+            "invalid character 'x' in exponent of numeric literal"
+        );
+        assert_eq!(
+            scan_error("\u{e9}"),
+            "invalid character '\u{c3}' looking for beginning of value"
+        );
+        assert_eq!(
+            scan_error(&"[".repeat(10_001)),
+            "invalid character '[' exceeded max depth"
+        );
+    }
+
+    #[test]
+    fn decoder_takes_the_first_value_only() {
+        assert_eq!(first_json_value(b" {} x"), Ok(&b"{}"[..]));
+        assert_eq!(first_json_value(b"123"), Ok(&b"123"[..]));
+        assert_eq!(first_json_value(b"123x"), Ok(&b"123"[..]));
+        assert_eq!(first_json_value(b"[1,[2]]]"), Ok(&b"[1,[2]]"[..]));
+        assert_eq!(first_json_value(b"\"a\"\"b\""), Ok(&b"\"a\""[..]));
+        assert!(first_json_value("[".repeat(10_000).as_bytes()).is_err());
+    }
+
+    #[test]
+    fn server_request_fields() {
+        let req = decode_server_request(
+            br#"{"METHOD":"protocolupgrade.UpgradeStatus","Params":[null],"iD": 7 ,"x":{"y":[1,"}"]}}"#,
+        )
+        .expect("valid");
+        assert_eq!(req.method, "protocolupgrade.UpgradeStatus");
+        assert_eq!(req.params.as_deref(), Some(&b"[null]"[..]));
+        assert_eq!(req.id.as_deref(), Some(&b"7"[..]));
+
+        let req = decode_server_request(
+            br#"{"\u006dethod":"a\u00e9\ud83d\ude00\ud800","id":null,"params":null}"#,
+        )
+        .expect("valid");
+        assert_eq!(req.method, "a\u{e9}\u{1f600}\u{fffd}");
+        assert_eq!(req.id, None);
+        assert_eq!(req.params, None);
+
+        assert_eq!(decode_server_request(b"null"), Ok(ServerRequest::default()));
+        assert_eq!(
+            decode_server_request(b"[1]").unwrap_err(),
+            "json: cannot unmarshal array into Go value of type json.serverRequest"
+        );
+        assert_eq!(
+            decode_server_request(b"\"x\"").unwrap_err(),
+            "json: cannot unmarshal string into Go value of type json.serverRequest"
+        );
+        assert_eq!(
+            decode_server_request(br#"{"method":5,"id":1}"#).unwrap_err(),
+            "json: cannot unmarshal number into Go struct field serverRequest.method of type string"
+        );
+        assert_eq!(
+            decode_server_request(br#"{"method":{},"method":"a.b"}"#).unwrap_err(),
+            "json: cannot unmarshal object into Go struct field serverRequest.method of type string"
+        );
+        // A method of null leaves the field empty.
+        assert_eq!(
+            decode_server_request(br#"{"method":null}"#).map(|r| r.method),
+            Ok(String::new())
+        );
+        // Bad UTF-8 becomes one U+FFFD per byte.
+        let mut body = b"{\"method\":\"a".to_vec();
+        body.extend_from_slice(&[0xe2, 0x82, b'b', 0xff]);
+        body.extend_from_slice(b"\"}");
+        assert_eq!(
+            decode_server_request(&body).map(|r| r.method),
+            Ok("a\u{fffd}\u{fffd}b\u{fffd}".to_string())
+        );
+    }
+
+    #[test]
+    fn method_lookup() {
+        assert_eq!(find_method("protocolupgrade.UpgradeStatus"), Ok(()));
+        assert_eq!(
+            find_method("protocolupgrade.Nope").unwrap_err(),
+            "rpc: can't find method \"protocolupgrade.Nope\""
+        );
+        assert_eq!(
+            find_method("wallet.UpgradeStatus").unwrap_err(),
+            "rpc: can't find service \"wallet.UpgradeStatus\""
+        );
+        assert_eq!(
+            find_method("UpgradeStatus").unwrap_err(),
+            "rpc: service/method request ill-formed: \"UpgradeStatus\""
+        );
+        assert_eq!(
+            find_method("").unwrap_err(),
+            "rpc: service/method request ill-formed: \"\""
+        );
+        assert_eq!(
+            find_method("a.b.c\n\u{e9}\u{200b}").unwrap_err(),
+            "rpc: service/method request ill-formed: \"a.b.c\\n\u{e9}\\u200b\""
+        );
+    }
+
+    #[test]
+    fn params_shapes() {
+        assert_eq!(
+            read_params(None).unwrap_err(),
+            "rpc: method request ill-formed: missing params field"
+        );
+        for ok in ["[null]", "[]", "[ {\"x\":[1]} ]", "[null,5]"] {
+            assert_eq!(read_params(Some(ok.as_bytes())), Ok(()), "{ok}");
+        }
+        assert_eq!(
+            read_params(Some(b"{}")).unwrap_err(),
+            "json: cannot unmarshal object into Go value of type [1]interface {}"
+        );
+        assert_eq!(
+            read_params(Some(b"5")).unwrap_err(),
+            "json: cannot unmarshal number into Go value of type [1]interface {}"
+        );
+        assert_eq!(
+            read_params(Some(b"[\"x\"]")).unwrap_err(),
+            "json: cannot unmarshal string into Go value of type admin.ReadForUpgradeArgs"
+        );
+        assert_eq!(
+            read_params(Some(b"[[1]]")).unwrap_err(),
+            "json: cannot unmarshal array into Go value of type admin.ReadForUpgradeArgs"
+        );
+    }
+
+    #[test]
+    fn go_encoding_helpers() {
+        assert_eq!(
+            compact_json("{ \"a\" : [1, 2],\n\"b<\": \"x y&\u{2028}\" }".as_bytes()),
+            b"{\"a\":[1,2],\"b\\u003c\":\"x y\\u0026\\u2028\"}".to_vec()
+        );
+        assert_eq!(compact_json(b"\"a\\\" b\""), b"\"a\\\" b\"".to_vec());
+        assert_eq!(
+            go_json_string("v1<\"\\\n\u{8}\u{1}\u{2029}\u{e9}"),
+            "\"v1\\u003c\\\"\\\\\\n\\b\\u0001\\u2029\u{e9}\""
+        );
+        assert_eq!(
+            go_quote("a\"\\\t\u{7f}\u{80}\u{a0}\u{10ffff}"),
+            "\"a\\\"\\\\\\t\\x7f\\u0080\\u00a0\\U0010ffff\""
+        );
+        assert_eq!(quote_char(b'"'), "'\"'");
+        assert_eq!(quote_char(b'\\'), "'\\\\'");
+        assert_eq!(quote_char(0xff), "'\u{ff}'");
+    }
+
+    fn status(accepted: Option<(&str, u64)>, ready: bool) -> UpgradeStatus {
+        UpgradeStatus {
+            accepted: accepted.map(|(tag, height)| Announce {
+                tag: tag.to_string(),
+                height,
+            }),
+            ready,
+        }
+    }
+
+    #[test]
+    fn upgrade_status_answers() {
+        let body = br#"{"method":"protocolupgrade.UpgradeStatus","params":[null],"id":42}"#;
+        assert_eq!(
+            rpc_outcome(body, &status(Some(("v1.3.0", 1_200_000)), false), "VegaReleaseTag"),
+            RpcOutcome::Success(
+                b"{\"result\":{\"AcceptedReleaseInfo\":{\"VegaReleaseTag\":\"v1.3.0\",\"UpgradeBlockHeight\":1200000},\"ReadyToUpgrade\":false},\"error\":null,\"id\":42}\n".to_vec()
+            )
+        );
+        assert_eq!(
+            rpc_outcome(body, &status(None, false), "VegaReleaseTag"),
+            RpcOutcome::Success(
+                b"{\"result\":{\"AcceptedReleaseInfo\":null,\"ReadyToUpgrade\":false},\"error\":null,\"id\":42}\n".to_vec()
+            )
+        );
+        let body =
+            br#"{"method":"protocolupgrade.UpgradeStatus","params":[null],"id":{ "k" : "<" }}"#;
+        assert_eq!(
+            rpc_outcome(body, &status(Some(("v2", 5)), true), "ZetaReleaseTag"),
+            RpcOutcome::Success(
+                b"{\"result\":{\"AcceptedReleaseInfo\":{\"ZetaReleaseTag\":\"v2\",\"UpgradeBlockHeight\":5},\"ReadyToUpgrade\":true},\"error\":null,\"id\":{\"k\":\"\\u003c\"}}\n".to_vec()
+            )
+        );
+        let none = status(None, false);
+        let outcome = |body: &str| rpc_outcome(body.as_bytes(), &none, "VegaReleaseTag");
+        assert_eq!(
+            outcome(r#"{"method":"protocolupgrade.UpgradeStatus","params":[null]}"#),
+            RpcOutcome::Notification
+        );
+        assert_eq!(
+            outcome(r#"{"method":"protocolupgrade.UpgradeStatus","params":[null],"id":null}"#),
+            RpcOutcome::Notification
+        );
+        assert_eq!(
+            outcome(r#"{"method":"protocolupgrade.UpgradeStatus","id":1}"#),
+            RpcOutcome::Error("rpc: method request ill-formed: missing params field".into())
+        );
+        // The method is checked before the params.
+        assert_eq!(
+            outcome(r#"{"method":"protocolupgrade.X","id":1}"#),
+            RpcOutcome::Error("rpc: can't find method \"protocolupgrade.X\"".into())
+        );
+        assert_eq!(
+            outcome("not json"),
+            RpcOutcome::Error("invalid character 'o' in literal null (expecting 'u')".into())
+        );
+    }
+
+    #[test]
+    fn rpc_answers_as_http() {
+        let answer = rpc_answer(RpcOutcome::Success(b"{}\n".to_vec()), false, false);
+        assert_eq!(
+            text(&serialize(&answer, Framing { http11: true, ..Framing::default() }, DATE).0),
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\nDate: Tue, 14 Nov 2023 22:13:20 GMT\r\nContent-Length: 3\r\n\r\n{}\n"
+        );
+        let answer = rpc_answer(RpcOutcome::Notification, false, false);
+        assert_eq!(
+            text(&serialize(&answer, Framing { http11: true, ..Framing::default() }, DATE).0),
+            "HTTP/1.1 200 OK\r\nX-Content-Type-Options: nosniff\r\nDate: Tue, 14 Nov 2023 22:13:20 GMT\r\nContent-Length: 0\r\n\r\n"
+        );
+        let answer = rpc_answer(RpcOutcome::Success(b"{}\n".to_vec()), true, false);
+        assert!(serde_json::from_slice::<Value>(&answer.body).is_err());
+    }
+
+    #[test]
+    fn answer_framing() {
+        let http11 = Framing {
+            http11: true,
+            ..Framing::default()
+        };
+        let (pieces, close) = serialize(&Answer::not_found(), http11, DATE);
+        assert!(!close);
+        assert_eq!(
+            text(&pieces),
+            "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\nDate: Tue, 14 Nov 2023 22:13:20 GMT\r\nContent-Length: 19\r\n\r\n404 page not found\n"
+        );
+
+        let error = Answer::rpc_error(405, "rpc: POST method required, received GET");
+        let (pieces, close) = serialize(
+            &error,
+            Framing {
+                wants_close: true,
+                ..http11
+            },
+            DATE,
+        );
+        assert!(close);
+        assert_eq!(
+            text(&pieces),
+            "HTTP/1.1 405 Method Not Allowed\r\nContent-Type: text/plain; charset=utf-8\r\nDate: Tue, 14 Nov 2023 22:13:20 GMT\r\nContent-Length: 39\r\nConnection: close\r\n\r\nrpc: POST method required, received GET"
+        );
+
+        // HTTP/1.0 closes without saying so, unless it asked for keep-alive.
+        let (pieces, close) = serialize(&error, Framing::default(), DATE);
+        assert!(close);
+        assert!(text(&pieces).starts_with("HTTP/1.0 405 Method Not Allowed\r\n"));
+        assert!(!text(&pieces).contains("Connection"));
+        let (pieces, close) = serialize(
+            &error,
+            Framing {
+                wants_http10_keep_alive: true,
+                ..Framing::default()
+            },
+            DATE,
+        );
+        assert!(!close);
+        assert!(text(&pieces).contains("Content-Length: 39\r\nConnection: keep-alive\r\n\r\n"));
+
+        // HEAD keeps the length but not the body.
+        let (pieces, _) = serialize(
+            &error,
+            Framing {
+                head_method: true,
+                ..http11
+            },
+            DATE,
+        );
+        assert!(text(&pieces).ends_with("Content-Length: 39\r\n\r\n"));
+
+        // Chunked success bodies come in two chunks and a last one.
+        let mut answer = rpc_answer(RpcOutcome::Success(b"0123456789\n".to_vec()), false, true);
+        let (pieces, _) = serialize(&answer, http11, DATE);
+        assert_eq!(pieces.len(), 2);
+        assert_eq!(
+            text(&pieces),
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\nDate: Tue, 14 Nov 2023 22:13:20 GMT\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n01234\r\n6\r\n56789\n\r\n0\r\n\r\n"
+        );
+        // Not for HTTP/1.0.
+        answer.chunked = true;
+        let (pieces, _) = serialize(&answer, Framing::default(), DATE);
+        assert!(text(&pieces).contains("Content-Length: 11\r\n"));
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(http_date(UNIX_EPOCH), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(
+            http_date(UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
+            DATE
+        );
+        assert_eq!(
+            http_date(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "Tue, 29 Feb 2000 00:00:00 GMT"
+        );
+        assert_eq!(
+            http_date(UNIX_EPOCH + Duration::from_secs(4_102_444_799)),
+            "Thu, 31 Dec 2099 23:59:59 GMT"
+        );
+    }
+
+    #[test]
+    fn request_heads() {
+        let head = request("POST /rpc?x=1 HTTP/1.1\r\nHost: unix\r\nContent-Type: application/json\r\nX-Folded: a\r\n  b\r\nContent-Length: 12\r\n\r\n");
+        assert_eq!(head.method, "POST");
+        assert_eq!(head.minor, 1);
+        assert_eq!(head.url.path, "/rpc");
+        assert_eq!(head.url.query.as_deref(), Some("x=1"));
+        assert_eq!(head.header("content-type"), Some("application/json"));
+        assert_eq!(head.header("x-folded"), Some("a b"));
+        assert_eq!(head.framing, BodyFraming::Length(12));
+        assert!(!head.wants_close());
+
+        // Bare LF line ends are accepted, as Go does.
+        let head = request("GET /a%20b HTTP/1.0\n\n");
+        assert_eq!(head.url.path, "/a b");
+        assert!(head.wants_close());
+        let head = request("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n");
+        assert!(head.wants_http10_keep_alive() && !head.wants_close());
+        let head = request("GET / HTTP/1.1\r\nHost: x\r\nConnection: foo, close\r\n\r\n");
+        assert!(head.wants_close());
+        let head = request("POST http://unix/rpc HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\nContent-Length: 5\r\n\r\n");
+        assert_eq!(head.url.prefix, "http://unix");
+        assert_eq!(head.url.path, "/rpc");
+        assert_eq!(head.framing, BodyFraming::Chunked);
+        // HTTP/1.0 ignores Transfer-Encoding.
+        let head =
+            request("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n");
+        assert_eq!(head.framing, BodyFraming::Length(5));
+
+        assert!(matches!(head_of(""), ReadHead::Closed));
+    }
+
+    #[test]
+    fn rejected_heads() {
+        assert_eq!(
+            rejected("POST /rpc HTTP/1.1\r\nContent-Type: application/json\r\n\r\n"),
+            "HTTP/1.1 400 Bad Request: missing required Host header\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request: missing required Host header"
+        );
+        let generic = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request";
+        for raw in [
+            "GARBAGE\r\n\r\n",
+            "GET /\r\n\r\n",
+            "G(T / HTTP/1.1\r\nHost: x\r\n\r\n",
+            "GET / HTTP/1.10\r\nHost: x\r\n\r\n",
+            "GET rpc HTTP/1.1\r\nHost: x\r\n\r\n",
+            "GET /%zz HTTP/1.1\r\nHost: x\r\n\r\n",
+            "GET / HTTP/1.1\r\n Host: x\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost x\r\n\r\n",
+            "GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: x\r\n",
+        ] {
+            assert_eq!(rejected(raw), generic, "{raw:?}");
+        }
+        assert!(rejected("GET / HTTP/2.0\r\nHost: x\r\n\r\n").starts_with(
+            "HTTP/1.1 505 HTTP Version Not Supported: unsupported protocol version\r\n"
+        ));
+        assert!(
+            rejected("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n")
+                .ends_with("\r\n\r\nUnsupported transfer encoding")
+        );
+        assert!(rejected("GET / HTTP/1.1\r\nHost: a b\r\n\r\n")
+            .ends_with("400 Bad Request: malformed Host header"));
+        assert!(rejected("GET / HTTP/1.1\r\nHost: x\r\nX: a\u{1}b\r\n\r\n")
+            .ends_with("400 Bad Request: invalid header value"));
+        let huge = format!(
+            "GET / HTTP/1.1\r\nHost: x\r\nX: {}\r\n\r\n",
+            "a".repeat(MAX_HEAD as usize)
+        );
+        assert!(rejected(&huge).starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"));
+    }
+
+    #[test]
+    fn bodies() {
+        let mut input =
+            Cursor::new(b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nTrailer: x\r\n\r\nNEXT".to_vec());
+        assert_eq!(
+            read_body(&mut input, &BodyFraming::Chunked),
+            Ok(b"hello world".to_vec())
+        );
+        let mut rest = String::new();
+        input.read_to_string(&mut rest).expect("in memory");
+        assert_eq!(rest, "NEXT");
+
+        let chunked = |raw: &[u8]| read_body(&mut Cursor::new(raw.to_vec()), &BodyFraming::Chunked);
+        assert_eq!(
+            chunked(b"zz\r\n"),
+            Err(BodyError::Malformed("invalid byte in chunk length"))
+        );
+        assert_eq!(
+            chunked(b"2\r\nabXX"),
+            Err(BodyError::Malformed("malformed chunked encoding"))
+        );
+        assert_eq!(chunked(b"5\r\nab"), Err(BodyError::Io));
+        assert_eq!(chunked(b"200000\r\n"), Err(BodyError::TooLarge));
+
+        let length =
+            |raw: &[u8], n| read_body(&mut Cursor::new(raw.to_vec()), &BodyFraming::Length(n));
+        assert_eq!(length(b"abcdef", 3), Ok(b"abc".to_vec()));
+        assert_eq!(length(b"ab", 3), Err(BodyError::Io));
+        assert_eq!(length(b"", MAX_BODY + 1), Err(BodyError::TooLarge));
+    }
+
+    #[test]
+    fn routing() {
+        let route_of = |raw: &str| route(&request(raw), "/rpc");
+        assert_eq!(
+            route_of("POST /rpc HTTP/1.1\r\nHost: x\r\nContent-Type: application/json; charset=utf-8\r\n\r\n"),
+            Route::Rpc
+        );
+        assert_eq!(
+            route_of("POST /rp%63 HTTP/1.1\r\nHost: x\r\nContent-Type: Application/JSON\r\n\r\n"),
+            Route::Rpc
+        );
+        assert_eq!(
+            route_of("POST /rpc HTTP/1.1\r\nHost: x\r\nContent-Type: application/json ; x\r\n\r\n"),
+            Route::BadContentType("application/json ".into())
+        );
+        assert_eq!(
+            route_of("POST /rpc HTTP/1.1\r\nHost: x\r\n\r\n"),
+            Route::BadContentType(String::new())
+        );
+        assert_eq!(
+            route_of(
+                "POST /rpc HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+            ),
+            Route::BadContentType("text/plain".into())
+        );
+        assert_eq!(
+            route_of("GET /rpc HTTP/1.1\r\nHost: x\r\n\r\n"),
+            Route::NotPost
+        );
+        assert_eq!(
+            route_of("POST /other HTTP/1.1\r\nHost: x\r\n\r\n"),
+            Route::NotFound
+        );
+        assert_eq!(
+            route_of("POST /rpc/ HTTP/1.1\r\nHost: x\r\n\r\n"),
+            Route::NotFound
+        );
+        assert_eq!(
+            route_of("POST //rpc?a=1 HTTP/1.1\r\nHost: x\r\n\r\n"),
+            Route::Redirect("/rpc?a=1".into())
+        );
+        assert_eq!(
+            route_of("POST /x/../rpc HTTP/1.1\r\nHost: x\r\n\r\n"),
+            Route::Redirect("/rpc".into())
+        );
+        assert_eq!(
+            route_of("OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n"),
+            Route::GlobalOptions
+        );
+        assert_eq!(
+            route_of("GET * HTTP/1.1\r\nHost: x\r\n\r\n"),
+            Route::Redirect("/%2A".into())
+        );
+    }
+
+    fn test_shared(opts: Options) -> Shared {
+        Shared {
+            opts,
+            started: Instant::now(),
+            recorder: None,
+            control: Mutex::new(ControlState::default()),
+            bound: Mutex::new(None),
+            exiting: AtomicBool::new(false),
+        }
+    }
+
+    /// Sends raw bytes through a served connection and returns everything answered.
+    fn converse(opts: Options, input: &[u8]) -> String {
+        let (mut client, server) = UnixStream::pair().expect("socket pair");
+        let shared = Arc::new(test_shared(opts));
+        let worker = {
+            let shared = Arc::clone(&shared);
+            thread::spawn(move || serve_connection(&shared, server))
+        };
+        client.write_all(input).expect("write");
+        client
+            .shutdown(std::net::Shutdown::Write)
+            .expect("shutdown");
+        let mut out = String::new();
+        client.read_to_string(&mut out).expect("read");
+        worker.join().expect("worker");
+        out
+    }
+
+    #[test]
+    fn connections_keep_alive_and_pipeline() {
+        let rpc = r#"{"method":"protocolupgrade.UpgradeStatus","params":[null],"id":1}"#;
+        let input = format!(
+            "POST /rpc HTTP/1.1\r\nHost: u\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{rpc}\r\nGET /nope HTTP/1.1\r\nHost: u\r\n\r\nPOST /rpc HTTP/1.1\r\nHost: u\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: 1\r\n\r\n{{POST /rpc HTTP/1.1\r\n\r\n",
+            rpc.len()
+        );
+        let out = converse(Options::default(), input.as_bytes());
+        assert_eq!(out.matches("HTTP/1.1 ").count(), 3, "{out}");
+        assert!(out.contains("\"ReadyToUpgrade\":false},\"error\":null,\"id\":1}\n"));
+        assert!(out.contains("404 page not found\n"));
+        assert!(
+            out.ends_with("Connection: close\r\n\r\nunexpected EOF"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn expectations() {
+        let out = converse(
+            Options::default(),
+            b"POST /rpc HTTP/1.1\r\nHost: u\r\nExpect: 100-continue\r\nContent-Type: application/json\r\nContent-Length: 4\r\n\r\nnull",
+        );
+        assert!(
+            out.starts_with("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 400 Bad Request\r\n"),
+            "{out}"
+        );
+        assert!(out.ends_with("rpc: service/method request ill-formed: \"\""));
+
+        let out = converse(
+            Options::default(),
+            b"POST /nope HTTP/1.1\r\nHost: u\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\nnull",
+        );
+        assert!(out.starts_with("HTTP/1.1 404 Not Found\r\n"), "{out}");
+        assert!(out.contains("Connection: close\r\n"));
+
+        let out = converse(
+            Options::default(),
+            b"GET /rpc HTTP/1.1\r\nHost: u\r\nExpect: teapot\r\n\r\n",
+        );
+        assert!(out.starts_with("HTTP/1.1 417 Expectation Failed\r\nConnection: close\r\nDate: "));
+        assert!(out.ends_with("Content-Length: 0\r\n\r\n"));
+    }
+
+    #[test]
+    fn oversized_bodies_are_refused() {
+        let out = converse(
+            Options::default(),
+            format!(
+                "POST /rpc HTTP/1.1\r\nHost: u\r\nContent-Length: {}\r\n\r\n",
+                MAX_BODY + 1
+            )
+            .as_bytes(),
+        );
+        assert!(
+            out.starts_with("HTTP/1.1 413 Request Entity Too Large\r\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn hang_mode_never_answers() {
+        let opts = Options {
+            hang_rpc: true,
+            ..Options::default()
+        };
+        let out = converse(
+            opts,
+            b"GET /rpc HTTP/1.1\r\nHost: u\r\n\r\nGET /rpc HTTP/1.1\r\n\r\n",
+        );
+        assert_eq!(out, "");
+    }
+
+    #[test]
+    fn scripted_status() {
+        let opts = Options {
+            announce: Some(Announce {
+                tag: "v9".into(),
+                height: 10,
+            }),
+            ready_after: Some(Duration::ZERO),
+            ..Options::default()
+        };
+        assert_eq!(test_shared(opts).status(), status(Some(("v9", 10)), true));
+        let opts = Options {
+            announce: Some(Announce {
+                tag: "v9".into(),
+                height: 10,
+            }),
+            announce_after: Duration::from_secs(3600),
+            ready_after: Some(Duration::ZERO),
+            ..Options::default()
+        };
+        assert_eq!(test_shared(opts).status(), status(None, false));
+        let opts = Options {
+            ready_after: Some(Duration::ZERO),
+            ..Options::default()
+        };
+        assert_eq!(test_shared(opts).status(), status(None, false));
+    }
+
+    #[test]
+    fn segments() {
+        let parsed: Value = serde_json::from_str(&segment_json(120)).expect("JSON");
+        assert_eq!(parsed["LatestSegment"]["from_height"], 1);
+        assert_eq!(parsed["LatestSegment"]["to_height"], 120);
+        let parsed: Value = serde_json::from_str(&segment_json(5000)).expect("JSON");
+        assert_eq!(parsed["LatestSegment"]["from_height"], 4001);
+    }
+}

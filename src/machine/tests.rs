@@ -864,3 +864,16 @@ fn exit_of_an_unknown_pid_is_a_nop() {
     assert!(actions.is_empty());
     assert_eq!(h.machine.phase(), Phase::Running);
 }
+
+#[test]
+fn a_signal_while_stopping_after_a_failure_keeps_exit_status_1() {
+    let config = Config {
+        max_restarts: 0,
+        ..fast_config()
+    };
+    let mut h = Harness::new(config, true);
+    h.event(Event::Started);
+    h.exit(Proc::Core);
+    h.event(Event::SignalReceived(ReceivedSignal::Term));
+    assert_eq!(h.exit(Proc::DataNode), vec![Action::Exit(1)]);
+}

@@ -1,0 +1,252 @@
+//! Every bad configuration `visor run` meets at start exits 78 with a message naming the
+//! problem, and `visor check` reports the same problem (SPEC sections 1, 2, 4, 5).
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+
+struct Case {
+    name: &'static str,
+    /// Changes a good home into a bad one.
+    spoil: fn(&Env),
+    /// Words the message must contain.
+    expect: &'static [&'static str],
+}
+
+fn good_home(name: &str) -> Env {
+    let env = Env::new(name);
+    env.write_config(&quick_config(""));
+    env.add_version(Version::new("genesis", "v1.0.0"));
+    env
+}
+
+fn genesis_run_config(env: &Env) -> std::path::PathBuf {
+    env.home.join("genesis/run-config.toml")
+}
+
+fn edit_run_config(env: &Env, from: &str, to: &str) {
+    let file = genesis_run_config(env);
+    let text = fs::read_to_string(&file).unwrap();
+    assert!(text.contains(from), "{text}");
+    fs::write(&file, text.replacen(from, to, 1)).unwrap();
+}
+
+const CASES: &[Case] = &[
+    Case {
+        name: "unknown config key",
+        spoil: |env| env.write_config("maxNumberOfRestarts = 3\nmaxNumberOfRestartz = 3\n"),
+        expect: &["config.toml:2", "maxNumberOfRestartz"],
+    },
+    Case {
+        name: "wrong type",
+        spoil: |env| env.write_config("restartsDelaySeconds = \"5s\"\n"),
+        expect: &["config.toml:1", "restartsDelaySeconds"],
+    },
+    Case {
+        name: "negative duration",
+        spoil: |env| env.write_config("\nstopDelaySeconds = -1\n"),
+        expect: &["config.toml:2", "stopDelaySeconds"],
+    },
+    Case {
+        name: "bad log format",
+        spoil: |env| env.write_config("logFormat = \"xml\"\n"),
+        expect: &["config.toml:1", "logFormat"],
+    },
+    Case {
+        name: "unknown autoInstall key",
+        spoil: |env| env.write_config("[autoInstall]\nenabled = false\nrepo = \"x\"\n"),
+        expect: &["config.toml:3", "repo"],
+    },
+    Case {
+        name: "toml syntax",
+        spoil: |env| env.write_config("maxNumberOfRestarts = = 3\n"),
+        expect: &["config.toml:1:", "TOML syntax error"],
+    },
+    Case {
+        name: "missing config.toml",
+        spoil: |env| fs::remove_file(env.home.join("config.toml")).unwrap(),
+        expect: &["config.toml", "visor init"],
+    },
+    Case {
+        name: "unknown run-config key",
+        spoil: |env| edit_run_config(env, "    httpPath", "    htpPath = \"/x\"\n    httpPath"),
+        expect: &["run-config.toml:", "htpPath"],
+    },
+    Case {
+        name: "both zeta and vega",
+        spoil: |env| {
+            let file = genesis_run_config(env);
+            let mut text = fs::read_to_string(&file).unwrap();
+            text.push_str("[vega]\n  [vega.binary]\n    path = \"zeta\"\n");
+            fs::write(&file, text).unwrap();
+        },
+        expect: &["run-config.toml", "vega"],
+    },
+    Case {
+        name: "missing socketPath",
+        spoil: |env| {
+            let file = genesis_run_config(env);
+            let text = fs::read_to_string(&file).unwrap();
+            let kept: Vec<&str> = text.lines().filter(|l| !l.contains("socketPath")).collect();
+            fs::write(&file, kept.join("\n")).unwrap();
+        },
+        expect: &["run-config.toml", "socketPath"],
+    },
+    Case {
+        name: "missing binary",
+        spoil: |env| fs::remove_file(env.home.join("genesis/zeta")).unwrap(),
+        expect: &["genesis/zeta", "No such file"],
+    },
+    Case {
+        name: "binary not executable",
+        spoil: |env| {
+            fs::set_permissions(
+                env.home.join("genesis/zeta"),
+                fs::Permissions::from_mode(0o644),
+            )
+            .unwrap()
+        },
+        expect: &["genesis/zeta", "not executable"],
+    },
+    Case {
+        name: "current is a plain folder",
+        spoil: |env| fs::create_dir(env.home.join("current")).unwrap(),
+        expect: &["current", "not a link"],
+    },
+    Case {
+        name: "dangling current",
+        spoil: |env| std::os::unix::fs::symlink("v9.9.9", env.home.join("current")).unwrap(),
+        expect: &["current", "dangling", "v9.9.9"],
+    },
+];
+
+#[test]
+fn every_bad_configuration_exits_78_and_check_agrees() {
+    for case in CASES {
+        let mut env = good_home(case.name);
+        (case.spoil)(&env);
+        env.start_visor();
+        let code = env.wait_visor_exit(DEADLINE);
+        let log = env.log();
+        assert_eq!(code, 78, "{}: {log}", case.name);
+        for word in case.expect {
+            assert!(
+                log.contains(word),
+                "{}: run log lacks {word:?}:\n{log}",
+                case.name
+            );
+        }
+        assert!(
+            env.starts("core").is_empty(),
+            "{}: a core was started",
+            case.name
+        );
+
+        let (code, stdout, _) = env.run_visor_command(&["check"]);
+        assert_eq!(code, 78, "{}: check: {stdout}", case.name);
+        for word in case.expect {
+            assert!(
+                stdout.contains(word),
+                "{}: check lacks {word:?}:\n{stdout}",
+                case.name
+            );
+        }
+    }
+}
+
+#[test]
+fn check_passes_on_a_good_home_and_reports_every_problem_at_once() {
+    let env = good_home("checkok");
+    let (code, stdout, stderr) = env.run_visor_command(&["check"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(stdout, "");
+
+    env.write_config("maxNumberOfRestartz = 1\nstopDelaySecond = 2\n");
+    fs::remove_file(env.home.join("genesis/zeta")).unwrap();
+    let (code, stdout, _) = env.run_visor_command(&["check"]);
+    assert_eq!(code, 78);
+    assert_eq!(stdout.lines().count(), 3, "{stdout}");
+}
+
+#[test]
+fn init_creates_a_home_that_check_understands_and_refuses_a_non_empty_folder() {
+    let env = Env::new("init");
+    let home = env.dir.join("fresh");
+    let out = std::process::Command::new(VISOR)
+        .args(["init", "--with-data-node", "--home"])
+        .arg(&home)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let config = fs::read_to_string(home.join("config.toml")).unwrap();
+    for key in [
+        "maxNumberOfFirstConnectionRetries",
+        "maxNumberOfRestartConnectionRetries",
+        "maxNumberOfRestarts",
+        "restartsDelaySeconds",
+        "restartCounterResetSeconds",
+        "stopDelaySeconds",
+        "stopSignalTimeoutSeconds",
+        "statusPollIntervalMilliseconds",
+        "upgradePollIntervalMilliseconds",
+        "upgradeFolders",
+        "logFormat",
+        "logLevel",
+        "metricsFile",
+        "autoInstall",
+        "repositoryOwner",
+        "apiUrl",
+        "prefetch",
+        "requireChecksum",
+        "checksumAsset",
+        "binaryName",
+    ] {
+        assert!(config.contains(key), "init config lacks {key}");
+    }
+    assert!(fs::read_to_string(home.join("genesis/run-config.toml"))
+        .unwrap()
+        .contains("[data_node"));
+    assert!(home.join("vX.X.X/run-config.toml").is_file());
+    // The only problems are the binaries the operator still has to install.
+    let out = std::process::Command::new(VISOR)
+        .args(["check", "--home"])
+        .arg(&home)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(78));
+    assert!(
+        stdout.lines().all(|l| l.contains("binary] path")),
+        "{stdout}"
+    );
+
+    let out = std::process::Command::new(VISOR)
+        .args(["init", "--home"])
+        .arg(&home)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&home.display().to_string()));
+}
+
+#[test]
+fn bad_command_lines_exit_2() {
+    for args in [&["frobnicate"][..], &["run"][..], &["run", "--bogus"][..]] {
+        let out = std::process::Command::new(VISOR)
+            .args(args)
+            .env_remove("VISOR_HOME")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(!out.stderr.is_empty());
+    }
+    let out = std::process::Command::new(VISOR)
+        .args(["version", "--output", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(value["version"], env!("CARGO_PKG_VERSION"));
+}

@@ -1,0 +1,202 @@
+//! Keeps the manual pages in step with the code: every key of the config.toml template, every
+//! run-config.toml key, every command of the usage text and every exit code must be documented
+//! in man/visor-config.5 or man/visor.1.
+
+use std::path::PathBuf;
+
+use zeta_visor::cli::USAGE;
+use zeta_visor::commands::{EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_USAGE};
+use zeta_visor::config::CONFIG_TEMPLATE;
+
+/// The keys of run-config.toml, including its tables and the `[vega]` alias.
+const RUN_CONFIG_KEYS: &[&str] = &[
+    "name",
+    "zeta",
+    "vega",
+    "binary",
+    "path",
+    "args",
+    "rpc",
+    "socketPath",
+    "httpPath",
+    "data_node",
+];
+
+/// Reads a manual page from man/.
+fn page(name: &str) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("man")
+        .join(name);
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: cannot read: {e}", path.display()))
+}
+
+/// Tells whether `word` is a bare TOML key as the template writes them.
+fn is_identifier(word: &str) -> bool {
+    let mut chars = word.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// The key of a `key = value` line, if the line is one.
+fn key_of(line: &str) -> Option<&str> {
+    let (key, _) = line.split_once(" = ")?;
+    let key = key.trim();
+    is_identifier(key).then_some(key)
+}
+
+/// The keys and the table names of the config.toml template, in template order. A comment
+/// line counts only when it is a commented-out key (`# key = value`).
+fn template_keys_and_tables() -> (Vec<String>, Vec<String>) {
+    let mut keys = Vec::new();
+    let mut tables = Vec::new();
+    for line in CONFIG_TEMPLATE.lines() {
+        let line = line.trim();
+        if let Some(table) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            tables.push(table.trim().to_owned());
+            continue;
+        }
+        let candidate = match line.strip_prefix("# ") {
+            Some(rest) if key_of(rest).is_some() => rest,
+            Some(_) => continue,
+            None if line.starts_with('#') => continue,
+            None => line,
+        };
+        if let Some(key) = key_of(candidate) {
+            if !keys.iter().any(|k| k == key) {
+                keys.push(key.to_owned());
+            }
+        }
+    }
+    (keys, tables)
+}
+
+/// The words of every `.It` line of a page (the head of each list item).
+fn item_heads(page: &str) -> Vec<Vec<&str>> {
+    page.lines()
+        .filter_map(|line| line.strip_prefix(".It "))
+        .map(|rest| rest.split_whitespace().collect())
+        .collect()
+}
+
+/// The lines of section `name` (`.Sh name`) up to the next section.
+fn section<'p>(page: &'p str, name: &str) -> Vec<&'p str> {
+    let heading = format!(".Sh {name}");
+    page.lines()
+        .skip_while(|line| *line != heading)
+        .skip(1)
+        .take_while(|line| !line.starts_with(".Sh "))
+        .collect()
+}
+
+/// Tells whether `word` occurs in `text` with no identifier character on either side.
+fn has_word(text: &str, word: &str) -> bool {
+    let is_ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    text.match_indices(word).any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + word.len()..].chars().next();
+        !before.is_some_and(is_ident) && !after.is_some_and(is_ident)
+    })
+}
+
+#[test]
+fn template_parser_finds_the_keys() {
+    let (keys, tables) = template_keys_and_tables();
+    for key in [
+        "maxNumberOfFirstConnectionRetries",
+        "upgradePollIntervalMilliseconds",
+        "metricsFile",
+        "checksumAsset",
+        "binaryName",
+    ] {
+        assert!(keys.iter().any(|k| k == key), "{key} not found in {keys:?}");
+    }
+    assert!(keys.len() >= 20, "too few keys found: {keys:?}");
+    assert!(!keys.iter().any(|k| k.contains("v1")), "{keys:?}");
+    assert_eq!(
+        tables,
+        ["upgradeFolders", "autoInstall", "autoInstall.asset"],
+        "tables of the template"
+    );
+}
+
+#[test]
+fn every_config_key_is_documented() {
+    let manual = page("visor-config.5");
+    let heads = item_heads(&manual);
+    let (keys, tables) = template_keys_and_tables();
+    let missing: Vec<&String> = keys
+        .iter()
+        .filter(|key| !heads.iter().any(|words| words.contains(&key.as_str())))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "man/visor-config.5 has no `.It Cm <key>` entry for {missing:?}; document each key of \
+         CONFIG_TEMPLATE there, in template order"
+    );
+    for table in &tables {
+        let shown = format!("[{table}]");
+        assert!(
+            heads.iter().any(|words| words.contains(&shown.as_str())),
+            "man/visor-config.5 has no `.It Cm {shown}` entry"
+        );
+    }
+}
+
+#[test]
+fn every_run_config_key_is_documented() {
+    let manual = page("visor-config.5");
+    let run_config = section(&manual, "RUN-CONFIG.TOML").join("\n");
+    assert!(
+        !run_config.is_empty(),
+        "man/visor-config.5 has no RUN-CONFIG.TOML section"
+    );
+    for key in RUN_CONFIG_KEYS {
+        assert!(
+            has_word(&run_config, key),
+            "the RUN-CONFIG.TOML section of man/visor-config.5 does not mention {key}"
+        );
+    }
+}
+
+#[test]
+fn every_command_is_documented() {
+    let manual = page("visor.1");
+    let commands: Vec<&str> = USAGE
+        .lines()
+        .filter_map(|line| line.strip_prefix("  visor "))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .collect();
+    assert!(
+        commands.len() >= 7 && commands.contains(&"run") && commands.contains(&"prepare"),
+        "commands read from USAGE: {commands:?}"
+    );
+    let heads = item_heads(&manual);
+    let synopsis = section(&manual, "SYNOPSIS");
+    for command in commands {
+        assert!(
+            heads
+                .iter()
+                .any(|words| words.len() >= 2 && words[0] == "Cm" && words[1] == command),
+            "man/visor.1 has no `.It Cm {command}` entry in COMMANDS"
+        );
+        let in_synopsis = format!(".Cm {command}");
+        assert!(
+            synopsis.contains(&in_synopsis.as_str()),
+            "the SYNOPSIS of man/visor.1 lacks a `{in_synopsis}` line"
+        );
+    }
+}
+
+#[test]
+fn every_exit_code_is_documented() {
+    let manual = page("visor.1");
+    let exit_status = section(&manual, "EXIT STATUS");
+    for code in [EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_CONFIG] {
+        let row = format!(".It {code} Ta ");
+        assert!(
+            exit_status.iter().any(|line| line.starts_with(&row)),
+            "the EXIT STATUS table of man/visor.1 has no row for {code}"
+        );
+    }
+}

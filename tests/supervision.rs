@@ -1,0 +1,249 @@
+//! `visor run` against the simulator: start, crash and restart, restart budget, signals,
+//! parent death, data-node restarts and configuration reload (SPEC sections 1, 3, 4).
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+#[test]
+fn links_genesis_and_starts_core_and_data_node_with_the_configured_args() {
+    let mut env = Env::new("start");
+    env.write_config(&quick_config(""));
+    env.add_version(Version::new("genesis", "v1.0.0").with_data_node());
+    std::fs::create_dir(env.home.join(".visor-tmp-install-7")).unwrap();
+    env.start_visor();
+
+    let core = env.wait_starts("core", 1);
+    assert_eq!(
+        core[0].args(),
+        strings(&["start", "--home", &env.node_home()])
+    );
+    let data_node = env.wait_starts("datanode", 1);
+    let dn_home = env.dir.join("dn").display().to_string();
+    assert_eq!(
+        data_node[0].args(),
+        strings(&["datanode", "start", "--home", &dn_home])
+    );
+    assert_eq!(env.current_target(), std::path::Path::new("genesis"));
+    assert!(!env.home.join(".visor-tmp-install-7").exists());
+    // The child runs in its own process group with Visor as parent.
+    assert_eq!(core[0].0["pgid"], core[0].0["pid"]);
+    assert_eq!(core[0].0["ppid"].as_i64().unwrap(), env.visor_pid() as i64);
+    env.wait_log("rpc: core is answering");
+
+    env.signal_visor(libc::SIGTERM);
+    assert_eq!(env.wait_visor_exit(DEADLINE), 0);
+    assert!(env.live_sims().is_empty(), "{:?}", env.live_sims());
+    let exits = env
+        .records()
+        .into_iter()
+        .filter(|r| r.event() == "exit" && r.0["reason"] == "sigterm")
+        .count();
+    assert_eq!(exits, 2);
+}
+
+#[test]
+fn a_crash_restarts_both_after_the_delay() {
+    let mut env = Env::new("crash");
+    env.write_config(&quick_config(""));
+    let once = env.dir.join("crashed-once").display().to_string();
+    env.add_version(
+        Version::new("genesis", "v1.0.0")
+            .flags(&["--crash-after", "300ms", "--crash-once", &once])
+            .with_data_node(),
+    );
+    env.start_visor();
+    let cores = env.wait_starts("core", 2);
+    let crash = env
+        .records()
+        .into_iter()
+        .find(|r| r.event() == "exit" && r.0["reason"] == "crash")
+        .expect("crash recorded");
+    let delay_ns = cores[1].t_ns() - crash.t_ns();
+    assert!(delay_ns >= 1_000_000_000, "restarted after {delay_ns} ns");
+    env.wait_starts("datanode", 2);
+    env.wait_log("supervise: restarting 1/3 in 1 s");
+    assert!(env.visor_running());
+}
+
+#[test]
+fn spent_restart_budget_exits_1_with_no_child_left() {
+    let mut env = Env::new("budget");
+    env.write_config(&quick_config(
+        "maxNumberOfRestarts = 2\nrestartsDelaySeconds = 0",
+    ));
+    env.add_version(Version::new("genesis", "v1.0.0").flags(&["--crash-after", "100ms"]));
+    env.start_visor();
+    assert_eq!(env.wait_visor_exit(DEADLINE), 1);
+    assert_eq!(env.starts("core").len(), 3);
+    assert!(env.log().contains("restart budget spent"));
+    assert!(env.live_sims().is_empty());
+}
+
+#[test]
+fn sigkill_of_visor_takes_the_children_down() {
+    let mut env = Env::new("sigkill");
+    env.write_config(&quick_config(""));
+    env.add_version(Version::new("genesis", "v1.0.0").with_data_node());
+    env.start_visor();
+    env.wait_starts("core", 1);
+    env.wait_starts("datanode", 1);
+    env.signal_visor(libc::SIGKILL);
+    let _ = env.visor.as_mut().unwrap().wait();
+    wait_until(
+        "children gone after SIGKILL of visor",
+        Duration::from_secs(2),
+        || env.live_sims().is_empty(),
+    );
+}
+
+#[test]
+fn a_child_ignoring_sigterm_is_killed_after_the_timeout() {
+    let mut env = Env::new("ignore");
+    env.write_config(&quick_config("stopSignalTimeoutSeconds = 1"));
+    env.add_version(Version::new("genesis", "v1.0.0").flags(&["--ignore-sigterm"]));
+    env.start_visor();
+    env.wait_starts("core", 1);
+    env.wait_log("rpc: core is answering");
+    env.signal_visor(libc::SIGTERM);
+    assert_eq!(env.wait_visor_exit(DEADLINE), 0);
+    assert!(env.log().contains("sending SIGKILL to core"));
+    let records = env.records();
+    assert!(records.iter().any(|r| r.event() == "signal"));
+    assert!(!records.iter().any(|r| r.event() == "exit"));
+    assert!(env.live_sims().is_empty());
+}
+
+#[test]
+fn a_second_sigterm_kills_at_once() {
+    let mut env = Env::new("second");
+    env.write_config(&quick_config("stopSignalTimeoutSeconds = 600"));
+    env.add_version(Version::new("genesis", "v1.0.0").flags(&["--ignore-sigterm"]));
+    env.start_visor();
+    env.wait_log("rpc: core is answering");
+    env.signal_visor(libc::SIGTERM);
+    env.wait_log("supervise: sending SIGTERM to core");
+    env.signal_visor(libc::SIGINT);
+    assert_eq!(env.wait_visor_exit(DEADLINE), 0);
+    assert!(env
+        .log()
+        .contains("sending SIGKILL to core (second SIGINT)"));
+}
+
+#[test]
+fn data_node_restart_passes_the_latest_segment_height() {
+    let mut env = Env::new("segment");
+    env.write_config(&quick_config(""));
+    let once = env.dir.join("crashed-once").display().to_string();
+    env.add_version(
+        Version::new("genesis", "v1.0.0")
+            .flags(&[
+                "--crash-after",
+                "300ms",
+                "--crash-once",
+                &once,
+                "--segment-height",
+                "4242",
+            ])
+            .with_data_node(),
+    );
+    env.start_visor();
+    let cores = env.wait_starts("core", 2);
+    assert_eq!(
+        cores[1].args(),
+        strings(&[
+            "start",
+            "--home",
+            &env.node_home(),
+            "--snapshot.load-from-block-height",
+            "4242"
+        ])
+    );
+    let dn_home = env.dir.join("dn").display().to_string();
+    let query = &env.starts("segment")[0];
+    assert_eq!(
+        query.args(),
+        strings(&[
+            "datanode",
+            "network-history",
+            "latest-history-segment",
+            "--output",
+            "json",
+            "--home",
+            &dn_home
+        ])
+    );
+}
+
+#[test]
+fn data_node_restart_without_segments_adds_no_flag() {
+    let mut env = Env::new("nosegment");
+    env.write_config(&quick_config(""));
+    let once = env.dir.join("crashed-once").display().to_string();
+    env.add_version(
+        Version::new("genesis", "v1.0.0")
+            .flags(&[
+                "--crash-after",
+                "300ms",
+                "--crash-once",
+                &once,
+                "--no-segments",
+            ])
+            .with_data_node(),
+    );
+    env.start_visor();
+    let cores = env.wait_starts("core", 2);
+    assert_eq!(
+        cores[1].args(),
+        strings(&["start", "--home", &env.node_home()])
+    );
+    env.wait_log("no history segments");
+}
+
+#[test]
+fn reload_applies_a_valid_edit_and_keeps_the_old_config_on_a_broken_one() {
+    let mut env = Env::new("reload");
+    env.write_config(&quick_config(""));
+    env.add_version(Version::new("genesis", "v1.0.0"));
+    env.start_visor();
+    env.wait_log("rpc: core is answering");
+
+    // A valid edit: no restarts allowed any more.
+    env.write_config(&quick_config("maxNumberOfRestarts = 0"));
+    env.wait_log("config: configuration reloaded");
+    // A broken edit is refused with one error naming the key; the previous config stays.
+    env.write_config(&quick_config(
+        "maxNumberOfRestarts = 0\nmaxNumberOfRestartz = 5",
+    ));
+    env.wait_log("maxNumberOfRestartz");
+    assert!(env.log().contains("keeping the previous configuration"));
+    // SIGHUP re-reads the (still broken) file and reports it again.
+    env.signal_visor(libc::SIGHUP);
+    wait_until("second reload error after SIGHUP", DEADLINE, || {
+        env.log()
+            .matches("keeping the previous configuration")
+            .count()
+            == 2
+    });
+    // The kept configuration (no restarts) decides what a crash does.
+    env.control_write("v1.0.0", "crash", "");
+    assert_eq!(env.wait_visor_exit(DEADLINE), 1);
+    assert_eq!(env.starts("core").len(), 1);
+    assert!(env.log().contains("restart budget spent"));
+}
+
+#[test]
+fn core_that_never_answers_exhausts_the_first_connection_budget() {
+    let mut env = Env::new("noanswer");
+    env.write_config(&quick_config("maxNumberOfFirstConnectionRetries = 1"));
+    env.add_version(Version::new("genesis", "v1.0.0").flags(&["--no-rpc"]));
+    env.start_visor();
+    assert_eq!(env.wait_visor_exit(DEADLINE), 1);
+    let log = env.log();
+    assert!(
+        log.contains(&format!("core not answering on {}", env.socket().display())),
+        "{log}"
+    );
+    assert!(env.live_sims().is_empty());
+}
