@@ -440,12 +440,12 @@ impl Machine {
         };
         let budget = CONNECT_RETRY_PERIOD.saturating_mul(retries.min(u32::MAX as u64) as u32);
         self.set_timer(Timer::ConnectBudget, now + budget);
-        self.start_polling();
         self.actions.push_back(Action::Spawn {
             proc: Proc::Core,
             program: self.run.core.path.clone(),
             args,
         });
+        self.start_polling();
     }
 
     fn on_spawned(&mut self, _now: Instant, proc: Proc, pid: u32) {

@@ -101,12 +101,16 @@ fn print_text(report: &Value) {
     let core = &report["core"];
     if core["answering"] == Value::Bool(true) {
         println!("core:             answering on {}", text(&core["socket"]));
-        println!(
-            "accepted release: {} at block {} (ready to upgrade: {})",
-            text(&core["accepted_release"]),
-            text(&core["upgrade_height"]),
-            text(&core["ready_to_upgrade"])
-        );
+        if core["accepted_release"].is_null() {
+            println!("accepted release: none");
+        } else {
+            println!(
+                "accepted release: {} at block {} (ready to upgrade: {})",
+                text(&core["accepted_release"]),
+                text(&core["upgrade_height"]),
+                text(&core["ready_to_upgrade"])
+            );
+        }
     } else if !core.is_null() {
         println!(
             "core:             not answering on {}: {}",

@@ -179,7 +179,7 @@ fn start_spawns_core_then_data_node_with_configured_args_and_polls() {
     let mut h = Harness::new(Config::default(), true);
     let actions = h.event(Event::Started);
     assert_eq!(
-        actions[0],
+        actions[1],
         Action::Poll(Some(Polling {
             generation: 1,
             socket: PathBuf::from("/run/v1.sock"),
