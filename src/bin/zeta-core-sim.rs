@@ -40,7 +40,8 @@ usage: zeta-core-sim [OPTIONS] start [ARGS...]                  run as the core 
        zeta-core-sim [OPTIONS] version [--output json]
        zeta-core-sim [OPTIONS] [datanode] network-history latest-history-segment --output json [--home X]
 
-Options (only before the subcommand; DUR is 150ms, 2s, 1m or a number of milliseconds):
+Options (only before the subcommand; DUR is 150ms, 2s, 1m or a number of milliseconds; a file
+named sim-options beside the path the simulator is started as supplies more, first):
   --sim-version V       version reported by `version` (default v0.0.0)
   --record FILE         append one JSON object per event to FILE
   --socket PATH         UNIX socket to serve the admin RPC on (required for `start`)
@@ -2521,11 +2522,29 @@ fn run_segment(opts: &Options) -> ! {
     process::exit(0);
 }
 
+/// Global options read from a `sim-options` file beside the path the simulator was started
+/// as (argv[0], not the resolved executable): lets a version folder hold a plain symlink to
+/// the simulator plus its options, with no shell wrapper between Visor and the process.
+/// Words are separated by whitespace; no quoting.
+fn options_file_words() -> Vec<OsString> {
+    let Some(argv0) = std::env::args_os().next() else {
+        return Vec::new();
+    };
+    let Some(dir) = Path::new(&argv0).parent() else {
+        return Vec::new();
+    };
+    match std::fs::read_to_string(dir.join("sim-options")) {
+        Ok(text) => text.split_whitespace().map(OsString::from).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
 fn main() {
     // The start time is taken first: it measures when the process was exec'd.
     let start_ns = realtime_ns();
     let started = Instant::now();
-    let argv: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let mut argv: Vec<OsString> = options_file_words();
+    argv.extend(std::env::args_os().skip(1));
     let invocation = parse_args(&argv).unwrap_or_else(|error| fail(&error));
     let Invocation {
         opts,
