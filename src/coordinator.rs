@@ -132,6 +132,18 @@ impl Coordinator {
                 Action::CheckFolder { tag, folder } => {
                     tasks::check_folder(tag, folder, self.channels.events_tx.clone())
                 }
+                Action::StartInstall {
+                    tag,
+                    folder,
+                    template,
+                } => tasks::install(
+                    self.home.clone(),
+                    self.machine.config().auto_install.clone(),
+                    tag,
+                    folder,
+                    *template,
+                    self.channels.events_tx.clone(),
+                ),
                 Action::SwitchCurrent { folder } => {
                     let result = self.home.switch_current(&folder).map_err(|e| {
                         format!(
@@ -161,6 +173,7 @@ fn event_name(event: &Event) -> &'static str {
         Event::ConfigReloaded(_) => "ConfigReloaded",
         Event::SegmentQueried(_) => "SegmentQueried",
         Event::FolderChecked { .. } => "FolderChecked",
+        Event::InstallFinished { .. } => "InstallFinished",
         Event::CurrentSwitched(_) => "CurrentSwitched",
     }
 }

@@ -10,6 +10,7 @@ pub mod config_watch;
 pub mod coordinator;
 pub mod folder_check;
 pub mod home;
+pub mod install;
 pub mod log;
 pub mod machine;
 pub mod node_commands;

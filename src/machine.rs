@@ -34,6 +34,13 @@ pub const FOLDER_RECHECK_PENDING: Duration = Duration::from_secs(10);
 pub const FOLDER_RECHECK_WAITING: Duration = Duration::from_secs(1);
 /// How long after a failed switch of `current` it is tried again.
 pub const SWITCH_RETRY: Duration = Duration::from_secs(10);
+/// The first wait after a failed install; it doubles with every failure up to
+/// [`INSTALL_BACKOFF_MAX`].
+pub const INSTALL_BACKOFF: Duration = Duration::from_secs(15);
+pub const INSTALL_BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// Install attempts while the release is only accepted (prefetch); at the upgrade block
+/// Visor tries again at once and then keeps retrying with the capped backoff.
+pub const PREFETCH_ATTEMPTS: u32 = 4;
 
 /// The supervised processes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +115,14 @@ pub enum Event {
     /// report `tag` as their version; or the reason it is not ready.
     FolderChecked {
         tag: String,
+        /// The folder does not exist at all (so an install may create it).
+        missing: bool,
+        result: Result<Box<RunConfig>, String>,
+    },
+    /// An auto-install of `tag` ended: the installed folder's run-config (version checked),
+    /// or why it failed.
+    InstallFinished {
+        tag: String,
         result: Result<Box<RunConfig>, String>,
     },
     CurrentSwitched(Result<(), String>),
@@ -142,6 +157,13 @@ pub enum Action {
     CheckFolder {
         tag: String,
         folder: PathBuf,
+    },
+    /// Install release `tag` into `folder` from GitHub, deriving its run-config from
+    /// `template` (the running version's).
+    StartInstall {
+        tag: String,
+        folder: PathBuf,
+        template: Box<RunConfig>,
     },
     SwitchCurrent {
         folder: PathBuf,
@@ -191,6 +213,7 @@ pub enum Phase {
 #[derive(Debug, Clone, PartialEq)]
 enum FolderState {
     Checking,
+    Installing,
     Ready(Box<RunConfig>),
     NotReady(String),
 }
@@ -202,6 +225,8 @@ struct Pending {
     folder: PathBuf,
     state: FolderState,
     last_complaint: Option<Instant>,
+    install_attempts: u32,
+    next_install_at: Option<Instant>,
 }
 
 /// The supervisor's state. See the module documentation for the call order.
@@ -227,6 +252,9 @@ pub struct Machine {
     refused_tag: Option<String>,
     warned_ready_running: bool,
     upgrades: u64,
+    restarts_total: u64,
+    upgrade_began: Option<Instant>,
+    last_upgrade_downtime: Option<Duration>,
     timers: [Option<Instant>; TIMER_COUNT],
     actions: VecDeque<Action>,
 }
@@ -253,6 +281,9 @@ impl Machine {
             refused_tag: None,
             warned_ready_running: false,
             upgrades: 0,
+            restarts_total: 0,
+            upgrade_began: None,
+            last_upgrade_downtime: None,
             timers: [None; TIMER_COUNT],
             actions: VecDeque::new(),
         }
@@ -285,6 +316,63 @@ impl Machine {
                 matches!(p.state, FolderState::Ready(_)),
             )
         })
+    }
+
+    /// Restarts since Visor started (the budget counter resets; this one does not).
+    pub fn restarts_total(&self) -> u64 {
+        self.restarts_total
+    }
+    /// True once the core of the current start has answered RPC.
+    pub fn core_answered(&self) -> bool {
+        self.answered
+    }
+    /// Whether a data node is configured for the running version.
+    pub fn has_data_node(&self) -> bool {
+        self.run.data_node.is_some()
+    }
+    /// From "core stopped at the upgrade block" to "new core answers RPC", for the last upgrade.
+    pub fn last_upgrade_downtime(&self) -> Option<Duration> {
+        self.last_upgrade_downtime
+    }
+    /// True while stopping in order to exit.
+    pub fn exiting(&self) -> bool {
+        matches!(self.phase, Phase::Stopping | Phase::Done)
+            && matches!(self.after_stop, AfterStop::Exit(_))
+    }
+
+    /// One short line saying what Visor is doing, for systemd's STATUS= and `status`.
+    pub fn status_line(&self) -> String {
+        let release = &self.running_release;
+        let pending_tag = self.pending.as_ref().map(|p| p.tag.as_str()).unwrap_or("?");
+        match self.phase {
+            Phase::Idle => "starting".into(),
+            Phase::Running if !self.answered => format!("starting {release}"),
+            Phase::Running => match &self.pending {
+                Some(p) => format!(
+                    "running {release}; upgrade {} accepted at {}",
+                    p.tag, p.height
+                ),
+                None => format!("running {release}"),
+            },
+            Phase::QueryingSegment | Phase::RestartWait => {
+                format!("restarting {}/{}", self.restarts, self.config.max_restarts)
+            }
+            Phase::Stopping => match self.after_stop {
+                AfterStop::Exit(_) => "stopping".into(),
+                AfterStop::Restart => {
+                    format!("restarting {}/{}", self.restarts, self.config.max_restarts)
+                }
+                AfterStop::Upgrade => format!("upgrading to {pending_tag}: stopping {release}"),
+            },
+            Phase::UpgradeWait => match self.pending.as_ref().map(|p| &p.state) {
+                Some(FolderState::Installing) => format!("upgrading to {pending_tag}: installing"),
+                Some(FolderState::NotReady(_)) => {
+                    format!("upgrading to {pending_tag}: waiting for its folder")
+                }
+                _ => format!("upgrading to {pending_tag}"),
+            },
+            Phase::Done => "stopped".into(),
+        }
     }
 
     /// The next action to carry out, oldest first.
@@ -369,7 +457,12 @@ impl Machine {
                     self.spawn_core(now, height);
                 }
             }
-            Event::FolderChecked { tag, result } => self.on_folder_checked(now, tag, result),
+            Event::FolderChecked {
+                tag,
+                missing,
+                result,
+            } => self.on_folder_checked(now, tag, missing, result),
+            Event::InstallFinished { tag, result } => self.on_install_finished(now, tag, result),
             Event::CurrentSwitched(result) => self.on_switched(now, result),
         }
     }
@@ -594,8 +687,10 @@ impl Machine {
             AfterStop::Upgrade => {
                 self.phase = Phase::UpgradeWait;
                 if let Some(pending) = &mut self.pending {
-                    // The first complaint while stopped is an error, whatever was warned before.
+                    // The first complaint while stopped is an error, whatever was warned before,
+                    // and a failed prefetch is tried once more at once.
                     pending.last_complaint = None;
+                    pending.next_install_at = None;
                 }
                 self.log(LogLevel::Info, "upgrade: binaries stopped".into(), vec![]);
                 self.advance_upgrade(now);
@@ -648,6 +743,7 @@ impl Machine {
             self.begin_stop(now, AfterStop::Exit(1));
         } else {
             self.restarts += 1;
+            self.restarts_total += 1;
             self.log(
                 LogLevel::Warn,
                 format!(
@@ -805,6 +901,21 @@ impl Machine {
         if !self.answered {
             self.answered = true;
             self.clear_timer(Timer::ConnectBudget);
+            if let (StartKind::Upgrade { .. }, Some(began)) =
+                (self.start_kind, self.upgrade_began.take())
+            {
+                let downtime = now.saturating_duration_since(began);
+                self.last_upgrade_downtime = Some(downtime);
+                self.log(
+                    LogLevel::Info,
+                    format!(
+                        "upgrade: {} is answering; downtime {} ms",
+                        self.running_release,
+                        downtime.as_millis()
+                    ),
+                    vec![],
+                );
+            }
             self.log(
                 LogLevel::Info,
                 "rpc: core is answering".into(),
@@ -892,6 +1003,8 @@ impl Machine {
                 folder: folder.clone(),
                 state: FolderState::Checking,
                 last_complaint: None,
+                install_attempts: 0,
+                next_install_at: None,
             });
             self.actions.push_back(Action::CheckFolder {
                 tag: release.tag.clone(),
@@ -910,6 +1023,7 @@ impl Machine {
                 ),
                 vec![],
             );
+            self.upgrade_began = Some(now);
             self.begin_stop(now, AfterStop::Upgrade);
         }
     }
@@ -920,60 +1034,159 @@ impl Machine {
         &mut self,
         now: Instant,
         tag: String,
+        missing: bool,
         result: Result<Box<RunConfig>, String>,
     ) {
         let waiting = self.phase == Phase::UpgradeWait;
+        let may_install = self.may_install(now, waiting);
         let Some(pending) = self.pending.as_mut().filter(|p| p.tag == tag) else {
             return;
         };
+        if pending.state != FolderState::Checking {
+            return;
+        }
         match result {
-            Ok(run) => {
-                pending.state = FolderState::Ready(run);
-                let folder = pending.folder.display().to_string();
+            Ok(run) => self.on_folder_ready(now, run, "run-config parsed, binaries report the tag"),
+            Err(_) if missing && may_install => {
+                pending.state = FolderState::Installing;
+                pending.install_attempts += 1;
+                let attempt = pending.install_attempts;
+                let folder = pending.folder.clone();
+                let repository = format!(
+                    "{}/{}",
+                    self.config.auto_install.repository_owner, self.config.auto_install.repository
+                );
                 self.log(
                     LogLevel::Info,
-                    format!("upgrade: folder for {tag} is ready (run-config parsed, binaries report {tag})"),
+                    format!("upgrade: installing {tag} from the GitHub release of {repository}"),
+                    vec![
+                        ("folder", folder.display().to_string()),
+                        ("attempt", attempt.to_string()),
+                    ],
+                );
+                self.actions.push_back(Action::StartInstall {
+                    tag,
+                    folder,
+                    template: Box::new(self.run.clone()),
+                });
+            }
+            Err(problem) => self.on_folder_not_ready(now, problem),
+        }
+    }
+
+    /// Whether a missing folder may be installed now: auto-install is on, prefetch allows it
+    /// (or the binaries are already stopped for it), and the retry backoff has passed.
+    fn may_install(&self, now: Instant, waiting: bool) -> bool {
+        let auto = &self.config.auto_install;
+        let Some(pending) = &self.pending else {
+            return false;
+        };
+        auto.enabled
+            && (auto.prefetch || waiting)
+            && pending.next_install_at.is_none_or(|at| now >= at)
+            && (waiting || pending.install_attempts < PREFETCH_ATTEMPTS)
+    }
+
+    fn on_folder_ready(&mut self, now: Instant, run: Box<RunConfig>, how: &str) {
+        let Some(pending) = &mut self.pending else {
+            return;
+        };
+        pending.state = FolderState::Ready(run);
+        let tag = pending.tag.clone();
+        let folder = pending.folder.display().to_string();
+        self.log(
+            LogLevel::Info,
+            format!("upgrade: folder for {tag} is ready ({how})"),
+            vec![("folder", folder)],
+        );
+        if self.phase == Phase::UpgradeWait {
+            self.advance_upgrade(now);
+        }
+    }
+
+    fn on_folder_not_ready(&mut self, now: Instant, problem: String) {
+        let waiting = self.phase == Phase::UpgradeWait;
+        let auto_install = self.config.auto_install.enabled;
+        let Some(pending) = &mut self.pending else {
+            return;
+        };
+        pending.state = FolderState::NotReady(problem.clone());
+        let period = if waiting {
+            FOLDER_ERROR_PERIOD
+        } else {
+            FOLDER_WARN_PERIOD
+        };
+        let complain = pending
+            .last_complaint
+            .is_none_or(|at| now.saturating_duration_since(at) >= period);
+        if complain {
+            pending.last_complaint = Some(now);
+        }
+        let tag = pending.tag.clone();
+        let folder = pending.folder.display().to_string();
+        if complain {
+            if waiting {
+                self.log(
+                    LogLevel::Error,
+                    format!("upgrade: binaries stopped for {tag} but its folder is not ready: {problem}; create the folder (or enable [autoInstall]) and Visor will continue"),
                     vec![("folder", folder)],
                 );
-                if waiting {
-                    self.advance_upgrade(now);
-                }
+            } else if auto_install {
+                self.log(
+                    LogLevel::Info,
+                    format!("upgrade: folder for accepted release {tag} is not ready ({problem}); auto-install will provide it"),
+                    vec![("folder", folder)],
+                );
+            } else {
+                self.log(
+                    LogLevel::Warn,
+                    format!("upgrade: folder for accepted release {tag} is not ready: {problem}; prepare it before the upgrade block (visor prepare {tag})"),
+                    vec![("folder", folder)],
+                );
             }
-            Err(problem) => {
-                pending.state = FolderState::NotReady(problem.clone());
-                let period = if waiting {
-                    FOLDER_ERROR_PERIOD
+        }
+        let recheck = if waiting {
+            FOLDER_RECHECK_WAITING
+        } else {
+            FOLDER_RECHECK_PENDING
+        };
+        self.set_timer(Timer::FolderRecheck, now + recheck);
+    }
+
+    fn on_install_finished(
+        &mut self,
+        now: Instant,
+        tag: String,
+        result: Result<Box<RunConfig>, String>,
+    ) {
+        let Some(pending) = self.pending.as_mut().filter(|p| p.tag == tag) else {
+            return;
+        };
+        if pending.state != FolderState::Installing {
+            return;
+        }
+        match result {
+            Ok(run) => self.on_folder_ready(now, run, "installed and version checked"),
+            Err(error) => {
+                let attempts = pending.install_attempts;
+                let backoff = INSTALL_BACKOFF
+                    .saturating_mul(1 << (attempts.saturating_sub(1)).min(10))
+                    .min(INSTALL_BACKOFF_MAX);
+                pending.next_install_at = Some(now + backoff);
+                let gives_up = self.phase != Phase::UpgradeWait && attempts >= PREFETCH_ATTEMPTS;
+                let next = if gives_up {
+                    "no more attempts before the upgrade block".to_string()
                 } else {
-                    FOLDER_WARN_PERIOD
+                    format!("next attempt in {} s", backoff.as_secs())
                 };
-                let complain = pending
-                    .last_complaint
-                    .is_none_or(|at| now.saturating_duration_since(at) >= period);
-                if complain {
-                    pending.last_complaint = Some(now);
-                }
-                let folder = pending.folder.display().to_string();
-                if complain {
-                    if waiting {
-                        self.log(
-                            LogLevel::Error,
-                            format!("upgrade: binaries stopped for {tag} but its folder is not ready: {problem}; create the folder (or enable [autoInstall]) and Visor will continue"),
-                            vec![("folder", folder)],
-                        );
-                    } else {
-                        self.log(
-                            LogLevel::Warn,
-                            format!("upgrade: folder for accepted release {tag} is not ready: {problem}; prepare it before the upgrade block"),
-                            vec![("folder", folder)],
-                        );
-                    }
-                }
-                let recheck = if waiting {
-                    FOLDER_RECHECK_WAITING
-                } else {
-                    FOLDER_RECHECK_PENDING
-                };
-                self.set_timer(Timer::FolderRecheck, now + recheck);
+                self.log(
+                    LogLevel::Error,
+                    format!(
+                        "upgrade: install of {tag} failed (attempt {attempts}): {error}; {next}"
+                    ),
+                    vec![],
+                );
+                self.on_folder_not_ready(now, error);
             }
         }
     }
@@ -987,7 +1200,7 @@ impl Machine {
         let folder = pending.folder.clone();
         let tag = pending.tag.clone();
         match &pending.state {
-            FolderState::Checking => {}
+            FolderState::Checking | FolderState::Installing => {}
             FolderState::NotReady(_) => {
                 pending.state = FolderState::Checking;
                 self.actions.push_back(Action::CheckFolder { tag, folder });

@@ -7,9 +7,12 @@ use std::time::Duration;
 
 use crossbeam_channel::Sender;
 
+use crate::config::AutoInstall;
 use crate::folder_check::{check_upgrade_folder, run_captured};
+use crate::home::Home;
 use crate::machine::Event;
 use crate::node_commands::parse_latest_segment;
+use crate::run_config::RunConfig;
 
 /// How long the data node may take to name its latest history segment.
 pub const SEGMENT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -44,8 +47,47 @@ pub fn check_folder(tag: String, folder: PathBuf, events: Sender<Event>) {
     spawn_worker(
         "visor-check",
         move || {
+            let missing = std::fs::symlink_metadata(&folder).is_err();
             let result = check_upgrade_folder(&tag, &folder).map(Box::new);
-            Event::FolderChecked { tag, result }
+            Event::FolderChecked {
+                tag,
+                missing,
+                result,
+            }
+        },
+        events,
+    );
+}
+
+/// Installs a release on the `visor-install` thread; progress lines go to the log, the result
+/// comes back as [`Event::InstallFinished`].
+pub fn install(
+    home: Home,
+    auto: AutoInstall,
+    tag: String,
+    folder: PathBuf,
+    template: RunConfig,
+    events: Sender<Event>,
+) {
+    spawn_worker(
+        "visor-install",
+        move || {
+            let result = crate::install::install(
+                &crate::install::InstallRequest {
+                    home,
+                    auto,
+                    tag: tag.clone(),
+                    folder,
+                    template,
+                },
+                &mut |msg, fields| {
+                    let fields: Vec<(&str, String)> = fields.into_iter().collect();
+                    crate::log::info(msg, &fields)
+                },
+            )
+            .map(Box::new)
+            .map_err(|e| e.to_string());
+            Event::InstallFinished { tag, result }
         },
         events,
     );

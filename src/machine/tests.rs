@@ -525,6 +525,7 @@ fn a_valid_reload_applies_and_retargets_polling_when_intervals_change() {
 fn ready_folder(name: &str) -> Event {
     Event::FolderChecked {
         tag: name.to_string(),
+        missing: false,
         result: Ok(Box::new(run_config(name, false))),
     }
 }
@@ -651,6 +652,7 @@ fn missing_folder_warns_then_waits_stopped_until_it_appears() {
     h.status(Some(("v2", 7)), false);
     let missing = || Event::FolderChecked {
         tag: "v2".into(),
+        missing: true,
         result: Err("/h/v2/run-config.toml: No such file or directory".into()),
     };
     h.event(missing());
@@ -726,6 +728,7 @@ fn version_mismatch_never_switches() {
     h.exit(Proc::Core);
     let actions = h.event(Event::FolderChecked {
         tag: "v2".into(),
+        missing: false,
         result: Err("/h/v2/zeta reports version v9, expected v2".into()),
     });
     assert!(actions.is_empty());
@@ -876,4 +879,215 @@ fn a_signal_while_stopping_after_a_failure_keeps_exit_status_1() {
     h.exit(Proc::Core);
     h.event(Event::SignalReceived(ReceivedSignal::Term));
     assert_eq!(h.exit(Proc::DataNode), vec![Action::Exit(1)]);
+}
+
+fn auto_install_config(prefetch: bool) -> Config {
+    let mut config = fast_config();
+    config.auto_install.enabled = true;
+    config.auto_install.prefetch = prefetch;
+    config
+}
+
+fn folder_missing(tag: &str) -> Event {
+    Event::FolderChecked {
+        tag: tag.into(),
+        missing: true,
+        result: Err(format!("/h/{tag}: no such folder")),
+    }
+}
+
+fn installs(actions: &[Action]) -> usize {
+    actions
+        .iter()
+        .filter(|a| matches!(a, Action::StartInstall { .. }))
+        .count()
+}
+
+#[test]
+fn prefetch_installs_when_the_release_is_accepted() {
+    let mut h = Harness::new(auto_install_config(true), false);
+    h.event(Event::Started);
+    h.status(Some(("v2", 9)), false);
+    let actions = h.event(folder_missing("v2"));
+    assert_eq!(
+        actions,
+        vec![Action::StartInstall {
+            tag: "v2".into(),
+            folder: PathBuf::from("/h/v2"),
+            template: Box::new(run_config("v1", false)),
+        }]
+    );
+    assert_eq!(h.machine.pending(), Some(("v2", 9, false)));
+    h.event(Event::InstallFinished {
+        tag: "v2".into(),
+        result: Ok(Box::new(run_config("v2", false))),
+    });
+    assert_eq!(h.machine.pending(), Some(("v2", 9, true)));
+    h.status(Some(("v2", 9)), true);
+    let actions = h.exit(Proc::Core);
+    assert_eq!(installs(&actions), 0);
+    assert_eq!(
+        spawned(&actions),
+        vec![(
+            Proc::Core,
+            strings(&["start", "--home", "/z", SNAPSHOT_FLAG, "9"])
+        )]
+    );
+}
+
+#[test]
+fn the_upgrade_waits_for_a_running_install() {
+    let mut h = Harness::new(auto_install_config(true), false);
+    h.event(Event::Started);
+    h.status(Some(("v2", 9)), false);
+    h.event(folder_missing("v2"));
+    h.status(Some(("v2", 9)), true);
+    let actions = h.exit(Proc::Core);
+    assert!(
+        actions.is_empty(),
+        "no second install, no switch: {actions:?}"
+    );
+    assert_eq!(h.machine.phase(), Phase::UpgradeWait);
+    let actions = h.event(Event::InstallFinished {
+        tag: "v2".into(),
+        result: Ok(Box::new(run_config("v2", false))),
+    });
+    assert_eq!(spawned(&actions).len(), 1);
+    assert_eq!(h.machine.running_release(), "v2");
+}
+
+#[test]
+fn without_prefetch_the_install_starts_at_the_upgrade_block() {
+    let mut h = Harness::new(auto_install_config(false), false);
+    h.event(Event::Started);
+    h.status(Some(("v2", 9)), false);
+    assert_eq!(installs(&h.event(folder_missing("v2"))), 0);
+    assert_eq!(h.logged(LogLevel::Info, "auto-install will provide it"), 1);
+    assert_eq!(h.logged(LogLevel::Warn, "not ready"), 0);
+    h.status(Some(("v2", 9)), true);
+    let actions = h.exit(Proc::Core);
+    assert_eq!(
+        actions,
+        vec![Action::CheckFolder {
+            tag: "v2".into(),
+            folder: PathBuf::from("/h/v2")
+        }]
+    );
+    assert_eq!(installs(&h.event(folder_missing("v2"))), 1);
+}
+
+#[test]
+fn a_failed_prefetch_is_retried_with_backoff_then_once_more_at_the_block() {
+    let mut h = Harness::new(auto_install_config(true), false);
+    h.event(Event::Started);
+    h.status(Some(("v2", 9)), false);
+    let mut t = 0;
+    let mut attempts = 0;
+    // Drive rechecks for a long time: installs happen only when the backoff allows.
+    let mut install_times = Vec::new();
+    let mut actions = h.event(folder_missing("v2"));
+    for _ in 0..200 {
+        if installs(&actions) > 0 {
+            attempts += 1;
+            install_times.push(t);
+            actions = h.event(Event::InstallFinished {
+                tag: "v2".into(),
+                result: Err("HTTP 502 from https://api.github.com".into()),
+            });
+            continue;
+        }
+        if actions
+            .iter()
+            .any(|a| matches!(a, Action::CheckFolder { .. }))
+        {
+            actions = h.event(folder_missing("v2"));
+            continue;
+        }
+        t += 10_000;
+        h.at_ms(t);
+        actions = h.timeout();
+    }
+    assert_eq!(attempts, PREFETCH_ATTEMPTS as usize, "{install_times:?}");
+    // Gaps grow: 15 s, 30 s, 60 s (rounded up to the 10 s recheck).
+    let gaps: Vec<u64> = install_times.windows(2).map(|w| w[1] - w[0]).collect();
+    assert_eq!(gaps, vec![20_000, 30_000, 60_000]);
+    assert_eq!(
+        h.logged(LogLevel::Error, "install of v2 failed (attempt 4)"),
+        1
+    );
+    assert_eq!(
+        h.logged(LogLevel::Error, "no more attempts before the upgrade block"),
+        1
+    );
+
+    // At the block: tried once more at once.
+    h.status(Some(("v2", 9)), true);
+    let actions = h.exit(Proc::Core);
+    assert_eq!(
+        actions,
+        vec![Action::CheckFolder {
+            tag: "v2".into(),
+            folder: PathBuf::from("/h/v2")
+        }]
+    );
+    assert_eq!(installs(&h.event(folder_missing("v2"))), 1);
+}
+
+#[test]
+fn a_broken_existing_folder_is_not_overwritten_by_an_install() {
+    let mut h = Harness::new(auto_install_config(true), false);
+    h.event(Event::Started);
+    h.status(Some(("v2", 9)), false);
+    let actions = h.event(Event::FolderChecked {
+        tag: "v2".into(),
+        missing: false,
+        result: Err("/h/v2/zeta reports version v9, expected v2".into()),
+    });
+    assert_eq!(installs(&actions), 0);
+}
+
+#[test]
+fn status_line_and_counters_follow_the_state() {
+    let mut h = Harness::new(fast_config(), false);
+    assert_eq!(h.machine.status_line(), "starting");
+    h.event(Event::Started);
+    assert_eq!(h.machine.status_line(), "starting v1");
+    h.status(None, false);
+    assert_eq!(h.machine.status_line(), "running v1");
+    h.exit(Proc::Core);
+    assert_eq!(h.machine.status_line(), "restarting 1/3");
+    assert_eq!(h.machine.restarts_total(), 1);
+    h.at_ms(5000);
+    h.timeout();
+    h.status(Some(("v2", 77)), false);
+    assert_eq!(
+        h.machine.status_line(),
+        "running v1; upgrade v2 accepted at 77"
+    );
+    h.at_ms(6000);
+    h.status(Some(("v2", 77)), true);
+    assert_eq!(h.machine.status_line(), "upgrading to v2: stopping v1");
+    h.exit(Proc::Core);
+    assert_eq!(h.machine.status_line(), "upgrading to v2");
+    h.event(folder_missing("v2"));
+    assert_eq!(
+        h.machine.status_line(),
+        "upgrading to v2: waiting for its folder"
+    );
+    h.at_ms(6000 + FOLDER_RECHECK_WAITING.as_millis() as u64);
+    h.timeout();
+    h.event(ready_folder("v2"));
+    assert_eq!(h.machine.status_line(), "starting v2");
+    assert_eq!(h.machine.last_upgrade_downtime(), None);
+    h.at_ms(7350);
+    h.status(None, false);
+    assert_eq!(
+        h.machine.last_upgrade_downtime(),
+        Some(Duration::from_millis(1350))
+    );
+    assert_eq!(h.machine.restarts_total(), 1);
+    assert!(!h.machine.exiting());
+    h.event(Event::SignalReceived(ReceivedSignal::Term));
+    assert!(h.machine.exiting());
+    assert_eq!(h.machine.status_line(), "stopping");
 }
