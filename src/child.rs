@@ -28,6 +28,10 @@ pub fn spawn(proc: Proc, program: &Path, args: &[String], exits: Sender<Event>) 
         .stdin(Stdio::null())
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit())
+        // Visor alone talks to systemd; a node that also did would confuse it.
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .env_remove("WATCHDOG_PID")
         .process_group(0);
     // SAFETY: the closure runs between fork and exec and only makes async-signal-safe calls
     // (prctl, getppid); it allocates nothing.

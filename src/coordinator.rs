@@ -11,6 +11,7 @@ use crate::config_watch::ConfigResult;
 use crate::home::Home;
 use crate::log;
 use crate::machine::{Action, Event, Machine, Polling, ReceivedSignal};
+use crate::report::Reporter;
 use crate::rpc_poll::Polled;
 use crate::tasks;
 
@@ -30,6 +31,7 @@ pub struct Coordinator {
     machine: Machine,
     home: Home,
     channels: Channels,
+    reporter: Reporter,
 }
 
 /// A turn slower than this is logged, as a hint that something blocked the loop.
@@ -41,6 +43,7 @@ impl Coordinator {
             machine,
             home,
             channels,
+            reporter: Reporter::from_env(Instant::now()),
         }
     }
 
@@ -48,7 +51,10 @@ impl Coordinator {
     pub fn run(mut self) -> i32 {
         self.machine.handle(Instant::now(), Event::Started);
         loop {
-            if let Some(code) = self.execute_actions() {
+            let exit = self.execute_actions();
+            self.reporter.after_turn(&self.machine, Instant::now());
+            if let Some(code) = exit {
+                self.reporter.at_exit(&self.machine, Instant::now());
                 return code;
             }
             let event = self.next_event();
@@ -65,14 +71,21 @@ impl Coordinator {
                         );
                     }
                 }
-                None => self.machine.handle_timeout(started),
+                None => {
+                    self.machine.handle_timeout(started);
+                    self.reporter.handle_timeout(&self.machine, started);
+                }
             }
         }
     }
 
     /// Waits for the next input, or for the machine's next deadline (`None`).
     fn next_event(&self) -> Option<Event> {
-        let timeout = match self.machine.next_deadline() {
+        let deadline = [self.machine.next_deadline(), self.reporter.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min();
+        let timeout = match deadline {
             Some(deadline) => deadline.saturating_duration_since(Instant::now()),
             None => Duration::from_secs(3600),
         };

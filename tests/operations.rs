@@ -23,8 +23,8 @@ fn json_logs_are_one_object_per_line_through_an_upgrade() {
     let log = env.log();
     let mut lines = 0;
     for line in log.lines() {
-        let value: serde_json::Value = serde_json::from_str(line)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
         assert!(value["ts"].as_str().unwrap().ends_with('Z'), "{line}");
         assert!(
             ["debug", "info", "warn", "error"].contains(&value["level"].as_str().unwrap()),
@@ -39,4 +39,180 @@ fn json_logs_are_one_object_per_line_through_an_upgrade() {
         "\"folder\":\"{}\"",
         Path::new(&env.home).join("v2").display()
     )));
+}
+
+/// Receives datagrams on a socket in the test folder, with the instant each arrived.
+fn notify_listener(
+    env: &Env,
+) -> (
+    std::path::PathBuf,
+    std::sync::mpsc::Receiver<(std::time::Instant, String)>,
+) {
+    let path = env.dir.join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 4096];
+        while let Ok(n) = socket.recv(&mut buffer) {
+            let text = String::from_utf8_lossy(&buffer[..n]).into_owned();
+            if tx.send((std::time::Instant::now(), text)).is_err() {
+                return;
+            }
+        }
+    });
+    (path, rx)
+}
+
+#[test]
+fn systemd_notifications_arrive_in_order_with_watchdog_pings() {
+    let mut env = Env::new("notify");
+    env.write_config(&quick_config(""));
+    env.add_version(Version::new("genesis", "v1").flags(&["--rpc-after", "1s"]));
+    let (socket, rx) = notify_listener(&env);
+    let socket = socket.display().to_string();
+    env.start_visor_with(&[("NOTIFY_SOCKET", &socket), ("WATCHDOG_USEC", "400000")]);
+    let mut messages: Vec<(std::time::Instant, String)> = Vec::new();
+    let mut collect_until = |messages: &mut Vec<(std::time::Instant, String)>, what: &str| {
+        wait_until(what, DEADLINE, || {
+            while let Ok(message) = rx.try_recv() {
+                messages.push(message);
+            }
+            messages.iter().any(|(_, m)| m == what)
+        });
+    };
+    collect_until(&mut messages, "READY=1");
+    // READY only after the core listens (it binds its socket 1 s after start).
+    let listening = env
+        .records()
+        .into_iter()
+        .find(|r| r.event() == "listening")
+        .expect("core listening");
+    let start = env.starts("core")[0].t_ns();
+    assert!(listening.t_ns() - start >= 1_000_000_000);
+    let before_ready: Vec<&String> = messages
+        .iter()
+        .take_while(|(_, m)| m != "READY=1")
+        .map(|(_, m)| m)
+        .collect();
+    assert!(
+        before_ready.contains(&&"STATUS=starting v1".to_string()),
+        "{before_ready:?}"
+    );
+    assert!(
+        before_ready
+            .iter()
+            .any(|m| m.starts_with("EXTEND_TIMEOUT_USEC=")),
+        "{before_ready:?}"
+    );
+    collect_until(&mut messages, "STATUS=running v1");
+    // Watchdog pings every 200 ms (half of WATCHDOG_USEC): wait for ten more.
+    let pings_before = messages.iter().filter(|(_, m)| m == "WATCHDOG=1").count();
+    wait_until("ten watchdog pings", DEADLINE, || {
+        while let Ok(message) = rx.try_recv() {
+            messages.push(message);
+        }
+        messages.iter().filter(|(_, m)| m == "WATCHDOG=1").count() >= pings_before + 10
+    });
+    let pings: Vec<std::time::Instant> = messages
+        .iter()
+        .filter(|(_, m)| m == "WATCHDOG=1")
+        .map(|(t, _)| *t)
+        .collect();
+    let mut gaps: Vec<u128> = pings
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_millis())
+        .collect();
+    gaps.sort();
+    let median = gaps[gaps.len() / 2];
+    assert!(
+        (150..=300).contains(&median),
+        "median watchdog gap {median} ms: {gaps:?}"
+    );
+
+    env.signal_visor(libc::SIGTERM);
+    collect_until(&mut messages, "STOPPING=1");
+    assert_eq!(env.wait_visor_exit(DEADLINE), 0);
+    let texts: Vec<&str> = messages.iter().map(|(_, m)| m.as_str()).collect();
+    let ready = texts.iter().position(|m| *m == "READY=1").unwrap();
+    let stopping = texts.iter().position(|m| *m == "STOPPING=1").unwrap();
+    assert!(ready < stopping);
+    assert!(texts[stopping..].contains(&"STATUS=stopping"), "{texts:?}");
+    assert_eq!(texts.iter().filter(|m| **m == "READY=1").count(), 1);
+}
+
+/// `name{labels} value` lines of a textfile, comments skipped.
+fn metric_lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn metrics_file_counts_a_restart_and_an_upgrade() {
+    let mut env = Env::new("metrics");
+    let file = env.dir.join("textfile/visor.prom");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    env.write_config(&quick_config(&format!(
+        "metricsFile = \"{}\"",
+        file.display()
+    )));
+    let once = env.dir.join("crashed-once").display().to_string();
+    env.add_version(
+        Version::new("genesis", "v1")
+            .flags(&["--crash-after", "300ms", "--crash-once", &once])
+            .with_data_node(),
+    );
+    env.add_version(Version::new("v2", "v2").with_data_node());
+    env.start_visor();
+    let has = |line: &str| metric_lines(&file).iter().any(|l| l == line);
+    wait_until("restart counted", DEADLINE, || {
+        has("visor_restarts_total 1")
+    });
+    env.wait_starts("core", 2);
+    wait_until("children up", DEADLINE, || {
+        has("visor_child_up{process=\"core\"} 1") && has("visor_child_up{process=\"data_node\"} 1")
+    });
+    assert!(has("visor_up 1"));
+    assert!(has("visor_upgrades_total 0"));
+    assert!(has("visor_running_release{name=\"v1\"} 1"));
+    assert!(has(&format!(
+        "visor_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    )));
+
+    env.wait_listening(2);
+    env.control_write("v1", "announce", "v2@88");
+    wait_until("pending upgrade shown", DEADLINE, || {
+        has("visor_upgrade_pending{tag=\"v2\",height=\"88\",folder_ready=\"true\"} 1")
+    });
+    env.control_write("v1", "ready", "");
+    wait_until("upgrade counted", DEADLINE, || {
+        has("visor_upgrades_total 1") && has("visor_running_release{name=\"v2\"} 1")
+    });
+    wait_until("downtime measured", DEADLINE, || {
+        metric_lines(&file)
+            .iter()
+            .any(|l| l.starts_with("visor_last_upgrade_downtime_seconds "))
+    });
+    assert!(!metric_lines(&file)
+        .iter()
+        .any(|l| l.starts_with("visor_upgrade_pending")));
+    assert!(has("visor_restarts_total 1"));
+    // Every sample line is `name{labels} value` with a numeric value.
+    for line in metric_lines(&file) {
+        let value = line.rsplit(' ').next().unwrap();
+        assert!(value.parse::<f64>().is_ok(), "{line}");
+    }
+    env.signal_visor(libc::SIGTERM);
+    assert_eq!(env.wait_visor_exit(DEADLINE), 0);
+    assert!(has("visor_up 0"));
+    let leftovers: Vec<_> = std::fs::read_dir(file.parent().unwrap())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".visor-tmp"))
+        .collect();
+    assert!(leftovers.is_empty());
 }

@@ -1,0 +1,708 @@
+//! The metrics file: Visor's state in the Prometheus text exposition format, written for
+//! node_exporter's textfile collector (SPEC section 8, config key `metricsFile`).
+//!
+//! It owns the metric names, their help texts and types, the text of the file and its atomic
+//! replacement. It must not decide anything: the coordinator fills a [`Snapshot`] and chooses
+//! when to write it (on every state change and every 15 s), and a failed write is returned to
+//! it, never retried or logged here.
+//!
+//! The file is replaced, never edited in place, so a collector reading it at any instant sees
+//! a complete old or complete new file. The temporary file's name does not end in `.prom`,
+//! so node_exporter never collects it half-written. One process writes a given metrics file
+//! at a time (the temporary name holds the pid, and the coordinator is the only writer).
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io::{self, Write as _};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Everything the metrics file shows, as the coordinator knows it at one instant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    /// `visor_up`: true while supervising, false in the last write before Visor exits.
+    pub up: bool,
+    /// `visor_info{version}`: the version of Visor.
+    pub visor_version: String,
+    /// `visor_running_release{name}`: the `name` of the running run-config.
+    pub running_release: String,
+    /// `visor_child_up{process="core"}`.
+    pub core_up: bool,
+    /// `visor_child_up{process="data_node"}`, only when a data node is configured.
+    pub data_node_up: Option<bool>,
+    /// `visor_restarts_total`: crash restarts since Visor started.
+    pub restarts_total: u64,
+    /// `visor_upgrades_total`: upgrades performed since Visor started.
+    pub upgrades_total: u64,
+    /// `visor_upgrade_pending{tag,height,folder_ready}`: the accepted release not yet running.
+    pub pending: Option<Pending>,
+    /// `visor_last_upgrade_downtime_seconds`: absent until the first upgrade.
+    pub last_upgrade_downtime: Option<Duration>,
+}
+
+/// An accepted release that is not running yet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pending {
+    pub tag: String,
+    pub height: u64,
+    pub folder_ready: bool,
+}
+
+/// The file's text: `# HELP` and `# TYPE` for every metric (also for those with no sample
+/// at this instant), one line per sample, label values escaped, and a final newline.
+pub fn render(s: &Snapshot) -> String {
+    let mut out = String::with_capacity(1536);
+
+    family(
+        &mut out,
+        "visor_up",
+        "gauge",
+        "1 while Visor is supervising, 0 in the last write before it exits.",
+    );
+    sample(&mut out, "visor_up", &[], flag(s.up));
+
+    family(
+        &mut out,
+        "visor_info",
+        "gauge",
+        "Version of Visor in the version label; always 1.",
+    );
+    sample(
+        &mut out,
+        "visor_info",
+        &[("version", &s.visor_version)],
+        "1",
+    );
+
+    family(
+        &mut out,
+        "visor_running_release",
+        "gauge",
+        "Name of the run-config that current points at, in the name label; always 1.",
+    );
+    sample(
+        &mut out,
+        "visor_running_release",
+        &[("name", &s.running_release)],
+        "1",
+    );
+
+    family(
+        &mut out,
+        "visor_child_up",
+        "gauge",
+        "1 while the node process is running, 0 while it is not.",
+    );
+    sample(
+        &mut out,
+        "visor_child_up",
+        &[("process", "core")],
+        flag(s.core_up),
+    );
+    if let Some(up) = s.data_node_up {
+        sample(
+            &mut out,
+            "visor_child_up",
+            &[("process", "data_node")],
+            flag(up),
+        );
+    }
+
+    family(
+        &mut out,
+        "visor_restarts_total",
+        "counter",
+        "Restarts of the node processes after an unplanned exit since Visor started.",
+    );
+    sample(
+        &mut out,
+        "visor_restarts_total",
+        &[],
+        &s.restarts_total.to_string(),
+    );
+
+    family(
+        &mut out,
+        "visor_upgrades_total",
+        "counter",
+        "Protocol upgrades performed since Visor started.",
+    );
+    sample(
+        &mut out,
+        "visor_upgrades_total",
+        &[],
+        &s.upgrades_total.to_string(),
+    );
+
+    family(
+        &mut out,
+        "visor_upgrade_pending",
+        "gauge",
+        "Accepted release not running yet, with its upgrade height and whether its folder \
+         is ready; absent when there is none.",
+    );
+    if let Some(pending) = &s.pending {
+        sample(
+            &mut out,
+            "visor_upgrade_pending",
+            &[
+                ("tag", &pending.tag),
+                ("height", &pending.height.to_string()),
+                (
+                    "folder_ready",
+                    if pending.folder_ready {
+                        "true"
+                    } else {
+                        "false"
+                    },
+                ),
+            ],
+            "1",
+        );
+    }
+
+    family(
+        &mut out,
+        "visor_last_upgrade_downtime_seconds",
+        "gauge",
+        "Seconds the core was unavailable during the last upgrade; absent until the first.",
+    );
+    if let Some(downtime) = s.last_upgrade_downtime {
+        sample(
+            &mut out,
+            "visor_last_upgrade_downtime_seconds",
+            &[],
+            &seconds(downtime),
+        );
+    }
+
+    out
+}
+
+/// Writes the `# HELP` and `# TYPE` lines of one metric. Help texts are constants free of
+/// backslashes and line breaks, so they need no escaping.
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// Writes one sample line: `name{label="value",...} value`.
+fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: &str) {
+    out.push_str(name);
+    if !labels.is_empty() {
+        out.push('{');
+        for (i, (label, label_value)) in labels.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(label);
+            out.push_str("=\"");
+            escape_label_value(out, label_value);
+            out.push('"');
+        }
+        out.push('}');
+    }
+    out.push(' ');
+    out.push_str(value);
+    out.push('\n');
+}
+
+/// Appends `value` with `\`, `"` and line feeds escaped as the exposition format requires.
+fn escape_label_value(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+fn flag(value: bool) -> &'static str {
+    if value {
+        "1"
+    } else {
+        "0"
+    }
+}
+
+/// Seconds with millisecond precision (`12.345`), the finer digits dropped.
+fn seconds(d: Duration) -> String {
+    let millis = d.as_millis();
+    format!("{}.{:03}", millis / 1000, millis % 1000)
+}
+
+/// Replaces the file at `path` with `text`: writes `.visor-tmp-metrics-<pid>` in the same
+/// folder, fsyncs it and renames it over `path`, so readers never see a partial file. The
+/// temporary file is removed when any step fails. Errors name the path and say what to do.
+pub fn write_atomic(path: &Path, text: &str) -> Result<(), String> {
+    let shown = path.display();
+    let Some(file_name) = path.file_name() else {
+        return Err(format!(
+            "metrics file {shown} names no file; set metricsFile in config.toml to a file \
+             path ending in .prom"
+        ));
+    };
+    let dir = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let tmp = dir.join(format!(".visor-tmp-metrics-{}", std::process::id()));
+    if Some(file_name) == tmp.file_name() {
+        return Err(format!(
+            "metrics file {shown} has the name Visor uses for its temporary file; set \
+             metricsFile in config.toml to a file path ending in .prom"
+        ));
+    }
+
+    // A leftover of an earlier process with the same pid, or anything else under that name,
+    // is removed, and the file is then created with O_EXCL: a symlink planted under the
+    // temporary name is never followed.
+    let _ = fs::remove_file(&tmp);
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(&tmp)
+        .map_err(|e| create_error(path, &dir, &tmp, &e))?;
+
+    let written = file
+        .write_all(text.as_bytes())
+        .and_then(|()| file.sync_all());
+    drop(file);
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(format!(
+            "cannot write {} for metrics file {shown}: {e}; check that the file system \
+             holding {} has free space",
+            tmp.display(),
+            dir.display()
+        ));
+    }
+
+    if let Err(e) = fs::rename(&tmp, path) {
+        let _ = fs::remove_file(&tmp);
+        return Err(format!(
+            "cannot rename {} over metrics file {shown}: {e}; make sure {shown} is not a \
+             folder and that the user Visor runs as may replace files in {}",
+            tmp.display(),
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
+fn create_error(path: &Path, dir: &Path, tmp: &Path, e: &io::Error) -> String {
+    let (path, dir, tmp) = (path.display(), dir.display(), tmp.display());
+    match e.kind() {
+        io::ErrorKind::NotFound => format!(
+            "cannot write metrics file {path}: the folder {dir} does not exist; create it, \
+             writable by the user Visor runs as, or set metricsFile in config.toml to a file \
+             in an existing folder"
+        ),
+        io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => format!(
+            "cannot create {tmp} for metrics file {path}: {e}; give the user Visor runs as \
+             write access to {dir} (under systemd with ProtectSystem=strict, also list it in \
+             ReadWritePaths=)"
+        ),
+        _ => format!(
+            "cannot create {tmp} for metrics file {path}: {e}; check the folder {dir} or set \
+             metricsFile in config.toml to a file in another folder"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::{HashMap, HashSet};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn full() -> Snapshot {
+        Snapshot {
+            up: true,
+            visor_version: "0.1.0".into(),
+            running_release: "v1.2.3".into(),
+            core_up: true,
+            data_node_up: Some(false),
+            restarts_total: 2,
+            upgrades_total: 1,
+            pending: Some(Pending {
+                tag: "v1.3.0".into(),
+                height: 1_200_000,
+                folder_ready: true,
+            }),
+            last_upgrade_downtime: Some(Duration::from_micros(1_234_567)),
+        }
+    }
+
+    fn minimal() -> Snapshot {
+        Snapshot {
+            up: false,
+            visor_version: "0.1.0".into(),
+            running_release: "genesis".into(),
+            core_up: false,
+            data_node_up: None,
+            restarts_total: 0,
+            upgrades_total: 0,
+            pending: None,
+            last_upgrade_downtime: None,
+        }
+    }
+
+    const FULL: &str = "\
+# HELP visor_up 1 while Visor is supervising, 0 in the last write before it exits.
+# TYPE visor_up gauge
+visor_up 1
+# HELP visor_info Version of Visor in the version label; always 1.
+# TYPE visor_info gauge
+visor_info{version=\"0.1.0\"} 1
+# HELP visor_running_release Name of the run-config that current points at, in the name label; always 1.
+# TYPE visor_running_release gauge
+visor_running_release{name=\"v1.2.3\"} 1
+# HELP visor_child_up 1 while the node process is running, 0 while it is not.
+# TYPE visor_child_up gauge
+visor_child_up{process=\"core\"} 1
+visor_child_up{process=\"data_node\"} 0
+# HELP visor_restarts_total Restarts of the node processes after an unplanned exit since Visor started.
+# TYPE visor_restarts_total counter
+visor_restarts_total 2
+# HELP visor_upgrades_total Protocol upgrades performed since Visor started.
+# TYPE visor_upgrades_total counter
+visor_upgrades_total 1
+# HELP visor_upgrade_pending Accepted release not running yet, with its upgrade height and whether its folder is ready; absent when there is none.
+# TYPE visor_upgrade_pending gauge
+visor_upgrade_pending{tag=\"v1.3.0\",height=\"1200000\",folder_ready=\"true\"} 1
+# HELP visor_last_upgrade_downtime_seconds Seconds the core was unavailable during the last upgrade; absent until the first.
+# TYPE visor_last_upgrade_downtime_seconds gauge
+visor_last_upgrade_downtime_seconds 1.234
+";
+
+    const MINIMAL: &str = "\
+# HELP visor_up 1 while Visor is supervising, 0 in the last write before it exits.
+# TYPE visor_up gauge
+visor_up 0
+# HELP visor_info Version of Visor in the version label; always 1.
+# TYPE visor_info gauge
+visor_info{version=\"0.1.0\"} 1
+# HELP visor_running_release Name of the run-config that current points at, in the name label; always 1.
+# TYPE visor_running_release gauge
+visor_running_release{name=\"genesis\"} 1
+# HELP visor_child_up 1 while the node process is running, 0 while it is not.
+# TYPE visor_child_up gauge
+visor_child_up{process=\"core\"} 0
+# HELP visor_restarts_total Restarts of the node processes after an unplanned exit since Visor started.
+# TYPE visor_restarts_total counter
+visor_restarts_total 0
+# HELP visor_upgrades_total Protocol upgrades performed since Visor started.
+# TYPE visor_upgrades_total counter
+visor_upgrades_total 0
+# HELP visor_upgrade_pending Accepted release not running yet, with its upgrade height and whether its folder is ready; absent when there is none.
+# TYPE visor_upgrade_pending gauge
+# HELP visor_last_upgrade_downtime_seconds Seconds the core was unavailable during the last upgrade; absent until the first.
+# TYPE visor_last_upgrade_downtime_seconds gauge
+";
+
+    /// Compares line by line, so a failure shows the first differing line.
+    fn assert_lines(actual: &str, expected: &str) {
+        let actual_lines: Vec<&str> = actual.lines().collect();
+        let expected_lines: Vec<&str> = expected.lines().collect();
+        for (i, (a, e)) in actual_lines.iter().zip(&expected_lines).enumerate() {
+            assert_eq!(a, e, "line {}", i + 1);
+        }
+        assert_eq!(actual_lines.len(), expected_lines.len(), "number of lines");
+        assert!(actual.ends_with('\n'), "final newline");
+    }
+
+    #[test]
+    fn render_full_snapshot() {
+        let text = render(&full());
+        assert_lines(&text, FULL);
+        check_exposition(&text).expect("valid exposition text");
+    }
+
+    #[test]
+    fn render_minimal_snapshot() {
+        let text = render(&minimal());
+        assert_lines(&text, MINIMAL);
+        check_exposition(&text).expect("valid exposition text");
+    }
+
+    #[test]
+    fn downtime_has_millisecond_precision() {
+        assert_eq!(seconds(Duration::ZERO), "0.000");
+        assert_eq!(seconds(Duration::from_millis(412)), "0.412");
+        assert_eq!(seconds(Duration::from_millis(61_005)), "61.005");
+        assert_eq!(seconds(Duration::from_nanos(1_999_999)), "0.001");
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let mut snapshot = full();
+        snapshot.running_release = "a\"b\\c\nd".into();
+        snapshot.pending = Some(Pending {
+            tag: "\\\"\n".into(),
+            height: 7,
+            folder_ready: false,
+        });
+        let text = render(&snapshot);
+        assert!(
+            text.contains("visor_running_release{name=\"a\\\"b\\\\c\\nd\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "visor_upgrade_pending{tag=\"\\\\\\\"\\n\",height=\"7\",folder_ready=\"false\"} 1\n"
+            ),
+            "{text}"
+        );
+        let samples = check_exposition(&text).expect("valid exposition text");
+        let release = samples
+            .iter()
+            .find(|s| s.name == "visor_running_release")
+            .expect("running release sample");
+        assert_eq!(
+            release.labels,
+            [("name".to_string(), "a\"b\\c\nd".to_string())]
+        );
+        let pending = samples
+            .iter()
+            .find(|s| s.name == "visor_upgrade_pending")
+            .expect("pending sample");
+        assert_eq!(pending.labels[0].1, "\\\"\n");
+    }
+
+    /// One parsed sample line.
+    #[derive(Debug)]
+    struct Sample {
+        name: String,
+        labels: Vec<(String, String)>,
+    }
+
+    fn is_metric_name(name: &str) -> bool {
+        let mut chars = name.chars();
+        matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    }
+
+    fn is_label_name(name: &str) -> bool {
+        is_metric_name(name) && !name.contains(':')
+    }
+
+    /// Parses `name{label="value",...} value` with the format's escapes in label values.
+    fn parse_sample(line: &str) -> Result<Sample, String> {
+        let end = line.find(['{', ' ']).ok_or("no value")?;
+        let name = &line[..end];
+        if !is_metric_name(name) {
+            return Err(format!("bad metric name {name:?}"));
+        }
+        let mut rest = &line[end..];
+        let mut labels = Vec::new();
+        if let Some(after) = rest.strip_prefix('{') {
+            rest = after;
+            loop {
+                let eq = rest.find('=').ok_or("label without '='")?;
+                let label = &rest[..eq];
+                if !is_label_name(label) {
+                    return Err(format!("bad label name {label:?}"));
+                }
+                rest = rest[eq + 1..]
+                    .strip_prefix('"')
+                    .ok_or("label value not quoted")?;
+                let mut value = String::new();
+                let mut chars = rest.char_indices();
+                let close = loop {
+                    match chars.next().ok_or("unterminated label value")? {
+                        (i, '"') => break i,
+                        (_, '\\') => match chars.next().ok_or("dangling escape")?.1 {
+                            '\\' => value.push('\\'),
+                            '"' => value.push('"'),
+                            'n' => value.push('\n'),
+                            other => return Err(format!("unknown escape \\{other}")),
+                        },
+                        (_, '\n') => return Err("raw line feed in label value".into()),
+                        (_, c) => value.push(c),
+                    }
+                };
+                labels.push((label.to_string(), value));
+                rest = &rest[close + 1..];
+                if let Some(after) = rest.strip_prefix(',') {
+                    rest = after;
+                } else {
+                    rest = rest.strip_prefix('}').ok_or("labels not closed")?;
+                    break;
+                }
+            }
+        }
+        let value = rest.strip_prefix(' ').ok_or("no space before the value")?;
+        value
+            .parse::<f64>()
+            .map_err(|e| format!("bad value {value:?}: {e}"))?;
+        Ok(Sample {
+            name: name.to_string(),
+            labels,
+        })
+    }
+
+    /// Checks the whole text: every comment is a HELP or TYPE line, every metric has both
+    /// before its samples, every other line is a sample, and each metric's samples are
+    /// together. Returns the samples.
+    fn check_exposition(text: &str) -> Result<Vec<Sample>, String> {
+        if !text.ends_with('\n') {
+            return Err("no final newline".into());
+        }
+        let mut helped = HashSet::new();
+        let mut typed: HashMap<String, String> = HashMap::new();
+        let mut finished = HashSet::new();
+        let mut current: Option<String> = None;
+        let mut samples = Vec::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let (name, help) = rest.split_once(' ').ok_or("HELP without text")?;
+                if !is_metric_name(name) || help.is_empty() || help.contains('\\') {
+                    return Err(format!("bad HELP line {line:?}"));
+                }
+                if !helped.insert(name.to_string()) {
+                    return Err(format!("second HELP for {name}"));
+                }
+                if let Some(previous) = current.replace(name.to_string()) {
+                    finished.insert(previous);
+                }
+            } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').ok_or("TYPE without type")?;
+                if !matches!(kind, "gauge" | "counter") {
+                    return Err(format!("unexpected type in {line:?}"));
+                }
+                if current.as_deref() != Some(name) {
+                    return Err(format!("TYPE for {name} not after its HELP"));
+                }
+                if typed.insert(name.to_string(), kind.to_string()).is_some() {
+                    return Err(format!("second TYPE for {name}"));
+                }
+            } else if line.starts_with('#') {
+                return Err(format!("unexpected comment {line:?}"));
+            } else {
+                let sample = parse_sample(line).map_err(|e| format!("{line:?}: {e}"))?;
+                if current.as_deref() != Some(sample.name.as_str())
+                    || !typed.contains_key(&sample.name)
+                    || finished.contains(&sample.name)
+                {
+                    return Err(format!("sample {line:?} not under its HELP and TYPE"));
+                }
+                if typed[&sample.name] == "counter" && !sample.name.ends_with("_total") {
+                    return Err(format!("counter {} does not end in _total", sample.name));
+                }
+                samples.push(sample);
+            }
+        }
+        if helped.len() != typed.len() {
+            return Err("a metric has HELP but no TYPE".into());
+        }
+        Ok(samples)
+    }
+
+    #[test]
+    fn the_checker_rejects_malformed_text() {
+        assert!(check_exposition("visor_up 1\n").is_err());
+        assert!(check_exposition("# HELP a b\n# TYPE a gauge\na{x=\"1} 1\n").is_err());
+        assert!(check_exposition("# HELP a b\n# TYPE a gauge\na{x=\"\\t\"} 1\n").is_err());
+        assert!(check_exposition("# HELP a b\n# TYPE a gauge\na one\n").is_err());
+        assert!(check_exposition("# HELP a b\n# TYPE a gauge\na 1").is_err());
+        assert!(check_exposition("# HELP a b\n# TYPE a gauge\na{x=\"1\"} 1\n").is_ok());
+    }
+
+    /// A folder under the system temporary folder, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new() -> TempDir {
+            static COUNTER: AtomicUsize = AtomicUsize::new(0);
+            let path = std::env::temp_dir().join(format!(
+                "zeta-visor-metrics-{}-{}",
+                std::process::id(),
+                COUNTER.fetch_add(1, Ordering::SeqCst)
+            ));
+            let _ = fs::remove_dir_all(&path);
+            fs::create_dir_all(&path).expect("create temp dir");
+            TempDir(path)
+        }
+
+        fn entries(&self) -> Vec<String> {
+            let mut names: Vec<String> = fs::read_dir(&self.0)
+                .expect("list temp dir")
+                .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn write_atomic_replaces_the_file_and_leaves_no_temporary() {
+        let dir = TempDir::new();
+        let path = dir.0.join("visor.prom");
+        write_atomic(&path, "first\n").expect("first write");
+        assert_eq!(fs::read_to_string(&path).expect("read"), "first\n");
+        let text = render(&full());
+        write_atomic(&path, &text).expect("second write");
+        assert_eq!(fs::read_to_string(&path).expect("read"), text);
+        assert_eq!(dir.entries(), ["visor.prom"]);
+    }
+
+    #[test]
+    fn write_atomic_never_follows_a_planted_temporary_name() {
+        let dir = TempDir::new();
+        let victim = dir.0.join("victim");
+        fs::write(&victim, "keep").expect("write victim");
+        let tmp = dir
+            .0
+            .join(format!(".visor-tmp-metrics-{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &tmp).expect("plant symlink");
+        let path = dir.0.join("visor.prom");
+        write_atomic(&path, "new\n").expect("write");
+        assert_eq!(fs::read_to_string(&victim).expect("read victim"), "keep");
+        assert_eq!(fs::read_to_string(&path).expect("read"), "new\n");
+        assert_eq!(dir.entries(), ["victim", "visor.prom"]);
+    }
+
+    #[test]
+    fn write_atomic_names_a_missing_folder() {
+        let dir = TempDir::new();
+        let folder = dir.0.join("textfile_collector");
+        let path = folder.join("visor.prom");
+        let error = write_atomic(&path, "x\n").unwrap_err();
+        assert!(error.contains(&path.display().to_string()), "{error}");
+        assert!(
+            error.contains(&format!("the folder {} does not exist", folder.display())),
+            "{error}"
+        );
+        assert!(error.contains("create it"), "{error}");
+        assert!(!folder.exists());
+    }
+
+    #[test]
+    fn write_atomic_over_a_folder_fails_and_cleans_up() {
+        let dir = TempDir::new();
+        let path = dir.0.join("visor.prom");
+        fs::create_dir(&path).expect("make a folder where the file goes");
+        fs::write(path.join("inside"), "x").expect("make it non-empty");
+        let error = write_atomic(&path, "x\n").unwrap_err();
+        assert!(error.contains(&path.display().to_string()), "{error}");
+        assert!(error.contains("is not a folder"), "{error}");
+        assert_eq!(dir.entries(), ["visor.prom"]);
+    }
+
+    #[test]
+    fn write_atomic_refuses_a_path_without_a_file_name() {
+        let error = write_atomic(Path::new("/"), "x\n").unwrap_err();
+        assert!(error.contains("metrics file / names no file"), "{error}");
+    }
+}

@@ -1,0 +1,182 @@
+//! Tells systemd and the metrics file what the supervisor is doing. Everything it reports is
+//! derived from the state machine after each turn of the coordinator; it decides nothing.
+//!
+//! systemd (when `$NOTIFY_SOCKET` is set): `READY=1` once the core first answers, `STATUS=`
+//! whenever the machine's status line changes, `EXTEND_TIMEOUT_USEC` every 15 s until ready
+//! (a core may load a snapshot for a long time) and once when a stop begins, `STOPPING=1`, and
+//! `WATCHDOG=1` every half of `$WATCHDOG_USEC`, sent from the coordinator's loop so a stuck
+//! loop stops the pings. The metrics file is rewritten on every change and every 15 s.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::log;
+use crate::machine::{Machine, Proc};
+use crate::metrics::{self, Snapshot};
+use crate::notify::{self, Notifier};
+
+/// How often the metrics file is rewritten when nothing changes.
+pub const METRICS_PERIOD: Duration = Duration::from_secs(15);
+/// How often the start-up timeout is extended, and by how much, until the core answers.
+pub const EXTEND_PERIOD: Duration = Duration::from_secs(15);
+pub const EXTEND_BY: Duration = Duration::from_secs(30);
+
+pub struct Reporter {
+    notifier: Option<Notifier>,
+    watchdog: Option<(Duration, Instant)>,
+    extend_next: Option<Instant>,
+    metrics_next: Option<Instant>,
+    last_status: String,
+    last_snapshot: Option<Snapshot>,
+    last_metrics_file: Option<PathBuf>,
+    last_metrics_error: Option<String>,
+    ready_sent: bool,
+    stopping_sent: bool,
+}
+
+impl Reporter {
+    /// Reads `$NOTIFY_SOCKET` and `$WATCHDOG_USEC`; a bad value is logged and ignored.
+    pub fn from_env(now: Instant) -> Reporter {
+        let notifier = match Notifier::from_env() {
+            Ok(notifier) => notifier,
+            Err(e) => {
+                log::warn(&format!("systemd: {e}; not sending notifications"), &[]);
+                None
+            }
+        };
+        let watchdog = notifier
+            .as_ref()
+            .and(notify::watchdog_interval())
+            .map(|interval| (interval, now));
+        let extend_next = notifier.as_ref().map(|_| now);
+        Reporter {
+            notifier,
+            watchdog,
+            extend_next,
+            metrics_next: None,
+            last_status: String::new(),
+            last_snapshot: None,
+            last_metrics_file: None,
+            last_metrics_error: None,
+            ready_sent: false,
+            stopping_sent: false,
+        }
+    }
+
+    /// The earliest instant at which [`Reporter::handle_timeout`] has something to send.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        [
+            self.watchdog.map(|(_, next)| next),
+            self.extend_next,
+            self.metrics_next,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    pub fn handle_timeout(&mut self, machine: &Machine, now: Instant) {
+        if let Some((interval, next)) = self.watchdog {
+            if next <= now {
+                self.send(notify::WATCHDOG);
+                self.watchdog = Some((interval, now + interval));
+            }
+        }
+        if self.extend_next.is_some_and(|next| next <= now) {
+            self.send(&notify::extend_timeout(EXTEND_BY));
+            self.extend_next = Some(now + EXTEND_PERIOD);
+        }
+        if self.metrics_next.is_some_and(|next| next <= now) {
+            self.write_metrics(machine, now, true);
+        }
+    }
+
+    /// Reports whatever changed in the machine's state during the last turn.
+    pub fn after_turn(&mut self, machine: &Machine, now: Instant) {
+        if !self.ready_sent && machine.core_answered() {
+            self.ready_sent = true;
+            self.extend_next = None;
+            self.send(notify::READY);
+        }
+        if !self.stopping_sent && machine.exiting() {
+            self.stopping_sent = true;
+            self.send(notify::STOPPING);
+            let config = machine.config();
+            let stop = config.stop_signal_timeout + Duration::from_secs(10);
+            self.send(&notify::extend_timeout(stop));
+        }
+        let status = machine.status_line();
+        if status != self.last_status {
+            self.send(&notify::status(&status));
+            self.last_status = status;
+        }
+        self.write_metrics(machine, now, false);
+    }
+
+    /// The last metrics write, with `visor_up 0`.
+    pub fn at_exit(&mut self, machine: &Machine, now: Instant) {
+        let mut snapshot = snapshot(machine);
+        snapshot.up = false;
+        self.write_snapshot(machine, snapshot, now);
+    }
+
+    fn send(&self, message: &str) {
+        if let Some(notifier) = &self.notifier {
+            if let Err(e) = notifier.send(message) {
+                log::warn(&format!("systemd: {e}"), &[]);
+            }
+        }
+    }
+
+    fn write_metrics(&mut self, machine: &Machine, now: Instant, periodic: bool) {
+        let snapshot = snapshot(machine);
+        let file_changed = machine.config().metrics_file != self.last_metrics_file;
+        if periodic || file_changed || self.last_snapshot.as_ref() != Some(&snapshot) {
+            self.write_snapshot(machine, snapshot, now);
+        }
+    }
+
+    fn write_snapshot(&mut self, machine: &Machine, snapshot: Snapshot, now: Instant) {
+        self.last_metrics_file = machine.config().metrics_file.clone();
+        let Some(path) = self.last_metrics_file.clone() else {
+            self.metrics_next = None;
+            self.last_snapshot = Some(snapshot);
+            return;
+        };
+        match metrics::write_atomic(&path, &metrics::render(&snapshot)) {
+            Ok(()) => self.last_metrics_error = None,
+            Err(e) => {
+                // One line per distinct problem, not one every 15 s.
+                if self.last_metrics_error.as_deref() != Some(e.as_str()) {
+                    log::warn(&format!("metrics: {e}"), &[]);
+                    self.last_metrics_error = Some(e);
+                }
+            }
+        }
+        self.last_snapshot = Some(snapshot);
+        self.metrics_next = Some(now + METRICS_PERIOD);
+    }
+}
+
+/// The metrics of the machine's current state.
+pub fn snapshot(machine: &Machine) -> Snapshot {
+    Snapshot {
+        up: true,
+        visor_version: env!("CARGO_PKG_VERSION").to_string(),
+        running_release: machine.running_release().to_string(),
+        core_up: machine.child_pid(Proc::Core).is_some(),
+        data_node_up: machine
+            .has_data_node()
+            .then(|| machine.child_pid(Proc::DataNode).is_some()),
+        restarts_total: machine.restarts_total(),
+        upgrades_total: machine.upgrades(),
+        pending: machine
+            .pending()
+            .map(|(tag, height, folder_ready)| metrics::Pending {
+                tag: tag.to_string(),
+                height,
+                folder_ready,
+            }),
+        last_upgrade_downtime: machine.last_upgrade_downtime(),
+    }
+}
