@@ -72,7 +72,7 @@ fn systemd_notifications_arrive_in_order_with_watchdog_pings() {
     let socket = socket.display().to_string();
     env.start_visor_with(&[("NOTIFY_SOCKET", &socket), ("WATCHDOG_USEC", "400000")]);
     let mut messages: Vec<(std::time::Instant, String)> = Vec::new();
-    let mut collect_until = |messages: &mut Vec<(std::time::Instant, String)>, what: &str| {
+    let collect_until = |messages: &mut Vec<(std::time::Instant, String)>, what: &str| {
         wait_until(what, DEADLINE, || {
             while let Ok(message) = rx.try_recv() {
                 messages.push(message);
