@@ -1,23 +1,990 @@
-//! STUB until the install pipeline lands.
+//! Auto-install of one release (SPEC section 7, "Auto-install of tag T"): look the release up,
+//! pick the asset for this machine, download it into a `.visor-tmp-install-*` folder in HOME,
+//! verify its SHA-256, unpack it, write the run-config derived from the running version's,
+//! check the binary's version, then rename the folder into place. Used by `visor prepare` and,
+//! on an install thread, by `visor run`.
+//!
+//! It is a blocking library function: it owns the order of the steps, the checksum rules, the
+//! run-config derivation and the half-made folder (removed by a guard on every failure path).
+//! It must not write outside HOME, never leaves a half-made version folder, never replaces a
+//! folder it did not make, does not log (it reports through the progress callback) and decides
+//! nothing about when to install or switch.
+
+use std::ffi::CString;
+use std::fmt;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
 use crate::config::AutoInstall;
-use crate::home::Home;
+use crate::folder_check::{binaries_problems, binary_version, check_upgrade_folder};
+use crate::github::{self, Asset, Client, Release};
+use crate::home::{fsync_dir, Home, RUN_CONFIG_FILE};
 use crate::run_config::RunConfig;
-use std::path::PathBuf;
+use crate::zip_extract;
+
+/// The largest checksum file (`checksumAsset`) read; it is held in memory.
+pub const MAX_CHECKSUM_FILE: u64 = 1 << 20;
+
+/// What to install and from what.
+#[derive(Debug, Clone, PartialEq)]
 pub struct InstallRequest {
+    /// The home folder; everything half-made lives in it.
     pub home: Home,
+    /// `[autoInstall]` from config.toml.
     pub auto: AutoInstall,
+    /// The release tag, already validated by `home::validate_tag`.
     pub tag: String,
+    /// The final folder, from `home::upgrade_folder`; it must be inside HOME to be installed.
     pub folder: PathBuf,
+    /// The running version's run-config, from which the new one is derived.
     pub template: RunConfig,
 }
+
+/// One progress line for the log: message and fields. Called from the installing thread.
 pub type Progress<'a> = &'a mut dyn FnMut(&str, Vec<(&'static str, String)>);
-#[derive(Debug)]
-pub struct InstallError(pub String);
-impl std::fmt::Display for InstallError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+
+/// Why an install failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstallErrorKind {
+    /// No such release, or no such asset in it.
+    NotFound,
+    /// GitHub refused: rate limit, or a token that is missing or rejected.
+    Forbidden,
+    /// A 5xx answer, a connection failure or a truncated download, after the retries.
+    Transient,
+    /// No checksum to check against, or the SHA-256 does not match.
+    Verification,
+    /// A bad asset: a zip entry that would land outside, a missing binary, a wrong version.
+    Invalid,
+    /// The local machine: disk, permissions, a folder outside HOME or in the way.
+    Local,
+}
+
+/// An install failure: its kind and a message naming the URL, file, asset or tag, and saying
+/// what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstallError {
+    pub kind: InstallErrorKind,
+    pub message: String,
+}
+
+impl InstallError {
+    pub fn new(kind: InstallErrorKind, message: String) -> InstallError {
+        InstallError { kind, message }
     }
 }
-pub fn install(req: &InstallRequest, _progress: Progress) -> Result<RunConfig, InstallError> {
-    Err(InstallError(format!("{}: auto-install not built", req.tag)))
+
+impl fmt::Display for InstallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for InstallError {}
+
+/// Installs release `tag` into `folder`; returns the new folder's run-config after the version
+/// check. A folder that already exists and passes `folder_check::check_upgrade_folder` is a
+/// no-op success.
+pub fn install(req: &InstallRequest, progress: Progress) -> Result<RunConfig, InstallError> {
+    install_cancellable(req, &AtomicBool::new(false), progress)
+}
+
+/// [`install`], stopping with a `Local` error (and cleaning up) soon after `cancel` becomes
+/// true: between chunks of a download, between retries and between zip entries.
+pub fn install_cancellable(
+    req: &InstallRequest,
+    cancel: &AtomicBool,
+    progress: Progress,
+) -> Result<RunConfig, InstallError> {
+    let tag = req.tag.as_str();
+    let folder = req.folder.as_path();
+    let auto = &req.auto;
+    let config_file = req.home.config_file();
+    if let Some(run) = already_installed(tag, folder)? {
+        progress(
+            &format!("install: folder for {tag} is already in place"),
+            vec![("folder", folder.display().to_string())],
+        );
+        return Ok(run);
+    }
+    check_inside_home(req.home.root(), folder).map_err(|why| {
+        local(format!(
+            "{}: {why}; Visor installs only inside its home folder {}: create {} by hand with \
+             the {tag} binaries and a run-config.toml (see visor-config(5)), or map {tag} to a \
+             folder name in [upgradeFolders] of {}",
+            folder.display(),
+            req.home.root().display(),
+            folder.display(),
+            config_file.display()
+        ))
+    })?;
+    let token = github_token()?;
+
+    let owner = auto.repository_owner.as_str();
+    let repo = auto.repository.as_str();
+    let client = Client::new(&auto.api_url, token, &github::BACKOFF, cancel);
+    progress(
+        &format!("install: looking up release {tag} of {owner}/{repo}"),
+        vec![("url", client.release_url(owner, repo, tag))],
+    );
+    let release = client.release(owner, repo, tag, &mut *progress)?;
+    let asset_name = asset_file_name(&auto.asset_name, tag)?;
+    let asset = find_asset(&release, &asset_name).ok_or_else(|| {
+        not_found(format!(
+            "release {tag} of {owner}/{repo} has no asset {asset_name} (it has {}); check name \
+             in [autoInstall.asset] of {}, or wait for the publisher to attach it",
+            asset_list(&release),
+            config_file.display()
+        ))
+    })?;
+    let what = format!("release {tag} asset {}", asset.name);
+    if asset.name == RUN_CONFIG_FILE {
+        return Err(invalid(format!(
+            "{what}: an asset named {RUN_CONFIG_FILE} cannot be installed, Visor writes that \
+             file itself; set name in [autoInstall.asset] of {}",
+            config_file.display()
+        )));
+    }
+    let expected = expected_sha256(&client, &release, asset, req, &what, &mut *progress)?;
+
+    let temp = TempFolder::create(req.home.temp_path(&format!("install-{tag}")))?;
+    let download = temp.path().join(&asset.name);
+    progress(
+        &format!("install: downloading {}", asset.name),
+        vec![
+            ("url", asset.browser_download_url.clone()),
+            (
+                "total",
+                asset
+                    .size
+                    .map_or_else(|| "unknown".to_owned(), |size| size.to_string()),
+            ),
+            ("to", download.display().to_string()),
+        ],
+    );
+    let downloaded = client.download_to_file(asset, &what, &download, &mut *progress)?;
+    match &expected {
+        Expected::Sha256 { hex, source } => {
+            if !downloaded.sha256.eq_ignore_ascii_case(hex) {
+                return Err(verification(format!(
+                    "{what}: SHA-256 mismatch: expected {hex} ({source}), got {} for {} bytes \
+                     downloaded from {}; nothing was installed: try again, and if it persists \
+                     report it to the publisher, the asset may have been tampered with",
+                    downloaded.sha256, downloaded.bytes, asset.browser_download_url
+                )));
+            }
+            progress(
+                &format!("install: SHA-256 of {} verified", asset.name),
+                vec![
+                    ("sha256", downloaded.sha256.clone()),
+                    ("source", source.clone()),
+                ],
+            );
+        }
+        Expected::Unverified => progress(
+            &format!(
+                "install: WARNING {} is installed unverified (requireChecksum = false)",
+                asset.name
+            ),
+            vec![("sha256", downloaded.sha256.clone())],
+        ),
+    }
+
+    let mut folders = vec![temp.path().to_path_buf()];
+    let binary_relative = if is_zip_asset(asset) {
+        let extracted = zip_extract::extract(
+            &download,
+            temp.path(),
+            &what,
+            &auto.binary_name,
+            &[asset.name.as_str()],
+            RUN_CONFIG_FILE,
+            zip_extract::LIMITS,
+            cancel,
+        )?;
+        fs::remove_file(&download).map_err(|e| {
+            local(format!(
+                "{what}: cannot remove the unpacked download {} ({e}); check the home folder",
+                download.display()
+            ))
+        })?;
+        progress(
+            &format!("install: unpacked {}", asset.name),
+            vec![
+                ("files", extracted.files.len().to_string()),
+                ("binary", auto.binary_name.clone()),
+            ],
+        );
+        folders.extend(extracted.folders);
+        zip_extract::entry_components(&auto.binary_name)
+            .map(|parts| parts.join("/"))
+            .unwrap_or_else(|_| auto.binary_name.clone())
+    } else {
+        asset.name.clone()
+    };
+    let binary = temp.path().join(&binary_relative);
+    fs::set_permissions(&binary, fs::Permissions::from_mode(0o755))
+        .and_then(|()| File::open(&binary)?.sync_all())
+        .map_err(|e| {
+            local(format!(
+                "{what}: cannot make {} executable ({e}); check the home folder",
+                binary.display()
+            ))
+        })?;
+
+    let text = derived_run_config_text(&req.template, tag, &binary_relative);
+    let staged_file = temp.path().join(RUN_CONFIG_FILE);
+    write_synced(&staged_file, text.as_bytes()).map_err(|e| {
+        local(format!(
+            "{what}: cannot write {} ({e}); check the home folder",
+            staged_file.display()
+        ))
+    })?;
+    let staged = RunConfig::parse(&staged_file, &text).map_err(|problems| {
+        invalid(format!(
+            "{what}: the derived run-config does not parse: {}; fix the running version's \
+             run-config.toml",
+            problems.join("; ")
+        ))
+    })?;
+    let problems = binaries_problems(&staged);
+    if !problems.is_empty() {
+        return Err(invalid(format!("{what}: {}", problems.join("; "))));
+    }
+    let version = binary_version(&staged.core.path).map_err(|e| {
+        invalid(format!(
+            "{what}: the installed binary does not tell its version: {e}; report it to the \
+             publisher, or check binaryName in [autoInstall.asset] of {}",
+            config_file.display()
+        ))
+    })?;
+    if version != tag {
+        return Err(invalid(format!(
+            "{what}: the binary reports version {version}, expected {tag}; the release holds the \
+             wrong binary: report it to the publisher, nothing was installed"
+        )));
+    }
+    progress(
+        &format!("install: binary reports version {version}"),
+        vec![("binary", binary_relative.clone())],
+    );
+
+    for dir in folders.iter().rev() {
+        fsync_dir(dir).map_err(|e| {
+            local(format!(
+                "{what}: cannot flush {} to disk ({e}); check the home folder's file system",
+                dir.display()
+            ))
+        })?;
+    }
+    if let Some(run) = move_into_place(req, &temp, &what)? {
+        // Another installer (a `visor prepare` beside `visor run`) finished first; its folder
+        // is ready, and this one's half-made copy is removed by the guard.
+        progress(
+            &format!("install: folder for {tag} was installed meanwhile; using it"),
+            vec![("folder", folder.display().to_string())],
+        );
+        return Ok(run);
+    }
+    temp.disarm();
+    let final_file = folder.join(RUN_CONFIG_FILE);
+    let run = RunConfig::parse(&final_file, &text)
+        .map_err(|problems| invalid(format!("{what}: {}", problems.join("; "))))?;
+    progress(
+        &format!("install: {tag} installed"),
+        vec![("folder", folder.display().to_string())],
+    );
+    Ok(run)
+}
+
+/// The folder's run-config when it is already installed and ready; an error when something
+/// else is in the way; None when it is missing.
+fn already_installed(tag: &str, folder: &Path) -> Result<Option<RunConfig>, InstallError> {
+    match fs::symlink_metadata(folder) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(local(format!(
+            "{}: cannot look at the folder for {tag} ({e}); check the permissions of its parent",
+            folder.display()
+        ))),
+        Ok(_) => match check_upgrade_folder(tag, folder) {
+            Ok(run) => Ok(Some(run)),
+            Err(problem) => Err(local(format!(
+                "{}: exists but is not ready for {tag}: {problem}; Visor never replaces a folder \
+                 it did not make: fix it, or move it away so that Visor can install {tag}",
+                folder.display()
+            ))),
+        },
+    }
+}
+
+/// Renames the finished folder to its final name, never replacing anything, and flushes the
+/// folders involved. A folder that appeared meanwhile and is ready is accepted: then its
+/// run-config is returned and the temporary folder stays where it is (for the guard).
+fn move_into_place(
+    req: &InstallRequest,
+    temp: &TempFolder,
+    what: &str,
+) -> Result<Option<RunConfig>, InstallError> {
+    let folder = req.folder.as_path();
+    let home = req.home.root();
+    let parent = folder.parent().unwrap_or(home);
+    fs::create_dir_all(parent).map_err(|e| {
+        local(format!(
+            "{what}: cannot create {} ({e}); check the home folder",
+            parent.display()
+        ))
+    })?;
+    check_inside_home(home, folder).map_err(|why| local(format!("{}: {why}", folder.display())))?;
+    match rename_no_replace(temp.path(), folder) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            return match check_upgrade_folder(&req.tag, folder) {
+                Ok(run) => Ok(Some(run)),
+                Err(problem) => Err(local(format!(
+                    "{what}: {} appeared while installing and is not ready ({problem}); \
+                     nothing was replaced: fix it, or move it away and try again",
+                    folder.display()
+                ))),
+            };
+        }
+        Err(e) => {
+            return Err(local(format!(
+                "{what}: cannot rename {} to {} ({e}); the folder must be on the same file \
+                 system as the home folder",
+                temp.path().display(),
+                folder.display()
+            )))
+        }
+    }
+    let mut synced = vec![parent.to_path_buf()];
+    if parent != home {
+        synced.push(home.to_path_buf());
+    }
+    for dir in synced {
+        fsync_dir(&dir).map_err(|e| {
+            local(format!(
+                "{what}: installed into {} but cannot flush {} to disk ({e}); check the file \
+                 system",
+                folder.display(),
+                dir.display()
+            ))
+        })?;
+    }
+    Ok(None)
+}
+
+/// `GITHUB_TOKEN` when set and not blank; refused (without showing it) when it cannot be sent.
+fn github_token() -> Result<Option<String>, InstallError> {
+    let Some(token) = std::env::var_os("GITHUB_TOKEN") else {
+        return Ok(None);
+    };
+    let Some(token) = token.to_str().map(str::trim) else {
+        return Err(local(
+            "GITHUB_TOKEN is not valid UTF-8; fix its value in Visor's environment or unset it"
+                .to_owned(),
+        ));
+    };
+    if token.is_empty() {
+        return Ok(None);
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(local(
+            "GITHUB_TOKEN holds spaces or characters an HTTP header cannot carry; fix its value \
+             in Visor's environment or unset it"
+                .to_owned(),
+        ));
+    }
+    Ok(Some(token.to_owned()))
+}
+
+/// Where the expected SHA-256 comes from, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Expected {
+    /// The lowercase hex SHA-256 and where it was found, for messages.
+    Sha256 { hex: String, source: String },
+    /// No checksum, allowed by `requireChecksum = false`.
+    Unverified,
+}
+
+/// The SHA-256 the asset must have: its `digest`, else its line in `checksumAsset`; without
+/// either, refused when `requireChecksum` is true.
+fn expected_sha256(
+    client: &Client,
+    release: &Release,
+    asset: &Asset,
+    req: &InstallRequest,
+    what: &str,
+    progress: Progress,
+) -> Result<Expected, InstallError> {
+    let config_file = req.home.config_file();
+    let config_file = config_file.display();
+    if let Some(digest) = asset.digest.as_deref() {
+        match parse_digest(digest) {
+            Ok(Some(hex)) => {
+                return Ok(Expected::Sha256 {
+                    hex,
+                    source: "from the release's digest".to_owned(),
+                })
+            }
+            Ok(None) => progress(
+                &format!(
+                    "install: the digest of {} is not SHA-256; ignoring it",
+                    asset.name
+                ),
+                vec![("digest", digest.to_owned())],
+            ),
+            Err(why) => {
+                return Err(verification(format!(
+                    "{what}: the release's digest {digest:?} {why}; report it to the publisher"
+                )))
+            }
+        }
+    }
+    if let Some(sums_name) = &req.auto.checksum_asset {
+        let sums = find_asset(release, sums_name).ok_or_else(|| {
+            not_found(format!(
+                "release {} has no checksum asset {sums_name} (it has {}); fix checksumAsset in \
+                 [autoInstall] of {config_file}",
+                req.tag,
+                asset_list(release)
+            ))
+        })?;
+        let sums_what = format!("release {} checksum asset {sums_name}", req.tag);
+        progress(
+            &format!("install: fetching checksums {sums_name}"),
+            vec![("url", sums.browser_download_url.clone())],
+        );
+        let data = client.download_small(sums, &sums_what, MAX_CHECKSUM_FILE, progress)?;
+        let text = String::from_utf8_lossy(&data);
+        return match find_checksum(&text, &asset.name) {
+            Ok(Some(hex)) => Ok(Expected::Sha256 {
+                hex,
+                source: format!("from {sums_name}"),
+            }),
+            Ok(None) => Err(verification(format!(
+                "{what}: {sums_name} has no SHA-256 line for {}; ask the publisher to add it, or \
+                 fix checksumAsset in [autoInstall] of {config_file}",
+                asset.name
+            ))),
+            Err(why) => Err(verification(format!(
+                "{what}: {sums_name} {why}; report it to the publisher"
+            ))),
+        };
+    }
+    if req.auto.require_checksum {
+        return Err(verification(format!(
+            "{what}: the release gives no SHA-256 digest for it and checksumAsset is not set, so \
+             it cannot be verified; set checksumAsset in [autoInstall] of {config_file} to the \
+             release's sha256sum file, ask the publisher to publish digests, or allow unverified \
+             assets with requireChecksum = false in [autoInstall] of {config_file}"
+        )));
+    }
+    Ok(Expected::Unverified)
+}
+
+/// Parses a GitHub asset `digest`: `Some(hex)` for `sha256:<64 hex digits>` (lowercased),
+/// `None` for another algorithm, an error for anything malformed.
+pub fn parse_digest(digest: &str) -> Result<Option<String>, String> {
+    let Some((algorithm, value)) = digest.trim().split_once(':') else {
+        return Err("is not of the form sha256:<hex>".to_owned());
+    };
+    if !algorithm.eq_ignore_ascii_case("sha256") {
+        return Ok(None);
+    }
+    sha256_hex(value)
+        .map(Some)
+        .ok_or_else(|| "is not sha256: followed by 64 hexadecimal digits".to_owned())
+}
+
+/// A SHA-256 as 64 hexadecimal digits, lowercased, or None.
+fn sha256_hex(value: &str) -> Option<String> {
+    (value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| value.to_ascii_lowercase())
+}
+
+/// Finds the SHA-256 of `name` in a `sha256sum` file: lines `<hex>  <name>` or `<hex> *<name>`
+/// (the BSD form `SHA256 (<name>) = <hex>` too). A listed path matches when its last component
+/// is `name`. `None` when no line names it; an error when its lines disagree or are malformed.
+pub fn find_checksum(text: &str, name: &str) -> Result<Option<String>, String> {
+    let mut found: Option<String> = None;
+    for line in text.lines() {
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (hex, listed) = if let Some(rest) = line.strip_prefix("SHA256 (") {
+            match rest.rsplit_once(") = ") {
+                Some((listed, hex)) => (hex.trim(), listed),
+                None => continue,
+            }
+        } else {
+            match line.split_once(' ') {
+                Some((hex, rest)) => (
+                    hex,
+                    rest.strip_prefix(' ')
+                        .or_else(|| rest.strip_prefix('*'))
+                        .unwrap_or(rest),
+                ),
+                None => continue,
+            }
+        };
+        let listed = listed.strip_prefix("./").unwrap_or(listed);
+        let matches = listed == name || listed.rsplit('/').next() == Some(name);
+        if !matches {
+            continue;
+        }
+        let Some(hex) = sha256_hex(hex) else {
+            return Err(format!(
+                "lists {name} with {hex:?}, which is not a SHA-256 of 64 hexadecimal digits"
+            ));
+        };
+        match &found {
+            Some(earlier) if *earlier != hex => {
+                return Err(format!("lists {name} twice with different sums"));
+            }
+            _ => found = Some(hex),
+        }
+    }
+    Ok(found)
+}
+
+/// The asset file name for this machine: `pattern` with `{os}`, `{arch}` and `{version}`
+/// replaced.
+pub fn asset_file_name(pattern: &str, tag: &str) -> Result<String, InstallError> {
+    let arch = machine_arch(std::env::consts::ARCH).ok_or_else(|| {
+        invalid(format!(
+            "release {tag}: Visor knows no release asset for this machine's architecture {}; \
+             install the folder by hand",
+            std::env::consts::ARCH
+        ))
+    })?;
+    Ok(substitute(pattern, "linux", arch, tag))
+}
+
+/// The `{arch}` name of a Rust target architecture: amd64 or arm64.
+pub fn machine_arch(rust_arch: &str) -> Option<&'static str> {
+    match rust_arch {
+        "x86_64" => Some("amd64"),
+        "aarch64" => Some("arm64"),
+        _ => None,
+    }
+}
+
+/// Replaces `{os}`, `{arch}` and `{version}` in one pass (so a value is never re-read as a
+/// placeholder); other text is kept as it is.
+pub fn substitute(pattern: &str, os: &str, arch: &str, version: &str) -> String {
+    let mut out = String::with_capacity(pattern.len() + version.len());
+    let mut rest = pattern;
+    while let Some(open) = rest.find('{') {
+        out.push_str(rest.get(..open).unwrap_or_default());
+        let after = rest.get(open..).unwrap_or_default();
+        let (value, len) = if after.starts_with("{os}") {
+            (os, 4)
+        } else if after.starts_with("{arch}") {
+            (arch, 6)
+        } else if after.starts_with("{version}") {
+            (version, 9)
+        } else {
+            ("{", 1)
+        };
+        out.push_str(value);
+        rest = after.get(len..).unwrap_or_default();
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The asset named `name`, if the release has it.
+fn find_asset<'r>(release: &'r Release, name: &str) -> Option<&'r Asset> {
+    release.assets.iter().find(|asset| asset.name == name)
+}
+
+/// The release's asset names for messages, or "no assets".
+fn asset_list(release: &Release) -> String {
+    if release.assets.is_empty() {
+        return "no assets".to_owned();
+    }
+    let names: Vec<&str> = release.assets.iter().map(|a| a.name.as_str()).collect();
+    format!("assets {}", names.join(", "))
+}
+
+/// Tells whether an asset is a zip: `application/zip` or a name ending in `.zip`.
+pub fn is_zip_asset(asset: &Asset) -> bool {
+    let media = asset
+        .content_type
+        .as_deref()
+        .and_then(|t| t.split(';').next())
+        .map(|t| t.trim().to_ascii_lowercase());
+    matches!(
+        media.as_deref(),
+        Some("application/zip" | "application/x-zip-compressed")
+    ) || asset.name.to_ascii_lowercase().ends_with(".zip")
+}
+
+/// The data node's args in a derived run-config: unchanged when they start with `datanode`,
+/// otherwise the first arg is replaced by `datanode start` (or they become `datanode start`).
+pub fn data_node_args(args: &[String]) -> Vec<String> {
+    if args.first().is_some_and(|first| first == "datanode") {
+        return args.to_vec();
+    }
+    let mut out = vec!["datanode".to_owned(), "start".to_owned()];
+    out.extend(args.iter().skip(1).cloned());
+    out
+}
+
+/// The new folder's run-config.toml: the template with `name = tag`, the core binary at
+/// `binary` (relative to the folder), and a configured data node on the same binary with args
+/// starting `datanode`.
+pub fn derived_run_config_text(template: &RunConfig, tag: &str, binary: &str) -> String {
+    let mut run = template.clone();
+    run.name = tag.to_owned();
+    run.core.configured_path = binary.to_owned();
+    if let Some(data_node) = &mut run.data_node {
+        data_node.configured_path = binary.to_owned();
+        data_node.args = data_node_args(&data_node.args);
+    }
+    run.to_toml()
+}
+
+/// Checks that `folder` (which does not exist yet) would be strictly inside `home`, after
+/// resolving links in the part of its path that exists.
+pub fn check_inside_home(home: &Path, folder: &Path) -> Result<(), String> {
+    let real_home = fs::canonicalize(home)
+        .map_err(|e| format!("cannot resolve the home folder {} ({e})", home.display()))?;
+    let mut existing = folder.to_path_buf();
+    let mut rest = Vec::new();
+    loop {
+        if fs::symlink_metadata(&existing).is_ok() {
+            break;
+        }
+        match existing.file_name() {
+            Some(name) => rest.push(name.to_owned()),
+            None => return Err("the path has a '..' or no folder name".to_owned()),
+        }
+        if !existing.pop() || existing.as_os_str().is_empty() {
+            return Err("no part of the path exists".to_owned());
+        }
+    }
+    let mut real = fs::canonicalize(&existing)
+        .map_err(|e| format!("cannot resolve {} ({e})", existing.display()))?;
+    for name in rest.iter().rev() {
+        real.push(name);
+    }
+    if real.starts_with(&real_home) && real != real_home {
+        Ok(())
+    } else {
+        Err("it is outside the home folder".to_owned())
+    }
+}
+
+/// Writes a new file and flushes it to disk.
+fn write_synced(path: &Path, data: &[u8]) -> io::Result<()> {
+    let mut file = File::create(path)?;
+    file.write_all(data)?;
+    file.sync_all()
+}
+
+/// `rename(2)` that fails with `AlreadyExists` instead of replacing `to` (renameat2 with
+/// RENAME_NOREPLACE; on a file system without it, a check then a rename).
+fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
+    let to_c_string = |path: &Path| {
+        CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path holds a NUL"))
+    };
+    let (from_c, to_c) = (to_c_string(from)?, to_c_string(to)?);
+    // SAFETY: both pointers are valid NUL-terminated strings that outlive the call; the
+    // syscall only reads them.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            libc::AT_FDCWD,
+            from_c.as_ptr(),
+            libc::AT_FDCWD,
+            to_c.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let error = io::Error::last_os_error();
+    match error.raw_os_error() {
+        Some(libc::EINVAL) | Some(libc::ENOSYS) => {
+            if fs::symlink_metadata(to).is_ok() {
+                Err(io::Error::from(io::ErrorKind::AlreadyExists))
+            } else {
+                fs::rename(from, to)
+            }
+        }
+        Some(libc::EEXIST) | Some(libc::ENOTEMPTY) => {
+            Err(io::Error::from(io::ErrorKind::AlreadyExists))
+        }
+        _ => Err(error),
+    }
+}
+
+/// A half-made folder in HOME, removed with everything in it when dropped unless disarmed.
+struct TempFolder {
+    path: PathBuf,
+    armed: bool,
+}
+
+impl TempFolder {
+    fn create(path: PathBuf) -> Result<TempFolder, InstallError> {
+        fs::create_dir(&path).map_err(|e| {
+            local(format!(
+                "cannot create {} ({e}); check the permissions and free space of the home folder",
+                path.display()
+            ))
+        })?;
+        Ok(TempFolder { path, armed: true })
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Keeps the folder (it has been renamed into place).
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for TempFolder {
+    fn drop(&mut self) {
+        if self.armed {
+            // A failure to clean up leaves a `.visor-tmp-` name, which `visor run` removes at
+            // its next start; there is nowhere better to report it from a drop.
+            let _ = fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+fn not_found(message: String) -> InstallError {
+    InstallError::new(InstallErrorKind::NotFound, message)
+}
+
+fn verification(message: String) -> InstallError {
+    InstallError::new(InstallErrorKind::Verification, message)
+}
+
+fn invalid(message: String) -> InstallError {
+    InstallError::new(InstallErrorKind::Invalid, message)
+}
+
+fn local(message: String) -> InstallError {
+    InstallError::new(InstallErrorKind::Local, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEX: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+    #[test]
+    fn asset_names_get_os_arch_and_version() {
+        assert_eq!(
+            substitute("zeta-{os}-{arch}.zip", "linux", "amd64", "v2"),
+            "zeta-linux-amd64.zip"
+        );
+        assert_eq!(
+            substitute(
+                "zeta-{version}-{os}-{arch}-{version}",
+                "linux",
+                "arm64",
+                "v1.2.3"
+            ),
+            "zeta-v1.2.3-linux-arm64-v1.2.3"
+        );
+        assert_eq!(substitute("plain", "linux", "amd64", "v2"), "plain");
+        assert_eq!(substitute("a{b}{os", "linux", "amd64", "v2"), "a{b}{os");
+        assert_eq!(substitute("{{os}}", "linux", "amd64", "v2"), "{linux}");
+        assert_eq!(machine_arch("x86_64"), Some("amd64"));
+        assert_eq!(machine_arch("aarch64"), Some("arm64"));
+        assert_eq!(machine_arch("riscv64"), None);
+        let name = asset_file_name("zeta-{os}-{arch}.zip", "v2");
+        if let Some(arch) = machine_arch(std::env::consts::ARCH) {
+            assert_eq!(name, Ok(format!("zeta-linux-{arch}.zip")));
+        } else {
+            assert_eq!(name.map_err(|e| e.kind), Err(InstallErrorKind::Invalid));
+        }
+    }
+
+    #[test]
+    fn digests_are_sha256_hex() {
+        assert_eq!(
+            parse_digest(&format!("sha256:{HEX}")),
+            Ok(Some(HEX.to_owned()))
+        );
+        assert_eq!(
+            parse_digest(&format!("SHA256:{}", HEX.to_uppercase())),
+            Ok(Some(HEX.to_owned()))
+        );
+        assert_eq!(parse_digest("sha512:abcd"), Ok(None));
+        assert!(parse_digest("sha256:abcd").is_err());
+        assert!(parse_digest(&format!("sha256:{}", &HEX.replace('a', "g"))).is_err());
+        assert!(parse_digest(HEX).is_err());
+        assert!(parse_digest("").is_err());
+    }
+
+    #[test]
+    fn checksum_files_in_sha256sum_form() {
+        let other = "0".repeat(64);
+        let text = format!(
+            "# sums\r\n{other}  zeta-linux-arm64.zip\r\n{HEX}  zeta-linux-amd64.zip\r\n\r\n"
+        );
+        assert_eq!(
+            find_checksum(&text, "zeta-linux-amd64.zip"),
+            Ok(Some(HEX.to_owned()))
+        );
+        assert_eq!(find_checksum(&text, "zeta-linux-riscv.zip"), Ok(None));
+        let binary_mode = format!("{}  other\n{} *zeta.zip\n", other, HEX.to_uppercase());
+        assert_eq!(
+            find_checksum(&binary_mode, "zeta.zip"),
+            Ok(Some(HEX.to_owned()))
+        );
+        let with_path = format!("{HEX}  ./dist/zeta.zip\n");
+        assert_eq!(
+            find_checksum(&with_path, "zeta.zip"),
+            Ok(Some(HEX.to_owned()))
+        );
+        let bsd = format!("SHA256 (zeta.zip) = {HEX}\n");
+        assert_eq!(find_checksum(&bsd, "zeta.zip"), Ok(Some(HEX.to_owned())));
+        assert_eq!(
+            find_checksum(&format!("{HEX}  xzeta.zip\n"), "zeta.zip"),
+            Ok(None)
+        );
+        let twice = format!("{HEX}  zeta.zip\n{other}  zeta.zip\n");
+        assert!(find_checksum(&twice, "zeta.zip")
+            .err()
+            .unwrap_or_default()
+            .contains("twice"));
+        let same_twice = format!("{HEX}  zeta.zip\n{HEX}  zeta.zip\n");
+        assert_eq!(
+            find_checksum(&same_twice, "zeta.zip"),
+            Ok(Some(HEX.to_owned()))
+        );
+        assert!(find_checksum("abc  zeta.zip\n", "zeta.zip").is_err());
+        assert_eq!(find_checksum("garbage\n", "zeta.zip"), Ok(None));
+    }
+
+    #[test]
+    fn zip_assets_by_type_or_name() {
+        let asset = |name: &str, content_type: Option<&str>| Asset {
+            name: name.to_owned(),
+            url: None,
+            browser_download_url: String::new(),
+            content_type: content_type.map(str::to_owned),
+            size: None,
+            digest: None,
+        };
+        assert!(is_zip_asset(&asset("zeta.ZIP", None)));
+        assert!(is_zip_asset(&asset("zeta", Some("application/zip"))));
+        assert!(is_zip_asset(&asset("zeta", Some("Application/Zip; x=y"))));
+        assert!(!is_zip_asset(&asset(
+            "zeta",
+            Some("application/octet-stream")
+        )));
+        assert!(!is_zip_asset(&asset("zeta-linux-amd64", None)));
+    }
+
+    #[test]
+    fn data_node_args_start_with_datanode() {
+        let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            data_node_args(&words(&["datanode", "start", "--home", "/d"])),
+            words(&["datanode", "start", "--home", "/d"])
+        );
+        assert_eq!(
+            data_node_args(&words(&["start", "--home", "/d"])),
+            words(&["datanode", "start", "--home", "/d"])
+        );
+        assert_eq!(
+            data_node_args(&words(&["node", "--x"])),
+            words(&["datanode", "start", "--x"])
+        );
+        assert_eq!(data_node_args(&[]), words(&["datanode", "start"]));
+    }
+
+    #[test]
+    fn run_config_is_derived_from_the_template() {
+        let template_text = r#"name = "v1"
+[vega]
+  [vega.binary]
+    path = "/opt/zeta/v1/vega"
+    args = ["start", "--home", "/var/lib/zeta"]
+  [vega.rpc]
+    socketPath = "/run/zeta.sock"
+    httpPath = "/rpc"
+[data_node]
+  [data_node.binary]
+    path = "/opt/data-node"
+    args = ["node", "--home", "/var/lib/dn"]
+"#;
+        let template =
+            RunConfig::parse(Path::new("/h/genesis/run-config.toml"), template_text).unwrap();
+        let text = derived_run_config_text(&template, "v2", "bin/zeta");
+        let file = Path::new("/h/v2/run-config.toml");
+        let run = RunConfig::parse(file, &text).unwrap();
+        assert_eq!(run.name, "v2");
+        assert_eq!(run.core.configured_path, "bin/zeta");
+        assert_eq!(run.core.path, Path::new("/h/v2/bin/zeta"));
+        assert_eq!(run.core.args, template.core.args);
+        assert_eq!(run.rpc, template.rpc);
+        let data_node = run.data_node.unwrap();
+        assert_eq!(data_node.path, Path::new("/h/v2/bin/zeta"));
+        assert_eq!(
+            data_node.args,
+            ["datanode", "start", "--home", "/var/lib/dn"]
+        );
+
+        let without = RunConfig {
+            data_node: None,
+            ..template
+        };
+        let run = RunConfig::parse(file, &derived_run_config_text(&without, "v2", "zeta"));
+        assert_eq!(run.map(|r| r.data_node), Ok(None));
+    }
+
+    #[test]
+    fn install_folders_must_be_inside_home() {
+        let dir = std::env::temp_dir().join(format!("visor-install-inside-{}", std::process::id()));
+        let home = dir.join("home");
+        fs::create_dir_all(&home).unwrap();
+        fs::create_dir_all(dir.join("elsewhere")).unwrap();
+        std::os::unix::fs::symlink(dir.join("elsewhere"), home.join("link")).unwrap();
+        assert_eq!(check_inside_home(&home, &home.join("v2")), Ok(()));
+        assert_eq!(check_inside_home(&home, &home.join("a/b/v2")), Ok(()));
+        assert!(check_inside_home(&home, &dir.join("elsewhere/v2")).is_err());
+        assert!(check_inside_home(&home, &home.join("link/v2")).is_err());
+        assert!(check_inside_home(&home, &home.join("../elsewhere/v2")).is_err());
+        assert!(check_inside_home(&home, &home.join("x/../../v2")).is_err());
+        assert!(check_inside_home(&home, &home).is_err());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn rename_never_replaces() {
+        let dir = std::env::temp_dir().join(format!("visor-install-rename-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("a")).unwrap();
+        fs::create_dir_all(dir.join("empty")).unwrap();
+        let error = rename_no_replace(&dir.join("a"), &dir.join("empty")).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::AlreadyExists);
+        rename_no_replace(&dir.join("a"), &dir.join("b")).unwrap();
+        assert!(dir.join("b").is_dir() && !dir.join("a").exists());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn errors_display_their_message() {
+        let error = local("x: y".to_owned());
+        assert_eq!(error.to_string(), "x: y");
+        assert_eq!(error.kind, InstallErrorKind::Local);
+    }
 }

@@ -2,6 +2,7 @@
 
 mod check;
 mod init;
+mod prepare;
 mod run;
 mod status;
 
@@ -48,12 +49,7 @@ pub fn main() -> i32 {
         Command::Run { home } => run::run(&absolute(&home)),
         Command::Check { home } => check::check(&absolute(&home)),
         Command::Status { home, output } => status::status(&absolute(&home), output),
-        Command::Prepare { version, .. } => {
-            eprintln!(
-                "visor: prepare {version}: installing upgrade folders is not available in this build yet; create the folder by hand (see visor(1))"
-            );
-            EXIT_USAGE
-        }
+        Command::Prepare { home, version } => prepare::prepare(&absolute(&home), &version),
     }
 }
 

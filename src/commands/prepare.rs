@@ -1,0 +1,130 @@
+//! `visor prepare VERSION`: installs the upgrade folder for VERSION now, exactly as auto-install
+//! would (SPEC section 7), and exits 0 once the folder is ready.
+//!
+//! It runs even when `[autoInstall] enabled = false`: prepare is an explicit request of the
+//! operator, so only the automatic install waits for that switch (the repository, asset and
+//! checksum settings of `[autoInstall]` still apply). A folder that is already ready is left
+//! alone, so running it twice is harmless. It must not touch `current`, start or stop a node,
+//! or remove other `.visor-tmp-` leftovers (a running `visor run` may be installing).
+//!
+//! Exit status: 0 ready, 1 failure (bad tag, fetch or verification failed), 78 configuration
+//! error (config.toml, or the running version's run-config.toml that the new one derives from).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use super::run::load_config;
+use super::{EXIT_CONFIG, EXIT_FAILURE, EXIT_OK};
+use crate::folder_check::check_upgrade_folder;
+use crate::home::{self, Home, RUN_CONFIG_FILE};
+use crate::install::{install_cancellable, InstallRequest};
+use crate::log;
+use crate::run_config::RunConfig;
+
+pub fn prepare(root: &Path, tag: &str) -> i32 {
+    if let Err(problem) = home::validate_tag(tag) {
+        eprintln!(
+            "visor: prepare: {problem}; give the release tag as the core announces it, e.g. v1.3.0"
+        );
+        return EXIT_FAILURE;
+    }
+    let home = Home::new(root.to_path_buf());
+    let config = match load_config(&home) {
+        Ok((config, _)) => config,
+        Err(problems) => {
+            for problem in problems {
+                eprintln!("visor: {problem}");
+            }
+            return EXIT_CONFIG;
+        }
+    };
+    log::configure(config.log_format, config.log_level);
+    let folder = match home::upgrade_folder(root, &config.upgrade_folders, tag) {
+        Ok(folder) => folder,
+        Err(problem) => {
+            log::error(&format!("prepare: {problem}"), &[]);
+            return EXIT_FAILURE;
+        }
+    };
+    if let Ok(run) = check_upgrade_folder(tag, &folder) {
+        log::info(
+            &format!("prepare: folder for {tag} is already ready; nothing to do"),
+            &[("folder", folder.display().to_string()), ("name", run.name)],
+        );
+        println!("{}: ready for {tag}", folder.display());
+        return EXIT_OK;
+    }
+    let template = match template(&home) {
+        Ok(template) => template,
+        Err(problems) => {
+            for problem in problems {
+                log::error(&format!("prepare: {problem}"), &[]);
+            }
+            return EXIT_CONFIG;
+        }
+    };
+    if !config.auto_install.enabled {
+        log::info(
+            &format!(
+                "prepare: [autoInstall] enabled = false in {}; installing {tag} anyway because \
+                 prepare is an explicit request",
+                home.config_file().display()
+            ),
+            &[],
+        );
+    }
+    let cancel = Arc::new(AtomicBool::new(false));
+    if let Err(e) = watch_signals(&cancel) {
+        log::error(
+            &format!("prepare: cannot install signal handlers ({e}); not starting the install"),
+            &[],
+        );
+        return EXIT_FAILURE;
+    }
+    let request = InstallRequest {
+        home,
+        auto: config.auto_install,
+        tag: tag.to_owned(),
+        folder: folder.clone(),
+        template,
+    };
+    let mut progress = |msg: &str, fields: Vec<(&'static str, String)>| log::info(msg, &fields);
+    match install_cancellable(&request, &cancel, &mut progress) {
+        Ok(_) => {
+            println!("{}: ready for {tag}", folder.display());
+            EXIT_OK
+        }
+        Err(e) => {
+            log::error(&format!("prepare: {e}"), &[]);
+            EXIT_FAILURE
+        }
+    }
+}
+
+/// The run-config the new one derives from: the one `current` points at, or genesis's when
+/// `current` does not exist yet (as `visor run` would link it).
+fn template(home: &Home) -> Result<RunConfig, Vec<String>> {
+    let link = home.current_link();
+    let folder: PathBuf = match std::fs::symlink_metadata(&link) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => home.genesis_folder(),
+        _ => {
+            home.ensure_current().map_err(|problem| vec![problem])?;
+            home.current_target()
+                .map_err(|e| vec![format!("{}: {e}", link.display())])?
+        }
+    };
+    RunConfig::load(&folder.join(RUN_CONFIG_FILE))
+}
+
+/// SIGINT, SIGTERM and SIGHUP set `cancel`, so the install stops at its next step and removes
+/// its half-made folder; a second one ends the process at once (exit 1).
+fn watch_signals(cancel: &Arc<AtomicBool>) -> std::io::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    use signal_hook::flag;
+    for signal in [SIGINT, SIGTERM, SIGHUP] {
+        flag::register_conditional_shutdown(signal, 1, Arc::clone(cancel))?;
+        flag::register(signal, Arc::clone(cancel))?;
+    }
+    Ok(())
+}

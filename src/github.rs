@@ -1,0 +1,1025 @@
+//! GitHub releases over HTTP(S) for auto-install (SPEC section 7): the release lookup
+//! (`GET {apiUrl}/repos/{owner}/{repo}/releases/tags/{tag}`), and downloads of its assets,
+//! either streamed to a file with the SHA-256 computed on the way or, for a small checksum
+//! file, held in memory up to a limit.
+//!
+//! It owns the HTTP side: headers, the token, redirects (followed here, hop by hop, so that
+//! every hop is checked: `http://` only to loopback hosts, and the token only to the API's own
+//! origin), the meaning of status codes, and retries of transient failures with backoff.
+//!
+//! It must not decide what is installed or where: it writes only the one file it is told to,
+//! never holds a whole asset in memory, never logs the token, and reports progress only through
+//! the callback it is given.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use ureq::http::{HeaderMap, Response, Uri};
+use ureq::{Agent, Body, BodyReader};
+
+use crate::install::{InstallError, InstallErrorKind};
+
+/// The waits between attempts of a request that failed transiently; one more attempt is made
+/// than there are entries, so this allows four attempts in all.
+pub const BACKOFF: [Duration; 3] = [
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+];
+
+/// How many redirects one request may follow (GitHub uses one, to its object storage).
+pub const MAX_REDIRECTS: usize = 10;
+
+/// The longest time between two progress lines of a download.
+pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The largest asset Visor downloads, so a lying server cannot fill the disk.
+pub const MAX_ASSET_BYTES: u64 = 4 << 30;
+
+/// The API version Visor's requests are written for.
+const API_VERSION: &str = "2022-11-28";
+
+/// The media type of the GitHub REST API's JSON answers.
+const API_ACCEPT: &str = "application/vnd.github+json";
+
+/// The media type asked for when downloading an asset.
+const DOWNLOAD_ACCEPT: &str = "application/octet-stream";
+
+/// The largest release description (JSON) read.
+const MAX_RELEASE_JSON: u64 = 8 << 20;
+
+/// The largest error body read, to quote GitHub's own message.
+const MAX_ERROR_BODY: u64 = 64 << 10;
+
+/// How long an API call may take in all.
+const API_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long connecting may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a download may go without receiving a byte.
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The size of the chunks a download is streamed in.
+const CHUNK: usize = 64 << 10;
+
+/// How many chunks the reading thread may hold ahead of the writer.
+const QUEUED_CHUNKS: usize = 4;
+
+/// How long the download loop waits for a chunk before it looks at the clock and the cancel
+/// flag again.
+const TICK: Duration = Duration::from_millis(250);
+
+/// One progress line: a message and its fields.
+pub type Report<'a> = &'a mut dyn FnMut(&str, Vec<(&'static str, String)>);
+
+/// The part of GitHub's release answer that Visor uses; other fields are ignored.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Release {
+    /// The release's tag.
+    #[serde(default)]
+    pub tag_name: String,
+    /// The files attached to the release.
+    #[serde(default)]
+    pub assets: Vec<Asset>,
+}
+
+/// One file attached to a release.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Asset {
+    /// The file name.
+    pub name: String,
+    /// The asset's API URL.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Where the file is downloaded from (GitHub redirects it to its object storage).
+    pub browser_download_url: String,
+    /// The media type the publisher gave.
+    #[serde(default)]
+    pub content_type: Option<String>,
+    /// The size in bytes.
+    #[serde(default)]
+    pub size: Option<u64>,
+    /// `sha256:<hex>` when GitHub computed it.
+    #[serde(default)]
+    pub digest: Option<String>,
+}
+
+/// A finished download: its length and SHA-256 (lowercase hex).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Downloaded {
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// The scheme, host and port of a URL: what decides where a request goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub scheme: String,
+    pub host: String,
+    pub port: u16,
+}
+
+/// What a request is about, for messages: `what` names it, `not_found` says what to do on 404.
+struct Target<'s> {
+    what: &'s str,
+    not_found: &'s str,
+}
+
+/// A GitHub client for one install: the API base, the token and the retry schedule.
+pub struct Client<'c> {
+    api: Agent,
+    download: Agent,
+    api_url: String,
+    api_origin: Option<Origin>,
+    token: Option<String>,
+    backoff: Vec<Duration>,
+    cancel: &'c AtomicBool,
+}
+
+impl<'c> Client<'c> {
+    /// A client for `api_url` (already validated by config.rs). `token` is sent as a Bearer
+    /// token to the API's own origin only; `backoff` is the wait before each retry; when
+    /// `cancel` becomes true, the current request stops at its next chunk or wait.
+    pub fn new(
+        api_url: &str,
+        token: Option<String>,
+        backoff: &[Duration],
+        cancel: &'c AtomicBool,
+    ) -> Client<'c> {
+        let user_agent = format!("zeta-visor/{}", env!("CARGO_PKG_VERSION"));
+        let api = Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .max_redirects_will_error(false)
+            .user_agent(user_agent.as_str())
+            .timeout_global(Some(API_TIMEOUT))
+            .timeout_connect(Some(CONNECT_TIMEOUT))
+            .build()
+            .into();
+        let download = Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .max_redirects_will_error(false)
+            .user_agent(user_agent.as_str())
+            .timeout_connect(Some(CONNECT_TIMEOUT))
+            .timeout_recv_response(Some(API_TIMEOUT))
+            .timeout_per_read(Some(READ_TIMEOUT))
+            .build()
+            .into();
+        Client {
+            api,
+            download,
+            api_url: api_url.trim_end_matches('/').to_owned(),
+            api_origin: origin(api_url),
+            token,
+            backoff: backoff.to_vec(),
+            cancel,
+        }
+    }
+
+    /// The URL of release `tag` of `owner/repo`.
+    pub fn release_url(&self, owner: &str, repo: &str, tag: &str) -> String {
+        format!("{}/repos/{owner}/{repo}/releases/tags/{tag}", self.api_url)
+    }
+
+    /// Looks up release `tag` of `owner/repo`.
+    pub fn release(
+        &self,
+        owner: &str,
+        repo: &str,
+        tag: &str,
+        progress: Report,
+    ) -> Result<Release, InstallError> {
+        let url = self.release_url(owner, repo, tag);
+        let what = format!("release {tag} of {owner}/{repo}");
+        let not_found = format!(
+            "there is no published release {tag} in {owner}/{repo}; check the tag, and \
+             repositoryOwner and repository in [autoInstall] of config.toml (a private \
+             repository also needs GITHUB_TOKEN)"
+        );
+        let target = Target {
+            what: &what,
+            not_found: &not_found,
+        };
+        self.with_retries(&what, progress, &mut |_| {
+            let response = self.get(&self.api, &url, API_ACCEPT, &target)?;
+            let mut text = Vec::new();
+            response
+                .into_body()
+                .into_reader()
+                .take(MAX_RELEASE_JSON + 1)
+                .read_to_end(&mut text)
+                .map_err(|e| {
+                    transient(format!(
+                        "{what}: the answer from {url} broke off ({e}); this is usually a \
+                         network problem"
+                    ))
+                })?;
+            if text.len() as u64 > MAX_RELEASE_JSON {
+                return Err(invalid(format!(
+                    "{what}: the answer from {url} is larger than {} MiB; check apiUrl in \
+                     [autoInstall] of config.toml",
+                    MAX_RELEASE_JSON >> 20
+                )));
+            }
+            serde_json::from_slice::<Release>(&text).map_err(|e| {
+                invalid(format!(
+                    "{what}: the answer from {url} is not a GitHub release ({e}); check apiUrl \
+                     in [autoInstall] of config.toml"
+                ))
+            })
+        })
+    }
+
+    /// Downloads a small asset (a checksum file) into memory, refusing more than `limit` bytes.
+    pub fn download_small(
+        &self,
+        asset: &Asset,
+        what: &str,
+        limit: u64,
+        progress: Report,
+    ) -> Result<Vec<u8>, InstallError> {
+        let url = asset.browser_download_url.as_str();
+        let not_found = asset_not_found(&asset.name);
+        let target = Target {
+            what,
+            not_found: &not_found,
+        };
+        let too_large = |size: u64| {
+            invalid(format!(
+                "{what}: {url} is {size} bytes, more than the {limit} bytes a checksum file may \
+                 have; check checksumAsset in [autoInstall] of config.toml"
+            ))
+        };
+        if let Some(size) = asset.size.filter(|size| *size > limit) {
+            return Err(too_large(size));
+        }
+        self.with_retries(what, progress, &mut |_| {
+            let response = self.get(&self.download, url, DOWNLOAD_ACCEPT, &target)?;
+            let announced = response.body().content_length();
+            if let Some(size) = announced.filter(|size| *size > limit) {
+                return Err(too_large(size));
+            }
+            let mut data = Vec::new();
+            let read = response
+                .into_body()
+                .into_reader()
+                .take(limit + 1)
+                .read_to_end(&mut data);
+            if data.len() as u64 > limit {
+                return Err(too_large(data.len() as u64));
+            }
+            let expected = announced.or(asset.size);
+            match (read, expected) {
+                (Err(e), _) => Err(truncated(what, url, data.len() as u64, expected, &e)),
+                (Ok(_), Some(expected)) if (data.len() as u64) < expected => Err(truncated(
+                    what,
+                    url,
+                    data.len() as u64,
+                    Some(expected),
+                    &"the connection closed early",
+                )),
+                (Ok(_), _) => Ok(data),
+            }
+        })
+    }
+
+    /// Streams an asset into `file` (created or truncated), computing its SHA-256, with a
+    /// progress line at least every [`PROGRESS_INTERVAL`] and one at the end. A body shorter
+    /// than the asset's size or Content-Length is a transient failure and retried.
+    pub fn download_to_file(
+        &self,
+        asset: &Asset,
+        what: &str,
+        file: &Path,
+        progress: Report,
+    ) -> Result<Downloaded, InstallError> {
+        let url = asset.browser_download_url.as_str();
+        let not_found = asset_not_found(&asset.name);
+        let target = Target {
+            what,
+            not_found: &not_found,
+        };
+        if let Some(size) = asset.size.filter(|size| *size > MAX_ASSET_BYTES) {
+            return Err(invalid(format!(
+                "{what}: the release lists it at {size} bytes, more than the {} GiB Visor \
+                 downloads; check the asset name in [autoInstall.asset] of config.toml",
+                MAX_ASSET_BYTES >> 30
+            )));
+        }
+        self.with_retries(what, progress, &mut |progress| {
+            let mut out = File::create(file).map_err(|e| {
+                local(format!(
+                    "{what}: cannot create {} ({e}); check the permissions and free space of \
+                     the home folder",
+                    file.display()
+                ))
+            })?;
+            let response = self.get(&self.download, url, DOWNLOAD_ACCEPT, &target)?;
+            let announced = response.body().content_length();
+            if let (Some(announced), Some(size)) = (announced, asset.size) {
+                if announced != size {
+                    return Err(invalid(format!(
+                        "{what}: {url} sends {announced} bytes but the release lists {size}; \
+                         the asset or the mirror is inconsistent: report it to the publisher"
+                    )));
+                }
+            }
+            let expected = asset.size.or(announced);
+            let limit = expected.unwrap_or(MAX_ASSET_BYTES).min(MAX_ASSET_BYTES);
+            let chunks = spawn_reader(response.into_body().into_reader()).map_err(|e| {
+                local(format!(
+                    "{what}: cannot start a thread to read the download ({e}); check the                      system's process limits"
+                ))
+            })?;
+            let mut hasher = Sha256::new();
+            let mut bytes: u64 = 0;
+            let started = Instant::now();
+            let mut last_line = started;
+            loop {
+                self.check_cancel(what)?;
+                // The wait is short so that a stalled download still gets its progress lines
+                // and a cancel is seen; the reader thread holds at most a few chunks.
+                match chunks.recv_timeout(TICK) {
+                    Ok(Ok(chunk)) if chunk.is_empty() => break,
+                    Ok(Ok(chunk)) => {
+                        bytes += chunk.len() as u64;
+                        if bytes > limit {
+                            return Err(invalid(format!(
+                                "{what}: {url} sends more than the {limit} bytes expected; the                                  asset or the mirror is inconsistent: report it to the publisher"
+                            )));
+                        }
+                        hasher.update(&chunk);
+                        out.write_all(&chunk).map_err(|e| {
+                            local(format!(
+                                "{what}: cannot write {} ({e}); check the free space of the                                  home folder",
+                                file.display()
+                            ))
+                        })?;
+                    }
+                    Ok(Err(e)) => return Err(truncated(what, url, bytes, expected, &e)),
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => {
+                        return Err(truncated(
+                            what,
+                            url,
+                            bytes,
+                            expected,
+                            &"the reading thread stopped",
+                        ))
+                    }
+                }
+                if last_line.elapsed() >= PROGRESS_INTERVAL {
+                    last_line = Instant::now();
+                    progress(
+                        &format!("install: downloading {}", asset.name),
+                        download_fields(bytes, expected, started.elapsed()),
+                    );
+                }
+            }
+            if let Some(expected) = expected.filter(|expected| bytes < *expected) {
+                return Err(truncated(
+                    what,
+                    url,
+                    bytes,
+                    Some(expected),
+                    &"the connection closed early",
+                ));
+            }
+            out.sync_all().map_err(|e| {
+                local(format!(
+                    "{what}: cannot flush {} to disk ({e}); check the home folder's file system",
+                    file.display()
+                ))
+            })?;
+            let sha256 = hex(&hasher.finalize());
+            let mut fields = download_fields(bytes, Some(bytes), started.elapsed());
+            fields.retain(|(key, _)| *key != "eta");
+            fields.push(("sha256", sha256.clone()));
+            progress(&format!("install: downloaded {}", asset.name), fields);
+            Ok(Downloaded { bytes, sha256 })
+        })
+    }
+
+    /// Runs `attempt` until it succeeds, fails for good, or has failed transiently once more
+    /// than there are backoff entries; waits between attempts and says so in a progress line.
+    fn with_retries<T>(
+        &self,
+        what: &str,
+        progress: Report,
+        attempt: &mut dyn FnMut(Report) -> Result<T, InstallError>,
+    ) -> Result<T, InstallError> {
+        let attempts = self.backoff.len() + 1;
+        let mut number = 1;
+        loop {
+            self.check_cancel(what)?;
+            let error = match attempt(&mut *progress) {
+                Ok(value) => return Ok(value),
+                Err(error) => error,
+            };
+            if error.kind != InstallErrorKind::Transient {
+                return Err(error);
+            }
+            let Some(wait) = self.backoff.get(number - 1).copied() else {
+                return Err(transient(format!(
+                    "{}; gave up after {attempts} attempts: check the network, or try again \
+                     later with visor prepare",
+                    error.message
+                )));
+            };
+            progress(
+                &format!("install: {what} failed, retrying"),
+                vec![
+                    ("error", error.message),
+                    ("attempt", format!("{number}/{attempts}")),
+                    ("retry_in", format!("{} ms", wait.as_millis())),
+                ],
+            );
+            self.sleep(wait, what)?;
+            number += 1;
+        }
+    }
+
+    /// Sleeps, waking early (with an error) when the install is cancelled.
+    fn sleep(&self, wait: Duration, what: &str) -> Result<(), InstallError> {
+        let until = Instant::now() + wait;
+        loop {
+            self.check_cancel(what)?;
+            let now = Instant::now();
+            if now >= until {
+                return Ok(());
+            }
+            std::thread::sleep((until - now).min(Duration::from_millis(50)));
+        }
+    }
+
+    /// An error when the install has been cancelled.
+    fn check_cancel(&self, what: &str) -> Result<(), InstallError> {
+        if self.cancel.load(Ordering::Relaxed) {
+            Err(local(format!(
+                "{what}: interrupted; nothing was installed, run visor prepare again to retry"
+            )))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// One GET, following redirects hop by hop; returns a 2xx response, or the error its
+    /// status or failure means.
+    fn get(
+        &self,
+        agent: &Agent,
+        url: &str,
+        accept: &str,
+        target: &Target,
+    ) -> Result<Response<Body>, InstallError> {
+        let what = target.what;
+        let mut current = url.to_owned();
+        for _ in 0..=MAX_REDIRECTS {
+            let here = check_url(&current).map_err(|why| {
+                invalid(format!(
+                    "{what}: refusing to fetch {current}: {why}; an asset must be served over \
+                     https:// (http:// only from a loopback host)"
+                ))
+            })?;
+            let mut request = agent
+                .get(current.as_str())
+                .header("Accept", accept)
+                .header("X-GitHub-Api-Version", API_VERSION);
+            if let Some(token) = &self.token {
+                if self.api_origin.as_ref() == Some(&here) {
+                    request = request.header("Authorization", format!("Bearer {token}"));
+                }
+            }
+            let response = request
+                .call()
+                .map_err(|e| request_error(what, &current, &e))?;
+            let status = response.status().as_u16();
+            if (200..300).contains(&status) {
+                return Ok(response);
+            }
+            if matches!(status, 301 | 302 | 303 | 307 | 308) {
+                let location = response
+                    .headers()
+                    .get("location")
+                    .and_then(|value| value.to_str().ok())
+                    .map(str::to_owned);
+                let next = location
+                    .as_deref()
+                    .and_then(|location| resolve_location(&current, location));
+                match next {
+                    Some(next) => {
+                        current = next;
+                        continue;
+                    }
+                    None => {
+                        return Err(invalid(format!(
+                            "{what}: {current} answered {status} with no usable Location \
+                             ({}); check apiUrl in [autoInstall] of config.toml",
+                            location.as_deref().unwrap_or("none")
+                        )))
+                    }
+                }
+            }
+            let headers = response.headers().clone();
+            let mut body = Vec::new();
+            let _ = response
+                .into_body()
+                .into_reader()
+                .take(MAX_ERROR_BODY)
+                .read_to_end(&mut body);
+            return Err(status_error(
+                target,
+                &current,
+                status,
+                &headers,
+                &body,
+                self.token.is_some(),
+                unix_now(),
+            ));
+        }
+        Err(invalid(format!(
+            "{what}: {url} redirected more than {MAX_REDIRECTS} times; check apiUrl in \
+             [autoInstall] of config.toml"
+        )))
+    }
+}
+
+/// Reads a body on its own short-lived thread and hands it over in chunks (an empty chunk is
+/// the end), at most [`QUEUED_CHUNKS`] ahead. The thread ends at the end of the body, on a read
+/// error or timeout, or at its next chunk once the receiver is dropped.
+fn spawn_reader(
+    mut reader: BodyReader<'static>,
+) -> std::io::Result<Receiver<std::io::Result<Vec<u8>>>> {
+    let (chunks, received) = sync_channel(QUEUED_CHUNKS);
+    std::thread::Builder::new()
+        .name("visor-download".to_owned())
+        .spawn(move || loop {
+            let mut buffer = vec![0u8; CHUNK];
+            match reader.read(&mut buffer) {
+                Ok(n) => {
+                    buffer.truncate(n);
+                    if chunks.send(Ok(buffer)).is_err() || n == 0 {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let _ = chunks.send(Err(e));
+                    return;
+                }
+            }
+        })?;
+    Ok(received)
+}
+
+/// The advice for a 404 on an asset download.
+fn asset_not_found(name: &str) -> String {
+    format!(
+        "the release lists {name} but it cannot be downloaded; try again later, or report it to \
+         the publisher"
+    )
+}
+
+/// The fields of a download progress line: bytes, total, rate and estimated time left.
+fn download_fields(
+    bytes: u64,
+    total: Option<u64>,
+    elapsed: Duration,
+) -> Vec<(&'static str, String)> {
+    let seconds = elapsed.as_secs_f64().max(0.001);
+    let rate = bytes as f64 / seconds;
+    let mut fields = vec![
+        ("bytes", bytes.to_string()),
+        (
+            "total",
+            total.map_or_else(|| "unknown".to_owned(), |t| t.to_string()),
+        ),
+        ("rate", format!("{}/s", human_bytes(rate))),
+    ];
+    let eta = match total {
+        Some(total) if rate > 0.0 => format!("{:.0} s", total.saturating_sub(bytes) as f64 / rate),
+        _ => "unknown".to_owned(),
+    };
+    fields.push(("eta", eta));
+    fields.push(("seconds", format!("{seconds:.1}")));
+    fields
+}
+
+/// A byte count for people: `512 B`, `1.5 KiB`, `12.0 MiB`.
+pub fn human_bytes(bytes: f64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{value:.0} {}", UNITS[0])
+    } else {
+        format!("{value:.1} {}", UNITS.get(unit).copied().unwrap_or("B"))
+    }
+}
+
+/// Lowercase hex of bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Seconds since the epoch, now.
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn transient(message: String) -> InstallError {
+    InstallError::new(InstallErrorKind::Transient, message)
+}
+
+fn invalid(message: String) -> InstallError {
+    InstallError::new(InstallErrorKind::Invalid, message)
+}
+
+fn local(message: String) -> InstallError {
+    InstallError::new(InstallErrorKind::Local, message)
+}
+
+/// A body that ended (or broke) before all its bytes arrived.
+fn truncated(
+    what: &str,
+    url: &str,
+    bytes: u64,
+    expected: Option<u64>,
+    why: &dyn std::fmt::Display,
+) -> InstallError {
+    let of = expected.map_or_else(String::new, |e| format!(" of {e}"));
+    transient(format!(
+        "{what}: the download from {url} was truncated after {bytes}{of} bytes ({why}); this is \
+         usually a network problem"
+    ))
+}
+
+/// The error a failed request (no HTTP answer) means.
+fn request_error(what: &str, url: &str, error: &ureq::Error) -> InstallError {
+    match error {
+        ureq::Error::BadUri(_) | ureq::Error::Http(_) => invalid(format!(
+            "{what}: cannot request {url} ({error}); check apiUrl in [autoInstall] of \
+             config.toml, or report the release's asset URL to the publisher"
+        )),
+        ureq::Error::InvalidProxyUrl => local(format!(
+            "{what}: cannot request {url}: the proxy set in the environment (HTTPS_PROXY, \
+             ALL_PROXY or HTTP_PROXY) is not a valid URL; fix or unset it"
+        )),
+        _ => transient(format!(
+            "{what}: cannot reach {url} ({error}); this is usually a network problem"
+        )),
+    }
+}
+
+/// The error an HTTP status other than 2xx or a redirect means. `now` is seconds since the
+/// epoch, to say when a rate limit resets.
+fn status_error(
+    target: &Target,
+    url: &str,
+    status: u16,
+    headers: &HeaderMap,
+    body: &[u8],
+    token_set: bool,
+    now: u64,
+) -> InstallError {
+    let what = target.what;
+    let reason = ureq::http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("");
+    let said = github_message(body)
+        .filter(|message| !message.eq_ignore_ascii_case(reason))
+        .map_or_else(String::new, |message| format!(": {message}"));
+    let answered = format!("{what}: {url} answered {status} {reason}{said}");
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .map(str::trim)
+    };
+    match status {
+        404 | 410 => InstallError::new(
+            InstallErrorKind::NotFound,
+            format!("{answered}; {}", target.not_found),
+        ),
+        401 => {
+            let advice = if token_set {
+                "GITHUB_TOKEN is set but GitHub rejected it: renew it, or unset it for a public \
+                 repository"
+            } else {
+                "the repository needs credentials: set GITHUB_TOKEN in Visor's environment"
+            };
+            InstallError::new(InstallErrorKind::Forbidden, format!("{answered}; {advice}"))
+        }
+        403 | 429 => {
+            let mut limit = String::new();
+            if let Some(remaining) = header("x-ratelimit-remaining") {
+                limit.push_str(&format!(", {remaining} requests left"));
+            }
+            if let Some(reset) = header("x-ratelimit-reset").and_then(|r| r.parse::<u64>().ok()) {
+                let at = crate::log::rfc3339_millis(reset.saturating_mul(1000));
+                limit.push_str(&format!(
+                    ", it resets at {} (UTC), in {} s",
+                    at.trim_end_matches(".000Z").to_owned() + "Z",
+                    reset.saturating_sub(now)
+                ));
+            }
+            if let Some(after) = header("retry-after") {
+                limit.push_str(&format!(", retry after {after} s"));
+            }
+            let advice = if token_set {
+                "GITHUB_TOKEN is set: check that it may read the repository, or wait for the \
+                 limit to reset and try again"
+            } else {
+                "set GITHUB_TOKEN in Visor's environment for a higher limit, or wait for the \
+                 limit to reset and try again"
+            };
+            InstallError::new(
+                InstallErrorKind::Forbidden,
+                format!("{answered}; this is usually GitHub's API rate limit{limit}; {advice}"),
+            )
+        }
+        408 | 500..=599 => transient(format!(
+            "{answered}; the server is having trouble, this is usually temporary"
+        )),
+        _ => invalid(format!(
+            "{answered}; unexpected answer, check apiUrl in [autoInstall] of config.toml"
+        )),
+    }
+}
+
+/// GitHub's `message` from an error body, on one line and at most 200 characters.
+fn github_message(body: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let message = value.get("message")?.as_str()?;
+    let mut line: String = message
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(200)
+        .collect();
+    line = line.trim().trim_end_matches('.').to_owned();
+    (!line.is_empty()).then_some(line)
+}
+
+/// The origin of a URL, or None when it has no scheme or host.
+pub fn origin(url: &str) -> Option<Origin> {
+    let uri: Uri = url.parse().ok()?;
+    let scheme = uri.scheme_str()?.to_ascii_lowercase();
+    let host = uri.host()?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
+        .to_ascii_lowercase();
+    if host.is_empty() {
+        return None;
+    }
+    let port = match (uri.port_u16(), scheme.as_str()) {
+        (Some(port), _) => port,
+        (None, "https") => 443,
+        (None, "http") => 80,
+        (None, _) => 0,
+    };
+    Some(Origin { scheme, host, port })
+}
+
+/// Checks that a URL may be fetched: `https://` to any host, `http://` only to a loopback host
+/// (127.0.0.0/8, ::1, localhost). Returns its origin, or why it is refused.
+pub fn check_url(url: &str) -> Result<Origin, String> {
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("the URL contains whitespace or control characters".to_owned());
+    }
+    let Some(origin) = origin(url) else {
+        return Err("not an absolute http(s) URL".to_owned());
+    };
+    match origin.scheme.as_str() {
+        "https" => Ok(origin),
+        "http" if is_loopback(&origin.host) => Ok(origin),
+        "http" => Err(format!(
+            "plain http:// to {}, which is not a loopback host",
+            origin.host
+        )),
+        other => Err(format!("the scheme {other} is not http(s)")),
+    }
+}
+
+/// Tells whether a host (without brackets) is a loopback address or `localhost`.
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<Ipv4Addr>().is_ok_and(|a| a.is_loopback())
+        || host.parse::<Ipv6Addr>().is_ok_and(|a| a.is_loopback())
+}
+
+/// Resolves a redirect's `Location` against the URL that answered: absolute URLs stay,
+/// `//host/path` takes the scheme, `/path` the origin, and anything else the folder.
+pub fn resolve_location(base: &str, location: &str) -> Option<String> {
+    let location = location.trim();
+    if location.is_empty() {
+        return None;
+    }
+    let scheme_end = base.find("://")?;
+    let scheme = base.get(..scheme_end)?;
+    let after_scheme = base.get(scheme_end + 3..)?;
+    let authority_end = after_scheme
+        .find(['/', '?', '#'])
+        .unwrap_or(after_scheme.len());
+    let authority = after_scheme.get(..authority_end)?;
+    let has_scheme = location.split_once("://").is_some_and(|(s, _)| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    });
+    if has_scheme {
+        return Some(location.to_owned());
+    }
+    if let Some(rest) = location.strip_prefix("//") {
+        return Some(format!("{scheme}://{rest}"));
+    }
+    if location.starts_with('/') {
+        return Some(format!("{scheme}://{authority}{location}"));
+    }
+    let path = after_scheme.get(authority_end..)?;
+    let path = path.split(['?', '#']).next().unwrap_or("");
+    let folder = path.rfind('/').and_then(|i| path.get(..=i)).unwrap_or("/");
+    Some(format!("{scheme}://{authority}{folder}{location}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target() -> Target<'static> {
+        Target {
+            what: "release v2 of o/r",
+            not_found: "check the tag",
+        }
+    }
+
+    #[test]
+    fn urls_over_http_only_to_loopback() {
+        for good in [
+            "https://api.github.com/repos",
+            "https://objects.githubusercontent.com/x?y=1",
+            "http://127.0.0.1:8080/x",
+            "http://127.9.9.9/x",
+            "http://[::1]:9/x",
+            "http://LOCALHOST/x",
+        ] {
+            assert!(check_url(good).is_ok(), "{good}");
+        }
+        for (bad, why) in [
+            ("http://example.com/x", "not a loopback host"),
+            ("http://10.0.0.1/x", "not a loopback host"),
+            ("ftp://127.0.0.1/x", "not http(s)"),
+            ("/relative", "not an absolute"),
+            ("https://host/a b", "whitespace"),
+        ] {
+            let error = check_url(bad).err().unwrap_or_default();
+            assert!(error.contains(why), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn origins_compare_scheme_host_and_port() {
+        let api = origin("https://api.github.com");
+        assert_eq!(origin("https://API.github.com:443/repos/x"), api);
+        assert_ne!(origin("https://github.com/x"), api);
+        assert_ne!(origin("http://api.github.com/x"), api);
+        assert_eq!(
+            origin("http://[::1]:8080/x"),
+            Some(Origin {
+                scheme: "http".into(),
+                host: "::1".into(),
+                port: 8080
+            })
+        );
+        assert_eq!(origin("not a url"), None);
+    }
+
+    #[test]
+    fn redirect_locations_resolve_like_a_browser() {
+        let base = "https://github.com/o/r/releases/download/v2/zeta.zip?x=1";
+        assert_eq!(
+            resolve_location(base, "https://objects.example.com/a?b=c").as_deref(),
+            Some("https://objects.example.com/a?b=c")
+        );
+        assert_eq!(
+            resolve_location(base, "//cdn.example.com/a").as_deref(),
+            Some("https://cdn.example.com/a")
+        );
+        assert_eq!(
+            resolve_location(base, "/other").as_deref(),
+            Some("https://github.com/other")
+        );
+        assert_eq!(
+            resolve_location(base, "sibling.zip").as_deref(),
+            Some("https://github.com/o/r/releases/download/v2/sibling.zip")
+        );
+        assert_eq!(
+            resolve_location("http://127.0.0.1:5", "x").as_deref(),
+            Some("http://127.0.0.1:5/x")
+        );
+        assert_eq!(resolve_location(base, "  "), None);
+        assert_eq!(resolve_location("nonsense", "x"), None);
+    }
+
+    #[test]
+    fn statuses_map_to_kinds_with_advice() {
+        let mut headers = HeaderMap::new();
+        let error = status_error(&target(), "https://a/x", 404, &headers, b"", false, 0);
+        assert_eq!(error.kind, InstallErrorKind::NotFound);
+        assert_eq!(
+            error.message,
+            "release v2 of o/r: https://a/x answered 404 Not Found; check the tag"
+        );
+
+        headers.insert("x-ratelimit-reset", "1795553400".parse().unwrap());
+        headers.insert("x-ratelimit-remaining", "0".parse().unwrap());
+        let body = br#"{"message":"API rate limit exceeded for 1.2.3.4.\n(see docs)"}"#;
+        let error = status_error(
+            &target(),
+            "https://a/x",
+            403,
+            &headers,
+            body,
+            false,
+            1_795_553_340,
+        );
+        assert_eq!(error.kind, InstallErrorKind::Forbidden);
+        assert!(error.message.contains("403 Forbidden: API rate limit exceeded for 1.2.3.4. (see docs); this is usually GitHub's API rate limit, 0 requests left, it resets at 2026-11-24T20:50:00Z (UTC), in 60 s; set GITHUB_TOKEN"), "{}", error.message);
+        let error = status_error(&target(), "https://a/x", 429, &headers, b"", true, 0);
+        assert_eq!(error.kind, InstallErrorKind::Forbidden);
+        assert!(
+            error.message.contains("GITHUB_TOKEN is set"),
+            "{}",
+            error.message
+        );
+        let error = status_error(
+            &target(),
+            "https://a/x",
+            401,
+            &HeaderMap::new(),
+            b"",
+            false,
+            0,
+        );
+        assert_eq!(error.kind, InstallErrorKind::Forbidden);
+        for status in [500, 502, 503, 408] {
+            let error = status_error(&target(), "u", status, &HeaderMap::new(), b"", false, 0);
+            assert_eq!(error.kind, InstallErrorKind::Transient, "{status}");
+        }
+        let error = status_error(&target(), "u", 418, &HeaderMap::new(), b"<html>", false, 0);
+        assert_eq!(error.kind, InstallErrorKind::Invalid);
+        assert!(!error.message.ends_with('.'));
+    }
+
+    #[test]
+    fn progress_fields_have_rate_and_eta() {
+        let fields = download_fields(1 << 20, Some(4 << 20), Duration::from_secs(1));
+        let get = |k: &str| {
+            fields
+                .iter()
+                .find(|(key, _)| *key == k)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        assert_eq!(get("bytes"), "1048576");
+        assert_eq!(get("total"), "4194304");
+        assert_eq!(get("rate"), "1.0 MiB/s");
+        assert_eq!(get("eta"), "3 s");
+        let fields = download_fields(10, None, Duration::ZERO);
+        assert!(fields.iter().any(|(k, v)| *k == "eta" && v == "unknown"));
+        assert_eq!(human_bytes(512.0), "512 B");
+        assert_eq!(human_bytes(1536.0), "1.5 KiB");
+    }
+
+    #[test]
+    fn release_json_parses_with_optional_fields() {
+        let text = r#"{"tag_name":"v2","draft":false,"assets":[
+            {"name":"a.zip","url":"https://api/x/1","browser_download_url":"https://d/a.zip",
+             "content_type":"application/zip","size":10,"digest":"sha256:00"},
+            {"name":"b","browser_download_url":"https://d/b","digest":null}]}"#;
+        let release: Release = serde_json::from_str(text).unwrap();
+        assert_eq!(release.tag_name, "v2");
+        assert_eq!(release.assets.len(), 2);
+        assert_eq!(release.assets[0].size, Some(10));
+        assert_eq!(release.assets[1].digest, None);
+        assert_eq!(release.assets[1].content_type, None);
+    }
+}

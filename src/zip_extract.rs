@@ -1,0 +1,522 @@
+//! Extraction of a release's zip asset into a half-made version folder (SPEC section 7):
+//! every entry is checked before anything is written, and one bad entry refuses the whole
+//! asset — a path that is absolute, holds `..`, a backslash or a NUL, a symbolic link or any
+//! other entry that is not a plain file or folder, an encrypted entry, two entries for the same
+//! path, and archives whose files would add up to more than a bound (zip bombs).
+//!
+//! It owns only the zip format and the writes below the folder it is given: it creates no link,
+//! follows none it did not make, never writes outside that folder, and decides nothing about
+//! what the folder is for. It does not log; the caller reports.
+
+use std::collections::BTreeSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::install::{InstallError, InstallErrorKind};
+
+/// What an archive may hold at most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The sum of the uncompressed sizes of all files, declared and actual.
+    pub max_total_bytes: u64,
+    /// The number of entries.
+    pub max_entries: usize,
+}
+
+/// The bounds used by auto-install: 4 GiB and 100 000 entries.
+pub const LIMITS: Limits = Limits {
+    max_total_bytes: 4 << 30,
+    max_entries: 100_000,
+};
+
+/// The file-type bits of a unix mode.
+const S_IFMT: u32 = 0o170_000;
+/// A regular file.
+const S_IFREG: u32 = 0o100_000;
+/// A folder.
+const S_IFDIR: u32 = 0o040_000;
+/// A symbolic link.
+const S_IFLNK: u32 = 0o120_000;
+
+/// What an entry is, once checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    File,
+    Folder,
+}
+
+/// What was extracted: the folders made (for fsync) and the files written.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Extracted {
+    pub folders: Vec<PathBuf>,
+    pub files: Vec<PathBuf>,
+}
+
+/// Checks an entry's name and returns its path components below the extraction folder;
+/// `.` and empty components are dropped. An empty result is the folder itself.
+pub fn entry_components(name: &str) -> Result<Vec<&str>, String> {
+    if name.is_empty() {
+        return Err("has an empty name".to_owned());
+    }
+    if name.contains('\0') {
+        return Err("has a NUL character in its name".to_owned());
+    }
+    if name.contains('\\') {
+        return Err("has a backslash in its name, which is not a portable path".to_owned());
+    }
+    if name.chars().any(char::is_control) {
+        return Err("has control characters in its name".to_owned());
+    }
+    if name.starts_with('/') {
+        return Err("is an absolute path".to_owned());
+    }
+    let mut parts = Vec::new();
+    for part in name.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => return Err("has a '..' component, which would land outside".to_owned()),
+            part => parts.push(part),
+        }
+    }
+    Ok(parts)
+}
+
+/// Decides what an entry is from its name (a trailing `/` is a folder) and its unix mode, if
+/// the archive carries one; anything other than a plain file or folder is refused.
+pub fn entry_kind(name: &str, unix_mode: Option<u32>) -> Result<EntryKind, String> {
+    let named_folder = name.ends_with('/');
+    let kind = unix_mode.map_or(0, |mode| mode & S_IFMT);
+    match (kind, named_folder) {
+        // Some tools mark folder entries as regular files; the trailing '/' decides, since a
+        // file cannot have such a name.
+        (0 | S_IFDIR | S_IFREG, true) => Ok(EntryKind::Folder),
+        (0 | S_IFREG, false) => Ok(EntryKind::File),
+        (S_IFLNK, _) => Err("is a symbolic link".to_owned()),
+        (S_IFDIR, false) => {
+            Err("is marked as a folder but its name does not end in '/'".to_owned())
+        }
+        (other, _) => Err(format!(
+            "is not a plain file or folder (file type {other:o})"
+        )),
+    }
+}
+
+/// One checked entry, ready to extract.
+struct Planned {
+    index: usize,
+    path: String,
+    kind: EntryKind,
+    size: u64,
+    executable: bool,
+}
+
+/// Extracts the zip at `zip` into `into` (an existing folder). `what` names the asset in
+/// messages; `binary` is the path of the binary inside the zip, which must be a file entry;
+/// top-level names in `reserved` are refused (the downloaded asset lives there too), and a
+/// top-level file named `skip` is left out (the caller writes its own). Every entry is checked
+/// before the first byte is written.
+#[allow(clippy::too_many_arguments)]
+pub fn extract(
+    zip: &Path,
+    into: &Path,
+    what: &str,
+    binary: &str,
+    reserved: &[&str],
+    skip: &str,
+    limits: Limits,
+    cancel: &AtomicBool,
+) -> Result<Extracted, InstallError> {
+    let invalid = |message: String| InstallError::new(InstallErrorKind::Invalid, message);
+    let local = |message: String| InstallError::new(InstallErrorKind::Local, message);
+    let file = File::open(zip).map_err(|e| {
+        local(format!(
+            "{what}: cannot open the download {} ({e}); check the home folder",
+            zip.display()
+        ))
+    })?;
+    let mut archive = zip::ZipArchive::new(file).map_err(|e| {
+        invalid(format!(
+            "{what}: not a readable zip archive ({e}); report it to the publisher, or if the \
+             asset is the binary itself give it a name that does not end in .zip"
+        ))
+    })?;
+    if archive.len() > limits.max_entries {
+        return Err(invalid(format!(
+            "{what}: the zip has {} entries, more than the {} Visor accepts; refusing it",
+            archive.len(),
+            limits.max_entries
+        )));
+    }
+
+    // First pass: check every entry, so a bad one refuses the asset before anything is written.
+    let mut planned: Vec<Planned> = Vec::new();
+    let mut files: BTreeSet<String> = BTreeSet::new();
+    let mut folders: BTreeSet<String> = BTreeSet::new();
+    let mut declared: u64 = 0;
+    for index in 0..archive.len() {
+        let entry = archive.by_index_raw(index).map_err(|e| {
+            invalid(format!(
+                "{what}: zip entry {index} cannot be read ({e}); report it to the publisher"
+            ))
+        })?;
+        let name = entry.name().to_owned();
+        let refuse = |why: &str| {
+            invalid(format!(
+                "{what}: zip entry {name:?} {why}; refusing the whole asset, report it to the \
+                 publisher"
+            ))
+        };
+        let parts = entry_components(&name).map_err(|why| refuse(&why))?;
+        if entry.enclosed_name().is_none() {
+            return Err(refuse("is not a safe relative path"));
+        }
+        let kind = entry_kind(&name, entry.unix_mode()).map_err(|why| refuse(&why))?;
+        if entry.encrypted() {
+            return Err(refuse("is encrypted"));
+        }
+        let Some(first) = parts.first() else {
+            if kind == EntryKind::Folder {
+                continue;
+            }
+            return Err(refuse("has no file name"));
+        };
+        if reserved.contains(first) {
+            return Err(refuse("would replace the downloaded asset itself"));
+        }
+        let path = parts.join("/");
+        if kind == EntryKind::File && parts.len() == 1 && path == skip {
+            continue;
+        }
+        for depth in 1..parts.len() {
+            folders.insert(parts[..depth].join("/"));
+        }
+        match kind {
+            EntryKind::Folder => {
+                folders.insert(path.clone());
+            }
+            EntryKind::File => {
+                if !files.insert(path.clone()) {
+                    return Err(refuse("appears twice"));
+                }
+                declared = declared.saturating_add(entry.size());
+                if declared > limits.max_total_bytes {
+                    return Err(invalid(format!(
+                        "{what}: the zip's files add up to more than {} bytes uncompressed; \
+                         refusing it as a possible zip bomb",
+                        limits.max_total_bytes
+                    )));
+                }
+            }
+        }
+        let executable = entry.unix_mode().is_some_and(|mode| mode & 0o111 != 0);
+        planned.push(Planned {
+            index,
+            path,
+            kind,
+            size: entry.size(),
+            executable,
+        });
+    }
+    if let Some(clash) = files.intersection(&folders).next() {
+        return Err(invalid(format!(
+            "{what}: zip entry {clash:?} is both a file and a folder; refusing the whole asset, \
+             report it to the publisher"
+        )));
+    }
+    let binary_parts = entry_components(binary).unwrap_or_default();
+    let binary_path = binary_parts.join("/");
+    if !files.contains(&binary_path) {
+        let shown: Vec<&str> = files.iter().take(10).map(String::as_str).collect();
+        let more = files.len().saturating_sub(shown.len());
+        let more = if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        };
+        let held = if shown.is_empty() {
+            "no files".to_owned()
+        } else {
+            format!("{}{more}", shown.join(", "))
+        };
+        return Err(invalid(format!(
+            "{what}: the zip has no file {binary} (it holds {held}); set binaryName in \
+             [autoInstall.asset] of config.toml to the binary's path inside the zip"
+        )));
+    }
+
+    // Second pass: write. Folders come from the checked names only, so nothing is followed.
+    let mut made: BTreeSet<PathBuf> = BTreeSet::new();
+    let mut extracted = Extracted::default();
+    let mut written: u64 = 0;
+    for plan in planned {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(local(format!(
+                "{what}: interrupted; nothing was installed, run visor prepare again to retry"
+            )));
+        }
+        let target = into.join(&plan.path);
+        let parent = match plan.kind {
+            EntryKind::Folder => target.clone(),
+            EntryKind::File => target.parent().unwrap_or(into).to_path_buf(),
+        };
+        if parent != into && !made.contains(&parent) {
+            fs::create_dir_all(&parent).map_err(|e| {
+                local(format!(
+                    "{what}: cannot create {} ({e}); check the home folder",
+                    parent.display()
+                ))
+            })?;
+            let mut folder = parent.clone();
+            while folder != into && folder.starts_with(into) {
+                made.insert(folder.clone());
+                if !folder.pop() {
+                    break;
+                }
+            }
+        }
+        if plan.kind == EntryKind::Folder {
+            continue;
+        }
+        let mut entry = archive.by_index(plan.index).map_err(|e| {
+            invalid(format!(
+                "{what}: zip entry {:?} cannot be read ({e}); report it to the publisher",
+                plan.path
+            ))
+        })?;
+        let mode = if plan.executable { 0o755 } else { 0o644 };
+        let mut out = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&target)
+            .map_err(|e| {
+                local(format!(
+                    "{what}: cannot create {} ({e}); check the home folder",
+                    target.display()
+                ))
+            })?;
+        let mut buffer = vec![0u8; 64 << 10];
+        let mut bytes: u64 = 0;
+        loop {
+            let n = match entry.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(invalid(format!(
+                        "{what}: zip entry {:?} is corrupt ({e}); report it to the publisher",
+                        plan.path
+                    )))
+                }
+            };
+            bytes += n as u64;
+            written += n as u64;
+            if bytes > plan.size || written > limits.max_total_bytes {
+                return Err(invalid(format!(
+                    "{what}: zip entry {:?} holds more than its declared {} bytes; refusing it \
+                     as a possible zip bomb",
+                    plan.path, plan.size
+                )));
+            }
+            out.write_all(buffer.get(..n).unwrap_or_default())
+                .map_err(|e| {
+                    local(format!(
+                        "{what}: cannot write {} ({e}); check the free space of the home folder",
+                        target.display()
+                    ))
+                })?;
+            if cancel.load(Ordering::Relaxed) {
+                return Err(local(format!(
+                    "{what}: interrupted; nothing was installed, run visor prepare again to \
+                     retry"
+                )));
+            }
+        }
+        if bytes != plan.size {
+            return Err(invalid(format!(
+                "{what}: zip entry {:?} holds {bytes} bytes, not its declared {}; report it to \
+                 the publisher",
+                plan.path, plan.size
+            )));
+        }
+        out.sync_all().map_err(|e| {
+            local(format!(
+                "{what}: cannot flush {} to disk ({e}); check the home folder's file system",
+                target.display()
+            ))
+        })?;
+        extracted.files.push(target);
+    }
+    extracted.folders = made.into_iter().collect();
+    Ok(extracted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+    use zip::write::SimpleFileOptions;
+
+    /// A scratch folder with `archive.zip` holding `files` and an empty `out/`.
+    fn scratch(name: &str, files: &[(&str, &[u8])]) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("visor-zip-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("out")).unwrap();
+        let mut writer = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        let options = SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            .unix_permissions(0o644);
+        for (name, data) in files {
+            writer.start_file(*name, options).unwrap();
+            writer.write_all(data).unwrap();
+        }
+        fs::write(
+            dir.join("archive.zip"),
+            writer.finish().unwrap().into_inner(),
+        )
+        .unwrap();
+        dir
+    }
+
+    fn run(dir: &Path, binary: &str, limits: Limits) -> Result<Extracted, InstallError> {
+        extract(
+            &dir.join("archive.zip"),
+            &dir.join("out"),
+            "asset a.zip",
+            binary,
+            &["a.zip"],
+            "run-config.toml",
+            limits,
+            &AtomicBool::new(false),
+        )
+    }
+
+    #[test]
+    fn extracts_files_and_reports_folders() {
+        let dir = scratch(
+            "ok",
+            &[
+                ("bin/zeta", b"#!/bin/sh\n"),
+                ("doc/a/b.txt", b"b"),
+                ("run-config.toml", b"x"),
+            ],
+        );
+        let extracted = run(&dir, "bin/zeta", LIMITS).unwrap();
+        assert_eq!(extracted.files.len(), 2);
+        assert_eq!(
+            extracted.folders,
+            [
+                dir.join("out/bin"),
+                dir.join("out/doc"),
+                dir.join("out/doc/a")
+            ]
+        );
+        assert_eq!(fs::read(dir.join("out/doc/a/b.txt")).unwrap(), b"b");
+        assert!(
+            !dir.join("out/run-config.toml").exists(),
+            "the reserved file was written"
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn archives_over_the_limits_are_refused_before_writing() {
+        let big = vec![0u8; 4096];
+        let dir = scratch("bomb", &[("zeta", b"z"), ("big", &big)]);
+        let limits = Limits {
+            max_total_bytes: 1024,
+            max_entries: 10,
+        };
+        let error = run(&dir, "zeta", limits).unwrap_err();
+        assert_eq!(error.kind, InstallErrorKind::Invalid);
+        assert!(
+            error.message.contains("possible zip bomb"),
+            "{}",
+            error.message
+        );
+        assert_eq!(fs::read_dir(dir.join("out")).unwrap().count(), 0);
+        let limits = Limits {
+            max_total_bytes: 1 << 20,
+            max_entries: 1,
+        };
+        let error = run(&dir, "zeta", limits).unwrap_err();
+        assert!(error.message.contains("2 entries"), "{}", error.message);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn clashing_or_reserved_entries_are_refused() {
+        let dir = scratch("clash", &[("zeta", b"z"), ("zeta/x", b"x")]);
+        let error = run(&dir, "zeta", LIMITS).unwrap_err();
+        assert!(
+            error.message.contains("both a file and a folder"),
+            "{}",
+            error.message
+        );
+        fs::remove_dir_all(&dir).unwrap();
+        let dir = scratch("reserved", &[("zeta", b"z"), ("a.zip", b"x")]);
+        let error = run(&dir, "zeta", LIMITS).unwrap_err();
+        assert!(
+            error.message.contains("the downloaded asset"),
+            "{}",
+            error.message
+        );
+        fs::remove_dir_all(&dir).unwrap();
+        let dir = scratch("nobinary", &[("zeta/", b"")]);
+        let error = run(&dir, "zeta", LIMITS).unwrap_err();
+        assert!(
+            error.message.contains("has no file zeta"),
+            "{}",
+            error.message
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn safe_names_become_components() {
+        assert_eq!(entry_components("zeta"), Ok(vec!["zeta"]));
+        assert_eq!(entry_components("./bin//zeta"), Ok(vec!["bin", "zeta"]));
+        assert_eq!(entry_components("bin/"), Ok(vec!["bin"]));
+        assert_eq!(entry_components("a..b/c"), Ok(vec!["a..b", "c"]));
+        assert_eq!(entry_components("./"), Ok(vec![]));
+    }
+
+    #[test]
+    fn unsafe_names_are_refused() {
+        for (name, why) in [
+            ("", "empty"),
+            ("/etc/passwd", "absolute"),
+            ("../zeta", "'..'"),
+            ("bin/../../zeta", "'..'"),
+            ("bin/..", "'..'"),
+            ("a\\..\\b", "backslash"),
+            ("a\0b", "NUL"),
+            ("a\nb", "control"),
+        ] {
+            let error = entry_components(name).err().unwrap_or_default();
+            assert!(error.contains(why), "{name:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn only_plain_files_and_folders_pass() {
+        assert_eq!(entry_kind("zeta", None), Ok(EntryKind::File));
+        assert_eq!(entry_kind("zeta", Some(0o100_755)), Ok(EntryKind::File));
+        assert_eq!(entry_kind("zeta", Some(0o755)), Ok(EntryKind::File));
+        assert_eq!(entry_kind("bin/", None), Ok(EntryKind::Folder));
+        assert_eq!(entry_kind("bin/", Some(0o040_755)), Ok(EntryKind::Folder));
+        let link = entry_kind("zeta", Some(0o120_777))
+            .err()
+            .unwrap_or_default();
+        assert!(link.contains("symbolic link"), "{link}");
+        let fifo = entry_kind("zeta", Some(0o010_644))
+            .err()
+            .unwrap_or_default();
+        assert!(fifo.contains("not a plain file or folder"), "{fifo}");
+        assert!(entry_kind("zeta", Some(0o040_755)).is_err());
+        assert_eq!(entry_kind("bin/", Some(0o100_644)), Ok(EntryKind::Folder));
+    }
+}

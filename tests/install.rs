@@ -1,0 +1,926 @@
+//! `visor prepare` against a fake GitHub on 127.0.0.1 (tests/fake_github): the whole
+//! auto-install pipeline of SPEC section 7 as an operator runs it — release lookup, download
+//! (with redirects, retries and truncation), SHA-256 verification, zip checks, the derived
+//! run-config, the version check — and, after every outcome, a home folder with no
+//! `.visor-tmp-*` leftover and no half-made version folder.
+
+mod common;
+mod fake_github;
+
+use std::fs;
+use std::io::{Cursor, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+use zip::write::SimpleFileOptions;
+
+use common::{Env, Version, SIM, VISOR};
+use fake_github::{FakeGithub, Reply};
+
+const RELEASE_PATH: &str = "/repos/zeta-protocol/zeta/releases/tags/v2";
+
+/// The default asset name on this machine, as Visor computes it.
+fn zip_name() -> String {
+    zeta_visor::install::asset_file_name("zeta-{os}-{arch}.zip", "v2").expect("supported arch")
+}
+
+/// The raw (not zipped) asset name on this machine for `name = "zeta-{os}-{arch}"`.
+fn raw_name() -> String {
+    zeta_visor::install::asset_file_name("zeta-{os}-{arch}", "v2").expect("supported arch")
+}
+
+/// A binary that is the simulator reporting `version`.
+fn binary_script(version: &str) -> Vec<u8> {
+    format!("#!/bin/sh\nexec '{SIM}' --sim-version '{version}' \"$@\"\n").into_bytes()
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A zip entry for [`zip_of`].
+enum Entry<'a> {
+    File(&'a str, Vec<u8>),
+    Dir(&'a str),
+    Symlink(&'a str, &'a str),
+}
+
+/// A deflate zip of the entries, built in memory.
+fn zip_of(entries: &[Entry]) -> Vec<u8> {
+    let mut writer = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    let options = SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .unix_permissions(0o755);
+    for entry in entries {
+        match entry {
+            Entry::File(name, data) => {
+                writer.start_file(*name, options).unwrap();
+                writer.write_all(data).unwrap();
+            }
+            Entry::Dir(name) => writer.add_directory(*name, options).unwrap(),
+            Entry::Symlink(name, target) => writer.add_symlink(*name, *target, options).unwrap(),
+        }
+    }
+    writer.finish().unwrap().into_inner()
+}
+
+/// How an asset's digest appears in the release JSON.
+#[derive(Clone, Copy)]
+enum DigestField {
+    Correct,
+    Wrong,
+    Null,
+    Absent,
+}
+
+/// One asset of the scripted release.
+struct AssetSpec {
+    name: String,
+    data: Vec<u8>,
+    content_type: &'static str,
+    digest: DigestField,
+    /// The URL the release lists; by default the fake's /download/<name>.
+    listed_url: Option<String>,
+}
+
+impl AssetSpec {
+    fn new(name: &str, data: Vec<u8>, content_type: &'static str) -> AssetSpec {
+        AssetSpec {
+            name: name.to_owned(),
+            data,
+            content_type,
+            digest: DigestField::Correct,
+            listed_url: None,
+        }
+    }
+    fn zip(data: Vec<u8>) -> AssetSpec {
+        AssetSpec::new(&zip_name(), data, "application/zip")
+    }
+    fn digest(mut self, digest: DigestField) -> Self {
+        self.digest = digest;
+        self
+    }
+    fn listed_at(mut self, url: String) -> Self {
+        self.listed_url = Some(url);
+        self
+    }
+}
+
+/// A test's home (with a genesis v1 folder) and fake GitHub.
+struct Case {
+    env: Env,
+    github: FakeGithub,
+}
+
+impl Case {
+    fn new(name: &str) -> Case {
+        let env = Env::new(name);
+        env.add_version(Version::new("genesis", "v1"));
+        let case = Case {
+            env,
+            github: FakeGithub::start(),
+        };
+        case.config("");
+        case
+    }
+
+    /// Writes config.toml: apiUrl at the fake, then `extra` (which may add `[autoInstall]`
+    /// keys first, then other tables).
+    fn config(&self, extra: &str) {
+        self.env.write_config(&format!(
+            "[autoInstall]\napiUrl = \"{}\"\n{extra}\n",
+            self.github.url()
+        ));
+    }
+
+    fn home(&self) -> &Path {
+        &self.env.home
+    }
+
+    fn download_path(name: &str) -> String {
+        format!("/download/{name}")
+    }
+
+    /// Scripts the release with these assets, each served at /download/<name>.
+    fn release(&self, assets: &[AssetSpec]) {
+        let json = self.release_json(assets);
+        self.github.route(RELEASE_PATH, vec![Reply::json(json)]);
+    }
+
+    /// Scripts the downloads of these assets and returns the release JSON listing them.
+    fn release_json(&self, assets: &[AssetSpec]) -> String {
+        let mut listed = Vec::new();
+        for asset in assets {
+            let digest = match asset.digest {
+                DigestField::Correct => {
+                    serde_json::json!(format!("sha256:{}", sha256_hex(&asset.data)))
+                }
+                DigestField::Wrong => serde_json::json!(format!("sha256:{}", "ab".repeat(32))),
+                DigestField::Null | DigestField::Absent => serde_json::Value::Null,
+            };
+            let url = asset.listed_url.clone().unwrap_or_else(|| {
+                format!("{}{}", self.github.url(), Case::download_path(&asset.name))
+            });
+            let mut json = serde_json::json!({
+                "name": asset.name,
+                "url": format!("{}/repos/zeta-protocol/zeta/releases/assets/{}", self.github.url(), listed.len() + 1),
+                "browser_download_url": url,
+                "content_type": asset.content_type,
+                "size": asset.data.len(),
+                "state": "uploaded",
+            });
+            if !matches!(asset.digest, DigestField::Absent) {
+                json["digest"] = digest;
+            }
+            listed.push(json);
+            self.github.route(
+                &Case::download_path(&asset.name),
+                vec![Reply::Bytes {
+                    body: asset.data.clone(),
+                    content_type: asset.content_type.to_owned(),
+                }],
+            );
+        }
+        serde_json::json!({ "tag_name": "v2", "draft": false, "assets": listed }).to_string()
+    }
+
+    /// Runs `visor prepare <tag>`; returns the exit code and stdout + stderr.
+    fn prepare(&self, tag: &str, env: &[(&str, &str)]) -> (i32, String) {
+        let output = self.prepare_command(tag, env).output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status.code().unwrap_or(-1), text)
+    }
+
+    /// The `visor prepare <tag>` command with a clean environment plus `env`.
+    fn prepare_command(&self, tag: &str, env: &[(&str, &str)]) -> Command {
+        let mut command = Command::new(VISOR);
+        command
+            .args(["prepare", tag, "--home"])
+            .arg(self.home())
+            .env_remove("VISOR_HOME")
+            .env_remove("GITHUB_TOKEN")
+            .env_remove("JOURNAL_STREAM")
+            .env("NO_PROXY", "*");
+        for key in [
+            "HTTP_PROXY",
+            "HTTPS_PROXY",
+            "ALL_PROXY",
+            "http_proxy",
+            "https_proxy",
+            "all_proxy",
+        ] {
+            command.env_remove(key);
+        }
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        command
+    }
+
+    /// Asserts a failed install left nothing: no temp folder and no folder for `tag`.
+    fn assert_nothing_installed(&self, tag: &str) {
+        self.assert_no_leftovers();
+        assert!(
+            fs::symlink_metadata(self.home().join(tag)).is_err(),
+            "a folder for {tag} was left behind"
+        );
+    }
+
+    fn assert_no_leftovers(&self) {
+        for entry in fs::read_dir(self.home()).unwrap() {
+            let name = entry.unwrap().file_name();
+            assert!(
+                !name.to_string_lossy().starts_with(".visor-tmp-"),
+                "leftover {name:?} in HOME"
+            );
+        }
+    }
+}
+
+/// Runs `version --output json` of an installed binary.
+fn reported_version(binary: &Path) -> String {
+    let output = Command::new(binary)
+        .args(["version", "--output", "json"])
+        .output()
+        .unwrap();
+    let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    value["version"].as_str().unwrap_or("").to_owned()
+}
+
+fn mode(path: &Path) -> u32 {
+    fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn installs_a_zip_verified_by_its_digest_through_a_redirect() {
+    let case = Case::new("zipdigest");
+    // A second server plays GitHub's object storage: another origin, reached by a redirect.
+    let storage = FakeGithub::start();
+    let data = zip_of(&[Entry::File("zeta", binary_script("v2"))]);
+    let redirect_path = format!("/releases/download/v2/{}", zip_name());
+    case.release(&[
+        AssetSpec::new("zeta-darwin-arm64.zip", vec![1, 2, 3], "application/zip"),
+        AssetSpec::zip(data.clone()).listed_at(format!("{}{redirect_path}", case.github.url())),
+    ]);
+    let stored_path = format!("/objects/{}?sig=1", zip_name());
+    case.github.route(
+        &redirect_path,
+        vec![Reply::Redirect(format!("{}{stored_path}", storage.url()))],
+    );
+    storage.route(&stored_path, vec![Reply::bytes(&data)]);
+
+    let (code, out) = case.prepare("v2", &[("GITHUB_TOKEN", "ghp_secret123")]);
+    assert_eq!(code, 0, "{out}");
+    let folder = case.home().join("v2");
+    assert!(
+        out.contains(&format!("{}: ready for v2", folder.display())),
+        "{out}"
+    );
+    assert!(out.contains("installing v2 anyway"), "{out}");
+    assert!(out.contains("install: downloaded"), "{out}");
+    assert!(out.contains("rate="), "{out}");
+    assert!(out.contains("SHA-256 of"), "{out}");
+    assert!(
+        !out.contains("ghp_secret123"),
+        "the token was logged: {out}"
+    );
+
+    let binary = folder.join("zeta");
+    assert_eq!(mode(&binary), 0o755);
+    assert_eq!(reported_version(&binary), "v2");
+    assert!(
+        !folder.join(zip_name()).exists(),
+        "the zip was left in the folder"
+    );
+    let run_config = fs::read_to_string(folder.join("run-config.toml")).unwrap();
+    assert!(run_config.starts_with("name = \"v2\""), "{run_config}");
+    assert!(run_config.contains("path = \"zeta\""), "{run_config}");
+    let genesis = fs::read_to_string(case.home().join("genesis/run-config.toml")).unwrap();
+    assert!(
+        run_config.contains(&format!("socketPath = \"{}\"", case.env.socket().display())),
+        "{run_config}\n{genesis}"
+    );
+
+    let api = case.github.requests_to(RELEASE_PATH);
+    assert_eq!(api.len(), 1);
+    let api = &api[0];
+    assert_eq!(api.method, "GET");
+    assert_eq!(api.header("accept"), Some("application/vnd.github+json"));
+    assert_eq!(api.header("x-github-api-version"), Some("2022-11-28"));
+    assert_eq!(api.header("authorization"), Some("Bearer ghp_secret123"));
+    assert!(
+        api.header("user-agent")
+            .is_some_and(|ua| ua.starts_with("zeta-visor/")),
+        "{api:?}"
+    );
+    let stored = storage.requests_to(&stored_path);
+    assert_eq!(stored.len(), 1);
+    assert_eq!(
+        stored[0].header("authorization"),
+        None,
+        "the token went to another origin"
+    );
+    case.assert_no_leftovers();
+
+    // A second prepare finds the folder ready and fetches nothing.
+    let before = case.github.requests().len();
+    let (code, out) = case.prepare("v2", &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("already ready"), "{out}");
+    assert_eq!(case.github.requests().len(), before);
+    case.assert_no_leftovers();
+}
+
+#[test]
+fn installs_a_raw_binary_verified_by_a_checksum_file_with_a_data_node() {
+    let case = Case::new("rawsums");
+    case.config(
+        "checksumAsset = \"SHA256SUMS\"\n[autoInstall.asset]\nname = \"zeta-{os}-{arch}\"\n",
+    );
+    let dn_home = case.env.dir.join("dn").display().to_string();
+    fs::write(
+        case.home().join("genesis/run-config.toml"),
+        format!(
+            "name = \"v1\"\n[zeta]\n  [zeta.binary]\n    path = \"zeta\"\n    args = [\"start\"]\n  [zeta.rpc]\n    socketPath = \"{}\"\n    httpPath = \"/rpc\"\n[data_node]\n  [data_node.binary]\n    path = \"/opt/data-node\"\n    args = [\"node\", \"--home\", \"{dn_home}\"]\n",
+            case.env.socket().display()
+        ),
+    )
+    .unwrap();
+    let binary = binary_script("v2");
+    let sums = format!(
+        "{}  zeta-linux-other\n{} *{}\n",
+        "0".repeat(64),
+        sha256_hex(&binary),
+        raw_name()
+    );
+    case.release(&[
+        AssetSpec::new(&raw_name(), binary, "application/octet-stream").digest(DigestField::Null),
+        AssetSpec::new("SHA256SUMS", sums.into_bytes(), "text/plain").digest(DigestField::Absent),
+    ]);
+
+    let (code, out) = case.prepare("v2", &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("from SHA256SUMS"), "{out}");
+    let folder = case.home().join("v2");
+    assert_eq!(mode(&folder.join(raw_name())), 0o755);
+    let run_config = fs::read_to_string(folder.join("run-config.toml")).unwrap();
+    let path_line = format!("path = \"{}\"", raw_name());
+    assert_eq!(run_config.matches(&path_line).count(), 2, "{run_config}");
+    assert!(
+        run_config.contains(&format!(
+            "args = [\"datanode\", \"start\", \"--home\", \"{dn_home}\"]"
+        )),
+        "{run_config}"
+    );
+    assert!(run_config.contains("args = [\"start\"]"), "{run_config}");
+    case.assert_no_leftovers();
+}
+
+#[test]
+fn a_nested_binary_name_and_extra_files_are_unpacked() {
+    let case = Case::new("nested");
+    case.config("[autoInstall.asset]\nbinaryName = \"zeta-v2/bin/zeta\"\n");
+    let data = zip_of(&[
+        Entry::Dir("zeta-v2/"),
+        Entry::Dir("zeta-v2/bin/"),
+        Entry::File("zeta-v2/bin/zeta", binary_script("v2")),
+        Entry::File("zeta-v2/README.md", b"hello".to_vec()),
+        Entry::File("run-config.toml", b"name = \"from the zip\"".to_vec()),
+    ]);
+    case.release(&[AssetSpec::zip(data)]);
+    let (code, out) = case.prepare("v2", &[]);
+    assert_eq!(code, 0, "{out}");
+    let folder = case.home().join("v2");
+    assert_eq!(reported_version(&folder.join("zeta-v2/bin/zeta")), "v2");
+    assert_eq!(
+        fs::read_to_string(folder.join("zeta-v2/README.md")).unwrap(),
+        "hello"
+    );
+    let run_config = fs::read_to_string(folder.join("run-config.toml")).unwrap();
+    assert!(run_config.contains("name = \"v2\""), "{run_config}");
+    assert!(
+        run_config.contains("path = \"zeta-v2/bin/zeta\""),
+        "{run_config}"
+    );
+    case.assert_no_leftovers();
+}
+
+#[test]
+fn a_missing_release_is_reported_as_not_found() {
+    let case = Case::new("norelease");
+    let (code, out) = case.prepare("v2", &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("no published release v2 in zeta-protocol/zeta"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("{}{RELEASE_PATH}", case.github.url())),
+        "{out}"
+    );
+    assert!(out.contains("404"), "{out}");
+    assert_eq!(
+        case.github.requests_to(RELEASE_PATH).len(),
+        1,
+        "404 is not retried"
+    );
+    case.assert_nothing_installed("v2");
+}
+
+#[test]
+fn a_missing_asset_lists_the_assets_there_are() {
+    let case = Case::new("noasset");
+    case.release(&[
+        AssetSpec::new("zeta-darwin-arm64.zip", vec![1], "application/zip"),
+        AssetSpec::new("SHA256SUMS", vec![2], "text/plain"),
+    ]);
+    let (code, out) = case.prepare("v2", &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!(
+            "has no asset {} (it has assets zeta-darwin-arm64.zip, SHA256SUMS)",
+            zip_name()
+        )),
+        "{out}"
+    );
+    case.assert_nothing_installed("v2");
+}
+
+#[test]
+fn a_rate_limit_names_the_reset_time_and_github_token() {
+    let case = Case::new("ratelimit");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    case.github.route(
+        RELEASE_PATH,
+        vec![Reply::Json {
+            status: 403,
+            body: r#"{"message":"API rate limit exceeded for 127.0.0.1."}"#.to_owned(),
+            headers: vec![
+                ("x-ratelimit-remaining".to_owned(), "0".to_owned()),
+                ("x-ratelimit-reset".to_owned(), (now + 600).to_string()),
+            ],
+        }],
+    );
+    let (code, out) = case.prepare("v2", &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("403 Forbidden: API rate limit exceeded"),
+        "{out}"
+    );
+    assert!(out.contains("rate limit"), "{out}");
+    assert!(out.contains("it resets at 20"), "{out}");
+    assert!(
+        out.contains("(UTC), in 59") || out.contains("(UTC), in 60"),
+        "{out}"
+    );
+    assert!(out.contains("set GITHUB_TOKEN"), "{out}");
+    assert_eq!(
+        case.github.requests_to(RELEASE_PATH).len(),
+        1,
+        "403 is not retried"
+    );
+    case.assert_nothing_installed("v2");
+}
+
+#[test]
+fn server_errors_are_retried_until_the_answer_comes() {
+    let case = Case::new("retry");
+    let data = zip_of(&[Entry::File("zeta", binary_script("v2"))]);
+    // The release answers 500 twice, then its JSON; the download 503 once, then the bytes.
+    let json = case.release_json(&[AssetSpec::zip(data.clone())]);
+    case.github.route(
+        RELEASE_PATH,
+        vec![
+            Reply::status(500, "Server Error"),
+            Reply::status(500, "Server Error"),
+            Reply::json(json),
+        ],
+    );
+    case.github.route(
+        &format!("/download/{}", zip_name()),
+        vec![Reply::status(503, "Unavailable"), Reply::bytes(&data)],
+    );
+    let (code, out) = case.prepare("v2", &[]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(case.github.requests_to(RELEASE_PATH).len(), 3);
+    assert_eq!(
+        case.github
+            .requests_to(&format!("/download/{}", zip_name()))
+            .len(),
+        2
+    );
+    assert!(out.contains("failed, retrying"), "{out}");
+    assert!(out.contains("attempt=1/4"), "{out}");
+    case.assert_no_leftovers();
+}
+
+#[test]
+fn persistent_server_errors_give_up_after_four_attempts() {
+    let case = Case::new("giveup");
+    case.github
+        .route(RELEASE_PATH, vec![Reply::status(502, "Bad Gateway")]);
+    let (code, out) = case.prepare("v2", &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("502 Bad Gateway"), "{out}");
+    assert!(out.contains("gave up after 4 attempts"), "{out}");
+    assert_eq!(case.github.requests_to(RELEASE_PATH).len(), 4);
+    case.assert_nothing_installed("v2");
+}
+
+#[test]
+fn a_truncated_download_is_retried_and_then_refused() {
+    let case = Case::new("truncated");
+    let data = zip_of(&[Entry::File("zeta", binary_script("v2"))]);
+    case.release(&[AssetSpec::zip(data.clone())]);
+    let download = format!("/download/{}", zip_name());
+    let cut = Reply::Truncated {
+        body: data[..data.len() / 2].to_vec(),
+        claimed: data.len() as u64,
+    };
+
+    // Cut once, then whole: installed.
+    case.github
+        .route(&download, vec![cut.clone(), Reply::bytes(&data)]);
+    let (code, out) = case.prepare("v2", &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("truncated"), "{out}");
+    assert_eq!(case.github.requests_to(&download).len(), 2);
+    case.assert_no_leftovers();
+
+    // Cut every time: refused after four attempts, nothing left behind.
+    fs::remove_dir_all(case.home().join("v2")).unwrap();
+    case.github.route(&download, vec![cut]);
+    let (code, out) = case.prepare("v2", &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("was truncated after"), "{out}");
+    assert!(out.contains("gave up after 4 attempts"), "{out}");
+    assert_eq!(case.github.requests_to(&download).len(), 6);
+    case.assert_nothing_installed("v2");
+}
+
+#[test]
+fn a_wrong_digest_is_refused_naming_both_sums() {
+    let case = Case::new("baddigest");
+    let data = zip_of(&[Entry::File("zeta", binary_script("v2"))]);
+    case.release(&[AssetSpec::zip(data.clone()).digest(DigestField::Wrong)]);
+    let (code, out) = case.prepare("v2", &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("SHA-256 mismatch"), "{out}");
+    assert!(
+        out.contains(&format!("expected {}", "ab".repeat(32))),
+        "{out}"
+    );
+    assert!(out.contains(&format!("got {}", sha256_hex(&data))), "{out}");
+    case.assert_nothing_installed("v2");
+}
+
+#[test]
+fn a_checksum_file_without_the_asset_or_with_another_sum_is_refused() {
+    let case = Case::new("badsums");
+    case.config("checksumAsset = \"SHA256SUMS\"\n");
+    let data = zip_of(&[Entry::File("zeta", binary_script("v2"))]);
+    let sums = format!("{}  zeta-linux-other.zip\n", sha256_hex(&data));
+    case.release(&[
+        AssetSpec::zip(data.clone()).digest(DigestField::Absent),
+        AssetSpec::new("SHA256SUMS", sums.into_bytes(), "text/plain"),
+    ]);
+    let (code, out) = case.prepare("v2", &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!(
+            "SHA256SUMS has no SHA-256 line for {}",
+            zip_name()
+        )),
+        "{out}"
+    );
+    assert!(
+        case.github
+            .requests_to(&format!("/download/{}", zip_name()))
+            .is_empty(),
+        "the asset was downloaded before its checksum was known"
+    );
+    case.assert_nothing_installed("v2");
+
+    let sums = format!("{}  {}\n", "cd".repeat(32), zip_name());
+    case.release(&[
+        AssetSpec::zip(data.clone()).digest(DigestField::Absent),
+        AssetSpec::new("SHA256SUMS", sums.into_bytes(), "text/plain"),
+    ]);
+    let (code, out) = case.prepare("v2", &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!("expected {} (from SHA256SUMS)", "cd".repeat(32))),
+        "{out}"
+    );
+    case.assert_nothing_installed("v2");
+}
+
+#[test]
+fn no_digest_is_refused_unless_require_checksum_is_off() {
+    let case = Case::new("nodigest");
+    let data = zip_of(&[Entry::File("zeta", binary_script("v2"))]);
+    case.release(&[AssetSpec::zip(data).digest(DigestField::Null)]);
+    let (code, out) = case.prepare("v2", &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("cannot be verified"), "{out}");
+    assert!(
+        out.contains("requireChecksum = false in [autoInstall]"),
+        "{out}"
+    );
+    assert!(out.contains("set checksumAsset"), "{out}");
+    assert!(
+        case.github
+            .requests_to(&format!("/download/{}", zip_name()))
+            .is_empty(),
+        "an unverifiable asset was downloaded"
+    );
+    case.assert_nothing_installed("v2");
+
+    case.config("requireChecksum = false\n");
+    let (code, out) = case.prepare("v2", &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("installed unverified"), "{out}");
+    assert_eq!(reported_version(&case.home().join("v2/zeta")), "v2");
+    case.assert_no_leftovers();
+}
+
+#[test]
+fn unsafe_or_incomplete_zips_are_refused_whole() {
+    let case = Case::new("badzips");
+    let outside = case.env.dir.join("escaped");
+    let escape = format!("../../{}", outside.file_name().unwrap().to_string_lossy());
+    let absolute = format!("{}/abs", outside.display());
+    let cases: Vec<(Vec<u8>, String)> = vec![
+        (
+            zip_of(&[
+                Entry::File("zeta", binary_script("v2")),
+                Entry::File(&escape, b"x".to_vec()),
+            ]),
+            format!("zip entry {escape:?} has a '..' component"),
+        ),
+        (
+            zip_of(&[
+                Entry::File("zeta", binary_script("v2")),
+                Entry::File(&absolute, b"x".to_vec()),
+            ]),
+            "is an absolute path".to_owned(),
+        ),
+        (
+            zip_of(&[
+                Entry::File("zeta", binary_script("v2")),
+                Entry::Symlink("lib", "/etc"),
+            ]),
+            "zip entry \"lib\" is a symbolic link".to_owned(),
+        ),
+        (
+            zip_of(&[Entry::Symlink("zeta", "/bin/sh")]),
+            "zip entry \"zeta\" is a symbolic link".to_owned(),
+        ),
+        (
+            zip_of(&[Entry::File("bin/zeta", binary_script("v2"))]),
+            "the zip has no file zeta (it holds bin/zeta); set binaryName".to_owned(),
+        ),
+        (
+            b"not a zip at all".to_vec(),
+            "not a readable zip archive".to_owned(),
+        ),
+    ];
+    for (data, expected) in cases {
+        case.release(&[AssetSpec::zip(data)]);
+        let (code, out) = case.prepare("v2", &[]);
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains(&expected), "expected {expected:?} in:\n{out}");
+        case.assert_nothing_installed("v2");
+        assert!(!outside.exists(), "an entry escaped the folder");
+        assert!(
+            !Path::new(&absolute).exists(),
+            "an absolute entry was written"
+        );
+    }
+}
+
+#[test]
+fn a_binary_reporting_another_version_is_refused() {
+    let case = Case::new("wrongver");
+    let data = zip_of(&[Entry::File("zeta", binary_script("v9.9.9"))]);
+    case.release(&[AssetSpec::zip(data)]);
+    let (code, out) = case.prepare("v2", &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("the binary reports version v9.9.9, expected v2"),
+        "{out}"
+    );
+    case.assert_nothing_installed("v2");
+}
+
+#[test]
+fn a_folder_outside_home_is_refused_before_any_request() {
+    let case = Case::new("outside");
+    let outside: PathBuf = case.env.dir.join("elsewhere").join("v2");
+    case.config(&format!(
+        "[upgradeFolders]\n\"v2\" = \"{}\"\n",
+        outside.display()
+    ));
+    let (code, out) = case.prepare("v2", &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("outside the home folder"), "{out}");
+    assert!(out.contains("create"), "{out}");
+    assert!(out.contains("by hand"), "{out}");
+    assert!(
+        case.github.requests().is_empty(),
+        "{:?}",
+        case.github.requests()
+    );
+    assert!(!outside.exists() && !outside.parent().unwrap().exists());
+    case.assert_no_leftovers();
+
+    // An absolute path inside HOME is fine, its parent is created.
+    let inside = case.home().join("releases").join("second");
+    case.config(&format!(
+        "[upgradeFolders]\n\"v2\" = \"{}\"\n",
+        inside.display()
+    ));
+    let data = zip_of(&[Entry::File("zeta", binary_script("v2"))]);
+    case.release(&[AssetSpec::zip(data)]);
+    let (code, out) = case.prepare("v2", &[]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(reported_version(&inside.join("zeta")), "v2");
+    case.assert_no_leftovers();
+}
+
+#[test]
+fn an_existing_folder_that_is_not_ready_is_left_alone() {
+    let case = Case::new("inway");
+    let folder = case.home().join("v2");
+    fs::create_dir(&folder).unwrap();
+    fs::write(folder.join("notes.txt"), "mine").unwrap();
+    let (code, out) = case.prepare("v2", &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("exists but is not ready for v2"), "{out}");
+    assert_eq!(
+        fs::read_to_string(folder.join("notes.txt")).unwrap(),
+        "mine"
+    );
+    assert!(case.github.requests().is_empty());
+    case.assert_no_leftovers();
+}
+
+#[test]
+fn a_redirect_to_plain_http_elsewhere_is_refused() {
+    let case = Case::new("httpredir");
+    let data = zip_of(&[Entry::File("zeta", binary_script("v2"))]);
+    case.release(&[AssetSpec::zip(data)]);
+    case.github.route(
+        &format!("/download/{}", zip_name()),
+        vec![Reply::Redirect("http://example.com/zeta.zip".to_owned())],
+    );
+    let (code, out) = case.prepare("v2", &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("refusing to fetch http://example.com/zeta.zip"),
+        "{out}"
+    );
+    assert!(out.contains("not a loopback host"), "{out}");
+    case.assert_nothing_installed("v2");
+}
+
+#[test]
+fn bad_tags_and_bad_config_are_refused_with_their_exit_codes() {
+    let case = Case::new("badinput");
+    let (code, out) = case.prepare("../v2", &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("not a safe folder name"), "{out}");
+    case.env.write_config("[autoInstall]\nturbo = true\n");
+    let (code, out) = case.prepare("v2", &[]);
+    assert_eq!(code, 78, "{out}");
+    assert!(out.contains("autoInstall.turbo: unknown key"), "{out}");
+    assert!(case.github.requests().is_empty());
+    case.assert_no_leftovers();
+}
+
+#[test]
+fn a_stalled_download_still_reports_progress_every_five_seconds() {
+    let case = Case::new("stalled");
+    let data = zip_of(&[Entry::File("zeta", binary_script("v2"))]);
+    case.release(&[AssetSpec::zip(data.clone())]);
+    case.github.route(
+        &format!("/download/{}", zip_name()),
+        vec![Reply::Stalled {
+            body: data.clone(),
+            pause: std::time::Duration::from_millis(6500),
+        }],
+    );
+    let (code, out) = case.prepare("v2", &[]);
+    assert_eq!(code, 0, "{out}");
+    let line = out
+        .lines()
+        .find(|line| line.contains(&format!("install: downloading {} bytes=", zip_name())))
+        .unwrap_or_else(|| panic!("no progress line during the stall:\n{out}"));
+    assert!(
+        line.contains(&format!("bytes={} ", data.len() / 2)),
+        "{line}"
+    );
+    assert!(line.contains(&format!("total={} ", data.len())), "{line}");
+    assert!(line.contains(" rate=") && line.contains(" eta="), "{line}");
+    case.assert_no_leftovers();
+}
+
+#[test]
+fn an_interrupted_prepare_removes_its_half_made_folder() {
+    let case = Case::new("interrupt");
+    let data = zip_of(&[Entry::File("zeta", binary_script("v2"))]);
+    case.release(&[AssetSpec::zip(data.clone())]);
+    case.github.route(
+        &format!("/download/{}", zip_name()),
+        vec![Reply::Stalled {
+            body: data,
+            pause: std::time::Duration::from_secs(60),
+        }],
+    );
+    let mut child = case
+        .prepare_command("v2", &[])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    common::wait_until("the download to start", common::DEADLINE, || {
+        !case
+            .github
+            .requests_to(&format!("/download/{}", zip_name()))
+            .is_empty()
+    });
+    let temp_exists = || {
+        fs::read_dir(case.home()).unwrap().any(|e| {
+            e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".visor-tmp-install-v2-")
+        })
+    };
+    assert!(temp_exists(), "no half-made folder while downloading");
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let status = common::wait_for("prepare to stop", common::DEADLINE, || {
+        child.try_wait().unwrap()
+    });
+    assert_eq!(status.code(), Some(1));
+    case.assert_nothing_installed("v2");
+}
+
+#[test]
+fn two_installers_at_once_end_with_one_folder_and_no_leftovers() {
+    let case = Case::new("twoatonce");
+    let data = zip_of(&[Entry::File("zeta", binary_script("v2"))]);
+    case.release(&[AssetSpec::zip(data.clone())]);
+    let download = format!("/download/{}", zip_name());
+    // The first download stalls, so the second prepare starts while the first is half-way;
+    // the fake serves one connection at a time, so the second then follows right behind.
+    case.github.route(
+        &download,
+        vec![
+            Reply::Stalled {
+                body: data.clone(),
+                pause: std::time::Duration::from_secs(3),
+            },
+            Reply::bytes(&data),
+        ],
+    );
+    let first = case
+        .prepare_command("v2", &[])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    common::wait_until("the first download to start", common::DEADLINE, || {
+        !case.github.requests_to(&download).is_empty()
+    });
+    let (code, second) = case.prepare("v2", &[]);
+    let first = first.wait_with_output().unwrap();
+    let first_text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&first.stdout),
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert_eq!(code, 0, "{second}");
+    assert_eq!(first.status.code(), Some(0), "{first_text}");
+    assert!(
+        first_text.contains("was installed meanwhile")
+            || second.contains("was installed meanwhile"),
+        "neither saw the other's folder:\n{first_text}\n{second}"
+    );
+    assert_eq!(reported_version(&case.home().join("v2/zeta")), "v2");
+    case.assert_no_leftovers();
+}
