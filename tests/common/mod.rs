@@ -334,8 +334,19 @@ impl Env {
     pub fn live_sims(&self) -> Vec<u32> {
         self.sim_pids()
             .into_iter()
-            .filter(|pid| alive(*pid))
+            .filter(|pid| self.is_ours(*pid))
             .collect()
+    }
+
+    /// True when `pid` is alive and is a process of this test: its command line names this
+    /// test's folder. A recorded pid may long be gone and reused by another test's process,
+    /// which must be neither counted nor killed.
+    pub fn is_ours(&self, pid: u32) -> bool {
+        let dir = self.dir.display().to_string();
+        alive(pid)
+            && fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|cmdline| String::from_utf8_lossy(&cmdline).contains(&dir))
+                .unwrap_or(false)
     }
 
     pub fn current_target(&self) -> PathBuf {
@@ -397,8 +408,10 @@ impl Drop for Env {
             let _ = child.wait();
         }
         for pid in self.sim_pids() {
-            unsafe {
-                libc::kill(pid as i32, libc::SIGKILL);
+            if self.is_ours(pid) {
+                unsafe {
+                    libc::kill(pid as i32, libc::SIGKILL);
+                }
             }
         }
         if !std::thread::panicking() {
