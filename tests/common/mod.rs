@@ -233,7 +233,18 @@ impl Env {
             .env_remove("VISOR_HOME")
             .env_remove("NOTIFY_SOCKET")
             .env_remove("JOURNAL_STREAM")
-            .env_remove("GITHUB_TOKEN");
+            .env_remove("GITHUB_TOKEN")
+            .env("NO_PROXY", "*");
+        for key in [
+            "HTTP_PROXY",
+            "HTTPS_PROXY",
+            "ALL_PROXY",
+            "http_proxy",
+            "https_proxy",
+            "all_proxy",
+        ] {
+            command.env_remove(key);
+        }
         for (key, value) in env {
             command.env(key, value);
         }
