@@ -124,6 +124,11 @@ fn pending_upgrade_problem(root: &Path, config: &Config, current: &Path) -> Opti
             ))
         }
     };
+    if config.auto_install.enabled && std::fs::symlink_metadata(&folder).is_err() {
+        // Missing is expected: `run` installs it (at acceptance with prefetch, else at the
+        // upgrade block). A folder that exists but is broken is still reported.
+        return None;
+    }
     check_upgrade_folder(&release.tag, &folder)
         .err()
         .map(|problem| {
