@@ -1279,6 +1279,11 @@ impl Machine {
             }
         };
         if *config == self.config {
+            self.log(
+                LogLevel::Info,
+                "config: config.toml read; no setting changed".into(),
+                vec![],
+            );
             return;
         }
         let intervals_changed = config.status_poll_interval != self.config.status_poll_interval
