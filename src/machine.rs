@@ -1070,7 +1070,12 @@ impl Machine {
                     template: Box::new(self.run.clone()),
                 });
             }
-            Err(problem) => self.on_folder_not_ready(now, problem),
+            Err(problem) => {
+                let auto = &self.config.auto_install;
+                let retries_left = !auto.prefetch || pending.install_attempts < PREFETCH_ATTEMPTS;
+                let install_coming = missing && auto.enabled && retries_left;
+                self.on_folder_not_ready(now, problem, install_coming)
+            }
         }
     }
 
@@ -1104,9 +1109,10 @@ impl Machine {
         }
     }
 
-    fn on_folder_not_ready(&mut self, now: Instant, problem: String) {
+    /// Records why the folder is not ready and complains at the pace of the phase.
+    /// `install_coming`: auto-install will still try to provide the folder before the block.
+    fn on_folder_not_ready(&mut self, now: Instant, problem: String, install_coming: bool) {
         let waiting = self.phase == Phase::UpgradeWait;
-        let auto_install = self.config.auto_install.enabled;
         let Some(pending) = &mut self.pending else {
             return;
         };
@@ -1131,7 +1137,7 @@ impl Machine {
                     format!("upgrade: binaries stopped for {tag} but its folder is not ready: {problem}; create the folder (or enable [autoInstall]) and Visor will continue"),
                     vec![("folder", folder)],
                 );
-            } else if auto_install {
+            } else if install_coming {
                 self.log(
                     LogLevel::Info,
                     format!("upgrade: folder for accepted release {tag} is not ready ({problem}); auto-install will provide it"),
@@ -1186,7 +1192,7 @@ impl Machine {
                     ),
                     vec![],
                 );
-                self.on_folder_not_ready(now, error);
+                self.on_folder_not_ready(now, error, !gives_up);
             }
         }
     }

@@ -14,12 +14,11 @@
 //! the sender's pid from the credentials the kernel attaches to the datagram, so the socket
 //! needs no binding and no handshake.
 //!
-//! The environment is left as it is, so the node processes Visor starts inherit
-//! `$NOTIFY_SOCKET` and `$WATCHDOG_*`. The example unit (contrib/visor.service) uses
-//! `NotifyAccess=main`, under which systemd accepts notifications from Visor's pid only and
-//! ignores (with a line in the journal) any a node process might send, so a node cannot mark
-//! the service ready or feed its watchdog. `$WATCHDOG_PID`, when systemd sets it, names
-//! Visor, so a child that honours it does not take the watchdog for its own.
+//! Visor's own environment is left as it is, but the node processes are started without
+//! `$NOTIFY_SOCKET` and `$WATCHDOG_*` (see child.rs), and the example unit
+//! (contrib/visor.service) uses `NotifyAccess=main`, under which systemd accepts
+//! notifications from Visor's pid only: a node can neither mark the service ready nor feed
+//! its watchdog.
 
 use std::ffi::OsStr;
 use std::io;

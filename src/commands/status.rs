@@ -57,7 +57,8 @@ pub fn status(root: &Path, output: Output) -> i32 {
                                     "folder": folder.display().to_string(),
                                     "folder_ready": check.is_ok(),
                                     "problem": check.err(),
-                                    "will_fetch": config.auto_install.enabled,
+                                    "will_fetch": config.auto_install.enabled
+                                    && std::fs::symlink_metadata(&folder).is_err(),
                                 })
                             }
                             Err(problem) => json!({
