@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use super::run::load_config;
+use super::run::config_or_exit;
 use super::{EXIT_CONFIG, EXIT_FAILURE, EXIT_OK};
 use crate::folder_check::check_upgrade_folder;
 use crate::home::{self, Home, RUN_CONFIG_FILE};
@@ -30,14 +30,9 @@ pub fn prepare(root: &Path, tag: &str) -> i32 {
         return EXIT_FAILURE;
     }
     let home = Home::new(root.to_path_buf());
-    let config = match load_config(&home) {
+    let config = match config_or_exit(&home) {
         Ok((config, _)) => config,
-        Err(problems) => {
-            for problem in problems {
-                eprintln!("visor: {problem}");
-            }
-            return EXIT_CONFIG;
-        }
+        Err(code) => return code,
     };
     log::configure(config.log_format, config.log_level);
     let folder = match home::upgrade_folder(root, &config.upgrade_folders, tag) {

@@ -15,14 +15,9 @@ use crate::{config_watch, log, rpc_poll, signals};
 
 pub fn run(root: &Path) -> i32 {
     let home = Home::new(root.to_path_buf());
-    let (config, config_bytes) = match load_config(&home) {
+    let (config, config_bytes) = match config_or_exit(&home) {
         Ok(loaded) => loaded,
-        Err(problems) => {
-            for problem in problems {
-                eprintln!("visor: {problem}");
-            }
-            return EXIT_CONFIG;
-        }
+        Err(code) => return code,
     };
     log::configure(config.log_format, config.log_level);
     log::info(
@@ -108,6 +103,17 @@ pub fn run(root: &Path) -> i32 {
         reload: reload_tx,
     };
     Coordinator::new(machine, home, channels).run()
+}
+
+/// config.toml for a command that cannot go on without it: every problem printed and
+/// [`EXIT_CONFIG`] returned as the error.
+pub fn config_or_exit(home: &Home) -> Result<(Config, Vec<u8>), i32> {
+    load_config(home).map_err(|problems| {
+        for problem in problems {
+            eprintln!("visor: {problem}");
+        }
+        EXIT_CONFIG
+    })
 }
 
 /// Reads and parses config.toml; also returns the bytes, so the watcher knows the baseline.

@@ -6,8 +6,8 @@ use std::path::Path;
 use serde_json::{json, Value};
 
 use super::check::QUICK_RPC_TIMEOUT;
-use super::run::load_config;
-use super::{EXIT_CONFIG, EXIT_OK};
+use super::run::config_or_exit;
+use super::EXIT_OK;
 use crate::cli::Output;
 use crate::folder_check::{check_upgrade_folder, load_startable};
 use crate::home::{self, Home};
@@ -15,14 +15,9 @@ use crate::rpc::CoreClient;
 
 pub fn status(root: &Path, output: Output) -> i32 {
     let home = Home::new(root.to_path_buf());
-    let config = match load_config(&home) {
+    let config = match config_or_exit(&home) {
         Ok((config, _)) => config,
-        Err(problems) => {
-            for problem in problems {
-                eprintln!("visor: {problem}");
-            }
-            return EXIT_CONFIG;
-        }
+        Err(code) => return code,
     };
     let current = home.current_target().ok();
     let run = current.as_deref().map(load_startable);
