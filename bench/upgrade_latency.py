@@ -12,9 +12,17 @@ starts. From the simulator's record (realtime nanoseconds, written by each proce
 
 "start" is taken as the first statement of the simulator's main, so dark time covers Visor
 noticing the exit, switching `current` (symlink + rename + fsync), fork/exec and the
-simulator's own exec. Usage: bench/upgrade_latency.py [UPGRADES] (default 50).
+simulator's own exec.
+
+Usage: bench/upgrade_latency.py [UPGRADES] [--variant prepared|auto-install-prefetch]
+(default 50 upgrades, variant `prepared`: every version folder exists before its upgrade).
+
+The `auto-install-prefetch` variant is a hook for auto-install: the folders v1..vN are not
+made up front but fetched by Visor from a local release server as soon as each upgrade is
+accepted ([autoInstall] enabled, prefetch = true, apiUrl = http://127.0.0.1:PORT). It is not
+implemented yet; see BENCHMARKS.md, "Gaps left for auto-install".
 """
-import json, os, random, shutil, signal, statistics, subprocess, sys, tempfile, time
+import argparse, json, os, random, shutil, signal, statistics, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -53,7 +61,20 @@ def summary(name, values_ms):
 
 
 def main():
-    upgrades = int(sys.argv[1]) if len(sys.argv) > 1 else 50
+    parser = argparse.ArgumentParser(description="Upgrade detection latency and dark time.")
+    parser.add_argument("upgrades", nargs="?", type=int, default=50)
+    parser.add_argument("--variant", choices=["prepared", "auto-install-prefetch"], default="prepared")
+    args = parser.parse_args()
+    if args.variant == "auto-install-prefetch":
+        # HOOK (auto-install): serve releases v1..vN from a local HTTP server (GitHub's
+        # releases/tags/{tag} JSON plus a zip asset with its sha256 digest), write
+        # [autoInstall] enabled = true, prefetch = true, apiUrl = "http://127.0.0.1:PORT" into
+        # config.toml, make only genesis here, and measure the same two figures plus the
+        # install time (accepted -> folder renamed into place) from Visor's log.
+        print("variant auto-install-prefetch: not implemented yet (auto-install is being built); "
+              "see BENCHMARKS.md, 'Gaps left for auto-install'", file=sys.stderr)
+        sys.exit(2)
+    upgrades = args.upgrades
     visor, sim = build()
     work = tempfile.mkdtemp(prefix="visor-bench-")
     home = os.path.join(work, "home")
@@ -97,7 +118,8 @@ def main():
             detection.append((o["signal"] - o["ready"]) / 1e6)
         if "exit" in o:
             dark.append((n["start"] - o["exit"]) / 1e6)
-    print(f"upgrades: {len(dark)} (visor {visor}, default intervals: status 500 ms, pending 100 ms)")
+    print(f"upgrades: {len(dark)}, variant {args.variant} (visor {visor}, default intervals: "
+          f"status 500 ms, pending 100 ms)")
     print("| measure (ms) | n | mean | median | p95 | worst |")
     print("|---|---|---|---|---|---|")
     print(summary("detection: ready -> SIGTERM", detection))

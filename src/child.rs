@@ -14,6 +14,10 @@ use crate::machine::{Event, Proc, StopSignal};
 
 /// Stack size of helper threads: they only wait or copy small buffers.
 pub const SMALL_STACK: usize = 64 * 1024;
+/// Stack size of threads that parse TOML files an operator or a release wrote (config.toml,
+/// a new folder's run-config.toml): the parser recurses once per nesting level before it
+/// refuses the file, which takes about 1 MiB in a debug build. Only touched pages cost memory.
+pub const PARSER_STACK: usize = 4 * 1024 * 1024;
 
 /// Starts `program args` with stdin from /dev/null, stdout and stderr inherited, in its own
 /// process group, with SIGTERM as its parent-death signal; returns its pid.

@@ -20,6 +20,11 @@ const MANUAL: &str = "visor-config(5)";
 
 /// The shortest poll interval accepted, in milliseconds; anything shorter would busy-loop.
 const MIN_POLL_INTERVAL_MS: u64 = 10;
+/// The longest poll interval: an hour; a longer one would hide an accepted upgrade.
+const MAX_POLL_INTERVAL_MS: u64 = 3_600_000;
+/// The longest duration in seconds: ten years. Longer ones are typing mistakes, and deadlines
+/// that far away would overflow the clock arithmetic.
+const MAX_SECONDS: u64 = 10 * 365 * 86_400;
 
 /// The format of Visor's log lines on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1096,18 +1101,23 @@ pub(crate) mod doc {
             entry: &Entry,
             parent: &str,
             unit: &str,
-            min: u64,
+            (min, max): (u64, u64),
             todo: &str,
         ) -> Option<u64> {
             if let Kind::Int(n) = entry.node.kind {
                 if let Ok(n) = u64::try_from(n) {
-                    if n >= min {
+                    if (min..=max).contains(&n) {
                         return Some(n);
                     }
                 }
             }
+            let range = if max == u64::MAX {
+                format!(">= {min}")
+            } else {
+                format!("from {min} to {max}")
+            };
             let what = format!(
-                "expected a whole number{unit} >= {min}, found {}; {todo}",
+                "expected a whole number{unit} {range}, found {}; {todo}",
                 self.found(&entry.node)
             );
             self.error(&entry.value_span(), &key_path(parent, &entry.key), &what);
@@ -1120,7 +1130,7 @@ pub(crate) mod doc {
                 "write a bare number, e.g. {} = 3",
                 bare_or_quoted(&entry.key)
             );
-            self.whole(entry, parent, "", 0, &todo)
+            self.whole(entry, parent, "", (0, u64::MAX), &todo)
         }
 
         /// Reads a duration in whole seconds >= 0.
@@ -1133,7 +1143,7 @@ pub(crate) mod doc {
                 "write a bare number of seconds without a unit, e.g. {} = 5",
                 bare_or_quoted(&entry.key)
             );
-            self.whole(entry, parent, " of seconds", 0, &todo)
+            self.whole(entry, parent, " of seconds", (0, super::MAX_SECONDS), &todo)
                 .map(std::time::Duration::from_secs)
         }
 
@@ -1146,15 +1156,15 @@ pub(crate) mod doc {
             example: u64,
         ) -> Option<u64> {
             let todo = format!(
-                "a shorter interval would busy-loop; write a bare number of milliseconds, e.g. \
-                 {} = {example}",
+                "an interval under 10 ms would busy-loop and one over an hour would hide an \
+                 upgrade; write a bare number of milliseconds, e.g. {} = {example}",
                 bare_or_quoted(&entry.key)
             );
             self.whole(
                 entry,
                 parent,
                 " of milliseconds",
-                super::MIN_POLL_INTERVAL_MS,
+                (super::MIN_POLL_INTERVAL_MS, super::MAX_POLL_INTERVAL_MS),
                 &todo,
             )
         }
@@ -1534,7 +1544,7 @@ stopDelaySeconds = 0
         assert_eq!(
             error,
             "/srv/visor/config.toml:3: restartsDelaySeconds: expected a whole number of seconds \
-             >= 0, found \"5s\"; write a bare number of seconds without a unit, e.g. \
+             from 0 to 315360000, found \"5s\"; write a bare number of seconds without a unit, e.g. \
              restartsDelaySeconds = 5"
         );
         let error = one_error("restartsDelaySeconds = \"5s\"   # five seconds\n");
@@ -1542,11 +1552,11 @@ stopDelaySeconds = 0
         let error = one_error("maxNumberOfRestarts = \"3\"\n");
         assert!(error.starts_with("/srv/visor/config.toml:1: maxNumberOfRestarts: expected a whole number >= 0, found \"3\"; "), "{error}");
         let error = one_error("\nstopDelaySeconds = -1\n");
-        assert!(error.starts_with("/srv/visor/config.toml:2: stopDelaySeconds: expected a whole number of seconds >= 0, found -1; "), "{error}");
+        assert!(error.starts_with("/srv/visor/config.toml:2: stopDelaySeconds: expected a whole number of seconds from 0 to 315360000, found -1; "), "{error}");
         let error = one_error("stopSignalTimeoutSeconds = 1.5\n");
         assert!(
             error.contains(
-                ": stopSignalTimeoutSeconds: expected a whole number of seconds >= 0, found 1.5; "
+                ": stopSignalTimeoutSeconds: expected a whole number of seconds from 0 to 315360000, found 1.5; "
             ),
             "{error}"
         );
@@ -1583,11 +1593,19 @@ stopDelaySeconds = 0
     }
 
     #[test]
+    fn overlong_durations_and_intervals_are_refused() {
+        let error = one_error("stopSignalTimeoutSeconds = 9223372036854775807\n");
+        assert!(error.starts_with("/srv/visor/config.toml:1: stopSignalTimeoutSeconds: expected a whole number of seconds from 0 to 315360000"), "{error}");
+        let error = one_error("statusPollIntervalMilliseconds = 3600001\n");
+        assert!(error.contains("statusPollIntervalMilliseconds: expected a whole number of milliseconds from 10 to 3600000"), "{error}");
+    }
+
+    #[test]
     fn poll_intervals_must_be_at_least_ten_ms() {
         let error = one_error("statusPollIntervalMilliseconds = 0\n");
-        assert!(error.starts_with("/srv/visor/config.toml:1: statusPollIntervalMilliseconds: expected a whole number of milliseconds >= 10, found 0; a shorter interval would busy-loop"), "{error}");
+        assert!(error.starts_with("/srv/visor/config.toml:1: statusPollIntervalMilliseconds: expected a whole number of milliseconds from 10 to 3600000, found 0; an interval under 10 ms would busy-loop"), "{error}");
         let error = one_error("\nupgradePollIntervalMilliseconds = 9\n");
-        assert!(error.starts_with("/srv/visor/config.toml:2: upgradePollIntervalMilliseconds: expected a whole number of milliseconds >= 10, found 9"), "{error}");
+        assert!(error.starts_with("/srv/visor/config.toml:2: upgradePollIntervalMilliseconds: expected a whole number of milliseconds from 10 to 3600000, found 9"), "{error}");
         let config =
             parse("statusPollIntervalMilliseconds = 10\nupgradePollIntervalMilliseconds = 10\n");
         assert_eq!(

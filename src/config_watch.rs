@@ -24,7 +24,7 @@ pub fn start(
 ) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("visor-config".into())
-        .stack_size(256 * 1024)
+        .stack_size(crate::child::PARSER_STACK)
         .spawn(move || {
             let mut last = initial;
             loop {

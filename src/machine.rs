@@ -532,7 +532,7 @@ impl Machine {
             }
         };
         let budget = CONNECT_RETRY_PERIOD.saturating_mul(retries.min(u32::MAX as u64) as u32);
-        self.set_timer(Timer::ConnectBudget, now + budget);
+        self.set_timer(Timer::ConnectBudget, later(now, budget));
         self.actions.push_back(Action::Spawn {
             proc: Proc::Core,
             program: self.run.core.path.clone(),
@@ -620,7 +620,7 @@ impl Machine {
                 ),
                 vec![],
             );
-            self.set_timer(Timer::StopDelay, now + delay);
+            self.set_timer(Timer::StopDelay, later(now, delay));
         } else {
             self.send_term(now);
         }
@@ -644,7 +644,7 @@ impl Machine {
                 signal: StopSignal::Term,
             });
         }
-        self.set_timer(Timer::Kill, now + self.config.stop_signal_timeout);
+        self.set_timer(Timer::Kill, later(now, self.config.stop_signal_timeout));
     }
 
     fn send_kill(&mut self, reason: &str) {
@@ -682,7 +682,7 @@ impl Machine {
             }
             AfterStop::Restart => {
                 self.phase = Phase::RestartWait;
-                self.set_timer(Timer::RestartDelay, now + self.config.restarts_delay);
+                self.set_timer(Timer::RestartDelay, later(now, self.config.restarts_delay));
             }
             AfterStop::Upgrade => {
                 self.phase = Phase::UpgradeWait;
@@ -1156,7 +1156,7 @@ impl Machine {
         } else {
             FOLDER_RECHECK_PENDING
         };
-        self.set_timer(Timer::FolderRecheck, now + recheck);
+        self.set_timer(Timer::FolderRecheck, later(now, recheck));
     }
 
     fn on_install_finished(
@@ -1178,7 +1178,7 @@ impl Machine {
                 let backoff = INSTALL_BACKOFF
                     .saturating_mul(1 << (attempts.saturating_sub(1)).min(10))
                     .min(INSTALL_BACKOFF_MAX);
-                pending.next_install_at = Some(now + backoff);
+                pending.next_install_at = Some(later(now, backoff));
                 let gives_up = self.phase != Phase::UpgradeWait && attempts >= PREFETCH_ATTEMPTS;
                 let next = if gives_up {
                     "no more attempts before the upgrade block".to_string()
@@ -1236,7 +1236,7 @@ impl Machine {
                 ),
                 vec![],
             );
-            self.set_timer(Timer::FolderRecheck, now + SWITCH_RETRY);
+            self.set_timer(Timer::FolderRecheck, later(now, SWITCH_RETRY));
             return;
         }
         let Some(pending) = self.pending.take() else {
@@ -1320,6 +1320,15 @@ impl Machine {
         }
         let _ = now;
     }
+}
+
+/// `now + delay`, saturating far in the future instead of overflowing the clock (a
+/// configured delay is bounded, but a deadline must never be a panic).
+fn later(now: Instant, delay: Duration) -> Instant {
+    const FAR: Duration = Duration::from_secs(100 * 365 * 86_400);
+    now.checked_add(delay.min(FAR))
+        .or_else(|| now.checked_add(Duration::from_secs(86_400)))
+        .unwrap_or(now)
 }
 
 #[cfg(test)]

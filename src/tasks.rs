@@ -21,7 +21,7 @@ fn spawn_worker(name: &str, work: impl FnOnce() -> Event + Send + 'static, event
     let worker_events = events.clone();
     let started = std::thread::Builder::new()
         .name(name.to_string())
-        .stack_size(256 * 1024)
+        .stack_size(crate::child::PARSER_STACK)
         .spawn(move || {
             let _ = worker_events.send(work());
         });
