@@ -8,7 +8,7 @@ use crossbeam_channel::{select, Receiver, Sender};
 
 use crate::child;
 use crate::config_watch::ConfigResult;
-use crate::home::Home;
+use crate::home::{self, Home};
 use crate::log;
 use crate::machine::{Action, Event, Machine, Polling, ReceivedSignal};
 use crate::report::Reporter;
@@ -167,6 +167,22 @@ impl Coordinator {
                     });
                     self.machine
                         .handle(Instant::now(), Event::CurrentSwitched(result));
+                }
+                Action::MarkUpgrade { tag, height } => {
+                    if let Err(e) = self.home.write_upgrade_mark(&tag, height) {
+                        log::warn(
+                            &format!("home: cannot note the upgrade in {}: {e}; a Visor restarted before {tag} answers would start it without the snapshot height", self.home.root().display()),
+                            &[],
+                        );
+                    }
+                }
+                Action::ClearUpgradeMark => {
+                    if let Err(e) = self.home.clear_upgrade_mark() {
+                        log::warn(
+                            &format!("home: cannot remove {}: {e}", home::UPGRADE_MARK),
+                            &[],
+                        );
+                    }
                 }
                 Action::Exit(code) => exit = Some(code),
             }

@@ -15,6 +15,8 @@ pub const CURRENT_LINK: &str = "current";
 pub const GENESIS_FOLDER: &str = "genesis";
 pub const RUN_CONFIG_FILE: &str = "run-config.toml";
 pub const TMP_PREFIX: &str = ".visor-tmp-";
+/// Notes an upgrade whose new version has not answered yet: `<tag> <height>`.
+pub const UPGRADE_MARK: &str = ".visor-upgrade";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Home {
@@ -116,6 +118,30 @@ impl Home {
             return Err(e);
         }
         fsync_dir(&self.root)
+    }
+
+    /// Writes the upgrade mark (temporary name, then rename). Not fsynced: it is a hint for a
+    /// Visor restarted within the same boot, and writing it sits on the upgrade's path.
+    pub fn write_upgrade_mark(&self, tag: &str, height: u64) -> io::Result<()> {
+        let temp = self.temp_path("mark");
+        fs::write(&temp, format!("{tag} {height}\n"))?;
+        fs::rename(&temp, self.root.join(UPGRADE_MARK)).inspect_err(|_| {
+            let _ = fs::remove_file(&temp);
+        })
+    }
+
+    /// The upgrade mark, if there is a readable one.
+    pub fn read_upgrade_mark(&self) -> Option<(String, u64)> {
+        let text = fs::read_to_string(self.root.join(UPGRADE_MARK)).ok()?;
+        let (tag, height) = text.trim().split_once(' ')?;
+        Some((tag.to_string(), height.parse().ok()?))
+    }
+
+    pub fn clear_upgrade_mark(&self) -> io::Result<()> {
+        match fs::remove_file(self.root.join(UPGRADE_MARK)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
     }
 
     /// Removes `.visor-tmp-*` leftovers of an earlier run. Returns the names removed.

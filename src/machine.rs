@@ -168,6 +168,14 @@ pub enum Action {
     SwitchCurrent {
         folder: PathBuf,
     },
+    /// Note in HOME that the binaries are being replaced by `tag` from block `height`, so a
+    /// Visor restarted before the new version answers still starts it from the snapshot.
+    MarkUpgrade {
+        tag: String,
+        height: u64,
+    },
+    /// The new version answered: the note is no longer needed.
+    ClearUpgradeMark,
     Exit(i32),
 }
 
@@ -253,6 +261,10 @@ pub struct Machine {
     warned_ready_running: bool,
     upgrades: u64,
     restarts_total: u64,
+    /// The upgrade height while the version it started has not answered yet: every start
+    /// until then (a crash restart, or Visor's own restart) is still the first start after
+    /// the upgrade and gets the snapshot flag.
+    first_start_height: Option<u64>,
     upgrade_began: Option<Instant>,
     last_upgrade_downtime: Option<Duration>,
     timers: [Option<Instant>; TIMER_COUNT],
@@ -282,11 +294,20 @@ impl Machine {
             warned_ready_running: false,
             upgrades: 0,
             restarts_total: 0,
+            first_start_height: None,
             upgrade_began: None,
             last_upgrade_downtime: None,
             timers: [None; TIMER_COUNT],
             actions: VecDeque::new(),
         }
+    }
+
+    /// Visor restarts after switching `current` but before the new version answered (the
+    /// upgrade marker in HOME names this release): its first start still loads the snapshot
+    /// at the upgrade height.
+    pub fn with_unfinished_upgrade(mut self, height: u64) -> Machine {
+        self.first_start_height = Some(height);
+        self
     }
 
     pub fn phase(&self) -> Phase {
@@ -489,6 +510,10 @@ impl Machine {
     // ----- starting -----
 
     fn start(&mut self, now: Instant, kind: StartKind) {
+        let kind = match (kind, self.first_start_height) {
+            (StartKind::First | StartKind::Restart, Some(height)) => StartKind::Upgrade { height },
+            _ => kind,
+        };
         self.start_kind = kind;
         match (&self.run.data_node, kind) {
             (Some(data_node), StartKind::Restart) => {
@@ -901,6 +926,9 @@ impl Machine {
         if !self.answered {
             self.answered = true;
             self.clear_timer(Timer::ConnectBudget);
+            if self.first_start_height.take().is_some() {
+                self.actions.push_back(Action::ClearUpgradeMark);
+            }
             if let (StartKind::Upgrade { .. }, Some(began)) =
                 (self.start_kind, self.upgrade_began.take())
             {
@@ -1024,6 +1052,10 @@ impl Machine {
                 vec![],
             );
             self.upgrade_began = Some(now);
+            self.actions.push_back(Action::MarkUpgrade {
+                tag: release.tag.clone(),
+                height: release.height,
+            });
             self.begin_stop(now, AfterStop::Upgrade);
         }
     }
@@ -1246,6 +1278,7 @@ impl Machine {
             return;
         };
         self.run = *run;
+        self.first_start_height = Some(pending.height);
         self.running_release = pending.tag.clone();
         self.restarts = 0;
         self.upgrades += 1;

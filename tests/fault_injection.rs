@@ -153,7 +153,9 @@ fn make_chain(env: &Env, count: usize, profile: Profile) {
 }
 
 /// Every regular file in HOME and its version folders (config.toml, run-configs, sim-options)
-/// with its content, to prove at the end that nothing was lost or changed.
+/// with its content, to prove at the end that nothing was lost or changed. Visor's own
+/// upgrade mark (`.visor-upgrade`, present while a new version has not answered yet) is
+/// Visor's state, not the operator's data, and is left out.
 fn snapshot_home(home: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut files = BTreeMap::new();
     let mut stack = vec![home.to_path_buf()];
@@ -163,7 +165,7 @@ fn snapshot_home(home: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
             let kind = entry.file_type().unwrap();
             if kind.is_dir() {
                 stack.push(path);
-            } else if kind.is_file() {
+            } else if kind.is_file() && entry.file_name() != zeta_visor::home::UPGRADE_MARK {
                 files.insert(path.clone(), fs::read(&path).unwrap());
             }
         }

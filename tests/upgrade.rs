@@ -219,3 +219,38 @@ fn status_shows_the_running_folder_and_the_pending_release() {
         "{stdout}"
     );
 }
+
+#[test]
+fn a_visor_killed_before_the_new_version_answers_restarts_it_from_the_snapshot() {
+    let mut env = started_env("unfinished", "");
+    // v2 loads its snapshot "forever": it never answers RPC.
+    env.add_version(Version::new("v2", "v2").flags(&["--no-rpc"]));
+    announce_and_ready(&env, "v1", "v2", 120);
+    env.wait_starts("core", 2);
+    assert!(env.home.join(".visor-upgrade").is_file());
+    env.signal_visor(libc::SIGKILL);
+    let _ = env.visor.as_mut().unwrap().wait();
+    wait_until("v2 gone with visor", DEADLINE, || {
+        env.live_sims().is_empty()
+    });
+
+    env.start_visor();
+    let cores = env.wait_starts("core", 3);
+    assert_eq!(cores[2].version(), "v2");
+    assert_eq!(
+        cores[2].args(),
+        strings(&["start", "--home", &env.node_home(), SNAPSHOT, "120"])
+    );
+    env.wait_log("home: the upgrade to v2 had not finished; starting it from block 120");
+}
+
+#[test]
+fn the_upgrade_mark_is_removed_once_the_new_version_answers() {
+    let env = started_env("markgone", "");
+    env.add_version(Version::new("v2", "v2"));
+    announce_and_ready(&env, "v1", "v2", 5);
+    env.wait_log("upgrade: v2 is answering");
+    wait_until("upgrade mark removed", DEADLINE, || {
+        !env.home.join(".visor-upgrade").exists()
+    });
+}

@@ -92,7 +92,23 @@ pub fn run(root: &Path) -> i32 {
         log::error(&format!("cannot start a thread: {e}"), &[]);
         return EXIT_FAILURE;
     }
-    let machine = Machine::new(config, root.to_path_buf(), run_config);
+    let mut machine = Machine::new(config, root.to_path_buf(), run_config.clone());
+    match home.read_upgrade_mark() {
+        Some((tag, height)) if tag == run_config.name => {
+            log::info(
+                &format!(
+                    "home: the upgrade to {tag} had not finished; starting it from block {height}"
+                ),
+                &[],
+            );
+            machine = machine.with_unfinished_upgrade(height);
+        }
+        Some(_) => {
+            // The switch never happened: the old version runs and will upgrade again.
+            let _ = home.clear_upgrade_mark();
+        }
+        None => {}
+    }
     let channels = Channels {
         signals: signal_rx,
         configs: config_rx,

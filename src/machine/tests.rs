@@ -560,6 +560,10 @@ fn upgrade_with_a_ready_folder() {
     assert_eq!(
         actions,
         vec![
+            Action::MarkUpgrade {
+                tag: "v2".into(),
+                height: 1200
+            },
             Action::Poll(None),
             Action::Signal {
                 proc: Proc::Core,
@@ -1090,4 +1094,58 @@ fn status_line_and_counters_follow_the_state() {
     h.event(Event::SignalReceived(ReceivedSignal::Term));
     assert!(h.machine.exiting());
     assert_eq!(h.machine.status_line(), "stopping");
+}
+
+#[test]
+fn a_new_version_that_crashes_before_answering_restarts_from_the_snapshot() {
+    let mut h = Harness::new(fast_config(), true);
+    h.event(Event::Started);
+    h.status(Some(("v2", 500)), false);
+    h.event(Event::FolderChecked {
+        tag: "v2".into(),
+        missing: false,
+        result: Ok(Box::new(run_config("v2", true))),
+    });
+    h.status(Some(("v2", 500)), true);
+    h.exit(Proc::Core);
+    h.exit(Proc::DataNode);
+    assert_eq!(h.machine.running_release(), "v2");
+    // The new core dies while loading the snapshot: the restart is still its first start.
+    h.exit(Proc::Core);
+    h.exit(Proc::DataNode);
+    h.at_ms(5000);
+    let actions = h.timeout();
+    assert_eq!(
+        spawned(&actions)[0],
+        (
+            Proc::Core,
+            strings(&["start", "--home", "/z", SNAPSHOT_FLAG, "500"])
+        )
+    );
+    // Once it answers, the mark goes and later restarts ask the data node as usual.
+    let actions = h.status(None, false);
+    assert!(actions.contains(&Action::ClearUpgradeMark));
+    h.exit(Proc::Core);
+    h.exit(Proc::DataNode);
+    h.at_ms(10_000);
+    assert!(matches!(&h.timeout()[..], [Action::QuerySegment { .. }]));
+}
+
+#[test]
+fn an_unfinished_upgrade_found_at_start_loads_the_snapshot() {
+    let mut h = Harness::new(fast_config(), false);
+    h.machine = std::mem::replace(
+        &mut h.machine,
+        Machine::new(fast_config(), PathBuf::from("/h"), run_config("v1", false)),
+    )
+    .with_unfinished_upgrade(77);
+    let actions = h.event(Event::Started);
+    assert_eq!(
+        spawned(&actions),
+        vec![(
+            Proc::Core,
+            strings(&["start", "--home", "/z", SNAPSHOT_FLAG, "77"])
+        )]
+    );
+    assert!(h.status(None, false).contains(&Action::ClearUpgradeMark));
 }
