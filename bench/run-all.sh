@@ -4,7 +4,8 @@
 # target/bench/run-all-<UTC time>.txt (the tables in BENCHMARKS.md and RELIABILITY.md come
 # from such a run). Takes about 15 minutes on a 2-core machine.
 #
-#   upgrade_latency.py 50        detection latency and dark time over 50 upgrades
+#   upgrade_latency.py 50        detection latency and dark time over 50 upgrades, prepared
+#                                folders and auto-install with prefetch from a loopback server
 #   restart_overhead.py 30       restart overhead of Visor, s6-supervise and runsv
 #   footprint_peers.py 60        idle RSS, threads, fds, CPU of the same three (+ static musl)
 #   cli_startup.sh 200           start-up time of `visor version` and `visor check` (hyperfine)
@@ -52,6 +53,7 @@ run() {
   echo "kernel $(uname -r); $(rustc --version); commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
 } | tee "$out"
 run python3 bench/upgrade_latency.py "$latency"
+run python3 bench/upgrade_latency.py "$latency" --variant auto-install-prefetch
 run python3 bench/restart_overhead.py "$restarts"
 run python3 bench/footprint_peers.py "$seconds"
 run bash bench/cli_startup.sh "$runs"

@@ -17,10 +17,12 @@ simulator's own exec.
 Usage: bench/upgrade_latency.py [UPGRADES] [--variant prepared|auto-install-prefetch]
 (default 50 upgrades, variant `prepared`: every version folder exists before its upgrade).
 
-The `auto-install-prefetch` variant is a hook for auto-install: the folders v1..vN are not
-made up front but fetched by Visor from a local release server as soon as each upgrade is
-accepted ([autoInstall] enabled, prefetch = true, apiUrl = http://127.0.0.1:PORT). It is not
-implemented yet; see BENCHMARKS.md, "Gaps left for auto-install".
+With `--variant auto-install-prefetch` the folders v1..vN are not made up front: Visor
+fetches each from a loopback stand-in for GitHub (bench/fake_github.py) as soon as the
+upgrade is accepted ([autoInstall] enabled, prefetch = true, apiUrl = http://127.0.0.1:PORT).
+Each release is a zip of a copy of the simulator plus its `sim-options`, with a SHA-256
+digest, so an installed folder is equivalent to a prepared one; the install time (Visor's
+"installing" line to its "installed and version checked" line) is reported too.
 """
 import argparse, json, os, random, shutil, signal, statistics, subprocess, sys, tempfile, time
 
@@ -33,17 +35,21 @@ def build():
     return (os.path.join(ROOT, "target/release/visor"), os.path.join(ROOT, "target/release/zeta-core-sim"))
 
 
-def make_version(home, work, sim, k, upgrades, rng):
-    folder = os.path.join(home, "genesis" if k == 0 else f"v{k}")
-    os.makedirs(folder)
-    os.symlink(sim, os.path.join(folder, "zeta"))
+def sim_options(work, k, upgrades, rng):
     options = ["--sim-version", f"v{k}", "--socket", f"{work}/core.sock", "--record", f"{work}/record.jsonl"]
     if k < upgrades:
         ready_ms = 800 + rng.randint(0, 500)
         options += ["--announce", f"v{k + 1}@{1000 * (k + 1)}", "--announce-after", "300ms",
                     "--ready-after", f"{ready_ms}ms"]
+    return " ".join(options)
+
+
+def make_version(home, work, sim, k, upgrades, rng):
+    folder = os.path.join(home, "genesis" if k == 0 else f"v{k}")
+    os.makedirs(folder)
+    os.symlink(sim, os.path.join(folder, "zeta"))
     with open(os.path.join(folder, "sim-options"), "w") as f:
-        f.write(" ".join(options) + "\n")
+        f.write(sim_options(work, k, upgrades, rng) + "\n")
     with open(os.path.join(folder, "run-config.toml"), "w") as f:
         f.write(f'name = "v{k}"\n[zeta]\n  [zeta.binary]\n    path = "zeta"\n'
                 f'    args = ["start", "--home", "{work}/node"]\n'
@@ -65,27 +71,32 @@ def main():
     parser.add_argument("upgrades", nargs="?", type=int, default=50)
     parser.add_argument("--variant", choices=["prepared", "auto-install-prefetch"], default="prepared")
     args = parser.parse_args()
-    if args.variant == "auto-install-prefetch":
-        # HOOK (auto-install): serve releases v1..vN from a local HTTP server (GitHub's
-        # releases/tags/{tag} JSON plus a zip asset with its sha256 digest), write
-        # [autoInstall] enabled = true, prefetch = true, apiUrl = "http://127.0.0.1:PORT" into
-        # config.toml, make only genesis here, and measure the same two figures plus the
-        # install time (accepted -> folder renamed into place) from Visor's log.
-        print("variant auto-install-prefetch: not implemented yet (auto-install is being built); "
-              "see BENCHMARKS.md, 'Gaps left for auto-install'", file=sys.stderr)
-        sys.exit(2)
+    auto = args.variant == "auto-install-prefetch"
     upgrades = args.upgrades
     visor, sim = build()
     work = tempfile.mkdtemp(prefix="visor-bench-")
     home = os.path.join(work, "home")
     os.makedirs(home)
-    open(os.path.join(home, "config.toml"), "w").write("# defaults\n")
     rng = random.Random(7)
-    for k in range(upgrades + 1):
-        make_version(home, work, sim, k, upgrades, rng)
+    github = None
+    if auto:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from fake_github import FakeGithub, release_zip
+        github = FakeGithub()
+        sim_binary = open(sim, "rb").read()
+        make_version(home, work, sim, 0, upgrades, rng)
+        for k in range(1, upgrades + 1):
+            github.publish(f"v{k}", release_zip(sim_binary, sim_options(work, k, upgrades, rng)))
+        open(os.path.join(home, "config.toml"), "w").write(
+            f'[autoInstall]\nenabled = true\nprefetch = true\napiUrl = "{github.url}"\n')
+    else:
+        open(os.path.join(home, "config.toml"), "w").write("# defaults\n")
+        for k in range(upgrades + 1):
+            make_version(home, work, sim, k, upgrades, rng)
     record = os.path.join(work, "record.jsonl")
     log = open(os.path.join(work, "visor.log"), "w")
-    proc = subprocess.Popen([visor, "run", "--home", home], stderr=log, stdout=log)
+    env = dict(os.environ, NO_PROXY="*")
+    proc = subprocess.Popen([visor, "run", "--home", home], stderr=log, stdout=log, env=env)
     deadline = time.time() + 5 * upgrades + 30
     try:
         while time.time() < deadline:
@@ -124,7 +135,32 @@ def main():
     print("|---|---|---|---|---|---|")
     print(summary("detection: ready -> SIGTERM", detection))
     print(summary("dark time: old exit -> new exec", dark))
+    if auto:
+        installs = install_times(os.path.join(work, "visor.log"))
+        if installs:
+            print(summary("install: accepted -> folder ready", installs))
+        github.close()
     shutil.rmtree(work)
+
+
+def install_times(log_path):
+    """Milliseconds from each "upgrade: installing vK" line to its "folder for vK is ready
+    (installed and version checked)" line, from the timestamps of Visor's text log."""
+    import datetime
+    started, times = {}, []
+    for line in open(log_path):
+        parts = line.split(" ", 2)
+        if len(parts) < 3 or not parts[0].endswith("Z"):
+            continue
+        at = datetime.datetime.strptime(parts[0], "%Y-%m-%dT%H:%M:%S.%fZ")
+        text = parts[2].lstrip()
+        if text.startswith("upgrade: installing "):
+            started[text.split()[2]] = at
+        elif "is ready (installed and version checked)" in text:
+            tag = text.split()[3]
+            if tag in started:
+                times.append((at - started.pop(tag)).total_seconds() * 1000)
+    return times
 
 
 def read(path):
