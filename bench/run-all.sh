@@ -11,6 +11,7 @@
 #   cli_startup.sh 200           start-up time of `visor version` and `visor check` (hyperfine)
 #   soak.sh 1000                 1,000 upgrades in a row, fds/threads/RSS flat
 #   fault_injection.sh 1000      1,000 SIGKILLs of Visor at random moments of upgrades
+#   fault_injection_install.sh 200  200 SIGKILLs of Visor at random moments of auto-installs
 #   properties.sh 20000          the bad-input properties with 20,000 cases each
 #
 # Usage: bench/run-all.sh [--quick]   (--quick: small counts, a smoke test of the scripts)
@@ -59,6 +60,7 @@ run python3 bench/footprint_peers.py "$seconds"
 run bash bench/cli_startup.sh "$runs"
 run bash bench/soak.sh "$soak"
 run bash bench/fault_injection.sh "$kills"
+run bash bench/fault_injection_install.sh 200
 run bash bench/properties.sh "$cases"
 echo
 echo "all results: $out"

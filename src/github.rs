@@ -337,7 +337,7 @@ impl<'c> Client<'c> {
             let limit = expected.unwrap_or(MAX_ASSET_BYTES).min(MAX_ASSET_BYTES);
             let chunks = spawn_reader(response.into_body().into_reader()).map_err(|e| {
                 local(format!(
-                    "{what}: cannot start a thread to read the download ({e}); check the                      system's process limits"
+                    "{what}: cannot start a thread to read the download ({e}); check the system's process limits"
                 ))
             })?;
             let mut hasher = Sha256::new();
@@ -354,13 +354,13 @@ impl<'c> Client<'c> {
                         bytes += chunk.len() as u64;
                         if bytes > limit {
                             return Err(invalid(format!(
-                                "{what}: {url} sends more than the {limit} bytes expected; the                                  asset or the mirror is inconsistent: report it to the publisher"
+                                "{what}: {url} sends more than the {limit} bytes expected; the asset or the mirror is inconsistent: report it to the publisher"
                             )));
                         }
                         hasher.update(&chunk);
                         out.write_all(&chunk).map_err(|e| {
                             local(format!(
-                                "{what}: cannot write {} ({e}); check the free space of the                                  home folder",
+                                "{what}: cannot write {} ({e}); check the free space of the home folder",
                                 file.display()
                             ))
                         })?;

@@ -113,6 +113,49 @@ struct Planned {
     executable: bool,
 }
 
+/// The total number of entries the zip's end-of-central-directory record declares (the
+/// zip64 record when the classic one says 0xFFFF), or `None` when no record is found (the zip
+/// reader then refuses the file anyway).
+fn declared_entries(zip: &Path) -> std::io::Result<Option<u64>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = File::open(zip)?;
+    let size = file.seek(SeekFrom::End(0))?;
+    // The record is 22 bytes plus a comment of at most 65535 bytes, at the very end.
+    let tail_len = size.min(22 + 65_535);
+    file.seek(SeekFrom::Start(size - tail_len))?;
+    let mut tail = vec![0u8; tail_len as usize];
+    file.read_exact(&mut tail)?;
+    let Some(at) = tail
+        .windows(4)
+        .rposition(|w| w == b"PK\x05\x06")
+        .filter(|at| at + 22 <= tail.len())
+    else {
+        return Ok(None);
+    };
+    let classic = u16::from_le_bytes([tail[at + 10], tail[at + 11]]);
+    if classic != 0xFFFF {
+        return Ok(Some(u64::from(classic)));
+    }
+    // Zip64: a 20-byte locator just before the record points at the zip64 record.
+    let Some(locator) = at
+        .checked_sub(20)
+        .filter(|l| &tail[*l..*l + 4] == b"PK\x06\x07")
+    else {
+        return Ok(None);
+    };
+    let mut offset = [0u8; 8];
+    offset.copy_from_slice(&tail[locator + 8..locator + 16]);
+    file.seek(SeekFrom::Start(u64::from_le_bytes(offset)))?;
+    let mut record = [0u8; 40];
+    file.read_exact(&mut record)?;
+    if &record[..4] != b"PK\x06\x06" {
+        return Ok(None);
+    }
+    let mut total = [0u8; 8];
+    total.copy_from_slice(&record[32..40]);
+    Ok(Some(u64::from_le_bytes(total)))
+}
+
 /// Extracts the zip at `zip` into `into` (an existing folder). `what` names the asset in
 /// messages; `binary` is the path of the binary inside the zip, which must be a file entry;
 /// top-level names in `reserved` are refused (the downloaded asset lives there too), and a
@@ -143,6 +186,25 @@ pub fn extract(
              asset is the binary itself give it a name that does not end in .zip"
         ))
     })?;
+    // The reader keeps one entry per name, so a second entry with the same name (a link
+    // hidden behind a file, say) would never be checked: compare with the count the archive
+    // itself declares.
+    match declared_entries(zip) {
+        Ok(Some(count)) if count != archive.len() as u64 => {
+            return Err(invalid(format!(
+                "{what}: the zip declares {count} entries but only {} distinct names: two entries \
+                 share a name, so what would be installed is ambiguous; refusing it",
+                archive.len()
+            )));
+        }
+        Ok(_) => {}
+        Err(e) => {
+            return Err(local(format!(
+                "{what}: cannot read the download {} ({e}); check the home folder",
+                zip.display()
+            )))
+        }
+    }
     if archive.len() > limits.max_entries {
         return Err(invalid(format!(
             "{what}: the zip has {} entries, more than the {} Visor accepts; refusing it",
