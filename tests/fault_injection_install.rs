@@ -714,7 +714,16 @@ fn kill_campaign(name: &str, kills: usize) -> Tally {
         let mut leftovers = 0;
         for entry in fs::read_dir(&env.home).unwrap().flatten() {
             let file_name = entry.file_name().to_string_lossy().into_owned();
-            if ["config.toml", "current", "genesis"].contains(&file_name.as_str()) {
+            // `.visor-upgrade` is Visor's note of an upgrade whose new version has not
+            // answered yet (see visor(1) FILES), not a half-made folder.
+            if [
+                "config.toml",
+                "current",
+                "genesis",
+                zeta_visor::home::UPGRADE_MARK,
+            ]
+            .contains(&file_name.as_str())
+            {
                 continue;
             }
             if file_name.starts_with(".visor-tmp-") {
