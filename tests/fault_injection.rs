@@ -19,6 +19,7 @@
 
 mod common;
 
+use common::faults::*;
 use common::*;
 use std::collections::BTreeMap;
 use std::fs;
@@ -27,7 +28,6 @@ use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use zeta_visor::run_config::RunConfig;
 
 /// Parent-death delivery plus the simulator's exit delay must fit in this (SPEC section 3).
 const SURVIVOR_LIMIT: Duration = Duration::from_secs(2);
@@ -35,42 +35,6 @@ const SURVIVOR_LIMIT: Duration = Duration::from_secs(2);
 // ---------------------------------------------------------------------------------------------
 // Random moments
 // ---------------------------------------------------------------------------------------------
-
-/// xorshift64*: small, seedable and good enough to spread kill moments.
-struct XorShift(u64);
-
-impl XorShift {
-    fn new(seed: u64) -> XorShift {
-        XorShift(seed.max(1))
-    }
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    /// A value in `0..bound`.
-    fn below(&mut self, bound: u64) -> u64 {
-        self.next() % bound.max(1)
-    }
-}
-
-/// The seed from `VISOR_FAULT_SEED`, else one taken from the clock; printed either way.
-fn seed(test: &str) -> u64 {
-    let seed = std::env::var("VISOR_FAULT_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    println!("{test}: seed {seed} (replay with VISOR_FAULT_SEED={seed})");
-    seed
-}
 
 /// The total number of kills, split over the three kill tests.
 fn iterations_per_test() -> usize {
@@ -199,66 +163,6 @@ fn phase_of(log: &str, cur: usize) -> &'static str {
     }
 }
 
-/// The simulator's record, read incrementally: only what was appended since the last call is
-/// parsed, so polling stays cheap however long a campaign runs.
-struct RecordReader {
-    path: PathBuf,
-    offset: u64,
-    partial: String,
-    records: Vec<Record>,
-}
-
-impl RecordReader {
-    fn new(env: &Env) -> RecordReader {
-        RecordReader {
-            path: env.record_file(),
-            offset: 0,
-            partial: String::new(),
-            records: Vec::new(),
-        }
-    }
-
-    /// Reads what was appended and returns every record so far.
-    fn refresh(&mut self) -> &[Record] {
-        if let Ok(mut file) = fs::File::open(&self.path) {
-            let mut more = String::new();
-            if file.seek(SeekFrom::Start(self.offset)).is_ok()
-                && file.read_to_string(&mut more).is_ok()
-            {
-                self.offset += more.len() as u64;
-                self.partial.push_str(&more);
-                while let Some(end) = self.partial.find('\n') {
-                    let line: String = self.partial.drain(..=end).collect();
-                    if let Ok(value) = serde_json::from_str(&line) {
-                        self.records.push(Record(value));
-                    }
-                }
-            }
-        }
-        &self.records
-    }
-
-    /// Pid and mode of every simulator process recorded from record `from` on.
-    fn pids_since(&mut self, from: usize) -> Vec<(u32, String)> {
-        self.refresh()
-            .iter()
-            .skip(from)
-            .filter(|r| r.event() == "start")
-            .map(|r| (r.pid(), r.mode().to_string()))
-            .collect()
-    }
-
-    /// The core start records from record `from` on.
-    fn core_starts_since(&mut self, from: usize) -> Vec<Record> {
-        self.refresh()
-            .iter()
-            .skip(from)
-            .filter(|r| r.event() == "start" && r.mode() == "core")
-            .cloned()
-            .collect()
-    }
-}
-
 fn log_len(env: &Env) -> u64 {
     fs::metadata(env.log_file()).map(|m| m.len()).unwrap_or(0)
 }
@@ -271,26 +175,6 @@ fn log_since(env: &Env, offset: u64) -> String {
         let _ = file.read_to_string(&mut text);
     }
     text
-}
-
-/// The run-config `current` points at; panics if the link or the file is broken.
-fn current_run_config(env: &Env) -> RunConfig {
-    let link = env.home.join("current");
-    let target = fs::read_link(&link).expect("current is a link");
-    let folder = env.home.join(target);
-    RunConfig::load(&folder.join("run-config.toml"))
-        .unwrap_or_else(|e| panic!("current points at {folder:?} with a bad run-config: {e:?}"))
-}
-
-/// `.visor-tmp-*` entries in HOME not made by the Visor with pid `fresh`.
-fn temp_leftovers(home: &Path, fresh: Option<i32>) -> Vec<String> {
-    fs::read_dir(home)
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|name| name.starts_with(".visor-tmp-"))
-        .filter(|name| fresh.is_none_or(|pid| !name.contains(&format!("-{pid}-"))))
-        .collect()
 }
 
 #[derive(Default)]
@@ -365,7 +249,7 @@ fn kill_loop(name: &str, profile: Profile, iterations: usize) -> Tally {
 
         // `current` points at a complete folder: the last version Visor logged as switched to
         // (the one it ran if none), or the one it logged it was switching to.
-        let run = current_run_config(&env);
+        let run = current_run_config(&env.home);
         // The highest version whose log line `before{version}after` the killed Visor wrote.
         let last_logged = |before: &str, after: &str| {
             (cur + 1..count)
@@ -713,7 +597,7 @@ fn a_read_only_home_keeps_binaries_stopped_and_current_intact_until_writable() {
     assert!(log.contains("retrying in 10 s"), "{log}");
     assert!(env.visor_running());
     assert_eq!(env.current_target(), Path::new("genesis"));
-    assert_eq!(current_run_config(&env).name, "v1");
+    assert_eq!(current_run_config(&env.home).name, "v1");
     assert!(env.live_sims().is_empty(), "binaries must stay stopped");
     assert_eq!(
         env.starts("core").len(),
