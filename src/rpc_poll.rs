@@ -38,21 +38,26 @@ pub fn start(control: Receiver<Option<Polling>>, results: Sender<Polled>) -> std
                 if results.send(polled).is_err() {
                     return;
                 }
-                match control.recv_deadline(started + polling.interval) {
-                    Ok(next) => {
-                        current = match next {
-                            // Keep the open connection when only the interval changed.
-                            Some(p)
-                                if p.socket == polling.socket
-                                    && p.http_path == polling.http_path =>
-                            {
-                                current.take().map(|(_, client)| (p, client))
-                            }
-                            other => other.map(with_client),
+                // Wait for the next poll. A new interval or generation for the same target
+                // keeps the schedule (and the open connection): a core that keeps changing its
+                // answer must not make Visor poll faster.
+                loop {
+                    let Some((polling, _)) = &mut current else {
+                        break;
+                    };
+                    match control.recv_deadline(started + polling.interval) {
+                        Ok(Some(p))
+                            if p.socket == polling.socket && p.http_path == polling.http_path =>
+                        {
+                            *polling = p;
                         }
+                        Ok(other) => {
+                            current = other.map(with_client);
+                            break;
+                        }
+                        Err(RecvTimeoutError::Timeout) => break,
+                        Err(RecvTimeoutError::Disconnected) => return,
                     }
-                    Err(RecvTimeoutError::Timeout) => {}
-                    Err(RecvTimeoutError::Disconnected) => return,
                 }
             }
         })?;
