@@ -48,6 +48,8 @@ named sim-options beside the path the simulator is started as supplies more, fir
   --http-path P         HTTP path of the RPC (default /rpc)
   --announce TAG@H      release TAG accepted for upgrade at block height H
   --announce-after DUR  when the release is accepted (default 0)
+  --flap LIST           answer each status request with the next of LIST, a comma-separated
+                        cycle of TAG@H and `none` (a core that keeps changing its mind)
   --ready-after DUR     when ReadyToUpgrade becomes true (never when absent)
   --tag-field NAME      name of the tag field (default VegaReleaseTag)
   --control-dir DIR     on each request: DIR/announce (TAG@H) announces, DIR/ready makes
@@ -101,6 +103,8 @@ struct Options {
     http_path: String,
     announce: Option<Announce>,
     announce_after: Duration,
+    /// Accepted releases answered in turn, one per status request (`None`: nothing accepted).
+    flap: Vec<Option<Announce>>,
     ready_after: Option<Duration>,
     tag_field: String,
     control_dir: Option<PathBuf>,
@@ -129,6 +133,7 @@ impl Default for Options {
             http_path: "/rpc".to_string(),
             announce: None,
             announce_after: Duration::ZERO,
+            flap: Vec::new(),
             ready_after: None,
             tag_field: "VegaReleaseTag".to_string(),
             control_dir: None,
@@ -235,6 +240,7 @@ const VALUE_OPTIONS: &[&str] = &[
     "--http-path",
     "--announce",
     "--announce-after",
+    "--flap",
     "--ready-after",
     "--tag-field",
     "--control-dir",
@@ -266,6 +272,16 @@ fn set_option(opts: &mut Options, name: &str, value: &str) -> Result<(), String>
             opts.announce = Some(parse_announce(value).map_err(|e| format!("option {name}: {e}"))?)
         }
         "--announce-after" => opts.announce_after = duration()?,
+        "--flap" => {
+            opts.flap = value
+                .split(',')
+                .map(|item| match item {
+                    "none" => Ok(None),
+                    _ => parse_announce(item).map(Some),
+                })
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("option {name}: {e}"))?
+        }
         "--ready-after" => opts.ready_after = Some(duration()?),
         "--tag-field" => {
             if value.is_empty()
@@ -2040,6 +2056,8 @@ struct ControlState {
     ready_recorded: bool,
     /// The last unusable content of `DIR/announce`, to warn about it once.
     bad_announce: Option<String>,
+    /// Status requests answered so far, for `--flap`.
+    answered: usize,
 }
 
 /// Everything the node's threads share.
@@ -2064,6 +2082,14 @@ impl Shared {
     fn status(&self) -> UpgradeStatus {
         let elapsed = self.started.elapsed();
         let mut control = lock(&self.control);
+        if !self.opts.flap.is_empty() {
+            let turn = control.answered % self.opts.flap.len();
+            control.answered += 1;
+            return UpgradeStatus {
+                accepted: self.opts.flap[turn].clone(),
+                ready: false,
+            };
+        }
         let accepted = control.announce.clone().or_else(|| {
             self.opts
                 .announce
