@@ -114,3 +114,75 @@ pub fn signal_group(pid: u32, signal: StopSignal) {
         libc::kill(-(pid as libc::pid_t), number);
     }
 }
+
+/// Whether process group `pgid` still has a member that is not a zombie. A group whose
+/// leader has exited may keep helpers the leader forked; they are not Visor's children, so
+/// only this look tells when they are gone. Zombies do not count: their parent (init, or
+/// whatever adopted them) reaps them, and no signal can end them.
+pub fn group_alive(pgid: u32) -> bool {
+    // SAFETY: kill(2) with signal 0 only checks for existence; no memory is involved.
+    let exists = unsafe { libc::kill(-(pgid as libc::pid_t), 0) } == 0
+        || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    if !exists {
+        return false;
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return true;
+    };
+    entries.flatten().any(|entry| {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            return false;
+        };
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| parse_state_and_group(&stat))
+            .is_some_and(|(state, group)| group == pgid && state != 'Z' && state != 'X')
+    })
+}
+
+/// The state letter and process group of a `/proc/PID/stat` line (the command name, in
+/// parentheses, may itself hold spaces and parentheses).
+fn parse_state_and_group(stat: &str) -> Option<(char, u32)> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let _ppid = fields.next()?;
+    let group = fields.next()?.parse().ok()?;
+    Some((state, group))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_lines_give_state_and_group() {
+        assert_eq!(
+            parse_state_and_group("42 (zeta) S 1 42 42 0 -1 4194560"),
+            Some(('S', 42))
+        );
+        assert_eq!(
+            parse_state_and_group("43 (a (b) c) Z 42 40 40 0"),
+            Some(('Z', 40))
+        );
+        assert_eq!(parse_state_and_group("garbage"), None);
+    }
+
+    #[test]
+    fn a_group_with_a_sleeping_member_is_alive_until_it_is_killed() {
+        let mut child = Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pgid = child.id();
+        assert!(group_alive(pgid));
+        signal_group(pgid, StopSignal::Kill);
+        child.wait().unwrap();
+        assert!(!group_alive(pgid));
+    }
+}

@@ -2,6 +2,9 @@
 //! every input channel with one `select!`, feeds the machine, and carries out the actions it
 //! hands back. It is the only code that spawns or signals a node process or moves `current`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver, Sender};
@@ -9,10 +12,12 @@ use crossbeam_channel::{select, Receiver, Sender};
 use crate::child;
 use crate::config_watch::ConfigResult;
 use crate::home::{self, Home};
+use crate::install::InstallRequest;
 use crate::log;
-use crate::machine::{Action, Event, Machine, Polling, ReceivedSignal};
+use crate::machine::{Action, Event, Machine, Polling, ReceivedSignal, SwitchError};
 use crate::report::Reporter;
 use crate::rpc_poll::Polled;
+use crate::run_config::RunConfig;
 use crate::tasks;
 
 /// The channels between the coordinator and the threads that feed it.
@@ -32,10 +37,14 @@ pub struct Coordinator {
     home: Home,
     channels: Channels,
     reporter: Reporter,
+    /// The install worker (the machine allows one at a time) and its cancel flag.
+    install: Option<(String, Arc<AtomicBool>, JoinHandle<()>)>,
 }
 
 /// A turn slower than this is logged, as a hint that something blocked the loop.
 const SLOW_TURN: Duration = Duration::from_millis(100);
+/// How long an exiting Visor waits for a cancelled install to remove its half-made folder.
+const INSTALL_CLEANUP_WAIT: Duration = Duration::from_secs(10);
 
 impl Coordinator {
     pub fn new(machine: Machine, home: Home, channels: Channels) -> Coordinator {
@@ -44,6 +53,7 @@ impl Coordinator {
             home,
             channels,
             reporter: Reporter::from_env(Instant::now()),
+            install: None,
         }
     }
 
@@ -54,6 +64,7 @@ impl Coordinator {
             let exit = self.execute_actions();
             self.reporter.after_turn(&self.machine, Instant::now());
             if let Some(code) = exit {
+                self.wait_for_cancelled_install();
                 self.reporter.at_exit(&self.machine, Instant::now());
                 return code;
             }
@@ -133,38 +144,55 @@ impl Coordinator {
                     self.machine.handle(Instant::now(), event);
                 }
                 Action::Signal { pid, signal, .. } => child::signal_group(pid, signal),
+                Action::SignalGroup { pgid, signal } => child::signal_group(pgid, signal),
+                Action::ProbeGroups(groups) => {
+                    let alive = groups
+                        .into_iter()
+                        .filter(|g| child::group_alive(*g))
+                        .collect();
+                    self.machine
+                        .handle(Instant::now(), Event::GroupsProbed { alive });
+                }
                 Action::Poll(polling) => {
                     let _ = self.channels.poll_control.send(polling);
                 }
                 Action::ReloadConfig => {
-                    let _ = self.channels.reload.send(());
+                    // Never block on the watcher: a reload already asked for covers this one.
+                    let _ = self.channels.reload.try_send(());
                 }
                 Action::QuerySegment { program, args } => {
-                    tasks::query_segment(program, args, self.channels.events_tx.clone())
+                    let events = self.channels.events_tx.clone();
+                    if let Some(failed) = tasks::query_segment(program, args, events) {
+                        self.machine.handle(Instant::now(), failed);
+                    }
                 }
                 Action::CheckFolder { tag, folder } => {
-                    tasks::check_folder(tag, folder, self.channels.events_tx.clone())
+                    let events = self.channels.events_tx.clone();
+                    if let Some(failed) = tasks::check_folder(tag, folder, events) {
+                        self.machine.handle(Instant::now(), failed);
+                    }
                 }
                 Action::StartInstall {
                     tag,
                     folder,
                     template,
-                } => tasks::install(
-                    self.home.clone(),
-                    self.machine.config().auto_install.clone(),
-                    tag,
-                    folder,
-                    *template,
-                    self.channels.events_tx.clone(),
-                ),
-                Action::SwitchCurrent { folder } => {
-                    let result = self.home.switch_current(&folder).map_err(|e| {
-                        format!(
-                            "{} -> {}: {e}",
-                            self.home.current_link().display(),
-                            folder.display()
-                        )
-                    });
+                } => self.start_install(tag, folder, *template),
+                Action::CancelInstall { tag } => {
+                    if let Some((_, cancel, _)) = self.install.as_ref().filter(|i| i.0 == tag) {
+                        cancel.store(true, Ordering::Relaxed);
+                    }
+                }
+                Action::SwitchCurrent { folder, expect } => {
+                    let result = match expect.changed() {
+                        Some(change) => Err(SwitchError::FolderChanged(change)),
+                        None => self.home.switch_current(&folder).map_err(|e| {
+                            SwitchError::Failed(format!(
+                                "{} -> {}: {e}",
+                                self.home.current_link().display(),
+                                folder.display()
+                            ))
+                        }),
+                    };
                     self.machine
                         .handle(Instant::now(), Event::CurrentSwitched(result));
                 }
@@ -189,6 +217,48 @@ impl Coordinator {
         }
         exit
     }
+
+    fn start_install(&mut self, tag: String, folder: std::path::PathBuf, template: RunConfig) {
+        let request = InstallRequest {
+            home: self.home.clone(),
+            auto: self.machine.config().auto_install.clone(),
+            tag: tag.clone(),
+            folder,
+            template,
+        };
+        let cancel = Arc::new(AtomicBool::new(false));
+        let events = self.channels.events_tx.clone();
+        match tasks::install(request, cancel.clone(), events) {
+            Ok(handle) => self.install = Some((tag, cancel, handle)),
+            Err(failed) => self.machine.handle(Instant::now(), failed),
+        }
+    }
+
+    /// Gives a cancelled install (bounded) time to remove its half-made folder before exit.
+    fn wait_for_cancelled_install(&mut self) {
+        let Some((tag, cancel, handle)) = self.install.take() else {
+            return;
+        };
+        if handle.is_finished() {
+            return;
+        }
+        cancel.store(true, Ordering::Relaxed);
+        let deadline = Instant::now() + INSTALL_CLEANUP_WAIT;
+        while !handle.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if handle.is_finished() {
+            log::info(
+                &format!("install: the install of {tag} was stopped and cleaned up"),
+                &[],
+            );
+        } else {
+            log::warn(
+                &format!("install: the install of {tag} did not stop within {} s; its half-made .visor-tmp-install-* folder is removed at the next start", INSTALL_CLEANUP_WAIT.as_secs()),
+                &[],
+            );
+        }
+    }
 }
 
 fn event_name(event: &Event) -> &'static str {
@@ -204,5 +274,6 @@ fn event_name(event: &Event) -> &'static str {
         Event::FolderChecked { .. } => "FolderChecked",
         Event::InstallFinished { .. } => "InstallFinished",
         Event::CurrentSwitched(_) => "CurrentSwitched",
+        Event::GroupsProbed { .. } => "GroupsProbed",
     }
 }

@@ -8,6 +8,7 @@ pub mod commands;
 pub mod config;
 pub mod config_watch;
 pub mod coordinator;
+pub mod fingerprint;
 pub mod folder_check;
 pub mod github;
 pub mod home;

@@ -11,11 +11,12 @@
 //! every instant comes in as an argument, so the tests below run a whole upgrade in
 //! microseconds without a process or a sleep.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, LogLevel};
+use crate::fingerprint::{CheckedFolder, Fingerprint};
 use crate::home;
 use crate::node_commands::{latest_segment_args, with_flag, SNAPSHOT_FLAG};
 use crate::rpc::UpgradeStatus;
@@ -41,6 +42,14 @@ pub const INSTALL_BACKOFF_MAX: Duration = Duration::from_secs(300);
 /// Install attempts while the release is only accepted (prefetch); at the upgrade block
 /// Visor tries again at once and then keeps retrying with the capped backoff.
 pub const PREFETCH_ATTEMPTS: u32 = 4;
+/// While the old version runs, two installs start at least this far apart, whatever the
+/// tags: a core that flips its answer cannot make Visor hammer the release server.
+pub const INSTALL_SPACING: Duration = Duration::from_secs(15);
+/// How many release tags' install attempts are remembered; the oldest is forgotten first.
+pub const REMEMBERED_TAGS: usize = 256;
+/// How often the process group of an exited node process is looked at while members of it
+/// still run.
+pub const GROUP_PROBE_PERIOD: Duration = Duration::from_millis(50);
 
 /// The supervised processes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,15 +126,28 @@ pub enum Event {
         tag: String,
         /// The folder does not exist at all (so an install may create it).
         missing: bool,
-        result: Result<Box<RunConfig>, String>,
+        result: Result<Box<CheckedFolder>, String>,
     },
-    /// An auto-install of `tag` ended: the installed folder's run-config (version checked),
-    /// or why it failed.
+    /// An auto-install of `tag` ended (or was cancelled): the installed folder, version
+    /// checked, or why it failed.
     InstallFinished {
         tag: String,
-        result: Result<Box<RunConfig>, String>,
+        result: Result<Box<CheckedFolder>, String>,
     },
-    CurrentSwitched(Result<(), String>),
+    CurrentSwitched(Result<(), SwitchError>),
+    /// The process groups of exited node processes that still have members.
+    GroupsProbed {
+        alive: Vec<u32>,
+    },
+}
+
+/// Why `current` was not switched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SwitchError {
+    /// The folder is no longer the one that was checked (removed, a binary replaced...).
+    FolderChanged(String),
+    /// The link could not be replaced.
+    Failed(String),
 }
 
 /// Outputs: orders, carried out by the coordinator.
@@ -165,9 +187,25 @@ pub enum Action {
         folder: PathBuf,
         template: Box<RunConfig>,
     },
+    /// Stop the running install of `tag` (it cleans up and reports `InstallFinished`).
+    CancelInstall {
+        tag: String,
+    },
+    /// Move `current` to `folder` if it is still as `expect` recorded; else report
+    /// [`SwitchError::FolderChanged`] and change nothing.
     SwitchCurrent {
         folder: PathBuf,
+        expect: Box<Fingerprint>,
     },
+    /// Signal the process group `pgid` of a node process that has exited; sent only while a
+    /// probe has found members in it.
+    SignalGroup {
+        pgid: u32,
+        signal: StopSignal,
+    },
+    /// Look whether these process groups still have live members; answered at once with
+    /// [`Event::GroupsProbed`].
+    ProbeGroups(Vec<u32>),
     /// Note in HOME that the binaries are being replaced by `tag` from block `height`, so a
     /// Visor restarted before the new version answers still starts it from the snapshot.
     MarkUpgrade {
@@ -186,8 +224,9 @@ enum Timer {
     RestartDelay,
     ConnectBudget,
     FolderRecheck,
+    GroupProbe,
 }
-const TIMER_COUNT: usize = 5;
+const TIMER_COUNT: usize = 6;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum StartKind {
@@ -222,7 +261,7 @@ pub enum Phase {
 enum FolderState {
     Checking,
     Installing,
-    Ready(Box<RunConfig>),
+    Ready(Box<CheckedFolder>),
     NotReady(String),
 }
 
@@ -233,8 +272,28 @@ struct Pending {
     folder: PathBuf,
     state: FolderState,
     last_complaint: Option<Instant>,
-    install_attempts: u32,
-    next_install_at: Option<Instant>,
+}
+
+/// What Visor remembers about installing one release tag, for the life of the run, so a core
+/// that flips its answer cannot reset the attempts or the backoff.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct InstallRecord {
+    attempts: u32,
+    next_at: Option<Instant>,
+}
+
+/// The one install worker that may run.
+#[derive(Debug, Clone, PartialEq)]
+struct RunningInstall {
+    tag: String,
+    cancelled: bool,
+}
+
+/// The process group of a node process that has exited, while members of it may still run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Lingering {
+    pgid: u32,
+    termed: bool,
 }
 
 /// The supervisor's state. See the module documentation for the call order.
@@ -257,6 +316,15 @@ pub struct Machine {
     healthy_since: Option<Instant>,
     poll_generation: u64,
     pending: Option<Pending>,
+    /// Install attempts per tag, oldest first in `install_order`.
+    installs: BTreeMap<String, InstallRecord>,
+    install_order: VecDeque<String>,
+    install_running: Option<RunningInstall>,
+    last_install_start: Option<Instant>,
+    /// One folder check runs at a time; a request while it runs is queued (at most one).
+    check_running: bool,
+    check_queued: bool,
+    lingering: Vec<Lingering>,
     refused_tag: Option<String>,
     warned_ready_running: bool,
     upgrades: u64,
@@ -290,6 +358,13 @@ impl Machine {
             healthy_since: None,
             poll_generation: 0,
             pending: None,
+            installs: BTreeMap::new(),
+            install_order: VecDeque::new(),
+            install_running: None,
+            last_install_start: None,
+            check_running: false,
+            check_queued: false,
+            lingering: Vec::new(),
             refused_tag: None,
             warned_ready_running: false,
             upgrades: 0,
@@ -414,6 +489,7 @@ impl Machine {
             Timer::RestartDelay,
             Timer::ConnectBudget,
             Timer::FolderRecheck,
+            Timer::GroupProbe,
         ] {
             match self.timers[timer as usize] {
                 Some(deadline) if deadline <= now => {
@@ -485,6 +561,7 @@ impl Machine {
             } => self.on_folder_checked(now, tag, missing, result),
             Event::InstallFinished { tag, result } => self.on_install_finished(now, tag, result),
             Event::CurrentSwitched(result) => self.on_switched(now, result),
+            Event::GroupsProbed { alive } => self.on_groups_probed(now, alive),
         }
     }
 
@@ -653,7 +730,7 @@ impl Machine {
 
     fn send_term(&mut self, now: Instant) {
         let live = self.live_children();
-        if live.is_empty() {
+        if live.is_empty() && self.lingering.is_empty() {
             self.finish_stop(now);
             return;
         }
@@ -672,7 +749,7 @@ impl Machine {
         self.set_timer(Timer::Kill, later(now, self.config.stop_signal_timeout));
     }
 
-    fn send_kill(&mut self, reason: &str) {
+    fn send_kill(&mut self, now: Instant, reason: &str) {
         for (proc, pid) in self.live_children() {
             self.log(
                 LogLevel::Warn,
@@ -685,15 +762,79 @@ impl Machine {
                 signal: StopSignal::Kill,
             });
         }
+        // Processes left in the group of an exited node process are killed and not waited
+        // for: they are not Visor's children, so their end cannot be reported.
+        for group in std::mem::take(&mut self.lingering) {
+            self.log(
+                LogLevel::Warn,
+                format!("supervise: sending SIGKILL to the processes left in process group {} ({reason})", group.pgid),
+                vec![],
+            );
+            self.actions.push_back(Action::SignalGroup {
+                pgid: group.pgid,
+                signal: StopSignal::Kill,
+            });
+        }
+        self.clear_timer(Timer::GroupProbe);
+        if self.phase == Phase::Stopping
+            && self.live_children().is_empty()
+            && self.timers[Timer::StopDelay as usize].is_none()
+        {
+            self.finish_stop(now);
+        }
+    }
+
+    /// Whether the stop is complete: no child left, no group with members, no stop delay.
+    fn stop_complete(&self) -> bool {
+        self.live_children().is_empty()
+            && self.lingering.is_empty()
+            && self.timers[Timer::StopDelay as usize].is_none()
+    }
+
+    fn on_groups_probed(&mut self, now: Instant, alive: Vec<u32>) {
+        self.lingering.retain(|group| alive.contains(&group.pgid));
+        if self.lingering.is_empty() {
+            self.clear_timer(Timer::GroupProbe);
+            if self.phase == Phase::Stopping && self.stop_complete() {
+                self.finish_stop(now);
+            }
+            return;
+        }
+        for group in self.lingering.iter_mut().filter(|g| !g.termed) {
+            group.termed = true;
+            self.actions.push_back(Action::Log {
+                level: LogLevel::Warn,
+                msg: format!(
+                    "supervise: processes are left in process group {} after its leader exited; sending them SIGTERM",
+                    group.pgid
+                ),
+                fields: vec![],
+            });
+            self.actions.push_back(Action::SignalGroup {
+                pgid: group.pgid,
+                signal: StopSignal::Term,
+            });
+        }
+        if self.timers[Timer::Kill as usize].is_none() {
+            self.set_timer(Timer::Kill, later(now, self.config.stop_signal_timeout));
+        }
+        self.set_timer(Timer::GroupProbe, later(now, GROUP_PROBE_PERIOD));
     }
 
     fn finish_stop(&mut self, now: Instant) {
         self.clear_timer(Timer::Kill);
         self.clear_timer(Timer::StopDelay);
+        self.clear_timer(Timer::GroupProbe);
         match self.after_stop {
             AfterStop::Exit(code) => {
                 self.phase = Phase::Done;
                 self.timers = [None; TIMER_COUNT];
+                if let Some(install) = self.install_running.as_mut().filter(|i| !i.cancelled) {
+                    // The install removes its half-made folder before Visor exits.
+                    install.cancelled = true;
+                    let tag = install.tag.clone();
+                    self.actions.push_back(Action::CancelInstall { tag });
+                }
                 self.log(
                     if code == 0 {
                         LogLevel::Info
@@ -715,7 +856,9 @@ impl Machine {
                     // The first complaint while stopped is an error, whatever was warned before,
                     // and a failed prefetch is tried once more at once.
                     pending.last_complaint = None;
-                    pending.next_install_at = None;
+                    if let Some(record) = self.installs.get_mut(&pending.tag) {
+                        record.next_at = None;
+                    }
                 }
                 self.log(LogLevel::Info, "upgrade: binaries stopped".into(), vec![]);
                 self.advance_upgrade(now);
@@ -728,6 +871,14 @@ impl Machine {
             return;
         }
         self.children[proc.index()] = None;
+        // Helpers the process forked may outlive it in its process group: look at once.
+        self.lingering.push(Lingering {
+            pgid: pid,
+            termed: false,
+        });
+        self.actions.push_back(Action::ProbeGroups(
+            self.lingering.iter().map(|g| g.pgid).collect(),
+        ));
         match self.phase {
             Phase::Running => {
                 self.log(
@@ -743,9 +894,7 @@ impl Machine {
                     format!("supervise: {} stopped ({status})", proc.name()),
                     vec![("pid", pid.to_string())],
                 );
-                if self.live_children().is_empty()
-                    && self.timers[Timer::StopDelay as usize].is_none()
-                {
+                if self.stop_complete() {
                     self.finish_stop(now);
                 }
             }
@@ -820,7 +969,7 @@ impl Machine {
                     self.send_term(now);
                 }
                 if second {
-                    self.send_kill(&format!("second {name}"));
+                    self.send_kill(now, &format!("second {name}"));
                 } else {
                     self.log(
                         LogLevel::Info,
@@ -853,7 +1002,7 @@ impl Machine {
             Timer::Kill => {
                 if self.phase == Phase::Stopping {
                     let timeout = self.config.stop_signal_timeout.as_secs();
-                    self.send_kill(&format!("still running {timeout} s after SIGTERM"));
+                    self.send_kill(now, &format!("still running {timeout} s after SIGTERM"));
                 }
             }
             Timer::RestartDelay => {
@@ -898,6 +1047,12 @@ impl Machine {
                 }
             }
             Timer::FolderRecheck => self.advance_upgrade(now),
+            Timer::GroupProbe => {
+                if !self.lingering.is_empty() {
+                    let groups = self.lingering.iter().map(|g| g.pgid).collect();
+                    self.actions.push_back(Action::ProbeGroups(groups));
+                }
+            }
         }
     }
 
@@ -989,6 +1144,7 @@ impl Machine {
                     vec![],
                 );
                 self.clear_timer(Timer::FolderRecheck);
+                self.cancel_superseded_install();
                 self.start_polling();
             }
             return;
@@ -1028,16 +1184,13 @@ impl Machine {
             self.pending = Some(Pending {
                 tag: release.tag.clone(),
                 height: release.height,
-                folder: folder.clone(),
+                folder,
                 state: FolderState::Checking,
                 last_complaint: None,
-                install_attempts: 0,
-                next_install_at: None,
             });
-            self.actions.push_back(Action::CheckFolder {
-                tag: release.tag.clone(),
-                folder,
-            });
+            self.clear_timer(Timer::FolderRecheck);
+            self.cancel_superseded_install();
+            self.request_check();
             self.start_polling();
         } else if let Some(pending) = &mut self.pending {
             pending.height = release.height;
@@ -1062,13 +1215,62 @@ impl Machine {
 
     // ----- upgrading -----
 
+    /// Asks for a check of the pending folder (already in `Checking`), or queues the request
+    /// while another check runs: at most one `visor-check` worker exists.
+    fn request_check(&mut self) {
+        let Some(pending) = &self.pending else {
+            return;
+        };
+        if self.check_running {
+            self.check_queued = true;
+            return;
+        }
+        self.check_running = true;
+        self.actions.push_back(Action::CheckFolder {
+            tag: pending.tag.clone(),
+            folder: pending.folder.clone(),
+        });
+    }
+
+    /// Cancels a running install whose tag is no longer the pending one.
+    fn cancel_superseded_install(&mut self) {
+        let pending_tag = self.pending.as_ref().map(|p| p.tag.as_str());
+        let Some(install) = self
+            .install_running
+            .as_mut()
+            .filter(|i| !i.cancelled && Some(i.tag.as_str()) != pending_tag)
+        else {
+            return;
+        };
+        install.cancelled = true;
+        let tag = install.tag.clone();
+        self.log(
+            LogLevel::Info,
+            format!("upgrade: cancelling the install of {tag}: the core no longer accepts it"),
+            vec![],
+        );
+        self.actions.push_back(Action::CancelInstall { tag });
+    }
+
     fn on_folder_checked(
         &mut self,
         now: Instant,
         tag: String,
         missing: bool,
-        result: Result<Box<RunConfig>, String>,
+        result: Result<Box<CheckedFolder>, String>,
     ) {
+        self.check_running = false;
+        if std::mem::take(&mut self.check_queued) {
+            // A newer request came while this check ran; its answer may be stale.
+            if self
+                .pending
+                .as_ref()
+                .is_some_and(|p| p.state == FolderState::Checking)
+            {
+                self.request_check();
+            }
+            return;
+        }
         let waiting = self.phase == Phase::UpgradeWait;
         let may_install = self.may_install(now, waiting);
         let Some(pending) = self.pending.as_mut().filter(|p| p.tag == tag) else {
@@ -1078,12 +1280,20 @@ impl Machine {
             return;
         }
         match result {
-            Ok(run) => self.on_folder_ready(now, run, "run-config parsed, binaries report the tag"),
+            Ok(checked) => {
+                self.on_folder_ready(now, checked, "run-config parsed, binaries report the tag")
+            }
             Err(_) if missing && may_install => {
                 pending.state = FolderState::Installing;
-                pending.install_attempts += 1;
-                let attempt = pending.install_attempts;
                 let folder = pending.folder.clone();
+                let record = self.remember_install(&tag);
+                record.attempts += 1;
+                let attempt = record.attempts;
+                self.install_running = Some(RunningInstall {
+                    tag: tag.clone(),
+                    cancelled: false,
+                });
+                self.last_install_start = Some(now);
                 let repository = format!(
                     "{}/{}",
                     self.config.auto_install.repository_owner, self.config.auto_install.repository
@@ -1104,31 +1314,54 @@ impl Machine {
             }
             Err(problem) => {
                 let auto = &self.config.auto_install;
-                let retries_left = !auto.prefetch || pending.install_attempts < PREFETCH_ATTEMPTS;
+                let attempts = self.installs.get(&tag).map_or(0, |r| r.attempts);
+                let retries_left = !auto.prefetch || attempts < PREFETCH_ATTEMPTS;
                 let install_coming = missing && auto.enabled && retries_left;
                 self.on_folder_not_ready(now, problem, install_coming)
             }
         }
     }
 
-    /// Whether a missing folder may be installed now: auto-install is on, prefetch allows it
-    /// (or the binaries are already stopped for it), and the retry backoff has passed.
+    /// The install record of `tag`, created (and the oldest forgotten) when new.
+    fn remember_install(&mut self, tag: &str) -> &mut InstallRecord {
+        if !self.installs.contains_key(tag) {
+            if self.install_order.len() >= REMEMBERED_TAGS {
+                if let Some(oldest) = self.install_order.pop_front() {
+                    self.installs.remove(&oldest);
+                }
+            }
+            self.install_order.push_back(tag.to_string());
+        }
+        self.installs.entry(tag.to_string()).or_default()
+    }
+
+    /// Whether the pending folder, found missing, may be installed now: auto-install is on,
+    /// prefetch allows it (or the binaries are already stopped for it), no other install
+    /// runs, and the tag's backoff (and, before the block, the spacing between installs)
+    /// has passed.
     fn may_install(&self, now: Instant, waiting: bool) -> bool {
         let auto = &self.config.auto_install;
         let Some(pending) = &self.pending else {
             return false;
         };
+        let record = self.installs.get(&pending.tag).cloned().unwrap_or_default();
+        let spaced = waiting
+            || self
+                .last_install_start
+                .is_none_or(|at| now.saturating_duration_since(at) >= INSTALL_SPACING);
         auto.enabled
             && (auto.prefetch || waiting)
-            && pending.next_install_at.is_none_or(|at| now >= at)
-            && (waiting || pending.install_attempts < PREFETCH_ATTEMPTS)
+            && self.install_running.is_none()
+            && spaced
+            && record.next_at.is_none_or(|at| now >= at)
+            && (waiting || record.attempts < PREFETCH_ATTEMPTS)
     }
 
-    fn on_folder_ready(&mut self, now: Instant, run: Box<RunConfig>, how: &str) {
+    fn on_folder_ready(&mut self, now: Instant, checked: Box<CheckedFolder>, how: &str) {
         let Some(pending) = &mut self.pending else {
             return;
         };
-        pending.state = FolderState::Ready(run);
+        pending.state = FolderState::Ready(checked);
         let tag = pending.tag.clone();
         let folder = pending.folder.display().to_string();
         self.log(
@@ -1195,22 +1428,46 @@ impl Machine {
         &mut self,
         now: Instant,
         tag: String,
-        result: Result<Box<RunConfig>, String>,
+        result: Result<Box<CheckedFolder>, String>,
     ) {
-        let Some(pending) = self.pending.as_mut().filter(|p| p.tag == tag) else {
-            return;
+        if self.install_running.as_ref().is_some_and(|i| i.tag == tag) {
+            self.install_running = None;
+        }
+        let backoff = {
+            let record = self.remember_install(&tag);
+            let backoff = INSTALL_BACKOFF
+                .saturating_mul(1 << (record.attempts.saturating_sub(1)).min(10))
+                .min(INSTALL_BACKOFF_MAX);
+            if result.is_err() {
+                record.next_at = Some(later(now, backoff));
+            }
+            backoff
         };
-        if pending.state != FolderState::Installing {
+        let attempts = self.installs.get(&tag).map_or(0, |r| r.attempts);
+        let current = self
+            .pending
+            .as_ref()
+            .is_some_and(|p| p.tag == tag && p.state == FolderState::Installing);
+        if !current {
+            // A superseded install ended; the pending folder may have waited for the worker.
+            self.log(
+                LogLevel::Info,
+                format!("upgrade: the install of {tag} ended; it is no longer needed"),
+                vec![],
+            );
+            if let Some(p) = self
+                .pending
+                .as_mut()
+                .filter(|p| matches!(p.state, FolderState::NotReady(_)))
+            {
+                p.state = FolderState::Checking;
+                self.request_check();
+            }
             return;
         }
         match result {
-            Ok(run) => self.on_folder_ready(now, run, "installed and version checked"),
+            Ok(checked) => self.on_folder_ready(now, checked, "installed and version checked"),
             Err(error) => {
-                let attempts = pending.install_attempts;
-                let backoff = INSTALL_BACKOFF
-                    .saturating_mul(1 << (attempts.saturating_sub(1)).min(10))
-                    .min(INSTALL_BACKOFF_MAX);
-                pending.next_install_at = Some(later(now, backoff));
                 let gives_up = self.phase != Phase::UpgradeWait && attempts >= PREFETCH_ATTEMPTS;
                 let next = if gives_up {
                     "no more attempts before the upgrade block".to_string()
@@ -1241,25 +1498,41 @@ impl Machine {
             FolderState::Checking | FolderState::Installing => {}
             FolderState::NotReady(_) => {
                 pending.state = FolderState::Checking;
-                self.actions.push_back(Action::CheckFolder { tag, folder });
+                self.request_check();
             }
-            FolderState::Ready(_) if self.phase == Phase::UpgradeWait => {
+            FolderState::Ready(checked) if self.phase == Phase::UpgradeWait => {
+                let expect = Box::new(checked.fingerprint.clone());
                 self.log(
                     LogLevel::Info,
                     format!("upgrade: switching to {tag}"),
                     vec![("folder", folder.display().to_string())],
                 );
-                self.actions.push_back(Action::SwitchCurrent { folder });
+                self.actions
+                    .push_back(Action::SwitchCurrent { folder, expect });
             }
             FolderState::Ready(_) => {}
         }
     }
 
-    fn on_switched(&mut self, now: Instant, result: Result<(), String>) {
+    fn on_switched(&mut self, now: Instant, result: Result<(), SwitchError>) {
         if self.phase != Phase::UpgradeWait {
             return;
         }
-        if let Err(error) = result {
+        if let Err(SwitchError::FolderChanged(change)) = result {
+            let Some(pending) = &mut self.pending else {
+                return;
+            };
+            pending.state = FolderState::Checking;
+            let tag = pending.tag.clone();
+            self.log(
+                LogLevel::Warn,
+                format!("upgrade: the folder for {tag} changed since it was checked ({change}); checking it again before the switch"),
+                vec![],
+            );
+            self.request_check();
+            return;
+        }
+        if let Err(SwitchError::Failed(error)) = result {
             self.log(
                 LogLevel::Error,
                 format!(
@@ -1274,10 +1547,10 @@ impl Machine {
         let Some(pending) = self.pending.take() else {
             return;
         };
-        let FolderState::Ready(run) = pending.state else {
+        let FolderState::Ready(checked) = pending.state else {
             return;
         };
-        self.run = *run;
+        self.run = checked.run;
         self.first_start_height = Some(pending.height);
         self.running_release = pending.tag.clone();
         self.restarts = 0;
@@ -1342,12 +1615,11 @@ impl Machine {
                 home::upgrade_folder(&self.home, &self.config.upgrade_folders, &pending.tag)
             {
                 if folder != pending.folder && self.phase != Phase::Stopping {
-                    let tag = pending.tag.clone();
                     if let Some(p) = &mut self.pending {
-                        p.folder = folder.clone();
+                        p.folder = folder;
                         p.state = FolderState::Checking;
                     }
-                    self.actions.push_back(Action::CheckFolder { tag, folder });
+                    self.request_check();
                 }
             }
         }

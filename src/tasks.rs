@@ -1,36 +1,44 @@
 //! One-shot worker threads for slow checks the coordinator must not block on: the data
-//! node's latest history segment before a restart, and an upgrade folder's readiness. Each
-//! reports its result as a state-machine event and ends.
+//! node's latest history segment before a restart, an upgrade folder's readiness, and an
+//! install. Each reports its result as a state-machine event and ends. When the thread cannot
+//! be started, the function returns the event that says so, for the coordinator to feed the
+//! machine: a worker that never starts must not leave the machine waiting for it.
 
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
 
-use crate::config::AutoInstall;
+use crate::fingerprint::CheckedFolder;
 use crate::folder_check::{check_upgrade_folder, run_captured};
-use crate::home::Home;
 use crate::machine::Event;
 use crate::node_commands::parse_latest_segment;
-use crate::run_config::RunConfig;
 
 /// How long the data node may take to name its latest history segment.
 pub const SEGMENT_TIMEOUT: Duration = Duration::from_secs(60);
 
-fn spawn_worker(name: &str, work: impl FnOnce() -> Event + Send + 'static, events: Sender<Event>) {
-    let worker_events = events.clone();
-    let started = std::thread::Builder::new()
+/// Starts `work` on a thread named `name`; on failure, the error text.
+fn spawn_worker(
+    name: &str,
+    work: impl FnOnce() -> Event + Send + 'static,
+    events: Sender<Event>,
+) -> Result<JoinHandle<()>, String> {
+    std::thread::Builder::new()
         .name(name.to_string())
         .stack_size(crate::child::PARSER_STACK)
         .spawn(move || {
-            let _ = worker_events.send(work());
-        });
-    if let Err(e) = started {
-        crate::log::error(&format!("cannot start thread {name}: {e}"), &[]);
-    }
+            let _ = events.send(work());
+        })
+        .map_err(|e| {
+            format!("cannot start the {name} thread ({e}); the system is out of threads or memory")
+        })
 }
 
-pub fn query_segment(program: PathBuf, args: Vec<String>, events: Sender<Event>) {
+/// Asks the data node for its latest history segment; on failure to start, the event.
+pub fn query_segment(program: PathBuf, args: Vec<String>, events: Sender<Event>) -> Option<Event> {
     spawn_worker(
         "visor-segment",
         move || {
@@ -40,15 +48,21 @@ pub fn query_segment(program: PathBuf, args: Vec<String>, events: Sender<Event>)
             Event::SegmentQueried(result)
         },
         events,
-    );
+    )
+    .err()
+    .map(|e| Event::SegmentQueried(Err(e)))
 }
 
-pub fn check_folder(tag: String, folder: PathBuf, events: Sender<Event>) {
+/// Checks an upgrade folder; on failure to start, the event.
+pub fn check_folder(tag: String, folder: PathBuf, events: Sender<Event>) -> Option<Event> {
+    let failed_tag = tag.clone();
     spawn_worker(
         "visor-check",
         move || {
             let missing = std::fs::symlink_metadata(&folder).is_err();
-            let result = check_upgrade_folder(&tag, &folder).map(Box::new);
+            let result = check_upgrade_folder(&tag, &folder)
+                .and_then(|run| CheckedFolder::record(&folder, run))
+                .map(Box::new);
             Event::FolderChecked {
                 tag,
                 missing,
@@ -56,39 +70,44 @@ pub fn check_folder(tag: String, folder: PathBuf, events: Sender<Event>) {
             }
         },
         events,
-    );
+    )
+    .err()
+    .map(|e| Event::FolderChecked {
+        tag: failed_tag,
+        missing: false,
+        result: Err(e),
+    })
 }
 
 /// Installs a release on the `visor-install` thread; progress lines go to the log, the result
-/// comes back as [`Event::InstallFinished`].
+/// comes back as [`Event::InstallFinished`]. Setting `cancel` stops it soon, cleaned up.
 pub fn install(
-    home: Home,
-    auto: AutoInstall,
-    tag: String,
-    folder: PathBuf,
-    template: RunConfig,
+    request: crate::install::InstallRequest,
+    cancel: Arc<AtomicBool>,
     events: Sender<Event>,
-) {
+) -> Result<JoinHandle<()>, Event> {
+    let tag = request.tag.clone();
     spawn_worker(
         "visor-install",
         move || {
-            let result = crate::install::install(
-                &crate::install::InstallRequest {
-                    home,
-                    auto,
-                    tag: tag.clone(),
-                    folder,
-                    template,
-                },
-                &mut |msg, fields| {
+            let folder = request.folder.clone();
+            let result =
+                crate::install::install_cancellable(&request, &cancel, &mut |msg, fields| {
                     let fields: Vec<(&str, String)> = fields.into_iter().collect();
                     crate::log::info(msg, &fields)
-                },
-            )
-            .map(Box::new)
-            .map_err(|e| e.to_string());
-            Event::InstallFinished { tag, result }
+                })
+                .map_err(|e| e.to_string())
+                .and_then(|run| CheckedFolder::record(&folder, run))
+                .map(Box::new);
+            Event::InstallFinished {
+                tag: request.tag,
+                result,
+            }
         },
         events,
-    );
+    )
+    .map_err(|e| Event::InstallFinished {
+        tag,
+        result: Err(e),
+    })
 }

@@ -13,7 +13,10 @@ struct Harness {
     now: Instant,
     next_pid: u32,
     logs: Vec<(LogLevel, String)>,
-    switch_result: Result<(), String>,
+    switch_result: Result<(), SwitchError>,
+    /// Process groups the fake driver reports as still having members.
+    alive_groups: Vec<u32>,
+    probes: Vec<Vec<u32>>,
 }
 
 fn binary(path: &str, args: &[&str]) -> Binary {
@@ -42,6 +45,21 @@ fn run_config(name: &str, data_node: bool) -> RunConfig {
     }
 }
 
+/// A folder found ready, as the check worker reports it.
+fn checked(name: &str, data_node: bool) -> Box<CheckedFolder> {
+    Box::new(CheckedFolder {
+        run: run_config(name, data_node),
+        fingerprint: Fingerprint::fake(&format!("/h/{name}")),
+    })
+}
+
+fn switch_to(name: &str) -> Action {
+    Action::SwitchCurrent {
+        folder: PathBuf::from(format!("/h/{name}")),
+        expect: Box::new(Fingerprint::fake(&format!("/h/{name}"))),
+    }
+}
+
 fn strings(words: &[&str]) -> Vec<String> {
     words.iter().map(|w| w.to_string()).collect()
 }
@@ -56,6 +74,8 @@ impl Harness {
             next_pid: 100,
             logs: Vec::new(),
             switch_result: Ok(()),
+            alive_groups: Vec::new(),
+            probes: Vec::new(),
         }
     }
 
@@ -97,6 +117,15 @@ impl Harness {
                     let result = self.switch_result.clone();
                     self.machine
                         .handle(self.now, Event::CurrentSwitched(result));
+                }
+                Action::ProbeGroups(groups) => {
+                    self.probes.push(groups.clone());
+                    let alive = groups
+                        .iter()
+                        .copied()
+                        .filter(|g| self.alive_groups.contains(g))
+                        .collect();
+                    self.machine.handle(self.now, Event::GroupsProbed { alive });
                 }
                 _ => out.push(action),
             }
@@ -526,7 +555,7 @@ fn ready_folder(name: &str) -> Event {
     Event::FolderChecked {
         tag: name.to_string(),
         missing: false,
-        result: Ok(Box::new(run_config(name, false))),
+        result: Ok(checked(name, false)),
     }
 }
 
@@ -573,12 +602,7 @@ fn upgrade_with_a_ready_folder() {
         ]
     );
     let actions = h.exit(Proc::Core);
-    assert_eq!(
-        actions[0],
-        Action::SwitchCurrent {
-            folder: PathBuf::from("/h/v2")
-        }
-    );
+    assert_eq!(actions[0], switch_to("v2"));
     assert_eq!(
         spawned(&actions),
         vec![(
@@ -709,12 +733,7 @@ fn missing_folder_warns_then_waits_stopped_until_it_appears() {
     h.at_ms(t + 1000);
     h.timeout();
     let actions = h.event(ready_folder("v2"));
-    assert_eq!(
-        actions[0],
-        Action::SwitchCurrent {
-            folder: PathBuf::from("/h/v2")
-        }
-    );
+    assert_eq!(actions[0], switch_to("v2"));
     assert_eq!(
         spawned(&actions),
         vec![(
@@ -751,7 +770,7 @@ fn version_mismatch_never_switches() {
 #[test]
 fn a_failed_switch_is_retried() {
     let mut h = Harness::new(fast_config(), false);
-    h.switch_result = Err("rename: Read-only file system".into());
+    h.switch_result = Err(SwitchError::Failed("rename: Read-only file system".into()));
     h.event(Event::Started);
     h.status(Some(("v2", 7)), false);
     h.event(ready_folder("v2"));
@@ -924,7 +943,7 @@ fn prefetch_installs_when_the_release_is_accepted() {
     assert_eq!(h.machine.pending(), Some(("v2", 9, false)));
     h.event(Event::InstallFinished {
         tag: "v2".into(),
-        result: Ok(Box::new(run_config("v2", false))),
+        result: Ok(checked("v2", false)),
     });
     assert_eq!(h.machine.pending(), Some(("v2", 9, true)));
     h.status(Some(("v2", 9)), true);
@@ -954,7 +973,7 @@ fn the_upgrade_waits_for_a_running_install() {
     assert_eq!(h.machine.phase(), Phase::UpgradeWait);
     let actions = h.event(Event::InstallFinished {
         tag: "v2".into(),
-        result: Ok(Box::new(run_config("v2", false))),
+        result: Ok(checked("v2", false)),
     });
     assert_eq!(spawned(&actions).len(), 1);
     assert_eq!(h.machine.running_release(), "v2");
@@ -1104,7 +1123,7 @@ fn a_new_version_that_crashes_before_answering_restarts_from_the_snapshot() {
     h.event(Event::FolderChecked {
         tag: "v2".into(),
         missing: false,
-        result: Ok(Box::new(run_config("v2", true))),
+        result: Ok(checked("v2", true)),
     });
     h.status(Some(("v2", 500)), true);
     h.exit(Proc::Core);
@@ -1148,4 +1167,296 @@ fn an_unfinished_upgrade_found_at_start_loads_the_snapshot() {
         )]
     );
     assert!(h.status(None, false).contains(&Action::ClearUpgradeMark));
+}
+
+// ----- hostile review: a flapping core, a changed folder, lingering process groups -----
+
+fn checks(actions: &[Action]) -> Vec<String> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::CheckFolder { tag, .. } => Some(tag.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn cancels(actions: &[Action]) -> Vec<String> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::CancelInstall { tag } => Some(tag.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A core that answers A, B, nothing, A, ... at every poll for ten minutes, with a release
+/// server that never has the asset: installs stay few, one at a time, superseded ones are
+/// cancelled, and at most one folder check runs at any moment.
+#[test]
+fn a_flapping_core_cannot_start_installs_without_limit() {
+    let mut h = Harness::new(auto_install_config(true), false);
+    h.event(Event::Started);
+    let answers = [Some(("vA", 50)), Some(("vB", 60)), None];
+    let mut started: Vec<String> = Vec::new();
+    let mut check_in_flight: Option<String> = None;
+    let mut install_in_flight: Option<String> = None;
+    let mut cancelled: Vec<String> = Vec::new();
+    // One poll every 100 ms; the workers answer within the next poll.
+    for poll in 0..6000u64 {
+        h.at_ms(poll * 100);
+        let mut actions = h.status(answers[(poll % 3) as usize], false);
+        actions.extend(h.timeout());
+        for tag in checks(&actions) {
+            assert!(check_in_flight.is_none(), "two checks at once");
+            check_in_flight = Some(tag);
+        }
+        for action in &actions {
+            if let Action::StartInstall { tag, .. } = action {
+                assert!(install_in_flight.is_none(), "two installs at once");
+                install_in_flight = Some(tag.clone());
+                started.push(tag.clone());
+            }
+        }
+        cancelled.extend(cancels(&actions));
+        h.at_ms(poll * 100 + 50);
+        if let Some(tag) = check_in_flight.take() {
+            let mut more = h.event(folder_missing(&tag));
+            more.extend(h.timeout());
+            for action in &more {
+                if let Action::StartInstall { tag, .. } = action {
+                    assert!(install_in_flight.is_none(), "two installs at once");
+                    install_in_flight = Some(tag.clone());
+                    started.push(tag.clone());
+                }
+            }
+            check_in_flight = checks(&more).pop();
+        }
+        if let Some(tag) = install_in_flight.take() {
+            let more = h.event(Event::InstallFinished {
+                tag: tag.clone(),
+                result: Err(format!("{tag}: 404 Not Found")),
+            });
+            check_in_flight = check_in_flight.or(checks(&more).pop());
+        }
+    }
+    // Per tag: PREFETCH_ATTEMPTS at most, whatever the flapping.
+    for tag in ["vA", "vB"] {
+        let n = started.iter().filter(|t| *t == tag).count();
+        assert!(
+            n <= PREFETCH_ATTEMPTS as usize,
+            "{tag}: {n} installs in ten minutes"
+        );
+    }
+    assert!(started.len() >= 2, "installs were tried: {started:?}");
+    assert!(cancelled.len() <= started.len(), "{cancelled:?}");
+}
+
+#[test]
+fn a_superseded_install_is_cancelled_and_the_next_waits_for_it_to_end() {
+    let mut h = Harness::new(auto_install_config(true), false);
+    h.event(Event::Started);
+    h.status(Some(("vA", 50)), false);
+    assert_eq!(installs(&h.event(folder_missing("vA"))), 1);
+    // The core now accepts vB: vA's install is cancelled, vB's folder checked.
+    let actions = h.status(Some(("vB", 60)), false);
+    assert_eq!(cancels(&actions), vec!["vA".to_string()]);
+    assert_eq!(checks(&actions), vec!["vB".to_string()]);
+    // vB is missing too, but vA's worker has not ended: no second install yet.
+    h.at_ms(INSTALL_SPACING.as_millis() as u64);
+    assert_eq!(installs(&h.event(folder_missing("vB"))), 0);
+    // vA's worker ends (cancelled): vB's folder is checked again and installed.
+    let actions = h.event(Event::InstallFinished {
+        tag: "vA".into(),
+        result: Err("cancelled".into()),
+    });
+    assert_eq!(checks(&actions), vec!["vB".to_string()]);
+    assert_eq!(installs(&h.event(folder_missing("vB"))), 1);
+    // A withdrawn release cancels its install too.
+    assert_eq!(cancels(&h.status(None, false)), vec!["vB".to_string()]);
+}
+
+#[test]
+fn install_attempts_of_a_tag_survive_its_withdrawal() {
+    let mut h = Harness::new(auto_install_config(true), false);
+    h.event(Event::Started);
+    let mut t = 0;
+    for attempt in 1..=PREFETCH_ATTEMPTS + 2 {
+        h.at_ms(t);
+        h.status(None, false);
+        h.status(Some(("vA", 50)), false);
+        let actions = h.event(folder_missing("vA"));
+        if attempt <= PREFETCH_ATTEMPTS {
+            assert_eq!(installs(&actions), 1, "attempt {attempt}");
+            h.event(Event::InstallFinished {
+                tag: "vA".into(),
+                result: Err("404".into()),
+            });
+        } else {
+            assert_eq!(installs(&actions), 0, "attempt {attempt}: budget spent");
+        }
+        t += INSTALL_BACKOFF_MAX.as_millis() as u64 + 1;
+    }
+}
+
+#[test]
+fn folder_checks_run_one_at_a_time_and_a_queued_one_follows() {
+    let mut h = Harness::new(fast_config(), false);
+    h.event(Event::Started);
+    assert_eq!(checks(&h.status(Some(("vA", 50)), false)), vec!["vA"]);
+    assert!(checks(&h.status(Some(("vB", 60)), false)).is_empty());
+    assert!(checks(&h.status(Some(("vA", 50)), false)).is_empty());
+    // vA's first check ends: its answer may be stale, so the queued one runs for vA.
+    let actions = h.event(ready_folder("vA"));
+    assert_eq!(checks(&actions), vec!["vA"]);
+    assert_eq!(h.machine.pending(), Some(("vA", 50, false)));
+    h.event(ready_folder("vA"));
+    assert_eq!(h.machine.pending(), Some(("vA", 50, true)));
+}
+
+#[test]
+fn a_thread_that_cannot_start_is_a_failed_check_not_a_hang() {
+    let mut h = Harness::new(fast_config(), false);
+    h.event(Event::Started);
+    h.status(Some(("v2", 7)), false);
+    // The coordinator feeds this event when the visor-check thread cannot be created.
+    h.event(Event::FolderChecked {
+        tag: "v2".into(),
+        missing: false,
+        result: Err(
+            "cannot start the visor-check thread (Resource temporarily unavailable)".into(),
+        ),
+    });
+    assert_eq!(h.logged(LogLevel::Warn, "visor-check thread"), 1);
+    h.at_ms(FOLDER_RECHECK_PENDING.as_millis() as u64);
+    assert_eq!(checks(&h.timeout()), vec!["v2"]);
+}
+
+#[test]
+fn a_folder_changed_after_its_check_is_checked_again_before_the_switch() {
+    let mut h = Harness::new(fast_config(), false);
+    h.switch_result = Err(SwitchError::FolderChanged(
+        "/h/v2/zeta: replaced or modified since it was checked".into(),
+    ));
+    h.event(Event::Started);
+    h.status(Some(("v2", 7)), false);
+    h.event(ready_folder("v2"));
+    h.status(Some(("v2", 7)), true);
+    let actions = h.exit(Proc::Core);
+    assert_eq!(actions[0], switch_to("v2"));
+    assert_eq!(checks(&actions), vec!["v2"], "full check again");
+    assert!(spawned(&actions).is_empty());
+    assert_eq!(h.logged(LogLevel::Warn, "changed since it was checked"), 1);
+    // The new check finds the folder gone: the binaries wait, as for a missing folder.
+    h.switch_result = Ok(());
+    assert!(h.event(folder_missing("v2")).is_empty());
+    assert_eq!(h.machine.phase(), Phase::UpgradeWait);
+    assert_eq!(h.logged(LogLevel::Error, "binaries stopped for v2"), 1);
+    // It comes back whole: switched and started from the upgrade block.
+    h.at_ms(FOLDER_RECHECK_WAITING.as_millis() as u64);
+    assert_eq!(checks(&h.timeout()), vec!["v2"]);
+    let actions = h.event(ready_folder("v2"));
+    assert_eq!(actions[0], switch_to("v2"));
+    assert_eq!(spawned(&actions).len(), 1);
+    assert_eq!(h.machine.running_release(), "v2");
+}
+
+fn group_signals(actions: &[Action]) -> Vec<(u32, StopSignal)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::SignalGroup { pgid, signal } => Some((*pgid, *signal)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn helpers_of_a_crashed_core_are_stopped_before_the_restart() {
+    let mut h = Harness::new(fast_config(), false);
+    h.event(Event::Started);
+    let core = h.pid(Proc::Core);
+    h.alive_groups = vec![core];
+    let actions = h.exit(Proc::Core);
+    assert_eq!(h.probes, vec![vec![core]]);
+    assert_eq!(group_signals(&actions), vec![(core, StopSignal::Term)]);
+    assert_eq!(
+        h.machine.phase(),
+        Phase::Stopping,
+        "restart waits for the group"
+    );
+    // Probed again every GROUP_PROBE_PERIOD; still there after the stop timeout: SIGKILL.
+    h.at_ms(GROUP_PROBE_PERIOD.as_millis() as u64);
+    assert!(group_signals(&h.timeout()).is_empty());
+    assert_eq!(h.probes.len(), 2);
+    h.at_ms(fast_config().stop_signal_timeout.as_millis() as u64);
+    let actions = h.timeout();
+    assert_eq!(group_signals(&actions), vec![(core, StopSignal::Kill)]);
+    assert_eq!(h.machine.phase(), Phase::RestartWait);
+    h.at_ms((fast_config().stop_signal_timeout + fast_config().restarts_delay).as_millis() as u64);
+    assert_eq!(spawned(&h.timeout()).len(), 1);
+}
+
+#[test]
+fn helpers_that_leave_on_sigterm_let_the_restart_go_on() {
+    let mut h = Harness::new(fast_config(), false);
+    h.event(Event::Started);
+    let core = h.pid(Proc::Core);
+    h.alive_groups = vec![core];
+    h.exit(Proc::Core);
+    h.alive_groups.clear();
+    h.at_ms(GROUP_PROBE_PERIOD.as_millis() as u64);
+    let actions = h.timeout();
+    assert!(
+        group_signals(&actions).is_empty(),
+        "no SIGKILL: {actions:?}"
+    );
+    assert_eq!(h.machine.phase(), Phase::RestartWait);
+}
+
+#[test]
+fn an_empty_group_costs_no_wait_at_the_upgrade_block() {
+    let mut h = Harness::new(fast_config(), false);
+    h.event(Event::Started);
+    h.status(Some(("v2", 7)), false);
+    h.event(ready_folder("v2"));
+    h.status(Some(("v2", 7)), true);
+    let actions = h.exit(Proc::Core);
+    assert_eq!(h.probes.len(), 1);
+    assert!(group_signals(&actions).is_empty());
+    assert_eq!(
+        spawned(&actions).len(),
+        1,
+        "switched and started in the same turn"
+    );
+}
+
+#[test]
+fn helpers_left_at_exit_are_stopped_before_visor_exits() {
+    let mut h = Harness::new(fast_config(), false);
+    h.event(Event::Started);
+    let core = h.pid(Proc::Core);
+    h.event(Event::SignalReceived(ReceivedSignal::Term));
+    h.alive_groups = vec![core];
+    let actions = h.exit(Proc::Core);
+    assert_eq!(group_signals(&actions), vec![(core, StopSignal::Term)]);
+    assert!(!actions.contains(&Action::Exit(0)));
+    h.alive_groups.clear();
+    h.at_ms(GROUP_PROBE_PERIOD.as_millis() as u64);
+    assert_eq!(h.timeout(), vec![Action::Exit(0)]);
+}
+
+#[test]
+fn a_stop_during_an_install_cancels_it_before_the_exit() {
+    let mut h = Harness::new(auto_install_config(true), false);
+    h.event(Event::Started);
+    h.status(Some(("v2", 9)), false);
+    assert_eq!(installs(&h.event(folder_missing("v2"))), 1);
+    h.event(Event::SignalReceived(ReceivedSignal::Term));
+    let actions = h.exit(Proc::Core);
+    assert_eq!(
+        actions,
+        vec![Action::CancelInstall { tag: "v2".into() }, Action::Exit(0)]
+    );
 }
