@@ -41,10 +41,7 @@ pub fn start(control: Receiver<Option<Polling>>, results: Sender<Polled>) -> std
                 // Wait for the next poll. A new interval or generation for the same target
                 // keeps the schedule (and the open connection): a core that keeps changing its
                 // answer must not make Visor poll faster.
-                loop {
-                    let Some((polling, _)) = &mut current else {
-                        break;
-                    };
+                while let Some((polling, _)) = &mut current {
                     match control.recv_deadline(started + polling.interval) {
                         Ok(Some(p))
                             if p.socket == polling.socket && p.http_path == polling.http_path =>
