@@ -5,6 +5,10 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::time::Duration;
+
+/// How long `restart` and `switch` wait for the new start to answer, unless `--wait` says.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(600);
 
 pub const USAGE: &str = "\
 visor - runs a Zeta core node (and data node) and swaps binaries at protocol upgrades
@@ -15,6 +19,10 @@ Usage:
   visor check --home PATH                     validate config, run-configs and binaries
   visor status --home PATH [--output json]    show the running version and pending upgrade
   visor prepare VERSION --home PATH           install the upgrade folder for VERSION now
+  visor restart --home PATH [--wait SECONDS]  stop the node and start it again (running Visor)
+  visor switch TAG --home PATH [--wait SECONDS]
+                                              move to the patch release TAG (folder checked
+                                              first; nothing stops if it is not ready)
   visor version [--output json]               print Visor's version (also --version, -V)
   visor help                                  print this help (also --help, -h)
 
@@ -30,12 +38,36 @@ pub enum Output {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    Init { home: PathBuf, with_data_node: bool },
-    Run { home: PathBuf },
-    Check { home: PathBuf },
-    Status { home: PathBuf, output: Output },
-    Prepare { home: PathBuf, version: String },
-    Version { output: Output },
+    Init {
+        home: PathBuf,
+        with_data_node: bool,
+    },
+    Run {
+        home: PathBuf,
+    },
+    Check {
+        home: PathBuf,
+    },
+    Status {
+        home: PathBuf,
+        output: Output,
+    },
+    Prepare {
+        home: PathBuf,
+        version: String,
+    },
+    Restart {
+        home: PathBuf,
+        wait: Duration,
+    },
+    Switch {
+        home: PathBuf,
+        tag: String,
+        wait: Duration,
+    },
+    Version {
+        output: Output,
+    },
     Help,
 }
 
@@ -60,6 +92,7 @@ pub fn parse(args: Vec<OsString>, env_home: Option<OsString>) -> Result<Command,
     let mut positional: Vec<String> = Vec::new();
     let mut help = false;
     let mut version_flag = false;
+    let mut wait: Option<Duration> = None;
 
     loop {
         let arg = match parser.next() {
@@ -86,6 +119,20 @@ pub fn parse(args: Vec<OsString>, env_home: Option<OsString>) -> Result<Command,
                 };
             }
             Long("with-data-node") => with_data_node = true,
+            Long("wait") => {
+                let value = parser.value().map_err(|e| UsageError(e.to_string()))?;
+                let seconds = value
+                    .to_str()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .filter(|s| (1..=86_400).contains(s))
+                    .ok_or_else(|| {
+                        UsageError(format!(
+                            "--wait {}: give a whole number of seconds from 1 to 86400",
+                            value.to_string_lossy()
+                        ))
+                    })?;
+                wait = Some(Duration::from_secs(seconds));
+            }
             Long("help") | Short('h') => help = true,
             Long("version") | Short('V') => version_flag = true,
             Value(value) => {
@@ -111,7 +158,7 @@ pub fn parse(args: Vec<OsString>, env_home: Option<OsString>) -> Result<Command,
     let Some(command) = command else {
         return Err(UsageError("no command given".into()));
     };
-    let takes_positional = command == "prepare";
+    let takes_positional = command == "prepare" || command == "switch";
     if !takes_positional && !positional.is_empty() {
         return Err(UsageError(format!(
             "{command}: unexpected argument {:?}",
@@ -123,6 +170,12 @@ pub fn parse(args: Vec<OsString>, env_home: Option<OsString>) -> Result<Command,
             "{command}: --with-data-node is only for init"
         )));
     }
+    if wait.is_some() && command != "restart" && command != "switch" {
+        return Err(UsageError(format!(
+            "{command}: --wait is only for restart and switch"
+        )));
+    }
+    let wait = wait.unwrap_or(DEFAULT_WAIT);
     let need_home = || -> Result<PathBuf, UsageError> {
         home.clone()
             .or_else(|| {
@@ -161,6 +214,24 @@ pub fn parse(args: Vec<OsString>, env_home: Option<OsString>) -> Result<Command,
             Ok(Command::Prepare {
                 home: need_home()?,
                 version,
+            })
+        }
+        "restart" => Ok(Command::Restart {
+            home: need_home()?,
+            wait,
+        }),
+        "switch" => {
+            let tag = match positional.as_slice() {
+                [tag] => tag.clone(),
+                [] => return Err(UsageError("switch: missing TAG".into())),
+                [_, extra, ..] => {
+                    return Err(UsageError(format!("switch: unexpected argument {extra:?}")))
+                }
+            };
+            Ok(Command::Switch {
+                home: need_home()?,
+                tag,
+                wait,
             })
         }
         "version" => Ok(Command::Version { output }),
@@ -235,6 +306,33 @@ mod tests {
         );
         assert_eq!(parse_str(&["--help"], None), Ok(Command::Help));
         assert_eq!(parse_str(&["help"], None), Ok(Command::Help));
+    }
+
+    #[test]
+    fn restart_and_switch_forms() {
+        assert_eq!(
+            parse_str(&["restart"], Some("/h")),
+            Ok(Command::Restart {
+                home: "/h".into(),
+                wait: DEFAULT_WAIT
+            })
+        );
+        assert_eq!(
+            parse_str(&["switch", "v1.2.4", "--home", "/h", "--wait", "30"], None),
+            Ok(Command::Switch {
+                home: "/h".into(),
+                tag: "v1.2.4".into(),
+                wait: Duration::from_secs(30)
+            })
+        );
+        for args in [
+            &["switch", "--home", "/h"][..],
+            &["switch", "a", "b", "--home", "/h"][..],
+            &["restart", "--wait", "0", "--home", "/h"][..],
+            &["status", "--wait", "5", "--home", "/h"][..],
+        ] {
+            assert!(parse_str(args, None).is_err(), "{args:?} should fail");
+        }
     }
 
     #[test]

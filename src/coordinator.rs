@@ -2,6 +2,7 @@
 //! every input channel with one `select!`, feeds the machine, and carries out the actions it
 //! hands back. It is the only code that spawns or signals a node process or moves `current`.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -11,13 +12,15 @@ use crossbeam_channel::{select, Receiver, Sender};
 
 use crate::child;
 use crate::config_watch::ConfigResult;
+use crate::control::ControlMessage;
 use crate::home::{self, Home};
 use crate::install::InstallRequest;
 use crate::log;
-use crate::machine::{Action, Event, Machine, Polling, ReceivedSignal, SwitchError};
+use crate::machine::{Action, ControlReply, Event, Machine, Polling, ReceivedSignal, SwitchError};
 use crate::report::Reporter;
 use crate::rpc_poll::Polled;
 use crate::run_config::RunConfig;
+use crate::supervise_folder::SuperviseFolder;
 use crate::tasks;
 
 /// The channels between the coordinator and the threads that feed it.
@@ -30,6 +33,8 @@ pub struct Channels {
     pub events_tx: Sender<Event>,
     pub poll_control: Sender<Option<Polling>>,
     pub reload: Sender<()>,
+    /// Operators' requests from the control socket.
+    pub controls: Receiver<ControlMessage>,
 }
 
 pub struct Coordinator {
@@ -39,6 +44,9 @@ pub struct Coordinator {
     reporter: Reporter,
     /// The install worker (the machine allows one at a time) and its cancel flag.
     install: Option<(String, Arc<AtomicBool>, JoinHandle<()>)>,
+    /// Where the answers to each control request go, by request id.
+    replies: HashMap<u64, Sender<ControlReply>>,
+    next_request: u64,
 }
 
 /// A turn slower than this is logged, as a hint that something blocked the loop.
@@ -54,7 +62,15 @@ impl Coordinator {
             channels,
             reporter: Reporter::from_env(Instant::now()),
             install: None,
+            replies: HashMap::new(),
+            next_request: 0,
         }
+    }
+
+    /// Also keeps `status.json` in the supervise folder up to date.
+    pub fn with_status_file(mut self, folder: SuperviseFolder) -> Coordinator {
+        self.reporter = self.reporter.with_status_file(folder);
+        self
     }
 
     /// Runs until the machine orders an exit; returns the exit status.
@@ -91,7 +107,7 @@ impl Coordinator {
     }
 
     /// Waits for the next input, or for the machine's next deadline (`None`).
-    fn next_event(&self) -> Option<Event> {
+    fn next_event(&mut self) -> Option<Event> {
         let deadline = [self.machine.next_deadline(), self.reporter.next_deadline()]
             .into_iter()
             .flatten()
@@ -110,6 +126,11 @@ impl Coordinator {
                     log::configure(config.log_format, config.log_level);
                 }
                 Event::ConfigReloaded(result)
+            }),
+            recv(c.controls) -> message => message.ok().map(|message| {
+                self.next_request += 1;
+                self.replies.insert(self.next_request, message.replies);
+                Event::ControlReceived { id: self.next_request, request: message.request }
             }),
             default(timeout) => None,
         }
@@ -168,8 +189,24 @@ impl Coordinator {
                 }
                 Action::CheckFolder { tag, folder } => {
                     let events = self.channels.events_tx.clone();
-                    if let Some(failed) = tasks::check_folder(tag, folder, events) {
+                    if let Some(failed) = tasks::check_folder(tag, folder, false, events) {
                         self.machine.handle(Instant::now(), failed);
+                    }
+                }
+                Action::CheckSwitchFolder { tag, folder } => {
+                    let events = self.channels.events_tx.clone();
+                    if let Some(failed) = tasks::check_folder(tag, folder, true, events) {
+                        self.machine.handle(Instant::now(), failed);
+                    }
+                }
+                Action::ControlReply { id, reply } => {
+                    let last = reply.is_final();
+                    if let Some(replies) = self.replies.get(&id) {
+                        // Unbounded: never blocks; a client that left only loses the answer.
+                        let _ = replies.send(reply);
+                    }
+                    if last {
+                        self.replies.remove(&id);
                     }
                 }
                 Action::StartInstall {
@@ -199,7 +236,7 @@ impl Coordinator {
                 Action::MarkUpgrade { tag, height } => {
                     if let Err(e) = self.home.write_upgrade_mark(&tag, height) {
                         log::warn(
-                            &format!("home: cannot note the upgrade in {}: {e}; a Visor restarted before {tag} answers would start it without the snapshot height", self.home.root().display()),
+                            &format!("home: cannot note the upgrade: {e}; a Visor restarted before {tag} answers would start it without the snapshot height"),
                             &[],
                         );
                     }
@@ -275,5 +312,7 @@ fn event_name(event: &Event) -> &'static str {
         Event::InstallFinished { .. } => "InstallFinished",
         Event::CurrentSwitched(_) => "CurrentSwitched",
         Event::GroupsProbed { .. } => "GroupsProbed",
+        Event::ControlReceived { .. } => "ControlReceived",
+        Event::SwitchFolderChecked { .. } => "SwitchFolderChecked",
     }
 }

@@ -15,8 +15,11 @@ pub const CURRENT_LINK: &str = "current";
 pub const GENESIS_FOLDER: &str = "genesis";
 pub const RUN_CONFIG_FILE: &str = "run-config.toml";
 pub const TMP_PREFIX: &str = ".visor-tmp-";
-/// Notes an upgrade whose new version has not answered yet: `<tag> <height>`.
-pub const UPGRADE_MARK: &str = ".visor-upgrade";
+/// Notes an upgrade whose new version has not answered yet: `<tag> <height>`, in the
+/// supervise folder.
+pub const UPGRADE_MARK: &str = ".visor/upgrade";
+/// Where earlier versions kept the mark; read once, then removed.
+pub const LEGACY_UPGRADE_MARK: &str = ".visor-upgrade";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Home {
@@ -122,26 +125,32 @@ impl Home {
 
     /// Writes the upgrade mark (temporary name, then rename). Not fsynced: it is a hint for a
     /// Visor restarted within the same boot, and writing it sits on the upgrade's path.
-    pub fn write_upgrade_mark(&self, tag: &str, height: u64) -> io::Result<()> {
-        let temp = self.temp_path("mark");
-        fs::write(&temp, format!("{tag} {height}\n"))?;
-        fs::rename(&temp, self.root.join(UPGRADE_MARK)).inspect_err(|_| {
-            let _ = fs::remove_file(&temp);
-        })
+    pub fn write_upgrade_mark(&self, tag: &str, height: u64) -> Result<(), String> {
+        crate::supervise_folder::write_atomic(
+            &self.root.join(UPGRADE_MARK),
+            format!("{tag} {height}\n").as_bytes(),
+            0o644,
+        )
     }
 
-    /// The upgrade mark, if there is a readable one.
+    /// The upgrade mark, if there is a readable one (at its old place in HOME when a Visor of
+    /// an earlier version left it there).
     pub fn read_upgrade_mark(&self) -> Option<(String, u64)> {
-        let text = fs::read_to_string(self.root.join(UPGRADE_MARK)).ok()?;
+        let text = fs::read_to_string(self.root.join(UPGRADE_MARK))
+            .or_else(|_| fs::read_to_string(self.root.join(LEGACY_UPGRADE_MARK)))
+            .ok()?;
         let (tag, height) = text.trim().split_once(' ')?;
         Some((tag.to_string(), height.parse().ok()?))
     }
 
     pub fn clear_upgrade_mark(&self) -> io::Result<()> {
-        match fs::remove_file(self.root.join(UPGRADE_MARK)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
+        for name in [UPGRADE_MARK, LEGACY_UPGRADE_MARK] {
+            match fs::remove_file(self.root.join(name)) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
         }
+        Ok(())
     }
 
     /// Removes `.visor-tmp-*` leftovers of an earlier run. Returns the names removed.

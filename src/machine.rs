@@ -139,6 +139,44 @@ pub enum Event {
     GroupsProbed {
         alive: Vec<u32>,
     },
+    /// An operator asked through the control socket (`visor restart`, `visor switch`); the
+    /// answers go back as [`Action::ControlReply`] with the same `id`.
+    ControlReceived {
+        id: u64,
+        request: ControlRequest,
+    },
+    /// The folder of an operator's `switch` was checked.
+    SwitchFolderChecked {
+        tag: String,
+        result: Result<Box<CheckedFolder>, String>,
+    },
+}
+
+/// What an operator can ask a running Visor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ControlRequest {
+    /// Stop the binaries and start them again from `current`.
+    Restart,
+    /// Move to the release `tag` (a patch release: no upgrade block, no snapshot height).
+    Switch { tag: String },
+}
+
+/// Visor's answer to a control request: progress lines, then one final answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ControlReply {
+    Progress(String),
+    /// Done: the new start answers RPC.
+    Done(String),
+    /// Nothing was changed.
+    Refused(String),
+    /// The request was carried out in part and failed; the message says what runs now.
+    Failed(String),
+}
+
+impl ControlReply {
+    pub fn is_final(&self) -> bool {
+        !matches!(self, ControlReply::Progress(_))
+    }
 }
 
 /// Why `current` was not switched.
@@ -206,6 +244,16 @@ pub enum Action {
     /// Look whether these process groups still have live members; answered at once with
     /// [`Event::GroupsProbed`].
     ProbeGroups(Vec<u32>),
+    /// Check the folder an operator asked to switch to; answered with
+    /// [`Event::SwitchFolderChecked`].
+    CheckSwitchFolder {
+        tag: String,
+        folder: PathBuf,
+    },
+    ControlReply {
+        id: u64,
+        reply: ControlReply,
+    },
     /// Note in HOME that the binaries are being replaced by `tag` from block `height`, so a
     /// Visor restarted before the new version answers still starts it from the snapshot.
     MarkUpgrade {
@@ -232,7 +280,12 @@ const TIMER_COUNT: usize = 6;
 enum StartKind {
     First,
     Restart,
-    Upgrade { height: u64 },
+    /// `visor restart`: as after a crash (latest history segment with a data node), with the
+    /// first start's connection budget and no upgrade height.
+    Manual,
+    Upgrade {
+        height: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,6 +293,10 @@ enum AfterStop {
     Exit(i32),
     Restart,
     Upgrade,
+    /// `visor restart`.
+    Manual,
+    /// `visor switch`.
+    Switch,
 }
 
 /// What the supervisor is doing; see ARCHITECTURE.md for the diagram.
@@ -254,7 +311,25 @@ pub enum Phase {
     RestartWait,
     /// Binaries stopped at the upgrade block; waiting for the new folder to be ready.
     UpgradeWait,
+    /// Binaries stopped for an operator's `switch`; `current` is being moved.
+    SwitchWait,
     Done,
+}
+
+impl Phase {
+    /// The phase's name in `status.json` and `visor status`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Idle => "starting",
+            Phase::QueryingSegment => "querying-segment",
+            Phase::Running => "running",
+            Phase::Stopping => "stopping",
+            Phase::RestartWait => "restart-wait",
+            Phase::UpgradeWait => "upgrade-wait",
+            Phase::SwitchWait => "switch-wait",
+            Phase::Done => "stopped",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -325,6 +400,13 @@ pub struct Machine {
     check_running: bool,
     check_queued: bool,
     lingering: Vec<Lingering>,
+    /// The operator's request being carried out (one at a time).
+    control: Option<control::ControlJob>,
+    /// The last error logged, and a config.toml reload that was refused (cleared by a good one).
+    last_error: Option<String>,
+    refused_reload: Option<String>,
+    /// The interval last given to the RPC thread.
+    poll_interval: Option<Duration>,
     refused_tag: Option<String>,
     warned_ready_running: bool,
     upgrades: u64,
@@ -365,6 +447,10 @@ impl Machine {
             check_running: false,
             check_queued: false,
             lingering: Vec::new(),
+            control: None,
+            last_error: None,
+            refused_reload: None,
+            poll_interval: None,
             refused_tag: None,
             warned_ready_running: false,
             upgrades: 0,
@@ -414,6 +500,31 @@ impl Machine {
         })
     }
 
+    /// The pending release in full: tag, height, folder and the folder's state in words
+    /// (`checking`, `installing`, `ready`, or `not ready: WHY`).
+    pub fn pending_detail(&self) -> Option<(&str, u64, &std::path::Path, String)> {
+        self.pending.as_ref().map(|p| {
+            let state = match &p.state {
+                FolderState::Checking => "checking".to_string(),
+                FolderState::Installing => "installing".to_string(),
+                FolderState::Ready(_) => "ready".to_string(),
+                FolderState::NotReady(why) => format!("not ready: {why}"),
+            };
+            (p.tag.as_str(), p.height, p.folder.as_path(), state)
+        })
+    }
+    /// The folder of the running version (where its run-config.toml is).
+    pub fn running_folder(&self) -> &std::path::Path {
+        self.run.file.parent().unwrap_or(&self.home)
+    }
+    /// The last error Visor logged.
+    pub fn last_error(&self) -> Option<&str> {
+        self.last_error.as_deref()
+    }
+    /// Why the last config.toml reload was refused, until a reload succeeds.
+    pub fn refused_reload(&self) -> Option<&str> {
+        self.refused_reload.as_deref()
+    }
     /// Restarts since Visor started (the budget counter resets; this one does not).
     pub fn restarts_total(&self) -> u64 {
         self.restarts_total
@@ -459,7 +570,13 @@ impl Machine {
                     format!("restarting {}/{}", self.restarts, self.config.max_restarts)
                 }
                 AfterStop::Upgrade => format!("upgrading to {pending_tag}: stopping {release}"),
+                AfterStop::Manual => format!("restarting {release} (operator request)"),
+                AfterStop::Switch => format!(
+                    "switching to {}: stopping {release}",
+                    self.switch_tag().unwrap_or("?")
+                ),
             },
+            Phase::SwitchWait => format!("switching to {}", self.switch_tag().unwrap_or("?")),
             Phase::UpgradeWait => match self.pending.as_ref().map(|p| &p.state) {
                 Some(FolderState::Installing) => format!("upgrading to {pending_tag}: installing"),
                 Some(FolderState::NotReady(_)) => {
@@ -562,10 +679,17 @@ impl Machine {
             Event::InstallFinished { tag, result } => self.on_install_finished(now, tag, result),
             Event::CurrentSwitched(result) => self.on_switched(now, result),
             Event::GroupsProbed { alive } => self.on_groups_probed(now, alive),
+            Event::ControlReceived { id, request } => self.on_control(now, id, request),
+            Event::SwitchFolderChecked { tag, result } => {
+                self.on_switch_folder_checked(now, tag, result)
+            }
         }
     }
 
     fn log(&mut self, level: LogLevel, msg: String, fields: Vec<(&'static str, String)>) {
+        if level == LogLevel::Error {
+            self.last_error = Some(msg.clone());
+        }
         self.actions.push_back(Action::Log { level, msg, fields });
     }
 
@@ -593,7 +717,7 @@ impl Machine {
         };
         self.start_kind = kind;
         match (&self.run.data_node, kind) {
-            (Some(data_node), StartKind::Restart) => {
+            (Some(data_node), StartKind::Restart | StartKind::Manual) => {
                 let args = latest_segment_args(&data_node.args);
                 let program = data_node.path.clone();
                 self.phase = Phase::QueryingSegment;
@@ -629,7 +753,7 @@ impl Machine {
         self.last_rpc_error = None;
         let retries = match self.start_kind {
             StartKind::Restart => self.config.max_restart_connection_retries,
-            StartKind::First | StartKind::Upgrade { .. } => {
+            StartKind::First | StartKind::Manual | StartKind::Upgrade { .. } => {
                 self.config.max_first_connection_retries
             }
         };
@@ -685,13 +809,21 @@ impl Machine {
         }
     }
 
-    fn start_polling(&mut self) {
-        self.poll_generation += 1;
-        let interval = if self.pending.is_some() {
+    /// The upgrade interval while a release is pending, and from the start of a new version
+    /// until it first answers (so the downtime is measured to within that interval); the
+    /// status interval otherwise.
+    fn wanted_poll_interval(&self) -> Duration {
+        if self.pending.is_some() || (!self.answered && self.upgrade_began.is_some()) {
             self.config.upgrade_poll_interval
         } else {
             self.config.status_poll_interval
-        };
+        }
+    }
+
+    fn start_polling(&mut self) {
+        self.poll_generation += 1;
+        let interval = self.wanted_poll_interval();
+        self.poll_interval = Some(interval);
         self.actions.push_back(Action::Poll(Some(Polling {
             generation: self.poll_generation,
             socket: self.run.rpc.socket_path.clone(),
@@ -827,6 +959,7 @@ impl Machine {
         self.clear_timer(Timer::GroupProbe);
         match self.after_stop {
             AfterStop::Exit(code) => {
+                self.fail_control("Visor is exiting");
                 self.phase = Phase::Done;
                 self.timers = [None; TIMER_COUNT];
                 if let Some(install) = self.install_running.as_mut().filter(|i| !i.cancelled) {
@@ -850,6 +983,18 @@ impl Machine {
                 self.phase = Phase::RestartWait;
                 self.set_timer(Timer::RestartDelay, later(now, self.config.restarts_delay));
             }
+            AfterStop::Manual => {
+                self.log(
+                    LogLevel::Info,
+                    format!(
+                        "supervise: restarting release {} (operator request)",
+                        self.running_release
+                    ),
+                    vec![],
+                );
+                self.start(now, StartKind::Manual);
+            }
+            AfterStop::Switch => self.on_stopped_for_switch(now),
             AfterStop::Upgrade => {
                 self.phase = Phase::UpgradeWait;
                 if let Some(pending) = &mut self.pending {
@@ -904,6 +1049,7 @@ impl Machine {
 
     /// An unplanned exit or a failed start: restart within the budget, else stop and exit 1.
     fn on_failure(&mut self, now: Instant) {
+        self.fail_control("the node exited unexpectedly; Visor restarts it within its restart budget (see its log)");
         let max = self.config.max_restarts;
         if self.restarts >= max {
             self.log(
@@ -948,6 +1094,7 @@ impl Machine {
         };
         let second = self.signalled;
         self.signalled = true;
+        self.fail_control(&format!("Visor received {name} and is stopping"));
         match self.phase {
             Phase::Running => {
                 self.log(
@@ -978,7 +1125,11 @@ impl Machine {
                     );
                 }
             }
-            Phase::Idle | Phase::QueryingSegment | Phase::RestartWait | Phase::UpgradeWait => {
+            Phase::Idle
+            | Phase::QueryingSegment
+            | Phase::RestartWait
+            | Phase::UpgradeWait
+            | Phase::SwitchWait => {
                 self.log(
                     LogLevel::Info,
                     format!("supervise: {name} received; no binaries running"),
@@ -1084,20 +1235,28 @@ impl Machine {
             if self.first_start_height.take().is_some() {
                 self.actions.push_back(Action::ClearUpgradeMark);
             }
-            if let (StartKind::Upgrade { .. }, Some(began)) =
-                (self.start_kind, self.upgrade_began.take())
-            {
+            if let Some(began) = self.upgrade_began.take() {
                 let downtime = now.saturating_duration_since(began);
-                self.last_upgrade_downtime = Some(downtime);
+                if let StartKind::Upgrade { .. } = self.start_kind {
+                    self.last_upgrade_downtime = Some(downtime);
+                }
+                let what = match self.start_kind {
+                    StartKind::Upgrade { .. } => "upgrade",
+                    _ => "switch",
+                };
                 self.log(
                     LogLevel::Info,
                     format!(
-                        "upgrade: {} is answering; downtime {} ms",
+                        "{what}: {} is answering; downtime {} ms",
                         self.running_release,
                         downtime.as_millis()
                     ),
                     vec![],
                 );
+            }
+            self.control_answered();
+            if self.poll_interval != Some(self.wanted_poll_interval()) {
+                self.start_polling();
             }
             self.log(
                 LogLevel::Info,
@@ -1515,6 +1674,10 @@ impl Machine {
     }
 
     fn on_switched(&mut self, now: Instant, result: Result<(), SwitchError>) {
+        if self.phase == Phase::SwitchWait {
+            self.on_switched_for_operator(now, result);
+            return;
+        }
         if self.phase != Phase::UpgradeWait {
             return;
         }
@@ -1579,6 +1742,7 @@ impl Machine {
         let config = match result {
             Ok(config) => config,
             Err(errors) => {
+                self.refused_reload = Some(errors.join("; "));
                 self.log(
                     LogLevel::Error,
                     format!(
@@ -1590,6 +1754,7 @@ impl Machine {
                 return;
             }
         };
+        self.refused_reload = None;
         if *config == self.config {
             self.log(
                 LogLevel::Info,
@@ -1636,5 +1801,6 @@ fn later(now: Instant, delay: Duration) -> Instant {
         .unwrap_or(now)
 }
 
+mod control;
 #[cfg(test)]
 mod tests;

@@ -6,6 +6,7 @@
 //! (a core may load a snapshot for a long time) and once when a stop begins, `STOPPING=1`, and
 //! `WATCHDOG=1` every half of `$WATCHDOG_USEC`, sent from the coordinator's loop so a stuck
 //! loop stops the pings. The metrics file is rewritten on every change and every 15 s.
+//! `HOME/.visor/status.json` is rewritten on every change of what it holds.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -14,6 +15,7 @@ use crate::log;
 use crate::machine::{Machine, Proc};
 use crate::metrics::{self, Snapshot};
 use crate::notify::{self, Notifier};
+use crate::supervise_folder::{process_start_time, SuperviseFolder};
 
 /// How often the metrics file is rewritten when nothing changes.
 pub const METRICS_PERIOD: Duration = Duration::from_secs(15);
@@ -32,6 +34,17 @@ pub struct Reporter {
     last_metrics_error: Option<String>,
     ready_sent: bool,
     stopping_sent: bool,
+    status: Option<StatusFile>,
+}
+
+/// `status.json`: where it goes, who this Visor is, and what was last written.
+struct StatusFile {
+    folder: SuperviseFolder,
+    visor: serde_json::Value,
+    /// Start times of child pids, read once per pid.
+    start_times: Vec<(u32, Option<u64>)>,
+    last: Option<serde_json::Value>,
+    last_error: Option<String>,
 }
 
 impl Reporter {
@@ -60,7 +73,29 @@ impl Reporter {
             last_metrics_error: None,
             ready_sent: false,
             stopping_sent: false,
+            status: None,
         }
+    }
+
+    /// Also keeps `status.json` in `folder` up to date.
+    pub fn with_status_file(mut self, folder: SuperviseFolder) -> Reporter {
+        let pid = std::process::id();
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.status = Some(StatusFile {
+            folder,
+            visor: serde_json::json!({
+                "pid": pid,
+                "start_time": process_start_time(pid),
+                "started_at": log::rfc3339_millis(unix_ms),
+                "version": env!("CARGO_PKG_VERSION"),
+            }),
+            start_times: Vec::new(),
+            last: None,
+            last_error: None,
+        });
+        self
     }
 
     /// The earliest instant at which [`Reporter::handle_timeout`] has something to send.
@@ -111,13 +146,86 @@ impl Reporter {
             self.last_status = status;
         }
         self.write_metrics(machine, now, false);
+        self.write_status(machine);
     }
 
-    /// The last metrics write, with `visor_up 0`.
+    /// The last metrics write, with `visor_up 0`, and the last `status.json`.
     pub fn at_exit(&mut self, machine: &Machine, now: Instant) {
         let mut snapshot = snapshot(machine);
         snapshot.up = false;
         self.write_snapshot(machine, snapshot, now);
+        self.write_status(machine);
+    }
+
+    fn write_status(&mut self, machine: &Machine) {
+        let Some(file) = &mut self.status else {
+            return;
+        };
+        let mut children = Vec::new();
+        for proc in [Proc::Core, Proc::DataNode] {
+            let Some(pid) = machine.child_pid(proc) else {
+                continue;
+            };
+            let start_time = match file.start_times.iter().find(|(p, _)| *p == pid) {
+                Some((_, time)) => *time,
+                None => {
+                    let time = process_start_time(pid);
+                    file.start_times.retain(|(p, _)| {
+                        machine.child_pid(Proc::Core) == Some(*p)
+                            || machine.child_pid(Proc::DataNode) == Some(*p)
+                    });
+                    file.start_times.push((pid, time));
+                    time
+                }
+            };
+            children.push(serde_json::json!({
+                "process": proc.name(),
+                "pid": pid,
+                "start_time": start_time,
+            }));
+        }
+        let pending = machine
+            .pending_detail()
+            .map(|(tag, height, folder, state)| {
+                serde_json::json!({
+                    "release": tag,
+                    "height": height,
+                    "folder": folder.display().to_string(),
+                    "folder_state": state,
+                })
+            });
+        let record = serde_json::json!({
+            "visor": file.visor,
+            "phase": machine.phase().name(),
+            "status": machine.status_line(),
+            "release": machine.running_release(),
+            "folder": machine.running_folder().display().to_string(),
+            "children": children,
+            "restarts": machine.restarts(),
+            "restarts_total": machine.restarts_total(),
+            "upgrades_total": machine.upgrades(),
+            "pending": pending,
+            "last_error": machine.last_error(),
+            "refused_reload": machine.refused_reload(),
+        });
+        if file.last.as_ref() == Some(&record) {
+            return;
+        }
+        let mut written = record.clone();
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        written["updated_at"] = log::rfc3339_millis(unix_ms).into();
+        match file.folder.write_status(&written) {
+            Ok(()) => file.last_error = None,
+            Err(e) => {
+                if file.last_error.as_deref() != Some(e.as_str()) {
+                    log::warn(&format!("status: {e}"), &[]);
+                    file.last_error = Some(e);
+                }
+            }
+        }
+        file.last = Some(record);
     }
 
     fn send(&self, message: &str) {

@@ -53,8 +53,25 @@ pub fn query_segment(program: PathBuf, args: Vec<String>, events: Sender<Event>)
     .map(|e| Event::SegmentQueried(Err(e)))
 }
 
-/// Checks an upgrade folder; on failure to start, the event.
-pub fn check_folder(tag: String, folder: PathBuf, events: Sender<Event>) -> Option<Event> {
+/// Checks an upgrade folder (for a pending upgrade, or for an operator's switch when
+/// `for_switch`); on failure to start, the event.
+pub fn check_folder(
+    tag: String,
+    folder: PathBuf,
+    for_switch: bool,
+    events: Sender<Event>,
+) -> Option<Event> {
+    let event = move |tag: String, missing: bool, result: Result<Box<CheckedFolder>, String>| {
+        if for_switch {
+            Event::SwitchFolderChecked { tag, result }
+        } else {
+            Event::FolderChecked {
+                tag,
+                missing,
+                result,
+            }
+        }
+    };
     let failed_tag = tag.clone();
     spawn_worker(
         "visor-check",
@@ -63,20 +80,12 @@ pub fn check_folder(tag: String, folder: PathBuf, events: Sender<Event>) -> Opti
             let result = check_upgrade_folder(&tag, &folder)
                 .and_then(|run| CheckedFolder::record(&folder, run))
                 .map(Box::new);
-            Event::FolderChecked {
-                tag,
-                missing,
-                result,
-            }
+            event(tag, missing, result)
         },
         events,
     )
     .err()
-    .map(|e| Event::FolderChecked {
-        tag: failed_tag,
-        missing: false,
-        result: Err(e),
-    })
+    .map(|e| event(failed_tag, false, Err(e)))
 }
 
 /// Installs a release on the `visor-install` thread; progress lines go to the log, the result

@@ -1,10 +1,14 @@
 //! One file per command (SPEC section 2); this file dispatches and holds the exit codes.
 
 mod check;
+mod control;
 mod init;
+mod output;
 mod prepare;
 mod run;
 mod status;
+
+pub use output::{err, out};
 
 use std::path::{Path, PathBuf};
 
@@ -21,24 +25,28 @@ pub const EXIT_CONFIG: i32 = 78;
 
 /// Parses the command line and runs the command; returns the process exit status.
 pub fn main() -> i32 {
+    output::finish(dispatch())
+}
+
+fn dispatch() -> i32 {
     let args: Vec<_> = std::env::args_os().skip(1).collect();
     let command = match cli::parse(args, std::env::var_os("VISOR_HOME")) {
         Ok(command) => command,
         Err(e) => {
-            eprintln!("visor: {e}\nRun 'visor help' for usage.");
+            err(&format!("{e}\nRun 'visor help' for usage."));
             return EXIT_USAGE;
         }
     };
     match command {
         Command::Help => {
-            print!("{}", cli::USAGE);
+            out(cli::USAGE.trim_end());
             EXIT_OK
         }
         Command::Version { output } => {
             let version = env!("CARGO_PKG_VERSION");
             match output {
-                Output::Text => println!("visor {version}"),
-                Output::Json => println!("{}", serde_json::json!({ "version": version })),
+                Output::Text => out(&format!("visor {version}")),
+                Output::Json => out(&serde_json::json!({ "version": version }).to_string()),
             }
             EXIT_OK
         }
@@ -50,6 +58,8 @@ pub fn main() -> i32 {
         Command::Check { home } => check::check(&absolute(&home)),
         Command::Status { home, output } => status::status(&absolute(&home), output),
         Command::Prepare { home, version } => prepare::prepare(&absolute(&home), &version),
+        Command::Restart { home, wait } => control::restart(&absolute(&home), wait),
+        Command::Switch { home, tag, wait } => control::switch(&absolute(&home), &tag, wait),
     }
 }
 

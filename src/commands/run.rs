@@ -2,6 +2,7 @@
 //! until a signal or a fatal error.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, unbounded};
 
@@ -10,8 +11,9 @@ use crate::config::Config;
 use crate::coordinator::{Channels, Coordinator};
 use crate::folder_check::load_startable;
 use crate::home::Home;
-use crate::machine::Machine;
-use crate::{config_watch, log, rpc_poll, signals};
+use crate::machine::{Machine, StopSignal};
+use crate::supervise_folder::{process_start_time, Lock, LockError, SuperviseFolder};
+use crate::{child, config_watch, control, log, rpc_poll, signals};
 
 pub fn run(root: &Path) -> i32 {
     let home = Home::new(root.to_path_buf());
@@ -25,12 +27,20 @@ pub fn run(root: &Path) -> i32 {
         &[("home", root.display().to_string())],
     );
 
+    // One Visor per home: nothing is touched before the lock is held.
+    let supervise = SuperviseFolder::new(root);
+    let _lock = match take_lock(&supervise) {
+        Ok(lock) => lock,
+        Err(code) => return code,
+    };
+
     // Handlers first, so a SIGTERM during start-up is not lost.
     let (signal_tx, signal_rx) = unbounded();
     if let Err(e) = signals::start(signal_tx) {
         log::error(&format!("cannot install signal handlers: {e}"), &[]);
         return EXIT_FAILURE;
     }
+    stop_orphaned_nodes(&supervise, config.stop_signal_timeout);
 
     match home.remove_temp_leftovers() {
         Ok(removed) => {
@@ -86,6 +96,13 @@ pub fn run(root: &Path) -> i32 {
     let (reload_tx, reload_rx) = bounded(1);
     let (poll_tx, poll_rx) = unbounded();
     let (polled_tx, polled_rx) = unbounded();
+    let (control_tx, control_rx) = control::channel();
+    if let Err(e) = control::start(&supervise.control_socket(), control_tx) {
+        log::warn(
+            &format!("{e}; visor restart and visor switch will not reach this Visor"),
+            &[],
+        );
+    }
     let started = config_watch::start(home.config_file(), config_bytes, reload_rx, config_tx)
         .and_then(|()| rpc_poll::start(poll_rx, polled_tx));
     if let Err(e) = started {
@@ -117,8 +134,76 @@ pub fn run(root: &Path) -> i32 {
         events_tx,
         poll_control: poll_tx,
         reload: reload_tx,
+        controls: control_rx,
     };
-    Coordinator::new(machine, home, channels).run()
+    Coordinator::new(machine, home, channels)
+        .with_status_file(supervise)
+        .run()
+}
+
+/// Creates the supervise folder and takes its lock, or says which Visor holds it.
+fn take_lock(supervise: &SuperviseFolder) -> Result<Lock, i32> {
+    if let Err(e) = supervise.create() {
+        log::error(&e, &[]);
+        return Err(EXIT_CONFIG);
+    }
+    supervise.lock().map_err(|e| {
+        match e {
+            LockError::Held(pid) => log::error(
+                &format!(
+                    "{}: another Visor{} is running on this home; stop it first (systemctl stop visor), or ask it with visor status, visor restart or visor switch",
+                    supervise.lock_file().display(),
+                    pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+                ),
+                &[],
+            ),
+            LockError::Io(e) => log::error(&e, &[]),
+        }
+        EXIT_FAILURE
+    })
+}
+
+/// Stops node processes a Visor that is gone left running (recorded in `status.json`, same pid
+/// and start time): SIGTERM to the process group, `stopSignalTimeoutSeconds`, then SIGKILL.
+/// Without this, a core that ignored the parent-death signal would run beside the new one.
+fn stop_orphaned_nodes(supervise: &SuperviseFolder, timeout: Duration) {
+    let Some(status) = supervise.read_status() else {
+        return;
+    };
+    let children = status["children"].as_array().cloned().unwrap_or_default();
+    for child in children {
+        let (Some(pid), Some(start_time)) = (child["pid"].as_u64(), child["start_time"].as_u64())
+        else {
+            continue;
+        };
+        let Ok(pid) = u32::try_from(pid) else {
+            continue;
+        };
+        if process_start_time(pid) != Some(start_time) {
+            continue;
+        }
+        let process = child["process"].as_str().unwrap_or("node process");
+        log::warn(
+            &format!("supervise: the {process} (pid {pid}) started by a Visor that is gone still runs; stopping it before anything starts"),
+            &[],
+        );
+        child::signal_group(pid, StopSignal::Term);
+        let deadline = Instant::now() + timeout;
+        while child::group_alive(pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if child::group_alive(pid) {
+            log::warn(
+                &format!("supervise: the {process} (pid {pid}) is still running {} s after SIGTERM; sending SIGKILL", timeout.as_secs()),
+                &[],
+            );
+            child::signal_group(pid, StopSignal::Kill);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while child::group_alive(pid) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
 }
 
 /// config.toml for a command that cannot go on without it: every problem printed and

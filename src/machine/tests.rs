@@ -614,7 +614,8 @@ fn upgrade_with_a_ready_folder() {
         generation: 4,
         socket: PathBuf::from("/run/v2.sock"),
         http_path: "/rpc".into(),
-        interval: Duration::from_millis(500),
+        // The upgrade interval until the new core first answers, so the downtime is exact.
+        interval: Duration::from_millis(100),
     }))));
     assert_eq!(h.machine.running_release(), "v2");
     assert_eq!(h.machine.upgrades(), 1);
@@ -1459,4 +1460,192 @@ fn a_stop_during_an_install_cancels_it_before_the_exit() {
         actions,
         vec![Action::CancelInstall { tag: "v2".into() }, Action::Exit(0)]
     );
+}
+
+// ----- operator requests: restart and switch -----
+
+fn replies(actions: &[Action]) -> Vec<ControlReply> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::ControlReply { reply, .. } => Some(reply.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn control(h: &mut Harness, id: u64, request: ControlRequest) -> Vec<Action> {
+    h.event(Event::ControlReceived { id, request })
+}
+
+fn switch(tag: &str) -> ControlRequest {
+    ControlRequest::Switch { tag: tag.into() }
+}
+
+#[test]
+fn restart_stops_and_starts_again_without_a_snapshot_and_answers_when_the_core_does() {
+    let mut h = Harness::new(fast_config(), false);
+    h.event(Event::Started);
+    h.status(None, false);
+    let actions = control(&mut h, 1, ControlRequest::Restart);
+    assert_eq!(signals(&actions), vec![(Proc::Core, StopSignal::Term)]);
+    assert!(matches!(replies(&actions)[..], [ControlReply::Progress(_)]));
+    let actions = h.exit(Proc::Core);
+    assert_eq!(
+        spawned(&actions),
+        vec![(Proc::Core, strings(&["start", "--home", "/z"]))],
+        "started at once, no snapshot flag"
+    );
+    assert_eq!(
+        h.machine.restarts(),
+        0,
+        "an operator's restart is not a failure"
+    );
+    let actions = h.status(None, false);
+    assert!(matches!(&replies(&actions)[..], [ControlReply::Done(t)] if t.contains("v1")));
+}
+
+#[test]
+fn restart_with_a_data_node_starts_from_the_latest_segment() {
+    let mut h = Harness::new(fast_config(), true);
+    h.event(Event::Started);
+    h.status(None, false);
+    control(&mut h, 1, ControlRequest::Restart);
+    h.exit(Proc::Core);
+    let actions = h.exit(Proc::DataNode);
+    assert!(actions
+        .iter()
+        .any(|a| matches!(a, Action::QuerySegment { .. })));
+    let actions = h.event(Event::SegmentQueried(Ok(Some(900))));
+    assert_eq!(
+        spawned(&actions)[0].1,
+        strings(&["start", "--home", "/z", SNAPSHOT_FLAG, "900"])
+    );
+}
+
+#[test]
+fn switch_checks_the_folder_before_anything_stops() {
+    let mut h = Harness::new(fast_config(), false);
+    h.event(Event::Started);
+    h.status(None, false);
+    let actions = control(&mut h, 7, switch("v1.0.1"));
+    assert!(
+        signals(&actions).is_empty(),
+        "nothing stops before the check"
+    );
+    assert!(actions.contains(&Action::CheckSwitchFolder {
+        tag: "v1.0.1".into(),
+        folder: PathBuf::from("/h/v1.0.1")
+    }));
+    // Not ready: refused, nothing stopped, the node still runs.
+    let actions = h.event(Event::SwitchFolderChecked {
+        tag: "v1.0.1".into(),
+        result: Err("v1.0.1/zeta reports version v1.0.0".into()),
+    });
+    assert!(signals(&actions).is_empty());
+    assert!(
+        matches!(&replies(&actions)[..], [ControlReply::Refused(t)] if t.contains("nothing was stopped"))
+    );
+    assert_eq!(h.machine.phase(), Phase::Running);
+    // Ready: stop, switch, start without the snapshot flag, done when it answers.
+    control(&mut h, 8, switch("v1.0.1"));
+    let actions = h.event(Event::SwitchFolderChecked {
+        tag: "v1.0.1".into(),
+        result: Ok(checked("v1.0.1", false)),
+    });
+    assert_eq!(signals(&actions), vec![(Proc::Core, StopSignal::Term)]);
+    assert_eq!(h.machine.status_line(), "switching to v1.0.1: stopping v1");
+    let actions = h.exit(Proc::Core);
+    assert_eq!(actions[0], switch_to("v1.0.1"));
+    assert_eq!(
+        spawned(&actions),
+        vec![(Proc::Core, strings(&["start", "--home", "/z"]))]
+    );
+    assert_eq!(h.machine.running_release(), "v1.0.1");
+    let actions = h.status(None, false);
+    assert!(matches!(&replies(&actions)[..], [ControlReply::Done(_)]));
+    assert_eq!(
+        h.logged(LogLevel::Info, "switch: v1.0.1 is answering; downtime"),
+        1
+    );
+}
+
+#[test]
+fn a_switch_folder_changed_before_the_switch_restarts_the_old_version() {
+    let mut h = Harness::new(fast_config(), false);
+    h.event(Event::Started);
+    h.status(None, false);
+    control(&mut h, 1, switch("v1.0.1"));
+    h.event(Event::SwitchFolderChecked {
+        tag: "v1.0.1".into(),
+        result: Ok(checked("v1.0.1", false)),
+    });
+    h.switch_result = Err(SwitchError::FolderChanged(
+        "/h/v1.0.1/zeta: replaced".into(),
+    ));
+    let actions = h.exit(Proc::Core);
+    assert!(
+        matches!(&replies(&actions)[..], [ControlReply::Failed(t)] if t.contains("v1 was started again"))
+    );
+    assert_eq!(spawned(&actions).len(), 1);
+    assert_eq!(h.machine.running_release(), "v1");
+}
+
+#[test]
+fn requests_are_refused_during_an_upgrade_and_while_another_runs() {
+    let mut h = Harness::new(fast_config(), false);
+    h.event(Event::Started);
+    h.status(Some(("v2", 7)), false);
+    control(&mut h, 1, ControlRequest::Restart);
+    let actions = control(&mut h, 2, switch("v1.0.1"));
+    assert!(
+        matches!(&replies(&actions)[..], [ControlReply::Refused(t)] if t.contains("under way"))
+    );
+    h.exit(Proc::Core);
+    h.status(Some(("v2", 7)), false);
+    h.event(ready_folder("v2"));
+    h.status(Some(("v2", 7)), true);
+    for request in [ControlRequest::Restart, switch("v1.0.1")] {
+        let actions = control(&mut h, 3, request);
+        assert!(
+            matches!(&replies(&actions)[..], [ControlReply::Refused(t)] if t.contains("upgrade to v2")),
+            "{actions:?}"
+        );
+    }
+    assert!(matches!(
+        &replies(&control(&mut h, 4, switch("v1")))[..],
+        [ControlReply::Refused(_)]
+    ));
+}
+
+#[test]
+fn a_signal_ends_a_request_under_way_with_a_failure() {
+    let mut h = Harness::new(fast_config(), false);
+    h.event(Event::Started);
+    h.status(None, false);
+    control(&mut h, 1, ControlRequest::Restart);
+    let actions = h.event(Event::SignalReceived(ReceivedSignal::Term));
+    assert!(matches!(&replies(&actions)[..], [ControlReply::Failed(t)] if t.contains("SIGTERM")));
+}
+
+#[test]
+fn after_an_upgrade_polling_is_fast_until_the_new_core_answers() {
+    let mut h = Harness::new(fast_config(), false);
+    h.event(Event::Started);
+    h.status(Some(("v2", 7)), false);
+    h.event(ready_folder("v2"));
+    h.status(Some(("v2", 7)), true);
+    let actions = h.exit(Proc::Core);
+    let interval = |actions: &[Action]| {
+        actions.iter().find_map(|a| match a {
+            Action::Poll(Some(p)) => Some(p.interval),
+            _ => None,
+        })
+    };
+    assert_eq!(
+        interval(&actions),
+        Some(fast_config().upgrade_poll_interval)
+    );
+    let actions = h.status(None, false);
+    assert_eq!(interval(&actions), Some(fast_config().status_poll_interval));
 }

@@ -1,0 +1,333 @@
+//! The operator's requests to a running Visor: `visor restart` and `visor switch TAG`.
+//!
+//! A request is carried out only while the binaries run normally (phase `Running`, no
+//! upgrade in its stop, switch or first start); otherwise it is refused and nothing changes.
+//! One request at a time. A switch checks the new folder (run-config, binaries, version)
+//! before anything stops, and a folder that is not ready is refused with nothing stopped.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use super::{
+    Action, AfterStop, ControlReply, ControlRequest, Machine, Phase, StartKind, SwitchError, Timer,
+};
+use crate::config::LogLevel;
+use crate::fingerprint::CheckedFolder;
+use crate::home;
+
+/// The request being carried out.
+#[derive(Debug)]
+pub(super) struct ControlJob {
+    id: u64,
+    kind: JobKind,
+}
+
+#[derive(Debug)]
+enum JobKind {
+    Restart,
+    Switch {
+        tag: String,
+        folder: PathBuf,
+        checked: Option<Box<CheckedFolder>>,
+    },
+}
+
+impl Machine {
+    /// The tag an operator's switch is moving to, while one is under way.
+    pub(super) fn switch_tag(&self) -> Option<&str> {
+        match &self.control {
+            Some(ControlJob {
+                kind: JobKind::Switch { tag, .. },
+                ..
+            }) => Some(tag),
+            _ => None,
+        }
+    }
+
+    fn reply(&mut self, id: u64, reply: ControlReply) {
+        self.actions.push_back(Action::ControlReply { id, reply });
+    }
+
+    /// Why a request cannot be carried out now, if it cannot.
+    fn control_refusal(&self) -> Option<String> {
+        if self.control.is_some() {
+            return Some("another restart or switch is under way; wait for it to finish".into());
+        }
+        if self.phase == Phase::Stopping && self.after_stop == AfterStop::Upgrade
+            || self.phase == Phase::UpgradeWait
+        {
+            return Some(format!(
+                "the upgrade to {} is under way; wait until it has finished",
+                self.pending.as_ref().map_or("?", |p| p.tag.as_str())
+            ));
+        }
+        if self.phase == Phase::Running && self.first_start_height.is_some() {
+            return Some(format!(
+                "{} has not answered since its upgrade; wait until it has",
+                self.running_release
+            ));
+        }
+        if self.phase != Phase::Running {
+            return Some(format!(
+                "Visor is {}; try again when the node runs",
+                self.status_line()
+            ));
+        }
+        None
+    }
+
+    pub(super) fn on_control(&mut self, now: Instant, id: u64, request: ControlRequest) {
+        if let Some(why) = self.control_refusal() {
+            self.reply(id, ControlReply::Refused(why));
+            return;
+        }
+        match request {
+            ControlRequest::Restart => {
+                self.control = Some(ControlJob {
+                    id,
+                    kind: JobKind::Restart,
+                });
+                self.log(
+                    LogLevel::Info,
+                    format!(
+                        "supervise: restart of {} requested; stopping the binaries",
+                        self.running_release
+                    ),
+                    vec![],
+                );
+                self.reply(
+                    id,
+                    ControlReply::Progress(format!(
+                        "stopping {} to start it again",
+                        self.running_release
+                    )),
+                );
+                self.begin_stop(now, AfterStop::Manual);
+            }
+            ControlRequest::Switch { tag } => {
+                if tag == self.running_release {
+                    self.reply(
+                        id,
+                        ControlReply::Refused(format!("{tag} is already running")),
+                    );
+                    return;
+                }
+                let folder =
+                    match home::upgrade_folder(&self.home, &self.config.upgrade_folders, &tag) {
+                        Ok(folder) => folder,
+                        Err(error) => {
+                            self.reply(id, ControlReply::Refused(error));
+                            return;
+                        }
+                    };
+                self.reply(
+                    id,
+                    ControlReply::Progress(format!(
+                        "checking the folder for {tag} ({}); nothing is stopped until it is ready",
+                        folder.display()
+                    )),
+                );
+                self.actions.push_back(Action::CheckSwitchFolder {
+                    tag: tag.clone(),
+                    folder: folder.clone(),
+                });
+                self.control = Some(ControlJob {
+                    id,
+                    kind: JobKind::Switch {
+                        tag,
+                        folder,
+                        checked: None,
+                    },
+                });
+            }
+        }
+    }
+
+    pub(super) fn on_switch_folder_checked(
+        &mut self,
+        now: Instant,
+        tag: String,
+        result: Result<Box<CheckedFolder>, String>,
+    ) {
+        let Some(ControlJob {
+            id,
+            kind:
+                JobKind::Switch {
+                    tag: wanted,
+                    checked,
+                    ..
+                },
+        }) = &mut self.control
+        else {
+            return;
+        };
+        if *wanted != tag || checked.is_some() {
+            return;
+        }
+        let id = *id;
+        let ready = match result {
+            Ok(ready) => ready,
+            Err(problem) => {
+                self.control = None;
+                self.reply(
+                    id,
+                    ControlReply::Refused(format!(
+                        "the folder for {tag} is not ready: {problem}; nothing was stopped"
+                    )),
+                );
+                return;
+            }
+        };
+        *checked = Some(ready);
+        // The node may have stopped running while the folder was checked (an upgrade, a crash).
+        let pending_upgrade = self.phase == Phase::Stopping
+            && self.after_stop == AfterStop::Upgrade
+            || self.phase == Phase::UpgradeWait;
+        if self.phase != Phase::Running || pending_upgrade {
+            self.control = None;
+            self.reply(
+                id,
+                ControlReply::Refused(format!(
+                    "Visor is now {}; nothing was switched",
+                    self.status_line()
+                )),
+            );
+            return;
+        }
+        self.log(
+            LogLevel::Info,
+            format!(
+                "switch: folder for {tag} is ready; stopping {} to switch",
+                self.running_release
+            ),
+            vec![],
+        );
+        self.reply(
+            id,
+            ControlReply::Progress(format!(
+                "folder for {tag} is ready; stopping {}",
+                self.running_release
+            )),
+        );
+        self.upgrade_began = Some(now);
+        self.begin_stop(now, AfterStop::Switch);
+    }
+
+    /// The binaries stopped for a switch: move `current` if the folder is still as checked.
+    pub(super) fn on_stopped_for_switch(&mut self, _now: Instant) {
+        self.phase = Phase::SwitchWait;
+        let Some(ControlJob {
+            kind:
+                JobKind::Switch {
+                    tag,
+                    folder,
+                    checked: Some(checked),
+                },
+            ..
+        }) = &self.control
+        else {
+            return;
+        };
+        let (tag, folder) = (tag.clone(), folder.clone());
+        let expect = Box::new(checked.fingerprint.clone());
+        self.log(
+            LogLevel::Info,
+            format!("switch: switching to {tag}"),
+            vec![("folder", folder.display().to_string())],
+        );
+        self.actions
+            .push_back(Action::SwitchCurrent { folder, expect });
+    }
+
+    pub(super) fn on_switched_for_operator(
+        &mut self,
+        now: Instant,
+        result: Result<(), SwitchError>,
+    ) {
+        let Some(ControlJob {
+            id,
+            kind: JobKind::Switch { tag, checked, .. },
+        }) = self.control.take()
+        else {
+            return;
+        };
+        let Some(checked) = checked else {
+            return;
+        };
+        if let Err(error) = result {
+            let why = match error {
+                SwitchError::FolderChanged(change) => {
+                    format!("the folder changed since it was checked ({change})")
+                }
+                SwitchError::Failed(error) => format!("current could not be moved ({error})"),
+            };
+            self.log(
+                LogLevel::Error,
+                format!(
+                    "switch: not switched to {tag}: {why}; starting {} again",
+                    self.running_release
+                ),
+                vec![],
+            );
+            self.reply(
+                id,
+                ControlReply::Failed(format!(
+                    "not switched to {tag}: {why}; {} was started again",
+                    self.running_release
+                )),
+            );
+            self.upgrade_began = None;
+            self.start(now, StartKind::Manual);
+            return;
+        }
+        self.run = checked.run;
+        self.running_release = tag.clone();
+        self.restarts = 0;
+        self.first_start_height = None;
+        self.warned_ready_running = false;
+        if self.pending.as_ref().is_some_and(|p| p.tag == tag) {
+            self.pending = None;
+            self.clear_timer(Timer::FolderRecheck);
+        }
+        self.log(
+            LogLevel::Info,
+            format!("switch: current now points at {tag}; starting it"),
+            vec![],
+        );
+        self.reply(
+            id,
+            ControlReply::Progress(format!("current now points at {tag}; starting it")),
+        );
+        // The reply that the switch is done comes when the new core answers.
+        self.control = Some(ControlJob {
+            id,
+            kind: JobKind::Restart,
+        });
+        self.start(now, StartKind::First);
+    }
+
+    /// The core answered: a restart or switch under way is done.
+    pub(super) fn control_answered(&mut self) {
+        if let Some(job) = self.control.take() {
+            let kind = match job.kind {
+                JobKind::Restart => "running",
+                JobKind::Switch { .. } => {
+                    // Still checking the folder of a switch: not done yet.
+                    self.control = Some(job);
+                    return;
+                }
+            };
+            self.reply(
+                job.id,
+                ControlReply::Done(format!("{} is {kind} and answering", self.running_release)),
+            );
+        }
+    }
+
+    /// Ends a request under way with a failure.
+    pub(super) fn fail_control(&mut self, why: &str) {
+        if let Some(job) = self.control.take() {
+            self.reply(job.id, ControlReply::Failed(why.to_string()));
+        }
+    }
+}
