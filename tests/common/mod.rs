@@ -279,6 +279,18 @@ impl Env {
             .unwrap_or_else(|| panic!("visor died by {status:?}"))
     }
 
+    /// Waits for Visor to end, however it ends (a kill included).
+    pub fn wait_visor_gone(&mut self, timeout: Duration) -> ExitStatus {
+        wait_for("visor to end", timeout, || {
+            if let Some(status) = self.visor_status {
+                return Some(status);
+            }
+            let status = self.visor.as_mut().unwrap().try_wait().unwrap();
+            self.visor_status = status;
+            status
+        })
+    }
+
     pub fn visor_running(&mut self) -> bool {
         self.visor_status.is_none()
             && self

@@ -1,0 +1,188 @@
+//! One Visor per home: the lock in `HOME/.visor/`, a node left by a Visor that was killed,
+//! `visor restart` and `visor switch` with and without a running Visor, and commands whose
+//! standard output is closed or full.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::*;
+
+fn running_env(name: &str) -> Env {
+    let mut env = Env::new(name);
+    env.write_config(&quick_config(""));
+    env.add_version(Version::new("genesis", "v1"));
+    env.start_visor();
+    env.wait_log("rpc: core is answering");
+    env
+}
+
+#[test]
+fn a_second_visor_on_a_locked_home_exits_at_once_and_touches_nothing() {
+    let env = running_env("twice");
+    let pid = env.visor_pid();
+    // A leftover of a process that is gone: a starting Visor would remove it.
+    let leftover = env.home.join(".visor-tmp-install-v9-999999999-0");
+    fs::create_dir(&leftover).unwrap();
+    let second = Command::new(VISOR)
+        .args(["run", "--home"])
+        .arg(&env.home)
+        .env_remove("NOTIFY_SOCKET")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("pid {pid}")), "{stderr}");
+    assert!(leftover.exists(), "the second Visor touched the home");
+    assert_eq!(env.starts("core").len(), 1, "never two cores");
+    assert_eq!(env.current_target(), Path::new("genesis"));
+}
+
+#[test]
+fn a_core_left_by_a_killed_visor_is_stopped_before_the_next_starts() {
+    let mut env = Env::new("orphan");
+    env.write_config(&quick_config(""));
+    env.add_version(Version::new("genesis", "v1").flags(&["--ignore-sigterm"]));
+    env.start_visor();
+    env.wait_log("rpc: core is answering");
+    let first = env.wait_starts("core", 1)[0].pid();
+    env.signal_visor(libc::SIGKILL);
+    env.wait_visor_gone(DEADLINE);
+    // The core ignored the parent-death signal and still runs.
+    assert!(alive(first));
+    env.start_visor();
+    env.wait_log("rpc: core is answering");
+    let cores = env.wait_starts("core", 2);
+    assert!(!alive(first), "the orphaned core {first} still runs");
+    let log = env.log();
+    assert!(
+        log.contains(&format!("the core (pid {first}) started by a Visor that is gone still runs")),
+        "{log}"
+    );
+    // The old core was gone before the new one started: its stop is recorded first.
+    assert_eq!(cores.len(), 2);
+}
+
+#[test]
+fn restart_stops_and_starts_the_core_from_current() {
+    let env = running_env("restart");
+    let (code, stdout, stderr) = env.run_visor_command(&["restart"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("v1 is running and answering"), "{stdout}");
+    let cores = env.wait_starts("core", 2);
+    assert_eq!(cores[1].version(), "v1");
+    assert!(!cores[1]
+        .args()
+        .iter()
+        .any(|a| a.contains("snapshot.load-from-block-height")));
+}
+
+#[test]
+fn restart_without_a_running_visor_is_an_error() {
+    let env = Env::new("restartnone");
+    env.write_config(&quick_config(""));
+    env.add_version(Version::new("genesis", "v1"));
+    let (code, _, stderr) = env.run_visor_command(&["restart"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("no Visor is running"), "{stderr}");
+}
+
+#[test]
+fn switch_with_a_running_visor_to_a_ready_and_to_a_missing_folder() {
+    let env = running_env("switch");
+    env.add_version(Version::new("v1.0.1", "v1.0.1"));
+    // A missing folder: refused, nothing stopped.
+    let (code, _, stderr) = env.run_visor_command(&["switch", "v1.0.2"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("nothing was stopped"), "{stderr}");
+    assert_eq!(env.starts("core").len(), 1);
+    // A ready folder: switched, and the command ends when the new version answers.
+    let (code, stdout, stderr) = env.run_visor_command(&["switch", "v1.0.1"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("v1.0.1 is running and answering"), "{stdout}");
+    let cores = env.wait_starts("core", 2);
+    assert_eq!(cores[1].version(), "v1.0.1");
+    assert!(!cores[1]
+        .args()
+        .iter()
+        .any(|a| a.contains("snapshot.load-from-block-height")));
+    assert_eq!(env.current_target(), Path::new("v1.0.1"));
+}
+
+#[test]
+fn switch_without_a_running_visor_moves_current_only_to_a_ready_folder() {
+    let env = Env::new("switchoff");
+    env.write_config(&quick_config(""));
+    env.add_version(Version::new("genesis", "v1"));
+    fs::create_dir_all(env.home.join(".visor")).unwrap();
+    std::os::unix::fs::symlink("genesis", env.home.join("current")).unwrap();
+    env.add_version(Version::new("v1.0.1", "v1.0.1"));
+    env.add_version(Version::new("v1.0.2", "v1.0.9"));
+    let (code, _, stderr) = env.run_visor_command(&["switch", "v1.0.2"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("reports version v1.0.9"), "{stderr}");
+    assert_eq!(env.current_target(), Path::new("genesis"));
+    let (code, stdout, stderr) = env.run_visor_command(&["switch", "v1.0.1"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(env.current_target(), Path::new("v1.0.1"));
+    assert!(env.starts("core").is_empty(), "no node started");
+}
+
+/// Every command, with its stdout a closed pipe and then `/dev/full`.
+#[test]
+fn commands_never_panic_on_a_closed_or_full_stdout() {
+    let env = Env::new("stdout");
+    env.write_config(&quick_config(""));
+    env.add_version(Version::new("genesis", "v1"));
+    let home = env.home.display().to_string();
+    let fresh = env.dir.join("fresh").display().to_string();
+    let commands: Vec<Vec<&str>> = vec![
+        vec!["help"],
+        vec!["version"],
+        vec!["version", "--output", "json"],
+        vec!["status", "--home", &home],
+        vec!["status", "--output", "json", "--home", &home],
+        vec!["check", "--home", &home],
+        vec!["init", "--home", &fresh],
+        vec!["restart", "--home", &home],
+        vec!["switch", "v9", "--home", &home],
+        vec!["prepare", "v9", "--home", &home],
+    ];
+    for args in &commands {
+        let _ = fs::remove_dir_all(&fresh);
+        // A closed pipe: the reader is gone before the command writes.
+        let mut child = Command::new(VISOR)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_ne!(output.status.code(), Some(134), "{args:?}: {stderr}");
+        assert!(output.status.code().is_some(), "{args:?} died by a signal");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("Broken pipe"), "{args:?}: {stderr}");
+
+        let _ = fs::remove_dir_all(&fresh);
+        let full = fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+        let output = Command::new(VISOR)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(full)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        let code = output.status.code().expect("exited");
+        if ["help", "version", "status", "init"].contains(&args[0]) {
+            assert_ne!(code, 0, "{args:?}: a full disk is a failure");
+            assert!(stderr.contains("cannot write to standard output"), "{args:?}: {stderr}");
+        }
+    }
+}
