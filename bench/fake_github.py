@@ -26,6 +26,7 @@ class FakeGithub:
     def __init__(self, owner="zeta-protocol", repo="zeta"):
         self.owner, self.repo = owner, repo
         self.assets = {}   # tag -> bytes
+        self.lookups = 0   # release lookups answered
         fake = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -35,6 +36,7 @@ class FakeGithub:
             def do_GET(self):
                 prefix = f"/repos/{fake.owner}/{fake.repo}/releases/tags/"
                 if self.path.startswith(prefix):
+                    fake.lookups += 1
                     tag = self.path[len(prefix):]
                     data = fake.assets.get(tag)
                     if data is None:

@@ -16,35 +16,35 @@ pub fn init(home: &Path, with_data_node: bool) -> i32 {
     match fs::read_dir(home) {
         Ok(mut entries) => {
             if entries.next().is_some() {
-                eprintln!(
-                    "visor: init: {} exists and is not empty; choose a new folder or empty it first",
+                super::err(&format!(
+                    "init: {} exists and is not empty; choose a new folder or empty it first",
                     home.display()
-                );
+                ));
                 return EXIT_FAILURE;
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => {
-            eprintln!("visor: init: {}: {e}", home.display());
+            super::err(&format!("init: {}: {e}", home.display()));
             return EXIT_FAILURE;
         }
     }
     match write_home(home, with_data_node) {
         Ok(()) => {
-            println!("created {}", home.display());
-            println!(
+            super::out(&format!("created {}", home.display()));
+            super::out(&format!(
                 "  {CONFIG_FILE}                   Visor's settings, every key at its default"
-            );
-            println!("  {GENESIS_FOLDER}/{RUN_CONFIG_FILE}   put the first version's binary and settings here");
-            println!("  {EXAMPLE_FOLDER}/{RUN_CONFIG_FILE}    an example upgrade folder: copy it to the release tag's name");
-            println!(
+            ));
+            super::out(&format!("  {GENESIS_FOLDER}/{RUN_CONFIG_FILE}   put the first version's binary and settings here"));
+            super::out(&format!("  {EXAMPLE_FOLDER}/{RUN_CONFIG_FILE}    an example upgrade folder: copy it to the release tag's name"));
+            super::out(&format!(
                 "next: edit the run-configs, then run: visor check --home {}",
                 home.display()
-            );
+            ));
             EXIT_OK
         }
         Err(e) => {
-            eprintln!("visor: init: {e}");
+            super::err(&format!("init: {e}"));
             EXIT_FAILURE
         }
     }

@@ -24,9 +24,9 @@ use crate::run_config::RunConfig;
 
 pub fn prepare(root: &Path, tag: &str) -> i32 {
     if let Err(problem) = home::validate_tag(tag) {
-        eprintln!(
-            "visor: prepare: {problem}; give the release tag as the core announces it, e.g. v1.3.0"
-        );
+        super::err(&format!(
+            "prepare: {problem}; give the release tag as the core announces it, e.g. v1.3.0"
+        ));
         return EXIT_FAILURE;
     }
     let home = Home::new(root.to_path_buf());
@@ -47,7 +47,7 @@ pub fn prepare(root: &Path, tag: &str) -> i32 {
             &format!("prepare: folder for {tag} is already ready; nothing to do"),
             &[("folder", folder.display().to_string()), ("name", run.name)],
         );
-        println!("{}: ready for {tag}", folder.display());
+        super::out(&format!("{}: ready for {tag}", folder.display()));
         return EXIT_OK;
     }
     let template = match template(&home) {
@@ -87,7 +87,7 @@ pub fn prepare(root: &Path, tag: &str) -> i32 {
     let mut progress = |msg: &str, fields: Vec<(&'static str, String)>| log::info(msg, &fields);
     match install_cancellable(&request, &cancel, &mut progress) {
         Ok(_) => {
-            println!("{}: ready for {tag}", folder.display());
+            super::out(&format!("{}: ready for {tag}", folder.display()));
             EXIT_OK
         }
         Err(e) => {

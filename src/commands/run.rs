@@ -211,7 +211,7 @@ fn stop_orphaned_nodes(supervise: &SuperviseFolder, timeout: Duration) {
 pub fn config_or_exit(home: &Home) -> Result<(Config, Vec<u8>), i32> {
     load_config(home).map_err(|problems| {
         for problem in problems {
-            eprintln!("visor: {problem}");
+            super::err(&problem);
         }
         EXIT_CONFIG
     })
