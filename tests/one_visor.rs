@@ -59,7 +59,9 @@ fn a_core_left_by_a_killed_visor_is_stopped_before_the_next_starts() {
     assert!(!alive(first), "the orphaned core {first} still runs");
     let log = env.log();
     assert!(
-        log.contains(&format!("the core (pid {first}) started by a Visor that is gone still runs")),
+        log.contains(&format!(
+            "the core (pid {first}) started by a Visor that is gone still runs"
+        )),
         "{log}"
     );
     // The old core was gone before the new one started: its stop is recorded first.
@@ -102,7 +104,10 @@ fn switch_with_a_running_visor_to_a_ready_and_to_a_missing_folder() {
     // A ready folder: switched, and the command ends when the new version answers.
     let (code, stdout, stderr) = env.run_visor_command(&["switch", "v1.0.1"]);
     assert_eq!(code, 0, "{stdout}{stderr}");
-    assert!(stdout.contains("v1.0.1 is running and answering"), "{stdout}");
+    assert!(
+        stdout.contains("v1.0.1 is running and answering"),
+        "{stdout}"
+    );
     let cores = env.wait_starts("core", 2);
     assert_eq!(cores[1].version(), "v1.0.1");
     assert!(!cores[1]
@@ -170,7 +175,10 @@ fn commands_never_panic_on_a_closed_or_full_stdout() {
         assert!(!stderr.contains("Broken pipe"), "{args:?}: {stderr}");
 
         let _ = fs::remove_dir_all(&fresh);
-        let full = fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+        let full = fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
         let output = Command::new(VISOR)
             .args(args)
             .stdin(Stdio::null())
@@ -182,7 +190,10 @@ fn commands_never_panic_on_a_closed_or_full_stdout() {
         let code = output.status.code().expect("exited");
         if ["help", "version", "status", "init"].contains(&args[0]) {
             assert_ne!(code, 0, "{args:?}: a full disk is a failure");
-            assert!(stderr.contains("cannot write to standard output"), "{args:?}: {stderr}");
+            assert!(
+                stderr.contains("cannot write to standard output"),
+                "{args:?}: {stderr}"
+            );
         }
     }
 }
