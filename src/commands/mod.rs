@@ -21,6 +21,7 @@ pub const EXIT_CONFIG: i32 = 78;
 
 /// Parses the command line and runs the command; returns the process exit status.
 pub fn main() -> i32 {
+    restrict_umask();
     let args: Vec<_> = std::env::args_os().skip(1).collect();
     let command = match cli::parse(args, std::env::var_os("VISOR_HOME")) {
         Ok(command) => command,
@@ -50,6 +51,17 @@ pub fn main() -> i32 {
         Command::Check { home } => check::check(&absolute(&home)),
         Command::Status { home, output } => status::status(&absolute(&home), output),
         Command::Prepare { home, version } => prepare::prepare(&absolute(&home), &version),
+    }
+}
+
+/// Adds 022 to the umask, so nothing Visor creates (an installed folder, its run-config, the
+/// `current` link's temporary, the metrics file) is writable by group or other users, which
+/// Visor itself would then refuse to run. The nodes inherit it.
+fn restrict_umask() {
+    // SAFETY: umask(2) cannot fail; it is called before any thread is started.
+    unsafe {
+        let old = libc::umask(0o022);
+        libc::umask(old | 0o022);
     }
 }
 
