@@ -62,14 +62,18 @@ impl Home {
         })
     }
 
-    /// Makes sure `current` is a link to an existing folder, creating it (pointing at
-    /// `genesis`) when it is missing. A plain folder, a file or a dangling link is an error
-    /// that the caller reports as a configuration error.
-    pub fn ensure_current(&self) -> Result<bool, String> {
+    /// The folder `run` starts from, read-only: the folder `current` points at, or `genesis`
+    /// when `current` is missing (`run` then links it, see [`Home::ensure_current`]). The flag
+    /// tells whether `current` is missing. A plain folder, a file or a dangling link under
+    /// that name is an error that the caller reports as a configuration error.
+    pub fn current_folder(&self) -> Result<(PathBuf, bool), String> {
         let link = self.current_link();
         match fs::symlink_metadata(&link) {
             Ok(meta) if meta.file_type().is_symlink() => match fs::metadata(&link) {
-                Ok(target) if target.is_dir() => Ok(false),
+                Ok(target) if target.is_dir() => self
+                    .current_target()
+                    .map(|folder| (folder, false))
+                    .map_err(|e| format!("{}: {e}", link.display())),
                 Ok(_) => Err(format!(
                     "{}: points at {} which is not a folder; point it at a version folder (ln -sfn genesis {})",
                     link.display(),
@@ -88,19 +92,31 @@ impl Home {
             )),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let genesis = self.genesis_folder();
-                if !genesis.is_dir() {
-                    return Err(format!(
+                if genesis.is_dir() {
+                    Ok((genesis, true))
+                } else {
+                    Err(format!(
                         "{}: missing, and there is no {} to link it to; create it with visor init",
                         link.display(),
                         genesis.display()
-                    ));
+                    ))
                 }
-                self.switch_current(Path::new(GENESIS_FOLDER))
-                    .map_err(|e| format!("{}: cannot create link: {e}", link.display()))?;
-                Ok(true)
             }
             Err(e) => Err(format!("{}: {e}", link.display())),
         }
+    }
+
+    /// Makes sure `current` is a link to an existing folder, creating it (pointing at
+    /// `genesis`) when it is missing; returns whether it was created. The errors are those of
+    /// [`Home::current_folder`].
+    pub fn ensure_current(&self) -> Result<bool, String> {
+        let (_, missing) = self.current_folder()?;
+        if !missing {
+            return Ok(false);
+        }
+        self.switch_current(Path::new(GENESIS_FOLDER))
+            .map_err(|e| format!("{}: cannot create link: {e}", self.current_link().display()))?;
+        Ok(true)
     }
 
     /// Points `current` at `target` atomically: a new link under a temporary name, `rename(2)`

@@ -1,7 +1,7 @@
 //! `visor run`: checks the home folder, then wires the threads to the coordinator and runs
 //! until a signal or a fatal error.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crossbeam_channel::{bounded, unbounded};
 
@@ -11,7 +11,8 @@ use crate::coordinator::{Channels, Coordinator};
 use crate::folder_check::load_startable;
 use crate::home::Home;
 use crate::machine::Machine;
-use crate::{config_watch, log, rpc_poll, signals};
+use crate::run_config::RunConfig;
+use crate::{config_watch, log, permissions, rpc_poll, signals};
 
 pub fn run(root: &Path) -> i32 {
     let home = Home::new(root.to_path_buf());
@@ -32,6 +33,18 @@ pub fn run(root: &Path) -> i32 {
         return EXIT_FAILURE;
     }
 
+    let Startable {
+        current,
+        run_config,
+    } = match startup_check(&home) {
+        Ok(startable) => startable,
+        Err(problems) => {
+            for problem in problems {
+                log::error(&problem, &[]);
+            }
+            return EXIT_CONFIG;
+        }
+    };
     match home.remove_temp_leftovers() {
         Ok(removed) => {
             for path in removed {
@@ -60,22 +73,6 @@ pub fn run(root: &Path) -> i32 {
             return EXIT_CONFIG;
         }
     }
-    let current = match home.current_target() {
-        Ok(target) => target,
-        Err(e) => {
-            log::error(&format!("{}: {e}", home.current_link().display()), &[]);
-            return EXIT_CONFIG;
-        }
-    };
-    let run_config = match load_startable(&current) {
-        Ok(run_config) => run_config,
-        Err(problems) => {
-            for problem in problems {
-                log::error(&problem, &[]);
-            }
-            return EXIT_CONFIG;
-        }
-    };
     log::info(
         &format!("home: current is {}", run_config.name),
         &[("folder", current.display().to_string())],
@@ -119,6 +116,40 @@ pub fn run(root: &Path) -> i32 {
         reload: reload_tx,
     };
     Coordinator::new(machine, home, channels).run()
+}
+
+/// The folder `visor run` starts and its run-config, once HOME passed [`startup_check`].
+pub struct Startable {
+    /// The folder `current` points at (`genesis` while `current` is missing).
+    pub current: PathBuf,
+    pub run_config: RunConfig,
+}
+
+/// Every rule `visor run` applies to HOME before it starts anything, apart from the contents
+/// of config.toml ([`load_config`]): HOME and config.toml are not writable by group or other
+/// users, `current` is a link to a folder (or missing, with a `genesis` folder to link it
+/// to), and that folder is startable ([`load_startable`]: its run-config, its binaries and
+/// who may write them). It only reads, so `visor check` applies the very same rules.
+pub fn startup_check(home: &Home) -> Result<Startable, Vec<String>> {
+    let config_file = home.config_file();
+    let mut problems = permissions::problems(&[
+        (home.root(), "HOME"),
+        (&config_file, "Visor's configuration"),
+    ]);
+    match home.current_folder() {
+        Ok((current, _)) => match load_startable(&current) {
+            Ok(run_config) if problems.is_empty() => {
+                return Ok(Startable {
+                    current,
+                    run_config,
+                })
+            }
+            Ok(_) => {}
+            Err(found) => problems.extend(found),
+        },
+        Err(problem) => problems.push(problem),
+    }
+    Err(problems)
 }
 
 /// config.toml for a command that cannot go on without it: every problem printed and
