@@ -160,9 +160,25 @@ impl Home {
         }
     }
 
-    /// Removes `.visor-tmp-*` leftovers of an earlier run. Returns the names removed.
-    pub fn remove_temp_leftovers(&self) -> io::Result<Vec<PathBuf>> {
-        let mut removed = Vec::new();
+    /// Removes `.visor-tmp-*` leftovers of an earlier run. A leftover that cannot be removed
+    /// (say a root-owned folder of an interrupted `sudo visor prepare`) is returned with its
+    /// error for the caller to warn about; only a HOME that cannot be listed is an error.
+    pub fn remove_temp_leftovers(&self) -> io::Result<Leftovers> {
+        self.remove_temp_leftovers_with(|path, is_dir| {
+            if is_dir {
+                fs::remove_dir_all(path)
+            } else {
+                fs::remove_file(path)
+            }
+        })
+    }
+
+    /// [`Home::remove_temp_leftovers`] with the removal given, so tests can make it fail.
+    fn remove_temp_leftovers_with(
+        &self,
+        mut remove: impl FnMut(&Path, bool) -> io::Result<()>,
+    ) -> io::Result<Leftovers> {
+        let mut leftovers = Leftovers::default();
         for entry in fs::read_dir(&self.root)? {
             let entry = entry?;
             if !entry.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
@@ -170,14 +186,34 @@ impl Home {
             }
             let path = entry.path();
             let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
-            if is_dir {
-                fs::remove_dir_all(&path)?;
-            } else {
-                fs::remove_file(&path)?;
+            match remove(&path, is_dir) {
+                Ok(()) => leftovers.removed.push(path),
+                Err(e) => leftovers.stuck.push((path, e)),
             }
-            removed.push(path);
         }
-        Ok(removed)
+        Ok(leftovers)
+    }
+}
+
+/// What [`Home::remove_temp_leftovers`] found.
+#[derive(Debug, Default)]
+pub struct Leftovers {
+    /// Removed.
+    pub removed: Vec<PathBuf>,
+    /// Still there, with the error that stopped their removal.
+    pub stuck: Vec<(PathBuf, io::Error)>,
+}
+
+impl Leftovers {
+    /// The warning about a leftover that could not be removed: the path, the error and what
+    /// to do.
+    pub fn stuck_message(path: &Path, error: &io::Error) -> String {
+        format!(
+            "home: cannot remove {}, a leftover of an interrupted run or install ({error}); \
+             starting anyway: remove it as its owner or as root (rm -rf {})",
+            path.display(),
+            path.display()
+        )
     }
 }
 
@@ -309,10 +345,48 @@ mod tests {
         fs::write(home.root().join(".visor-tmp-install-1/zeta"), b"x").unwrap();
         fs::write(home.root().join(".visor-tmp-link-2"), b"").unwrap();
         fs::create_dir(home.root().join("genesis")).unwrap();
-        let removed = home.remove_temp_leftovers().unwrap();
-        assert_eq!(removed.len(), 2);
+        let leftovers = home.remove_temp_leftovers().unwrap();
+        assert_eq!(leftovers.removed.len(), 2);
+        assert!(leftovers.stuck.is_empty());
         assert!(home.root().join("genesis").is_dir());
         assert_eq!(fs::read_dir(home.root()).unwrap().count(), 1);
+        fs::remove_dir_all(home.root()).unwrap();
+    }
+
+    #[test]
+    fn a_leftover_that_cannot_be_removed_is_named_and_the_others_still_go() {
+        let home = temp_home("stuck");
+        fs::create_dir(home.root().join(".visor-tmp-install-v2-1-0")).unwrap();
+        fs::write(home.root().join(".visor-tmp-link-2"), b"").unwrap();
+        fs::create_dir(home.root().join("genesis")).unwrap();
+        let leftovers = home
+            .remove_temp_leftovers_with(|path, is_dir| {
+                if is_dir {
+                    Err(io::Error::from(io::ErrorKind::PermissionDenied))
+                } else {
+                    fs::remove_file(path)
+                }
+            })
+            .unwrap();
+        let stuck = home.root().join(".visor-tmp-install-v2-1-0");
+        assert_eq!(leftovers.removed, [home.root().join(".visor-tmp-link-2")]);
+        assert_eq!(leftovers.stuck.len(), 1);
+        assert_eq!(leftovers.stuck[0].0, stuck);
+        let message = Leftovers::stuck_message(&leftovers.stuck[0].0, &leftovers.stuck[0].1);
+        assert_eq!(
+            message,
+            format!(
+                "home: cannot remove {0}, a leftover of an interrupted run or install \
+                 (permission denied); starting anyway: remove it as its owner or as root \
+                 (rm -rf {0})",
+                stuck.display()
+            )
+        );
+        assert!(home.root().join("genesis").is_dir());
+
+        // Only a HOME that cannot be listed is an error.
+        let missing = Home::new(home.root().join("missing"));
+        assert!(missing.remove_temp_leftovers().is_err());
         fs::remove_dir_all(home.root()).unwrap();
     }
 }

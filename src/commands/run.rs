@@ -9,7 +9,7 @@ use super::{EXIT_CONFIG, EXIT_FAILURE};
 use crate::config::Config;
 use crate::coordinator::{Channels, Coordinator};
 use crate::folder_check::load_startable;
-use crate::home::Home;
+use crate::home::{Home, Leftovers};
 use crate::machine::Machine;
 use crate::run_config::RunConfig;
 use crate::{config_watch, log, permissions, rpc_poll, signals};
@@ -46,10 +46,17 @@ pub fn run(root: &Path) -> i32 {
         }
     };
     match home.remove_temp_leftovers() {
-        Ok(removed) => {
-            for path in removed {
+        Ok(leftovers) => {
+            for path in leftovers.removed {
                 log::info(
                     "home: removed leftover of an interrupted run",
+                    &[("path", path.display().to_string())],
+                );
+            }
+            // A leftover in the way of nothing must not keep the node down.
+            for (path, e) in leftovers.stuck {
+                log::warn(
+                    &Leftovers::stuck_message(&path, &e),
                     &[("path", path.display().to_string())],
                 );
             }
@@ -57,7 +64,8 @@ pub fn run(root: &Path) -> i32 {
         Err(e) => {
             log::error(
                 &format!(
-                    "{}: cannot list or clean ({e}); check its permissions",
+                    "{}: cannot list HOME to remove leftovers of an interrupted run ({e}); make \
+                     it readable and writable by the user Visor runs as",
                     root.display()
                 ),
                 &[],
