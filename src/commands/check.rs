@@ -54,7 +54,8 @@ pub fn check(root: &Path) -> i32 {
 
 fn report(config_problems: Vec<String>, upgrade_problems: Vec<String>) -> i32 {
     for problem in config_problems.iter().chain(&upgrade_problems) {
-        println!("{problem}");
+        // A binary's version output or a path may hold control characters.
+        println!("{}", crate::log::escape_controls(problem));
     }
     if !config_problems.is_empty() {
         EXIT_CONFIG

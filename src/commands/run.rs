@@ -165,7 +165,7 @@ pub fn startup_check(home: &Home) -> Result<Startable, Vec<String>> {
 pub fn config_or_exit(home: &Home) -> Result<(Config, Vec<u8>), i32> {
     load_config(home).map_err(|problems| {
         for problem in problems {
-            eprintln!("visor: {problem}");
+            eprintln!("visor: {}", log::escape_controls(&problem));
         }
         EXIT_CONFIG
     })
