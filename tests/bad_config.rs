@@ -1,6 +1,6 @@
 //! Every bad home `visor run` meets at start exits 78 with a message naming the problem, and
-//! `visor check` reports the same problem; both accept the good homes (SPEC sections 1, 2, 4,
-//! 5). The cases include files that group or other users may write.
+//! `visor check` reports the same problem; both accept the good homes. The cases include files
+//! that group or other users may write.
 
 mod common;
 
