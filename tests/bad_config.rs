@@ -354,3 +354,46 @@ fn bad_command_lines_exit_2() {
     let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(value["version"], env!("CARGO_PKG_VERSION"));
 }
+
+/// `visor <command> --home HOME` as a user other than root when the tests run as root (root
+/// lists any folder), else as the current user.
+fn visor_as_unprivileged(env: &Env, command: &str) -> Option<std::process::Output> {
+    let mut cmd = if unsafe { libc::geteuid() } == 0 {
+        let mut cmd = std::process::Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", VISOR]);
+        cmd
+    } else {
+        std::process::Command::new(VISOR)
+    };
+    cmd.arg(command)
+        .arg("--home")
+        .arg(&env.home)
+        .env_remove("VISOR_HOME")
+        .stdin(std::process::Stdio::null());
+    cmd.output().ok()
+}
+
+#[test]
+fn a_home_that_cannot_be_listed_stops_run_and_check() {
+    let env = good_home("unlistable");
+    // Others may pass through HOME but not list it.
+    chmod(&env.home, 0o311);
+    let Some(check) = visor_as_unprivileged(&env, "check") else {
+        eprintln!("skipped: setpriv is needed to run visor as another user than root");
+        return;
+    };
+    let stdout = String::from_utf8_lossy(&check.stdout);
+    assert_eq!(check.status.code(), Some(78), "check: {stdout}");
+    let expected = format!(
+        "{}: cannot list HOME to remove leftovers of an interrupted run (Permission denied",
+        env.home.display()
+    );
+    assert!(stdout.contains(&expected), "check: {stdout}");
+
+    let run = visor_as_unprivileged(&env, "run").unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(78), "run: {stderr}");
+    assert!(stderr.contains(&expected), "run: {stderr}");
+    assert!(env.starts("core").is_empty());
+    chmod(&env.home, 0o755);
+}

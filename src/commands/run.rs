@@ -62,14 +62,7 @@ pub fn run(root: &Path) -> i32 {
             }
         }
         Err(e) => {
-            log::error(
-                &format!(
-                    "{}: cannot list HOME to remove leftovers of an interrupted run ({e}); make \
-                     it readable and writable by the user Visor runs as",
-                    root.display()
-                ),
-                &[],
-            );
+            log::error(&cannot_list_home(root, &e), &[]);
             return EXIT_CONFIG;
         }
     }
@@ -135,7 +128,7 @@ pub struct Startable {
 
 /// Every rule `visor run` applies to HOME before it starts anything, apart from the contents
 /// of config.toml ([`load_config`]): HOME and config.toml are not writable by group or other
-/// users, `current` is a link to a folder (or missing, with a `genesis` folder to link it
+/// users, HOME can be listed, `current` is a link to a folder (or missing, with a `genesis` folder to link it
 /// to), and that folder is startable ([`load_startable`]: its run-config, its binaries and
 /// who may write them). It only reads, so `visor check` applies the very same rules.
 pub fn startup_check(home: &Home) -> Result<Startable, Vec<String>> {
@@ -144,6 +137,10 @@ pub fn startup_check(home: &Home) -> Result<Startable, Vec<String>> {
         (home.root(), "HOME"),
         (&config_file, "Visor's configuration"),
     ]);
+    // `run` lists HOME to remove leftovers; one it cannot list stops it.
+    if let Err(e) = std::fs::read_dir(home.root()) {
+        problems.push(cannot_list_home(home.root(), &e));
+    }
     match home.current_folder() {
         Ok((current, _)) => match load_startable(&current) {
             Ok(run_config) if problems.is_empty() => {
@@ -158,6 +155,14 @@ pub fn startup_check(home: &Home) -> Result<Startable, Vec<String>> {
         Err(problem) => problems.push(problem),
     }
     Err(problems)
+}
+
+fn cannot_list_home(root: &Path, e: &std::io::Error) -> String {
+    format!(
+        "{}: cannot list HOME to remove leftovers of an interrupted run ({e}); make it readable \
+         and writable by the user Visor runs as",
+        root.display()
+    )
 }
 
 /// config.toml for a command that cannot go on without it: every problem printed and
