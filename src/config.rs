@@ -221,6 +221,7 @@ impl Config {
         let mut config = Config::default();
         let mut status_ms = None;
         let mut upgrade_ms = None;
+        let mut metrics_span = None;
         for entry in &root {
             match entry.key.as_str() {
                 "maxNumberOfFirstConnectionRetries" => {
@@ -263,7 +264,10 @@ impl Config {
                         rep.choice(entry, "", LOG_LEVELS, |l| l.as_str()),
                     );
                 }
-                "metricsFile" => parse_metrics_file(&mut rep, entry, &mut config),
+                "metricsFile" => {
+                    parse_metrics_file(&mut rep, entry, &mut config);
+                    metrics_span = Some(entry.value_span());
+                }
                 "autoInstall" => parse_auto_install(&mut rep, entry, &mut config.auto_install),
                 _ => rep.unknown(entry, "", TOP_KEYS),
             }
@@ -278,6 +282,13 @@ impl Config {
         config.upgrade_poll_interval = config
             .upgrade_poll_interval
             .min(config.status_poll_interval);
+        if let (Some(metrics), Some(span), Some(home)) =
+            (&config.metrics_file, metrics_span, file.parent())
+        {
+            if let Some(what) = metrics_file_clash(home, &config.upgrade_folders, metrics) {
+                rep.error(&span, "metricsFile", &what);
+            }
+        }
         rep.finish(config)
     }
 
@@ -400,6 +411,122 @@ fn parse_metrics_file(rep: &mut Report, entry: &Entry, config: &mut Config) {
         return;
     };
     rep.error(&entry.value_span(), &entry.key, &format!("{what}; {todo}"));
+}
+
+/// Why `metricsFile` would overwrite one of Visor's own files, if it would. Each write of the
+/// metrics file replaces whatever is at that path, so it must not be:
+///
+/// - HOME or a folder above it;
+/// - inside a folder of HOME (`genesis/`, a version folder, anything Visor may run from);
+/// - directly in HOME unless its name ends in `.prom` and does not start with `.visor-`
+///   (which keeps out config.toml, `current`, the version folders and Visor's own temporaries);
+/// - named `run-config.toml`, wherever it is;
+/// - an absolute `[upgradeFolders]` folder or inside one.
+///
+/// The paths are compared with `.` and `..` resolved, and again with symbolic links resolved
+/// when the folders exist, so a link to HOME does not get around the rule.
+fn metrics_file_clash(
+    home: &Path,
+    upgrade_folders: &BTreeMap<String, String>,
+    metrics: &Path,
+) -> Option<String> {
+    let folders: Vec<(&str, PathBuf)> = upgrade_folders
+        .iter()
+        .filter(|(_, folder)| Path::new(folder).is_absolute())
+        .map(|(tag, folder)| (tag.as_str(), normalize(Path::new(folder))))
+        .collect();
+    let todo = "point it at a file of its own, e.g. metricsFile = \
+                \"/var/lib/node_exporter/textfile_collector/visor.prom\"";
+    let shown = doc::quote(&metrics.to_string_lossy());
+    let lexical = clash(&normalize(home), &folders, &normalize(metrics));
+    let resolved = || {
+        let home = std::fs::canonicalize(home).ok()?;
+        let metrics = normalize(metrics);
+        let parent = std::fs::canonicalize(metrics.parent()?).ok()?;
+        let metrics = parent.join(metrics.file_name()?);
+        let folders: Vec<(&str, PathBuf)> = folders
+            .iter()
+            .map(|(tag, folder)| {
+                let real = std::fs::canonicalize(folder).unwrap_or_else(|_| folder.clone());
+                (*tag, real)
+            })
+            .collect();
+        clash(&home, &folders, &metrics)
+    };
+    let why = lexical.or_else(resolved)?;
+    Some(format!("{shown} {why}; {todo}"))
+}
+
+/// [`metrics_file_clash`] on paths already resolved.
+fn clash(home: &Path, folders: &[(&str, PathBuf)], metrics: &Path) -> Option<String> {
+    let name = metrics
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if home.starts_with(metrics) {
+        return Some(format!(
+            "is HOME ({}) or a folder above it, which the metrics file would replace",
+            home.display()
+        ));
+    }
+    if let Ok(inside) = metrics.strip_prefix(home) {
+        let mut parts = inside.components();
+        let first = parts.next().map(|c| home.join(c)).unwrap_or_default();
+        if parts.next().is_some() {
+            return Some(format!(
+                "is inside {}, a folder of HOME: Visor's version folders live there and it \
+                 would replace their files",
+                first.display()
+            ));
+        }
+        if name.starts_with(".visor-") {
+            return Some(
+                "has a name starting with .visor-, which Visor uses for its own files in HOME"
+                    .to_owned(),
+            );
+        }
+        if !name.ends_with(".prom") {
+            return Some(format!(
+                "is directly in HOME ({}) but its name does not end in .prom; Visor's own \
+                 config.toml, current and version folders live there",
+                home.display()
+            ));
+        }
+    }
+    for (tag, folder) in folders {
+        if metrics.starts_with(folder) {
+            return Some(format!(
+                "is inside {}, the folder of {}, which the metrics file would replace or \
+                 pollute",
+                folder.display(),
+                key_path("upgradeFolders", tag)
+            ));
+        }
+    }
+    if name == crate::home::RUN_CONFIG_FILE {
+        return Some(
+            "is named run-config.toml, the file a version folder runs from, which the metrics \
+             file would replace"
+                .to_owned(),
+        );
+    }
+    None
+}
+
+/// An absolute path with `.` and `..` resolved without looking at the file system.
+fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// Reads the `[autoInstall]` table and its `[autoInstall.asset]` table.
@@ -1789,6 +1916,104 @@ v6.0.0 = "x"
             error.starts_with("/srv/visor/config.toml:2: metricsFile: empty path; "),
             "{error}"
         );
+    }
+
+    #[test]
+    fn metrics_file_must_not_replace_visor_files() {
+        let refused = [
+            (
+                "/srv/visor/config.toml",
+                "is directly in HOME (/srv/visor) but its name does not end in .prom",
+            ),
+            ("/srv/visor/current", "is directly in HOME"),
+            ("/srv/visor/v2", "is directly in HOME"),
+            ("/srv/visor/./genesis/../config.toml", "is directly in HOME"),
+            (
+                "/srv/visor/.visor-upgrade.prom",
+                "has a name starting with .visor-",
+            ),
+            (
+                "/srv/visor/genesis/run-config.toml",
+                "is inside /srv/visor/genesis, a folder of HOME",
+            ),
+            (
+                "/srv/visor/genesis/zeta",
+                "is inside /srv/visor/genesis, a folder of HOME",
+            ),
+            (
+                "/srv/visor/v1.3.0/visor.prom",
+                "is inside /srv/visor/v1.3.0, a folder of HOME",
+            ),
+            ("/srv/visor", "is HOME (/srv/visor) or a folder above it"),
+            ("/srv/visor/", "is HOME (/srv/visor) or a folder above it"),
+            ("/srv", "is HOME (/srv/visor) or a folder above it"),
+            (
+                "/opt/zeta/v2/run-config.toml",
+                "is inside /opt/zeta/v2, the folder of upgradeFolders.\"v2.0.0\"",
+            ),
+            (
+                "/opt/zeta/v2/bin/zeta",
+                "is inside /opt/zeta/v2, the folder of upgradeFolders.\"v2.0.0\"",
+            ),
+            (
+                "/opt/zeta/v2",
+                "is inside /opt/zeta/v2, the folder of upgradeFolders.\"v2.0.0\"",
+            ),
+            ("/elsewhere/run-config.toml", "is named run-config.toml"),
+        ];
+        for (path, why) in refused {
+            let text = format!(
+                "\n\nlogLevel = \"info\"\nmetricsFile = {}\n[upgradeFolders]\n\"v2.0.0\" = \"/opt/zeta/v2\"\n",
+                doc::quote(path)
+            );
+            let error = one_error(&text);
+            let expected = format!(
+                "/srv/visor/config.toml:4: metricsFile: {} {why}",
+                doc::quote(path)
+            );
+            assert!(error.starts_with(&expected), "{path}: {error}");
+            assert!(error.ends_with("; point it at a file of its own, e.g. metricsFile = \"/var/lib/node_exporter/textfile_collector/visor.prom\""), "{error}");
+        }
+        // Either order of the keys.
+        let error = one_error(
+            "upgradeFolders = { v2 = \"/opt/zeta/v2\" }\nmetricsFile = \"/opt/zeta/v2/m.prom\"\n",
+        );
+        assert!(
+            error.starts_with("/srv/visor/config.toml:2: metricsFile: \"/opt/zeta/v2/m.prom\" is inside /opt/zeta/v2, the folder of upgradeFolders.v2,"),
+            "{error}"
+        );
+        for allowed in [
+            "/var/lib/node_exporter/textfile_collector/visor.prom",
+            "/srv/visor/visor.prom",
+            "/srv/visor-metrics/config.toml",
+            "/opt/zeta/v2-metrics.prom",
+        ] {
+            let text = format!(
+                "metricsFile = {}\n[upgradeFolders]\n\"v2.0.0\" = \"/opt/zeta/v2\"\n",
+                doc::quote(allowed)
+            );
+            assert!(parse(&text).is_ok(), "{allowed}: {:?}", parse(&text));
+        }
+    }
+
+    #[test]
+    fn metrics_file_rule_sees_through_links() {
+        let dir = std::env::temp_dir().join(format!("visor-cfg-link-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let home = dir.join("home");
+        std::fs::create_dir_all(home.join("genesis")).unwrap();
+        std::os::unix::fs::symlink(&home, dir.join("alias")).unwrap();
+        let file = home.join("config.toml");
+        for (path, refused) in [
+            (dir.join("alias/config.toml"), true),
+            (dir.join("alias/genesis/run.prom"), true),
+            (dir.join("alias/visor.prom"), false),
+        ] {
+            let text = format!("metricsFile = {}\n", doc::quote(&path.to_string_lossy()));
+            let result = Config::parse(&file, &text);
+            assert_eq!(result.is_err(), refused, "{path:?}: {result:?}");
+        }
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

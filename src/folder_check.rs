@@ -2,6 +2,9 @@
 //! executable, and (for an upgrade) each binary reports the release tag as its version
 //! (SPEC section 7, step 4). Used by `run`, `check`, `status` and the upgrade itself.
 //!
+//! The folder, its run-config.toml and its binaries must not be writable by group or other
+//! users ([`crate::permissions`]).
+//!
 //! It reads files and runs `<binary> version --output json`; it decides nothing.
 
 use std::io::Read;
@@ -12,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::home::RUN_CONFIG_FILE;
 use crate::node_commands::parse_version;
+use crate::permissions;
 use crate::run_config::RunConfig;
 
 /// How long `<binary> version --output json` may take.
@@ -35,7 +39,10 @@ pub fn binary_problem(run_config: &Path, key: &str, path: &Path) -> Option<Strin
             run_config.display(),
             path.display()
         )),
-        Ok(_) => None,
+        Ok(_) => permissions::problem(
+            path,
+            &format!("the binary of {key} in {}", run_config.display()),
+        ),
     }
 }
 
@@ -55,15 +62,29 @@ pub fn binaries_problems(run: &RunConfig) -> Vec<String> {
     problems
 }
 
-/// Loads `folder/run-config.toml` and checks its binaries; all problems joined.
+/// Loads `folder/run-config.toml` and checks its binaries and who may write the folder, the
+/// file and the binaries; every problem is returned.
 pub fn load_startable(folder: &Path) -> Result<RunConfig, Vec<String>> {
     let file = folder.join(RUN_CONFIG_FILE);
-    let run = RunConfig::load(&file)?;
-    let problems = binaries_problems(&run);
-    if problems.is_empty() {
-        Ok(run)
-    } else {
-        Err(problems)
+    let writable = permissions::problems(&[
+        (folder, "the version folder"),
+        (&file, "the run configuration"),
+    ]);
+    let mut problems = Vec::new();
+    let run = match RunConfig::load(&file) {
+        Ok(run) => {
+            problems.extend(binaries_problems(&run));
+            Some(run)
+        }
+        Err(found) => {
+            problems.extend(found);
+            None
+        }
+    };
+    problems.extend(writable);
+    match run {
+        Some(run) if problems.is_empty() => Ok(run),
+        _ => Err(problems),
     }
 }
 
@@ -162,4 +183,59 @@ fn read_limited<R: Read + Send + 'static>(reader: R) -> std::thread::JoinHandle<
         let _ = reader.take(1 << 20).read_to_end(&mut buffer);
         String::from_utf8_lossy(&buffer).into_owned()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    /// A folder with a run-config and an executable `zeta`, all owner-writable only.
+    fn version_folder(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("visor-fc-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        let run_config = dir.join(RUN_CONFIG_FILE);
+        fs::write(
+            &run_config,
+            "name = \"v2\"\n[zeta]\n  [zeta.binary]\n    path = \"zeta\"\n  [zeta.rpc]\n    \
+             socketPath = \"/tmp/x.sock\"\n    httpPath = \"/rpc\"\n",
+        )
+        .unwrap();
+        fs::set_permissions(&run_config, fs::Permissions::from_mode(0o644)).unwrap();
+        fs::write(dir.join("zeta"), "#!/bin/sh\n").unwrap();
+        fs::set_permissions(dir.join("zeta"), fs::Permissions::from_mode(0o755)).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_folder_others_may_write_is_not_startable_nor_ready() {
+        let dir = version_folder("writable");
+        assert!(load_startable(&dir).is_ok());
+        for (path, mode) in [
+            (dir.clone(), 0o775),
+            (dir.join(RUN_CONFIG_FILE), 0o666),
+            (dir.join("zeta"), 0o757),
+        ] {
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+            let problems = load_startable(&dir).unwrap_err();
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            let expected = format!("{}: ", path.display());
+            assert!(problems[0].starts_with(&expected), "{problems:?}");
+            assert!(problems[0].contains(&format!("(mode {mode:04o})")));
+            assert!(problems[0].contains(&format!("chmod go-w {}", path.display())));
+            // The upgrade's readiness check says so before running anything.
+            let not_ready = check_upgrade_folder("v2", &dir).unwrap_err();
+            assert!(not_ready.contains("chmod go-w"), "{not_ready}");
+            let safe = if path == dir {
+                0o755
+            } else {
+                0o644 | (mode & 0o100)
+            };
+            fs::set_permissions(&path, fs::Permissions::from_mode(safe)).unwrap();
+        }
+        assert!(load_startable(&dir).is_ok());
+        fs::remove_dir_all(dir).unwrap();
+    }
 }

@@ -65,14 +65,18 @@ impl Home {
         })
     }
 
-    /// Makes sure `current` is a link to an existing folder, creating it (pointing at
-    /// `genesis`) when it is missing. A plain folder, a file or a dangling link is an error
-    /// that the caller reports as a configuration error.
-    pub fn ensure_current(&self) -> Result<bool, String> {
+    /// The folder `run` starts from, read-only: the folder `current` points at, or `genesis`
+    /// when `current` is missing (`run` then links it, see [`Home::ensure_current`]). The flag
+    /// tells whether `current` is missing. A plain folder, a file or a dangling link under
+    /// that name is an error that the caller reports as a configuration error.
+    pub fn current_folder(&self) -> Result<(PathBuf, bool), String> {
         let link = self.current_link();
         match fs::symlink_metadata(&link) {
             Ok(meta) if meta.file_type().is_symlink() => match fs::metadata(&link) {
-                Ok(target) if target.is_dir() => Ok(false),
+                Ok(target) if target.is_dir() => self
+                    .current_target()
+                    .map(|folder| (folder, false))
+                    .map_err(|e| format!("{}: {e}", link.display())),
                 Ok(_) => Err(format!(
                     "{}: points at {} which is not a folder; point it at a version folder (ln -sfn genesis {})",
                     link.display(),
@@ -91,19 +95,31 @@ impl Home {
             )),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let genesis = self.genesis_folder();
-                if !genesis.is_dir() {
-                    return Err(format!(
+                if genesis.is_dir() {
+                    Ok((genesis, true))
+                } else {
+                    Err(format!(
                         "{}: missing, and there is no {} to link it to; create it with visor init",
                         link.display(),
                         genesis.display()
-                    ));
+                    ))
                 }
-                self.switch_current(Path::new(GENESIS_FOLDER))
-                    .map_err(|e| format!("{}: cannot create link: {e}", link.display()))?;
-                Ok(true)
             }
             Err(e) => Err(format!("{}: {e}", link.display())),
         }
+    }
+
+    /// Makes sure `current` is a link to an existing folder, creating it (pointing at
+    /// `genesis`) when it is missing; returns whether it was created. The errors are those of
+    /// [`Home::current_folder`].
+    pub fn ensure_current(&self) -> Result<bool, String> {
+        let (_, missing) = self.current_folder()?;
+        if !missing {
+            return Ok(false);
+        }
+        self.switch_current(Path::new(GENESIS_FOLDER))
+            .map_err(|e| format!("{}: cannot create link: {e}", self.current_link().display()))?;
+        Ok(true)
     }
 
     /// Points `current` at `target` atomically: a new link under a temporary name, `rename(2)`
@@ -153,9 +169,25 @@ impl Home {
         Ok(())
     }
 
-    /// Removes `.visor-tmp-*` leftovers of an earlier run. Returns the names removed.
-    pub fn remove_temp_leftovers(&self) -> io::Result<Vec<PathBuf>> {
-        let mut removed = Vec::new();
+    /// Removes `.visor-tmp-*` leftovers of an earlier run. A leftover that cannot be removed
+    /// (say a root-owned folder of an interrupted `sudo visor prepare`) is returned with its
+    /// error for the caller to warn about; only a HOME that cannot be listed is an error.
+    pub fn remove_temp_leftovers(&self) -> io::Result<Leftovers> {
+        self.remove_temp_leftovers_with(|path, is_dir| {
+            if is_dir {
+                fs::remove_dir_all(path)
+            } else {
+                fs::remove_file(path)
+            }
+        })
+    }
+
+    /// [`Home::remove_temp_leftovers`] with the removal given, so tests can make it fail.
+    fn remove_temp_leftovers_with(
+        &self,
+        mut remove: impl FnMut(&Path, bool) -> io::Result<()>,
+    ) -> io::Result<Leftovers> {
+        let mut leftovers = Leftovers::default();
         for entry in fs::read_dir(&self.root)? {
             let entry = entry?;
             if !entry.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
@@ -163,14 +195,34 @@ impl Home {
             }
             let path = entry.path();
             let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
-            if is_dir {
-                fs::remove_dir_all(&path)?;
-            } else {
-                fs::remove_file(&path)?;
+            match remove(&path, is_dir) {
+                Ok(()) => leftovers.removed.push(path),
+                Err(e) => leftovers.stuck.push((path, e)),
             }
-            removed.push(path);
         }
-        Ok(removed)
+        Ok(leftovers)
+    }
+}
+
+/// What [`Home::remove_temp_leftovers`] found.
+#[derive(Debug, Default)]
+pub struct Leftovers {
+    /// Removed.
+    pub removed: Vec<PathBuf>,
+    /// Still there, with the error that stopped their removal.
+    pub stuck: Vec<(PathBuf, io::Error)>,
+}
+
+impl Leftovers {
+    /// The warning about a leftover that could not be removed: the path, the error and what
+    /// to do.
+    pub fn stuck_message(path: &Path, error: &io::Error) -> String {
+        format!(
+            "home: cannot remove {}, a leftover of an interrupted run or install ({error}); \
+             starting anyway: remove it as its owner or as root (rm -rf {})",
+            path.display(),
+            path.display()
+        )
     }
 }
 
@@ -302,10 +354,48 @@ mod tests {
         fs::write(home.root().join(".visor-tmp-install-1/zeta"), b"x").unwrap();
         fs::write(home.root().join(".visor-tmp-link-2"), b"").unwrap();
         fs::create_dir(home.root().join("genesis")).unwrap();
-        let removed = home.remove_temp_leftovers().unwrap();
-        assert_eq!(removed.len(), 2);
+        let leftovers = home.remove_temp_leftovers().unwrap();
+        assert_eq!(leftovers.removed.len(), 2);
+        assert!(leftovers.stuck.is_empty());
         assert!(home.root().join("genesis").is_dir());
         assert_eq!(fs::read_dir(home.root()).unwrap().count(), 1);
+        fs::remove_dir_all(home.root()).unwrap();
+    }
+
+    #[test]
+    fn a_leftover_that_cannot_be_removed_is_named_and_the_others_still_go() {
+        let home = temp_home("stuck");
+        fs::create_dir(home.root().join(".visor-tmp-install-v2-1-0")).unwrap();
+        fs::write(home.root().join(".visor-tmp-link-2"), b"").unwrap();
+        fs::create_dir(home.root().join("genesis")).unwrap();
+        let leftovers = home
+            .remove_temp_leftovers_with(|path, is_dir| {
+                if is_dir {
+                    Err(io::Error::from(io::ErrorKind::PermissionDenied))
+                } else {
+                    fs::remove_file(path)
+                }
+            })
+            .unwrap();
+        let stuck = home.root().join(".visor-tmp-install-v2-1-0");
+        assert_eq!(leftovers.removed, [home.root().join(".visor-tmp-link-2")]);
+        assert_eq!(leftovers.stuck.len(), 1);
+        assert_eq!(leftovers.stuck[0].0, stuck);
+        let message = Leftovers::stuck_message(&leftovers.stuck[0].0, &leftovers.stuck[0].1);
+        assert_eq!(
+            message,
+            format!(
+                "home: cannot remove {0}, a leftover of an interrupted run or install \
+                 (permission denied); starting anyway: remove it as its owner or as root \
+                 (rm -rf {0})",
+                stuck.display()
+            )
+        );
+        assert!(home.root().join("genesis").is_dir());
+
+        // Only a HOME that cannot be listed is an error.
+        let missing = Home::new(home.root().join("missing"));
+        assert!(missing.remove_temp_leftovers().is_err());
         fs::remove_dir_all(home.root()).unwrap();
     }
 }

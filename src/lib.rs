@@ -19,6 +19,7 @@ pub mod machine;
 pub mod metrics;
 pub mod node_commands;
 pub mod notify;
+pub mod permissions;
 pub mod report;
 pub mod rpc;
 pub mod rpc_poll;

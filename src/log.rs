@@ -4,6 +4,7 @@
 //! happens, and it never buffers (each line is one `write` to stderr, so lines from threads do
 //! not interleave). The coordinator changes the settings when config.toml is reloaded.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -99,19 +100,68 @@ pub fn format_text(
     }
     line.push_str(level_label(level));
     line.push(' ');
-    line.push_str(msg);
+    line.push_str(&escape_controls(msg));
     for (key, value) in fields {
         line.push(' ');
-        line.push_str(key);
+        line.push_str(&escape_controls(key));
         line.push('=');
-        if value.is_empty() || value.contains(|c: char| c.is_whitespace() || c == '"') {
-            let _ = write!(line, "{value:?}");
+        if value.is_empty()
+            || value.contains(|c: char| c.is_whitespace() || c == '"' || is_control(c))
+        {
+            line.push('"');
+            for c in value.chars() {
+                match c {
+                    '"' | '\\' => {
+                        line.push('\\');
+                        line.push(c);
+                    }
+                    c => push_escaped(&mut line, c),
+                }
+            }
+            line.push('"');
         } else {
             line.push_str(value);
         }
     }
     line.push('\n');
     line
+}
+
+/// True for the characters a terminal or a log reader may act on rather than show: C0
+/// controls, DEL, C1 controls, the Unicode line and paragraph separators and the
+/// bidirectional overrides and isolates.
+pub fn is_control(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `text` with every [`is_control`] character written as an escape: `\n`, `\r` and `\t`, other
+/// ASCII controls and DEL as `\x1b`, the others as `\u{9b}`. Everything else, backslashes
+/// included, is unchanged, so ordinary text reads as before.
+pub fn escape_controls(text: &str) -> Cow<'_, str> {
+    if !text.contains(is_control) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        push_escaped(&mut out, c);
+    }
+    Cow::Owned(out)
+}
+
+fn push_escaped(out: &mut String, c: char) {
+    match c {
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\t' => out.push_str("\\t"),
+        c if c.is_ascii_control() => {
+            let _ = write!(out, "\\x{:02x}", c as u32);
+        }
+        c if is_control(c) => {
+            let _ = write!(out, "\\u{{{:x}}}", c as u32);
+        }
+        c => out.push(c),
+    }
 }
 
 /// One JSON object per line with `ts`, `level`, `msg` and the fields as strings.
@@ -204,5 +254,49 @@ mod tests {
         assert_eq!(value["msg"], "boom \"q\"");
         assert_eq!(value["pid"], "12");
         assert_eq!(value["ts"], "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn controls_are_escaped_and_other_text_is_not() {
+        assert!(matches!(
+            escape_controls("plain \\ text é"),
+            Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            escape_controls("a\nb\rc\td\x1b[31me\x7f\u{9b}f\u{0}\u{85}\u{202e}g\u{2028}"),
+            "a\\nb\\rc\\td\\x1b[31me\\x7f\\u{9b}f\\x00\\u{85}\\u{202e}g\\u{2028}"
+        );
+    }
+
+    #[test]
+    fn a_newline_in_untrusted_text_cannot_forge_a_line() {
+        let forged = "v2\n2026-11-24T20:49:00.123Z ERROR forged";
+        let line = format_text(
+            Some(0),
+            LogLevel::Info,
+            &format!("install: looking up asset {forged}"),
+            &[
+                ("asset", forged.into()),
+                ("version", "v2\x1b]0;title\x07".into()),
+            ],
+        );
+        assert_eq!(line.matches('\n').count(), 1, "{line}");
+        assert!(line.ends_with('\n'));
+        assert!(
+            !line.contains(|c: char| c != '\n' && is_control(c)),
+            "{line:?}"
+        );
+        assert_eq!(
+            line,
+            "1970-01-01T00:00:00.000Z INFO  install: looking up asset v2\\n2026-11-24T20:49:00.123Z \
+             ERROR forged asset=\"v2\\n2026-11-24T20:49:00.123Z ERROR forged\" \
+             version=\"v2\\x1b]0;title\\x07\"\n"
+        );
+    }
+
+    #[test]
+    fn quoted_values_escape_quotes_and_backslashes() {
+        let line = format_text(None, LogLevel::Info, "x", &[("v", "a \"b\" \\c".into())]);
+        assert_eq!(line, "INFO  x v=\"a \\\"b\\\" \\\\c\"\n");
     }
 }

@@ -1,5 +1,6 @@
-//! Every bad configuration `visor run` meets at start exits 78 with a message naming the
-//! problem, and `visor check` reports the same problem (SPEC sections 1, 2, 4, 5).
+//! Every bad home `visor run` meets at start exits 78 with a message naming the problem, and
+//! `visor check` reports the same problem; both accept the good homes. The cases include files
+//! that group or other users may write.
 
 mod common;
 
@@ -24,6 +25,17 @@ fn good_home(name: &str) -> Env {
 
 fn genesis_run_config(env: &Env) -> std::path::PathBuf {
     env.home.join("genesis/run-config.toml")
+}
+
+fn chmod(path: impl AsRef<std::path::Path>, mode: u32) {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// A version folder `v2` (the genesis binary and a run-config naming v2) that `current`
+/// points at.
+fn current_to_v2(env: &Env) {
+    env.add_version(Version::new("v2", "v2"));
+    std::os::unix::fs::symlink("v2", env.home.join("current")).unwrap();
 }
 
 fn edit_run_config(env: &Env, from: &str, to: &str) {
@@ -120,6 +132,83 @@ const CASES: &[Case] = &[
         spoil: |env| std::os::unix::fs::symlink("v9.9.9", env.home.join("current")).unwrap(),
         expect: &["current", "dangling", "v9.9.9"],
     },
+    Case {
+        name: "current folder without run-config",
+        spoil: |env| {
+            current_to_v2(env);
+            fs::remove_file(env.home.join("v2/run-config.toml")).unwrap();
+        },
+        expect: &["v2/run-config.toml", "no such file"],
+    },
+    Case {
+        name: "group-writable binary",
+        spoil: |env| chmod(env.home.join("genesis/zeta"), 0o775),
+        expect: &["genesis/zeta", "its group", "mode 0775", "chmod go-w"],
+    },
+    Case {
+        name: "world-writable binary behind a link",
+        spoil: |env| {
+            let real = env.dir.join("zeta-real");
+            fs::rename(env.home.join("genesis/zeta"), &real).unwrap();
+            chmod(&real, 0o757);
+            std::os::unix::fs::symlink(&real, env.home.join("genesis/zeta")).unwrap();
+        },
+        expect: &[
+            "zeta-real (behind ",
+            "genesis/zeta",
+            "every user",
+            "mode 0757",
+        ],
+    },
+    Case {
+        name: "group-writable version folder",
+        spoil: |env| chmod(env.home.join("genesis"), 0o775),
+        expect: &["home/genesis:", "mode 0775", "chmod go-w"],
+    },
+    Case {
+        name: "world-writable folder current points at",
+        spoil: |env| {
+            current_to_v2(env);
+            chmod(env.home.join("v2"), 0o777);
+        },
+        expect: &["home/v2:", "mode 0777", "chmod go-w"],
+    },
+    Case {
+        name: "group-writable run-config",
+        spoil: |env| chmod(genesis_run_config(env), 0o664),
+        expect: &["genesis/run-config.toml:", "mode 0664", "chmod go-w"],
+    },
+    Case {
+        name: "group-writable config.toml",
+        spoil: |env| chmod(env.home.join("config.toml"), 0o660),
+        expect: &["config.toml:", "mode 0660", "chmod go-w"],
+    },
+    Case {
+        name: "world-writable HOME",
+        spoil: |env| chmod(&env.home, 0o1777),
+        expect: &["home: HOME is writable", "mode 1777", "chmod go-w"],
+    },
+];
+
+/// A named change to a home.
+type Variation = (&'static str, fn(&Env));
+
+/// Good homes, each a variation of [`good_home`].
+const GOOD: &[Variation] = &[
+    ("plain, current missing", |_| {}),
+    ("owner-only modes", |env| {
+        chmod(&env.home, 0o700);
+        chmod(env.home.join("config.toml"), 0o600);
+        chmod(env.home.join("genesis"), 0o700);
+        chmod(genesis_run_config(env), 0o600);
+        chmod(env.home.join("genesis/zeta"), 0o700);
+    }),
+    ("binary linked to a safe file outside HOME", |env| {
+        let real = env.dir.join("zeta-real");
+        fs::rename(env.home.join("genesis/zeta"), &real).unwrap();
+        std::os::unix::fs::symlink(&real, env.home.join("genesis/zeta")).unwrap();
+    }),
+    ("current points at v2", current_to_v2),
 ];
 
 #[test]
@@ -153,6 +242,21 @@ fn every_bad_configuration_exits_78_and_check_agrees() {
                 case.name
             );
         }
+    }
+}
+
+#[test]
+fn run_and_check_both_accept_good_homes() {
+    for (name, vary) in GOOD {
+        let mut env = good_home(name);
+        vary(&env);
+        let (code, stdout, stderr) = env.run_visor_command(&["check"]);
+        assert_eq!(code, 0, "{name}: check: {stdout}{stderr}");
+        assert_eq!(stdout, "", "{name}");
+        env.start_visor();
+        env.wait_starts("core", 1);
+        env.signal_visor(libc::SIGTERM);
+        assert_eq!(env.wait_visor_exit(DEADLINE), 0, "{name}: {}", env.log());
     }
 }
 
@@ -249,4 +353,47 @@ fn bad_command_lines_exit_2() {
     assert_eq!(out.status.code(), Some(0));
     let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(value["version"], env!("CARGO_PKG_VERSION"));
+}
+
+/// `visor <command> --home HOME` as a user other than root when the tests run as root (root
+/// lists any folder), else as the current user.
+fn visor_as_unprivileged(env: &Env, command: &str) -> Option<std::process::Output> {
+    let mut cmd = if unsafe { libc::geteuid() } == 0 {
+        let mut cmd = std::process::Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", VISOR]);
+        cmd
+    } else {
+        std::process::Command::new(VISOR)
+    };
+    cmd.arg(command)
+        .arg("--home")
+        .arg(&env.home)
+        .env_remove("VISOR_HOME")
+        .stdin(std::process::Stdio::null());
+    cmd.output().ok()
+}
+
+#[test]
+fn a_home_that_cannot_be_listed_stops_run_and_check() {
+    let env = good_home("unlistable");
+    // Others may pass through HOME but not list it.
+    chmod(&env.home, 0o311);
+    let Some(check) = visor_as_unprivileged(&env, "check") else {
+        eprintln!("skipped: setpriv is needed to run visor as another user than root");
+        return;
+    };
+    let stdout = String::from_utf8_lossy(&check.stdout);
+    assert_eq!(check.status.code(), Some(78), "check: {stdout}");
+    let expected = format!(
+        "{}: cannot list HOME to remove leftovers of an interrupted run (Permission denied",
+        env.home.display()
+    );
+    assert!(stdout.contains(&expected), "check: {stdout}");
+
+    let run = visor_as_unprivileged(&env, "run").unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(78), "run: {stderr}");
+    assert!(stderr.contains(&expected), "run: {stderr}");
+    assert!(env.starts("core").is_empty());
+    chmod(&env.home, 0o755);
 }

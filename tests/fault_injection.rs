@@ -534,7 +534,8 @@ fn an_answer_that_is_not_json_is_a_failure() {
 // A read-only home
 // ---------------------------------------------------------------------------------------------
 
-/// A tmpfs mounted over a folder, unmounted on drop.
+/// A tmpfs mounted over a folder, unmounted on drop. Its root is 0755: a tmpfs root is 1777
+/// by default, a HOME that Visor refuses.
 struct Tmpfs(PathBuf);
 
 impl Tmpfs {
@@ -544,7 +545,7 @@ impl Tmpfs {
             return Err("not running as root".into());
         }
         let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
+            .args(["-t", "tmpfs", "-o", "size=16m,mode=0755", "tmpfs"])
             .arg(dir)
             .status()
             .map_err(|e| format!("cannot run mount: {e}"))?;

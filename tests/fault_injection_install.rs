@@ -786,7 +786,8 @@ fn sigkill_at_random_moments_of_auto_installs() {
 // A home folder that is full or read-only during the install
 // ---------------------------------------------------------------------------------------------
 
-/// A tmpfs mounted over a folder, unmounted on drop.
+/// A tmpfs mounted over a folder, unmounted on drop. Its root is 0755: a tmpfs root is 1777
+/// by default, a HOME that Visor refuses.
 struct Tmpfs(PathBuf);
 
 impl Tmpfs {
@@ -796,7 +797,13 @@ impl Tmpfs {
             return Err("not running as root".into());
         }
         let output = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "tmpfs",
+            ])
             .arg(dir)
             .output()
             .map_err(|e| format!("cannot run mount: {e}"))?;

@@ -216,3 +216,79 @@ fn metrics_file_counts_a_restart_and_an_upgrade() {
         .collect();
     assert!(leftovers.is_empty());
 }
+
+/// True when the text holds a character a terminal acts on (ESC, CSI, BEL, ...), other than a
+/// line end.
+fn has_raw_control(text: &str) -> bool {
+    text.chars().any(|c| c != '\n' && c.is_control())
+}
+
+#[test]
+fn status_prints_the_core_s_tag_with_control_characters_escaped() {
+    let mut env = Env::new("statusesc");
+    env.write_config(&quick_config(""));
+    env.add_version(Version::new("genesis", "v1"));
+    env.start_visor();
+    env.wait_log("rpc: core is answering");
+    // The simulator reads its control folder on every request, so the tag is announced by
+    // the time Visor's poller has complained about it.
+    env.control_write(
+        "v1",
+        "announce",
+        "v2\x1b[2J\x1b]0;owned\x07\nFORGED line\u{9b}31m@100",
+    );
+    env.wait_log("is not a safe folder name");
+
+    let (code, stdout, stderr) = env.run_visor_command(&["status"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(!has_raw_control(&stdout), "{stdout:?}");
+    assert!(
+        stdout.contains(
+            "accepted release: v2\\x1b[2J\\x1b]0;owned\\x07\\nFORGED line\\u{9b}31m at block 100"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.lines().any(|line| line.starts_with("FORGED")),
+        "{stdout}"
+    );
+    assert!(!has_raw_control(&env.log()), "{:?}", env.log());
+    env.signal_visor(libc::SIGTERM);
+    assert_eq!(env.wait_visor_exit(DEADLINE), 0);
+}
+
+#[test]
+fn a_version_output_with_a_newline_cannot_forge_a_log_line() {
+    let mut env = Env::new("logesc");
+    env.write_config(&quick_config(""));
+    env.add_version(Version::new("genesis", "v1"));
+    let forged = "v2\x1b[31m\n2026-01-01T00:00:00.000Z ERROR forged";
+    env.add_version(Version::new("v2", "v2").flags(&["--sim-version", forged]));
+    env.start_visor();
+    env.wait_log("rpc: core is answering");
+    env.control_write("v1", "announce", "v2@100");
+    env.wait_log("upgrade: folder for accepted release v2 is not ready");
+
+    let log = env.log();
+    assert!(!has_raw_control(&log), "{log:?}");
+    assert!(
+        log.contains(
+            "reports version v2\\x1b[31m\\n2026-01-01T00:00:00.000Z ERROR forged, expected v2"
+        ),
+        "{log}"
+    );
+    for line in log.lines() {
+        assert!(
+            !line.starts_with("2026-01-01T00:00:00.000Z"),
+            "forged line: {line}"
+        );
+    }
+    // The same text through check and status is escaped too.
+    let (_, stdout, _) = env.run_visor_command(&["status"]);
+    assert!(!has_raw_control(&stdout), "{stdout:?}");
+    assert!(stdout.contains("NOT READY: "), "{stdout}");
+    let (_, stdout, _) = env.run_visor_command(&["check"]);
+    assert!(!has_raw_control(&stdout), "{stdout:?}");
+    env.signal_visor(libc::SIGTERM);
+    assert_eq!(env.wait_visor_exit(DEADLINE), 0);
+}

@@ -344,7 +344,17 @@ fn upgrade_folder_value() -> impl Strategy<Value = String> {
         "[A-Za-z0-9_+-][A-Za-z0-9._+-]{0,20}".prop_filter("a name Visor manages", |v| {
             v != "current" && !v.starts_with(".visor-tmp-")
         }),
-        "(/[A-Za-z0-9._ -]{1,10}){1,4}",
+        "(/[A-Za-z0-9._ -]{1,10}){1,4}".prop_filter("the root folder holds any metricsFile", |v| {
+            let mut depth = 0usize;
+            for part in v.split('/').filter(|p| !p.is_empty() && *p != ".") {
+                depth = if part == ".." {
+                    depth.saturating_sub(1)
+                } else {
+                    depth + 1
+                };
+            }
+            depth > 0
+        }),
     ]
 }
 
@@ -372,7 +382,9 @@ fn config_values() -> impl Strategy<Value = ConfigValues> {
         option::of(whole_upto(10, 3_600_000)),
         log_format,
         log_level,
-        option::of("(/[A-Za-z0-9._-]{1,10}){1,4}"),
+        // Its first folder has a '+', which no absolute upgrade folder above has, so it never
+        // lands in one of them or in HOME (metricsFile must not replace Visor's files).
+        option::of("/metrics\\+(/[A-Za-z0-9_-][A-Za-z0-9._-]{0,9}){0,3}\\.prom"),
         btree_map(valid_tag(), upgrade_folder_value(), 0..4),
         option::of(auto_values()),
         any::<bool>(),

@@ -4,6 +4,8 @@
 mod common;
 
 use common::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 #[test]
@@ -41,6 +43,93 @@ fn links_genesis_and_starts_core_and_data_node_with_the_configured_args() {
         .filter(|r| r.event() == "exit" && r.0["reason"] == "sigterm")
         .count();
     assert_eq!(exits, 2);
+}
+
+/// Makes a folder's content impossible to remove until dropped: `chattr +i` on a file in it
+/// (which stops even root), or, without that, mode 0555 on the folder (which stops anyone but
+/// root).
+struct Unremovable {
+    undo: Box<dyn Fn()>,
+}
+
+impl Unremovable {
+    fn make(folder: &Path) -> Option<Unremovable> {
+        let file: PathBuf = folder.join("zeta");
+        std::fs::write(&file, "x").unwrap();
+        let chattr = |flag: &str, file: &Path| {
+            Command::new("chattr")
+                .arg(flag)
+                .arg(file)
+                .output()
+                .is_ok_and(|out| out.status.success())
+        };
+        if chattr("+i", &file) {
+            return Some(Unremovable {
+                undo: Box::new(move || {
+                    chattr("-i", &file);
+                }),
+            });
+        }
+        if unsafe { libc::geteuid() } != 0 {
+            let set = |mode| {
+                std::fs::set_permissions(folder, std::os::unix::fs::PermissionsExt::from_mode(mode))
+                    .unwrap()
+            };
+            set(0o555);
+            let folder = folder.to_path_buf();
+            return Some(Unremovable {
+                undo: Box::new(move || {
+                    let _ = std::fs::set_permissions(
+                        &folder,
+                        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+                    );
+                }),
+            });
+        }
+        None
+    }
+}
+
+impl Drop for Unremovable {
+    fn drop(&mut self) {
+        (self.undo)();
+    }
+}
+
+#[test]
+fn a_leftover_that_cannot_be_removed_is_a_warning_and_the_core_starts() {
+    let mut env = Env::new("stuck");
+    env.write_config(&quick_config(""));
+    env.add_version(Version::new("genesis", "v1"));
+    let leftover = env.home.join(".visor-tmp-install-v2-999-0");
+    let inner = leftover.join("bin");
+    std::fs::create_dir_all(&inner).unwrap();
+    std::fs::write(env.home.join(".visor-tmp-link-999-1"), "").unwrap();
+    // Dropped before `env`, so the folder can be cleaned up.
+    let Some(_unremovable) = Unremovable::make(&inner) else {
+        eprintln!("skipped: running as root where chattr +i does not work on {inner:?}");
+        return;
+    };
+    env.start_visor();
+    env.wait_starts("core", 1);
+    let log = env.log();
+    let warning = format!(
+        "WARN  home: cannot remove {}, a leftover of an interrupted run or install (",
+        leftover.display()
+    );
+    assert!(log.contains(&warning), "{log}");
+    assert!(
+        log.contains(&format!(
+            "remove it as its owner or as root (rm -rf {})",
+            leftover.display()
+        )),
+        "{log}"
+    );
+    assert!(leftover.exists());
+    assert!(!env.home.join(".visor-tmp-link-999-1").exists());
+    env.wait_log("rpc: core is answering");
+    env.signal_visor(libc::SIGTERM);
+    assert_eq!(env.wait_visor_exit(DEADLINE), 0);
 }
 
 #[test]

@@ -58,6 +58,29 @@ fn upgrade_with_a_prepared_folder() {
 }
 
 #[test]
+fn an_upgrade_folder_others_may_write_is_not_ready_until_fixed() {
+    let env = started_env("writable", "");
+    let folder = env.add_version(Version::new("v2", "v2"));
+    fs::set_permissions(&folder, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    announce_and_ready(&env, "v1", "v2", 120);
+    env.wait_log("upgrade: binaries stopped for v2 but its folder is not ready");
+    let log = env.log();
+    let complaint = format!(
+        "{}: the version folder is writable by its group and every user (mode 0777)",
+        folder.display()
+    );
+    assert!(log.contains(&complaint), "{log}");
+    assert!(log.contains(&format!("chmod go-w {}", folder.display())));
+    assert_eq!(core_versions(&env), ["v1"]);
+    assert_eq!(env.current_target(), Path::new("genesis"));
+
+    fs::set_permissions(&folder, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let cores = env.wait_starts("core", 2);
+    assert_eq!(cores[1].version(), "v2");
+    assert_eq!(env.current_target(), Path::new("v2"));
+}
+
+#[test]
 fn upgrade_with_an_upgrade_folders_mapping() {
     let env = started_env("mapped", "[upgradeFolders]\n\"v2\" = \"second\"\n");
     env.add_version(Version::new("second", "v2"));

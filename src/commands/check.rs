@@ -1,14 +1,16 @@
 //! `visor check`: every problem `visor run` would stop on, and a pending upgrade whose folder
 //! is not ready, one line each.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use super::run::load_config;
+use super::run::{load_config, startup_check};
 use super::{EXIT_CONFIG, EXIT_FAILURE, EXIT_OK};
 use crate::config::Config;
 use crate::folder_check::{check_upgrade_folder, load_startable};
 use crate::home::{self, Home, RUN_CONFIG_FILE, TMP_PREFIX};
 use crate::rpc::CoreClient;
+use crate::run_config::RunConfig;
 
 /// How long `check` and `status` wait for the core's answer.
 pub const QUICK_RPC_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -26,16 +28,24 @@ pub fn check(root: &Path) -> i32 {
     if !root.is_dir() {
         return report(config_problems, Vec::new());
     }
-    let current = current_problem(&home);
-    config_problems.extend(current.clone().err());
+    // The very rules `visor run` applies before it starts anything.
+    let startable = match startup_check(&home) {
+        Ok(startable) => Some(startable),
+        Err(problems) => {
+            config_problems.extend(problems);
+            None
+        }
+    };
     for folder in version_folders(root, config.as_ref()) {
         if let Err(problems) = load_startable(&folder) {
             config_problems.extend(problems);
         }
     }
+    let mut seen = HashSet::new();
+    config_problems.retain(|problem| seen.insert(problem.clone()));
     let mut upgrade_problems = Vec::new();
-    if let (Some(config), Ok(current)) = (&config, current) {
-        if let Some(problem) = pending_upgrade_problem(root, config, &current) {
+    if let (Some(config), Some(startable)) = (&config, startable) {
+        if let Some(problem) = pending_upgrade_problem(root, config, &startable.run_config) {
             upgrade_problems.push(problem);
         }
     }
@@ -44,7 +54,8 @@ pub fn check(root: &Path) -> i32 {
 
 fn report(config_problems: Vec<String>, upgrade_problems: Vec<String>) -> i32 {
     for problem in config_problems.iter().chain(&upgrade_problems) {
-        println!("{problem}");
+        // A binary's version output or a path may hold control characters.
+        super::out(&crate::log::escape_controls(problem));
     }
     if !config_problems.is_empty() {
         EXIT_CONFIG
@@ -52,30 +63,6 @@ fn report(config_problems: Vec<String>, upgrade_problems: Vec<String>) -> i32 {
         EXIT_FAILURE
     } else {
         EXIT_OK
-    }
-}
-
-/// The folder `current` points at, or why it cannot be used (a missing link is fine: `run`
-/// creates it).
-fn current_problem(home: &Home) -> Result<PathBuf, String> {
-    let link = home.current_link();
-    match std::fs::symlink_metadata(&link) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let genesis = home.genesis_folder();
-            if genesis.is_dir() {
-                Ok(genesis)
-            } else {
-                Err(format!(
-                    "{}: missing, and there is no {} to link it to; create it with visor init",
-                    link.display(),
-                    genesis.display()
-                ))
-            }
-        }
-        _ => home.ensure_current().and_then(|_| {
-            home.current_target()
-                .map_err(|e| format!("{}: {e}", link.display()))
-        }),
     }
 }
 
@@ -107,8 +94,7 @@ fn version_folders(root: &Path, config: Option<&Config>) -> Vec<PathBuf> {
 }
 
 /// Asks the core (briefly) for a pending upgrade and checks that release's folder.
-fn pending_upgrade_problem(root: &Path, config: &Config, current: &Path) -> Option<String> {
-    let run = load_startable(current).ok()?;
+fn pending_upgrade_problem(root: &Path, config: &Config, run: &RunConfig) -> Option<String> {
     let mut client = CoreClient::new(run.rpc.socket_path.clone(), run.rpc.http_path.clone());
     let status = client.upgrade_status_within(QUICK_RPC_TIMEOUT).ok()?;
     let release = status.accepted?;

@@ -25,6 +25,7 @@ pub const EXIT_CONFIG: i32 = 78;
 
 /// Parses the command line and runs the command; returns the process exit status.
 pub fn main() -> i32 {
+    restrict_umask();
     output::finish(dispatch())
 }
 
@@ -60,6 +61,17 @@ fn dispatch() -> i32 {
         Command::Prepare { home, version } => prepare::prepare(&absolute(&home), &version),
         Command::Restart { home, wait } => control::restart(&absolute(&home), wait),
         Command::Switch { home, tag, wait } => control::switch(&absolute(&home), &tag, wait),
+    }
+}
+
+/// Adds 022 to the umask, so nothing Visor creates (an installed folder, its run-config, the
+/// `current` link's temporary, the metrics file) is writable by group or other users, which
+/// Visor itself would then refuse to run. The nodes inherit it.
+fn restrict_umask() {
+    // SAFETY: umask(2) cannot fail; it is called before any thread is started.
+    unsafe {
+        let old = libc::umask(0o022);
+        libc::umask(old | 0o022);
     }
 }
 

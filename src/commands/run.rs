@@ -1,7 +1,7 @@
 //! `visor run`: checks the home folder, then wires the threads to the coordinator and runs
 //! until a signal or a fatal error.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, unbounded};
@@ -10,10 +10,11 @@ use super::{EXIT_CONFIG, EXIT_FAILURE};
 use crate::config::Config;
 use crate::coordinator::{Channels, Coordinator};
 use crate::folder_check::load_startable;
-use crate::home::Home;
+use crate::home::{Home, Leftovers};
 use crate::machine::{Machine, StopSignal};
+use crate::run_config::RunConfig;
 use crate::supervise_folder::{process_start_time, Lock, LockError, SuperviseFolder};
-use crate::{child, config_watch, control, log, rpc_poll, signals};
+use crate::{child, config_watch, control, log, permissions, rpc_poll, signals};
 
 pub fn run(root: &Path) -> i32 {
     let home = Home::new(root.to_path_buf());
@@ -42,23 +43,36 @@ pub fn run(root: &Path) -> i32 {
     }
     stop_orphaned_nodes(&supervise, config.stop_signal_timeout);
 
+    let Startable {
+        current,
+        run_config,
+    } = match startup_check(&home) {
+        Ok(startable) => startable,
+        Err(problems) => {
+            for problem in problems {
+                log::error(&problem, &[]);
+            }
+            return EXIT_CONFIG;
+        }
+    };
     match home.remove_temp_leftovers() {
-        Ok(removed) => {
-            for path in removed {
+        Ok(leftovers) => {
+            for path in leftovers.removed {
                 log::info(
                     "home: removed leftover of an interrupted run",
                     &[("path", path.display().to_string())],
                 );
             }
+            // A leftover in the way of nothing must not keep the node down.
+            for (path, e) in leftovers.stuck {
+                log::warn(
+                    &Leftovers::stuck_message(&path, &e),
+                    &[("path", path.display().to_string())],
+                );
+            }
         }
         Err(e) => {
-            log::error(
-                &format!(
-                    "{}: cannot list or clean ({e}); check its permissions",
-                    root.display()
-                ),
-                &[],
-            );
+            log::error(&cannot_list_home(root, &e), &[]);
             return EXIT_CONFIG;
         }
     }
@@ -70,22 +84,6 @@ pub fn run(root: &Path) -> i32 {
             return EXIT_CONFIG;
         }
     }
-    let current = match home.current_target() {
-        Ok(target) => target,
-        Err(e) => {
-            log::error(&format!("{}: {e}", home.current_link().display()), &[]);
-            return EXIT_CONFIG;
-        }
-    };
-    let run_config = match load_startable(&current) {
-        Ok(run_config) => run_config,
-        Err(problems) => {
-            for problem in problems {
-                log::error(&problem, &[]);
-            }
-            return EXIT_CONFIG;
-        }
-    };
     log::info(
         &format!("home: current is {}", run_config.name),
         &[("folder", current.display().to_string())],
@@ -206,12 +204,58 @@ fn stop_orphaned_nodes(supervise: &SuperviseFolder, timeout: Duration) {
     }
 }
 
+/// The folder `visor run` starts and its run-config, once HOME passed [`startup_check`].
+pub struct Startable {
+    /// The folder `current` points at (`genesis` while `current` is missing).
+    pub current: PathBuf,
+    pub run_config: RunConfig,
+}
+
+/// Every rule `visor run` applies to HOME before it starts anything, apart from the contents
+/// of config.toml ([`load_config`]): HOME and config.toml are not writable by group or other
+/// users, HOME can be listed, `current` is a link to a folder (or missing, with a `genesis` folder to link it
+/// to), and that folder is startable ([`load_startable`]: its run-config, its binaries and
+/// who may write them). It only reads, so `visor check` applies the very same rules.
+pub fn startup_check(home: &Home) -> Result<Startable, Vec<String>> {
+    let config_file = home.config_file();
+    let mut problems = permissions::problems(&[
+        (home.root(), "HOME"),
+        (&config_file, "Visor's configuration"),
+    ]);
+    // `run` lists HOME to remove leftovers; one it cannot list stops it.
+    if let Err(e) = std::fs::read_dir(home.root()) {
+        problems.push(cannot_list_home(home.root(), &e));
+    }
+    match home.current_folder() {
+        Ok((current, _)) => match load_startable(&current) {
+            Ok(run_config) if problems.is_empty() => {
+                return Ok(Startable {
+                    current,
+                    run_config,
+                })
+            }
+            Ok(_) => {}
+            Err(found) => problems.extend(found),
+        },
+        Err(problem) => problems.push(problem),
+    }
+    Err(problems)
+}
+
+fn cannot_list_home(root: &Path, e: &std::io::Error) -> String {
+    format!(
+        "{}: cannot list HOME to remove leftovers of an interrupted run ({e}); make it readable \
+         and writable by the user Visor runs as",
+        root.display()
+    )
+}
+
 /// config.toml for a command that cannot go on without it: every problem printed and
 /// [`EXIT_CONFIG`] returned as the error.
 pub fn config_or_exit(home: &Home) -> Result<(Config, Vec<u8>), i32> {
     load_config(home).map_err(|problems| {
         for problem in problems {
-            super::err(&problem);
+            super::err(&log::escape_controls(&problem));
         }
         EXIT_CONFIG
     })

@@ -11,6 +11,7 @@ use super::EXIT_OK;
 use crate::cli::Output;
 use crate::folder_check::{check_upgrade_folder, load_startable};
 use crate::home::{self, Home};
+use crate::log;
 use crate::rpc::CoreClient;
 
 pub fn status(root: &Path, output: Output) -> i32 {
@@ -80,11 +81,13 @@ pub fn status(root: &Path, output: Output) -> i32 {
     EXIT_OK
 }
 
+/// The report as lines for a person. Every value is shown with its control characters
+/// escaped: the core's tag, a binary's version output and paths are not trusted to be text.
 fn print_text(report: &Value) {
     let text = |v: &Value| match v {
-        Value::String(s) => s.clone(),
+        Value::String(s) => log::escape_controls(s).into_owned(),
         Value::Null => "-".into(),
-        other => other.to_string(),
+        other => log::escape_controls(&other.to_string()).into_owned(),
     };
     println!("home:             {}", text(&report["home"]));
     println!("current:          {}", text(&report["current"]));

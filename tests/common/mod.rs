@@ -127,7 +127,13 @@ impl Env {
             .collect();
         let dir = PathBuf::from(format!("/tmp/zv-{short}-{}-{seq}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
+        // Visor refuses files that group or other users may write; test homes are 0755 and
+        // 0644 whatever the umask of whoever runs the tests.
+        unsafe {
+            libc::umask(0o022);
+        }
         fs::create_dir_all(dir.join("home")).unwrap();
+        fs::set_permissions(dir.join("home"), fs::Permissions::from_mode(0o755)).unwrap();
         Env {
             home: dir.join("home"),
             dir,
@@ -153,7 +159,9 @@ impl Env {
     }
 
     pub fn write_config(&self, text: &str) {
-        fs::write(self.home.join("config.toml"), text).unwrap();
+        let file = self.home.join("config.toml");
+        fs::write(&file, text).unwrap();
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
     }
 
     /// Creates `home/<folder>` with a `zeta` wrapper and a run-config for `version`.
@@ -164,6 +172,7 @@ impl Env {
             self.home.join(v.folder)
         };
         fs::create_dir_all(&folder).unwrap();
+        fs::set_permissions(&folder, fs::Permissions::from_mode(0o755)).unwrap();
         self.write_wrapper(&folder, v.version, v.sim_flags);
         let core_args = v
             .core_args
@@ -182,7 +191,9 @@ impl Env {
                 toml_array(&["datanode".into(), "start".into(), "--home".into(), dn_home])
             ));
         }
-        fs::write(folder.join("run-config.toml"), text).unwrap();
+        let file = folder.join("run-config.toml");
+        fs::write(&file, text).unwrap();
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
         folder
     }
 
