@@ -190,10 +190,17 @@ impl Home {
         let mut leftovers = Leftovers::default();
         for entry in fs::read_dir(&self.root)? {
             let entry = entry?;
-            if !entry.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.starts_with(TMP_PREFIX) {
                 continue;
             }
             let path = entry.path();
+            // A half-made folder of a process that still runs (a `visor prepare` beside this
+            // Visor) is its owner's to finish or remove.
+            if let Some(owner) = temp_owner(&name).filter(|pid| process_runs(*pid)) {
+                leftovers.kept.push((path, owner));
+                continue;
+            }
             let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
             match remove(&path, is_dir) {
                 Ok(()) => leftovers.removed.push(path),
@@ -211,6 +218,25 @@ pub struct Leftovers {
     pub removed: Vec<PathBuf>,
     /// Still there, with the error that stopped their removal.
     pub stuck: Vec<(PathBuf, io::Error)>,
+    /// Kept: the process that is making them (its pid) still runs.
+    pub kept: Vec<(PathBuf, u32)>,
+}
+
+/// The pid in a temporary name `.visor-tmp-WHAT-PID-SEQ` (see [`Home::temp_path`]).
+pub fn temp_owner(name: &str) -> Option<u32> {
+    let mut tokens = name.strip_prefix(TMP_PREFIX)?.rsplit('-');
+    let _seq: u64 = tokens.next()?.parse().ok()?;
+    tokens.next()?.parse().ok()
+}
+
+/// Whether process `pid` exists and is another process than this one.
+fn process_runs(pid: u32) -> bool {
+    if pid == std::process::id() || pid == 0 || pid > i32::MAX as u32 {
+        return false;
+    }
+    // SAFETY: kill(2) with signal 0 only checks for existence; no memory is involved.
+    unsafe { libc::kill(pid as libc::pid_t, 0) == 0 }
+    || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 impl Leftovers {
@@ -282,6 +308,25 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         Home::new(dir)
+    }
+
+    #[test]
+    fn a_half_made_folder_of_a_running_process_is_kept() {
+        assert_eq!(temp_owner(".visor-tmp-install-v1.2.3-4242-7"), Some(4242));
+        assert_eq!(temp_owner(".visor-tmp-status.json-99-0"), Some(99));
+        assert_eq!(temp_owner(".visor-tmp-odd"), None);
+        let home = temp_home("owners");
+        // pid 1 always runs; a pid above the kernel's maximum never does.
+        let kept = home.root().join(".visor-tmp-install-v2-1-0");
+        let gone = home.root().join(".visor-tmp-install-v2-2147483647-0");
+        let unowned = home.root().join(".visor-tmp-mystery");
+        for dir in [&kept, &gone, &unowned] {
+            fs::create_dir(dir).unwrap();
+        }
+        let leftovers = home.remove_temp_leftovers().unwrap();
+        assert_eq!(leftovers.kept, vec![(kept.clone(), 1)]);
+        assert!(kept.exists() && !gone.exists() && !unowned.exists());
+        fs::remove_dir_all(home.root()).unwrap();
     }
 
     #[test]

@@ -158,7 +158,7 @@ fn read_pid(file: &mut File) -> Option<u32> {
     text.trim().parse().ok()
 }
 
-/// Writes `path` whole or not at all: a temporary file beside it (`.visor-tmp-<name>-<pid>`,
+/// Writes `path` whole or not at all: a temporary file beside it (`.visor-tmp-<name>-<pid>-0`,
 /// created exclusively so a planted link is never followed), then `rename(2)`.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), String> {
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -166,7 +166,7 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), String> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".visor-tmp-{name}-{}", std::process::id()));
+    let tmp = dir.join(format!(".visor-tmp-{name}-{}-0", std::process::id()));
     let _ = fs::remove_file(&tmp);
     let result = OpenOptions::new()
         .write(true)

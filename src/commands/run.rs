@@ -63,6 +63,12 @@ pub fn run(root: &Path) -> i32 {
                     &[("path", path.display().to_string())],
                 );
             }
+            for (path, pid) in leftovers.kept {
+                log::info(
+                    &format!("home: keeping a half-made folder of process {pid}, which still runs"),
+                    &[("path", path.display().to_string())],
+                );
+            }
             // A leftover in the way of nothing must not keep the node down.
             for (path, e) in leftovers.stuck {
                 log::warn(

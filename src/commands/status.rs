@@ -1,32 +1,64 @@
-//! `visor status`: what `current` points at, the core's answer about upgrades, and whether a
-//! pending release's folder is ready.
+//! `visor status`: whether a Visor runs on the home (from the lock in `HOME/.visor/`) and what
+//! it is doing (from its `status.json`), what `current` points at, the core's answer about
+//! upgrades, and whether a pending release's folder is ready. A broken config.toml is named
+//! among the rest (exit 78), not instead of it.
 
 use std::path::Path;
 
 use serde_json::{json, Value};
 
 use super::check::QUICK_RPC_TIMEOUT;
-use super::run::config_or_exit;
-use super::EXIT_OK;
+use super::run::load_config;
+use super::{out, EXIT_CONFIG, EXIT_OK};
 use crate::cli::Output;
+use crate::config::Config;
 use crate::folder_check::{check_upgrade_folder, load_startable};
 use crate::home::{self, Home};
 use crate::log;
 use crate::rpc::CoreClient;
+use crate::supervise_folder::SuperviseFolder;
 
 pub fn status(root: &Path, output: Output) -> i32 {
     let home = Home::new(root.to_path_buf());
-    let config = match config_or_exit(&home) {
-        Ok((config, _)) => config,
-        Err(code) => return code,
+    let supervise = SuperviseFolder::new(root);
+    // Whether a Visor runs comes from its lock, so one killed outright reads as not running;
+    // what it is doing comes from the status file it keeps.
+    let holder = supervise.holder();
+    let supervisor = supervise.read_status();
+    let (config, config_problems) = match load_config(&home) {
+        Ok((config, _)) => (config, Vec::new()),
+        Err(problems) => (Config::default(), problems),
     };
     let current = home.current_target().ok();
     let run = current.as_deref().map(load_startable);
+    let current_release = run
+        .as_ref()
+        .and_then(|r| r.as_ref().ok())
+        .map(|r| r.name.clone());
+    let live = |key: &str| match (&holder, &supervisor) {
+        (Some(_), Some(s)) => s[key].clone(),
+        _ => Value::Null,
+    };
     let mut report = json!({
         "home": root.display().to_string(),
+        "running": holder.is_some(),
+        "pid": holder.filter(|pid| *pid != 0),
+        "since": match (&holder, &supervisor) {
+            (Some(_), Some(s)) => s["visor"]["started_at"].clone(),
+            _ => Value::Null,
+        },
+        "phase": live("phase"),
+        "status": live("status"),
+        "running_release": live("release"),
+        "children": live("children"),
+        "restarts": live("restarts"),
+        "supervisor_pending": live("pending"),
+        "last_error": live("last_error"),
+        "refused_reload": live("refused_reload"),
         "current": current.as_ref().map(|c| c.display().to_string()),
-        "running_release": run.as_ref().and_then(|r| r.as_ref().ok()).map(|r| r.name.clone()),
+        "current_release": current_release,
         "problems": run.as_ref().and_then(|r| r.as_ref().err()).cloned().unwrap_or_default(),
+        "config_problems": config_problems,
         "core": Value::Null,
         "pending": Value::Null,
     });
@@ -75,10 +107,17 @@ pub fn status(root: &Path, output: Output) -> i32 {
         }
     }
     match output {
-        Output::Json => println!("{report}"),
+        Output::Json => out(&report.to_string()),
         Output::Text => print_text(&report),
     }
-    EXIT_OK
+    if report["config_problems"]
+        .as_array()
+        .is_some_and(|p| !p.is_empty())
+    {
+        EXIT_CONFIG
+    } else {
+        EXIT_OK
+    }
 }
 
 /// The report as lines for a person. Every value is shown with its control characters
@@ -89,33 +128,74 @@ fn print_text(report: &Value) {
         Value::Null => "-".into(),
         other => log::escape_controls(&other.to_string()).into_owned(),
     };
-    println!("home:             {}", text(&report["home"]));
-    println!("current:          {}", text(&report["current"]));
-    println!("running release:  {}", text(&report["running_release"]));
-    if let Some(problems) = report["problems"].as_array() {
-        for problem in problems {
-            println!("problem:          {}", text(problem));
+    let running = report["running"] == Value::Bool(true);
+    if running {
+        out(&format!(
+            "visor:            running (pid {}) since {}",
+            text(&report["pid"]),
+            text(&report["since"])
+        ));
+        out(&format!("doing:            {}", text(&report["status"])));
+        out(&format!(
+            "running release:  {}",
+            text(&report["running_release"])
+        ));
+        for child in report["children"].as_array().into_iter().flatten() {
+            out(&format!(
+                "{:<18}pid {}",
+                format!("{}:", text(&child["process"])),
+                text(&child["pid"])
+            ));
         }
+        if !report["last_error"].is_null() {
+            out(&format!(
+                "last error:       {}",
+                text(&report["last_error"])
+            ));
+        }
+        if !report["refused_reload"].is_null() {
+            out(&format!(
+                "config reload:    REFUSED, the previous configuration is in force: {}",
+                text(&report["refused_reload"])
+            ));
+        }
+    } else {
+        out("visor:            not running");
+    }
+    out(&format!("home:             {}", text(&report["home"])));
+    out(&format!(
+        "current:          {} ({})",
+        text(&report["current"]),
+        text(&report["current_release"])
+    ));
+    for problem in report["problems"].as_array().into_iter().flatten() {
+        out(&format!("problem:          {}", text(problem)));
+    }
+    for problem in report["config_problems"].as_array().into_iter().flatten() {
+        out(&format!("config.toml:      {}", text(problem)));
     }
     let core = &report["core"];
     if core["answering"] == Value::Bool(true) {
-        println!("core:             answering on {}", text(&core["socket"]));
+        out(&format!(
+            "core:             answering on {}",
+            text(&core["socket"])
+        ));
         if core["accepted_release"].is_null() {
-            println!("accepted release: none");
+            out("accepted release: none");
         } else {
-            println!(
+            out(&format!(
                 "accepted release: {} at block {} (ready to upgrade: {})",
                 text(&core["accepted_release"]),
                 text(&core["upgrade_height"]),
                 text(&core["ready_to_upgrade"])
-            );
+            ));
         }
     } else if !core.is_null() {
-        println!(
+        out(&format!(
             "core:             not answering on {}: {}",
             text(&core["socket"]),
             text(&core["error"])
-        );
+        ));
     }
     let pending = &report["pending"];
     if !pending.is_null() {
@@ -126,11 +206,11 @@ fn print_text(report: &Value) {
         } else {
             format!("NOT READY: {}", text(&pending["problem"]))
         };
-        println!(
+        out(&format!(
             "pending upgrade:  {} at block {} folder {}: {state}",
             text(&pending["tag"]),
             text(&pending["height"]),
             text(&pending["folder"])
-        );
+        ));
     }
 }
