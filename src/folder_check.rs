@@ -123,7 +123,7 @@ pub struct Captured {
 pub const CAPTURE_LIMIT: u64 = 1 << 20;
 
 /// Runs a short command in its own process group with stdout and stderr captured (at most
-/// [`CAPTURE_LIMIT`] each).
+/// [`CAPTURE_LIMIT`] each), without `crate::child::WITHHELD_VARIABLES` in its environment.
 ///
 /// `timeout` covers everything: the command's exit and the end of both streams, which a
 /// process it left in the background may hold open. When it runs out, the whole process group
@@ -138,12 +138,15 @@ pub fn run_captured(program: &Path, args: &[&str], timeout: Duration) -> Result<
     let deadline = Instant::now()
         .checked_add(timeout)
         .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365));
-    let mut child = Command::new(program)
+    let mut command = Command::new(program);
+    command
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .process_group(0)
+        .process_group(0);
+    crate::child::scrub_environment(&mut command);
+    let mut child = command
         .spawn()
         .map_err(|e| format!("{}: cannot run: {e}", program.display()))?;
     let pid = child.id();
