@@ -105,3 +105,69 @@ fn no_child_inherits_the_github_token() {
     env.signal_visor(libc::SIGTERM);
     assert_eq!(env.wait_visor_exit(DEADLINE), 0);
 }
+
+/// Replaces `path` by a FIFO.
+fn make_fifo(path: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let _ = fs::remove_file(path);
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path that outlives the call.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o644) }, 0);
+}
+
+#[test]
+fn a_fifo_replacing_config_toml_blocks_neither_reloads_nor_the_exit() {
+    let mut env = Env::new("fifo");
+    env.write_config(&quick_config(""));
+    env.add_version(Version::new("genesis", "v1"));
+    env.start_visor();
+    env.wait_log("rpc: core is answering");
+
+    let config = env.home.join("config.toml");
+    make_fifo(&config);
+    for _ in 0..3 {
+        env.signal_visor(libc::SIGHUP);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    env.wait_log(&format!(
+        "{}: is a FIFO, not a regular file",
+        config.display()
+    ));
+    env.signal_visor(libc::SIGTERM);
+    assert_eq!(env.wait_visor_exit(DEADLINE), 0, "{}", env.log());
+    assert!(env.live_sims().is_empty(), "a node outlived Visor");
+}
+
+#[test]
+fn a_fifo_or_a_huge_file_as_config_toml_at_start_exits_78() {
+    let mut env = Env::new("fifostart");
+    env.add_version(Version::new("genesis", "v1"));
+    let config = env.home.join("config.toml");
+    make_fifo(&config);
+    env.start_visor();
+    assert_eq!(env.wait_visor_exit(DEADLINE), 78);
+    let log = env.log();
+    assert!(
+        log.contains(&format!(
+            "{}: is a FIFO, not a regular file; Visor reads only regular files there",
+            config.display()
+        )),
+        "{log}"
+    );
+    assert!(env.starts("core").is_empty());
+
+    fs::remove_file(&config).unwrap();
+    let mut huge = quick_config("");
+    while huge.len() <= 2 << 20 {
+        huge.push_str("# a comment line that only makes the file larger\n");
+    }
+    env.write_config(&huge);
+    env.start_visor();
+    assert_eq!(env.wait_visor_exit(DEADLINE), 78);
+    let log = env.log();
+    assert!(
+        log.contains(&format!("{}: larger than 1 MiB", config.display())),
+        "{log}"
+    );
+    assert!(env.starts("core").is_empty());
+}
