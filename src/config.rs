@@ -26,6 +26,8 @@ const MAX_POLL_INTERVAL_MS: u64 = 3_600_000;
 /// The longest duration in seconds: ten years. Longer ones are typing mistakes, and deadlines
 /// that far away would overflow the clock arithmetic.
 const MAX_SECONDS: u64 = 10 * 365 * 86_400;
+/// The default of `[autoInstall] downloadTimeoutSeconds`: an hour.
+pub const DEFAULT_DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// The format of Visor's log lines on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,6 +130,9 @@ pub struct AutoInstall {
     pub asset_name: String,
     /// `[autoInstall.asset]` `binaryName`: the binary inside a zip asset.
     pub binary_name: String,
+    /// `downloadTimeoutSeconds`: how long one asset download may take in all, retries
+    /// included.
+    pub download_timeout: Duration,
 }
 
 impl Default for AutoInstall {
@@ -142,6 +147,7 @@ impl Default for AutoInstall {
             checksum_asset: None,
             asset_name: "zeta-{os}-{arch}.zip".to_owned(),
             binary_name: "zeta".to_owned(),
+            download_timeout: DEFAULT_DOWNLOAD_TIMEOUT,
         }
     }
 }
@@ -194,6 +200,7 @@ const AUTO_INSTALL_KEYS: &[&str] = &[
     "prefetch",
     "requireChecksum",
     "checksumAsset",
+    "downloadTimeoutSeconds",
     "asset",
 ];
 
@@ -485,6 +492,12 @@ fn parse_auto_install(rep: &mut Report, entry: &Entry, auto: &mut AutoInstall) {
             "enabled" => set(&mut auto.enabled, rep.boolean(item, parent)),
             "prefetch" => set(&mut auto.prefetch, rep.boolean(item, parent)),
             "requireChecksum" => set(&mut auto.require_checksum, rep.boolean(item, parent)),
+            "downloadTimeoutSeconds" => {
+                set(
+                    &mut auto.download_timeout,
+                    rep.seconds_at_least(item, parent, 1, 3600),
+                );
+            }
             "repositoryOwner" | "repository" => {
                 let todo = "give the GitHub name, e.g. repositoryOwner = \"zeta-protocol\" or \
                             repository = \"zeta\"";
@@ -824,6 +837,10 @@ requireChecksum = true
 # The name of a sha256sum-format file in the same release that lists the asset's checksum.
 # Unset by default: only the checksum GitHub publishes for the asset is used.
 # checksumAsset = "SHA256SUMS"
+
+# Seconds one asset download may take in all, retries included (at least 1). A download still
+# running then fails; raise it for a large asset on a slow link.
+downloadTimeoutSeconds = 3600
 
 # The release asset to download.
 [autoInstall.asset]
@@ -1211,6 +1228,29 @@ pub(crate) mod doc {
                 .map(std::time::Duration::from_secs)
         }
 
+        /// Reads a duration in whole seconds >= `min`; `example` is a sensible value for the
+        /// advice.
+        pub(crate) fn seconds_at_least(
+            &mut self,
+            entry: &Entry,
+            parent: &str,
+            min: u64,
+            example: u64,
+        ) -> Option<std::time::Duration> {
+            let todo = format!(
+                "write a bare number of seconds without a unit, e.g. {} = {example}",
+                bare_or_quoted(&entry.key)
+            );
+            self.whole(
+                entry,
+                parent,
+                " of seconds",
+                (min, super::MAX_SECONDS),
+                &todo,
+            )
+            .map(std::time::Duration::from_secs)
+        }
+
         /// Reads a poll interval in whole milliseconds, at least the minimum that keeps a poller
         /// from busy-looping; `example` is a sensible value for the advice.
         pub(crate) fn poll_interval(
@@ -1437,6 +1477,7 @@ mod tests {
         assert_eq!(auto.checksum_asset, None);
         assert_eq!(auto.asset_name, "zeta-{os}-{arch}.zip");
         assert_eq!(auto.binary_name, "zeta");
+        assert_eq!(auto.download_timeout, Duration::from_secs(3600));
     }
 
     #[test]
@@ -1481,6 +1522,7 @@ apiUrl = "https://github.example.com/api/v3/"
 prefetch = false
 requireChecksum = false
 checksumAsset = "SHA256SUMS"
+downloadTimeoutSeconds = 120
 
 [autoInstall.asset]
 name = "zeta-{version}-{os}-{arch}.zip"
@@ -1513,6 +1555,7 @@ binaryName = "bin/zeta"
                 checksum_asset: Some("SHA256SUMS".to_owned()),
                 asset_name: "zeta-{version}-{os}-{arch}.zip".to_owned(),
                 binary_name: "bin/zeta".to_owned(),
+                download_timeout: Duration::from_secs(120),
             },
         };
         assert_eq!(parse(text), Ok(expected));
@@ -1662,6 +1705,27 @@ stopDelaySeconds = 0
         assert!(error.starts_with("/srv/visor/config.toml:1: stopSignalTimeoutSeconds: expected a whole number of seconds from 0 to 315360000"), "{error}");
         let error = one_error("statusPollIntervalMilliseconds = 3600001\n");
         assert!(error.contains("statusPollIntervalMilliseconds: expected a whole number of milliseconds from 10 to 3600000"), "{error}");
+    }
+
+    #[test]
+    fn download_timeout_is_at_least_one_second() {
+        let error = one_error("[autoInstall]\nenabled = true\ndownloadTimeoutSeconds = 0\n");
+        assert_eq!(
+            error,
+            "/srv/visor/config.toml:3: autoInstall.downloadTimeoutSeconds: expected a whole \
+             number of seconds from 1 to 315360000, found 0; write a bare number of seconds \
+             without a unit, e.g. downloadTimeoutSeconds = 3600"
+        );
+        let error = one_error("[autoInstall]\ndownloadTimeoutSeconds = \"1h\"\n");
+        assert!(
+            error.starts_with("/srv/visor/config.toml:2: autoInstall.downloadTimeoutSeconds:"),
+            "{error}"
+        );
+        let config = parse("[autoInstall]\ndownloadTimeoutSeconds = 1\n");
+        assert_eq!(
+            config.map(|c| c.auto_install.download_timeout),
+            Ok(Duration::from_secs(1))
+        );
     }
 
     #[test]

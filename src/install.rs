@@ -62,6 +62,8 @@ pub enum InstallErrorKind {
     Invalid,
     /// The local machine: disk, permissions, a folder outside HOME or in the way.
     Local,
+    /// A download that did not finish within `[autoInstall] downloadTimeoutSeconds`.
+    TimedOut,
 }
 
 /// An install failure: its kind and a message naming the URL, file, asset or tag, and saying
@@ -126,7 +128,8 @@ pub fn install_cancellable(
 
     let owner = auto.repository_owner.as_str();
     let repo = auto.repository.as_str();
-    let client = Client::new(&auto.api_url, token, &github::BACKOFF, cancel);
+    let client = Client::new(&auto.api_url, token, &github::BACKOFF, cancel)
+        .with_download_timeout(auto.download_timeout);
     progress(
         &format!("install: looking up release {tag} of {owner}/{repo}"),
         vec![("url", client.release_url(owner, repo, tag))],

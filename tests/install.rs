@@ -834,7 +834,55 @@ fn a_stalled_download_still_reports_progress_every_five_seconds() {
     );
     assert!(line.contains(&format!("total={} ", data.len())), "{line}");
     assert!(line.contains(" rate=") && line.contains(" eta="), "{line}");
+    let slow = out
+        .lines()
+        .find(|line| line.contains(&format!("install: download of {} is very slow", zip_name())))
+        .unwrap_or_else(|| panic!("no very-slow line during the stall:\n{out}"));
+    assert!(
+        slow.contains(" recent_rate=") && slow.contains(" fails_in="),
+        "{slow}"
+    );
+    assert!(slow.contains("downloadTimeoutSeconds"), "{slow}");
     case.assert_no_leftovers();
+}
+
+#[test]
+fn a_download_over_its_time_limit_fails_without_retries() {
+    let case = Case::new("deadline");
+    case.config("downloadTimeoutSeconds = 1\n");
+    let data = zip_of(&[Entry::File("zeta", binary_script("v2"))]);
+    case.release(&[AssetSpec::zip(data.clone())]);
+    let download = format!("/download/{}", zip_name());
+    case.github.route(
+        &download,
+        vec![Reply::Stalled {
+            body: data.clone(),
+            pause: std::time::Duration::from_secs(120),
+        }],
+    );
+    let started = std::time::Instant::now();
+    let (code, out) = case.prepare("v2", &[]);
+    let took = started.elapsed();
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        took < std::time::Duration::from_secs(20),
+        "took {took:?}:\n{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "release v2 asset {}: the download from {}{download} did not finish within \
+             downloadTimeoutSeconds = 1 and was stopped after {} of {} bytes; raise \
+             downloadTimeoutSeconds in [autoInstall] of config.toml",
+            zip_name(),
+            case.github.url(),
+            data.len() / 2,
+            data.len()
+        )),
+        "{out}"
+    );
+    assert!(!out.contains("retrying"), "{out}");
+    assert_eq!(case.github.requests_to(&download).len(), 1);
+    case.assert_nothing_installed("v2");
 }
 
 #[test]
