@@ -972,3 +972,30 @@ fn two_installers_at_once_end_with_one_folder_and_no_leftovers() {
     assert_eq!(reported_version(&case.home().join("v2/zeta")), "v2");
     case.assert_no_leftovers();
 }
+
+#[test]
+fn a_zip_entry_expanding_more_than_200_to_1_is_refused() {
+    let case = Case::new("zipratio");
+    let data = zip_of(&[
+        Entry::File("zeta", binary_script("v2")),
+        Entry::File("data/padding.bin", vec![0u8; 10 << 20]),
+    ]);
+    assert!(
+        data.len() < 100 << 10,
+        "the test zip is {} bytes",
+        data.len()
+    );
+    case.release(&[AssetSpec::zip(data)]);
+    let (code, out) = case.prepare("v2", &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("zip entry \"data/padding.bin\" expands "),
+        "{out}"
+    );
+    assert!(
+        out.contains(":1 (10485760 bytes from ")
+            && out.contains("more than the 200:1 Visor accepts, as a possible zip bomb"),
+        "{out}"
+    );
+    case.assert_nothing_installed("v2");
+}
