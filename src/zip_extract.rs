@@ -12,7 +12,7 @@
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -370,18 +370,25 @@ pub fn extract(
             EntryKind::File => target.parent().unwrap_or(into).to_path_buf(),
         };
         if parent != into && !made.contains(&parent) {
-            fs::create_dir_all(&parent).map_err(|e| {
-                local(format!(
-                    "{what}: cannot create {} ({e}); check the home folder",
-                    parent.display()
-                ))
-            })?;
-            let mut folder = parent.clone();
-            while folder != into && folder.starts_with(into) {
-                made.insert(folder.clone());
-                if !folder.pop() {
-                    break;
+            // Each missing folder from `into` down, made by this extraction only (nothing here
+            // existed before it, and it makes no links), with its mode set whatever the umask.
+            let mut folder = into.to_path_buf();
+            for part in parent
+                .strip_prefix(into)
+                .unwrap_or(Path::new(""))
+                .components()
+            {
+                folder.push(part);
+                if made.contains(&folder) {
+                    continue;
                 }
+                crate::install::make_folder(&folder).map_err(|e| {
+                    local(format!(
+                        "{what}: cannot create {} ({e}); check the home folder",
+                        folder.display()
+                    ))
+                })?;
+                made.insert(folder.clone());
             }
         }
         if plan.kind == EntryKind::Folder {
@@ -393,12 +400,21 @@ pub fn extract(
                 plan.path
             ))
         })?;
-        let mode = if plan.executable { 0o755 } else { 0o644 };
+        let mode = if plan.executable {
+            crate::install::EXECUTABLE_MODE
+        } else {
+            crate::install::FILE_MODE
+        };
         let mut out = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(mode)
             .open(&target)
+            .and_then(|file| {
+                // The mode given to open is narrowed by the umask; set it exactly.
+                file.set_permissions(fs::Permissions::from_mode(mode))?;
+                Ok(file)
+            })
             .map_err(|e| {
                 local(format!(
                     "{what}: cannot create {} ({e}); check the home folder",

@@ -46,6 +46,8 @@ fn sha256_hex(data: &[u8]) -> String {
 /// A zip entry for [`zip_of`].
 enum Entry<'a> {
     File(&'a str, Vec<u8>),
+    /// A file the archive marks 0644, not executable.
+    Plain(&'a str, Vec<u8>),
     Dir(&'a str),
     Symlink(&'a str, &'a str),
 }
@@ -60,6 +62,12 @@ fn zip_of(entries: &[Entry]) -> Vec<u8> {
         match entry {
             Entry::File(name, data) => {
                 writer.start_file(*name, options).unwrap();
+                writer.write_all(data).unwrap();
+            }
+            Entry::Plain(name, data) => {
+                writer
+                    .start_file(*name, options.unix_permissions(0o644))
+                    .unwrap();
                 writer.write_all(data).unwrap();
             }
             Entry::Dir(name) => writer.add_directory(*name, options).unwrap(),
@@ -998,4 +1006,58 @@ fn a_zip_entry_expanding_more_than_200_to_1_is_refused() {
         "{out}"
     );
     case.assert_nothing_installed("v2");
+}
+
+#[test]
+fn installed_modes_do_not_depend_on_the_umask() {
+    use std::os::unix::process::CommandExt;
+    let case = Case::new("umask");
+    let inside = case.home().join("releases").join("second");
+    case.config(&format!(
+        "[upgradeFolders]\n\"v2\" = \"{}\"\n",
+        inside.display()
+    ));
+    let data = zip_of(&[
+        Entry::File("zeta", binary_script("v2")),
+        Entry::Dir("doc/"),
+        Entry::Plain("doc/README", b"read me".to_vec()),
+        Entry::Plain("lib/deep/data.txt", b"data".to_vec()),
+        Entry::File("lib/tool", b"#!/bin/sh\n".to_vec()),
+    ]);
+    case.release(&[AssetSpec::zip(data)]);
+    let mut command = case.prepare_command("v2", &[]);
+    // SAFETY: umask(2) is async-signal-safe and touches no memory.
+    unsafe {
+        command.pre_exec(|| {
+            libc::umask(0o077);
+            Ok(())
+        });
+    }
+    let output = command.output().unwrap();
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(output.status.code(), Some(0), "{out}");
+    for (path, expected) in [
+        ("releases", 0o755),
+        ("releases/second", 0o755),
+        ("releases/second/zeta", 0o755),
+        ("releases/second/run-config.toml", 0o644),
+        ("releases/second/doc", 0o755),
+        ("releases/second/doc/README", 0o644),
+        ("releases/second/lib", 0o755),
+        ("releases/second/lib/deep", 0o755),
+        ("releases/second/lib/deep/data.txt", 0o644),
+        ("releases/second/lib/tool", 0o755),
+    ] {
+        assert_eq!(
+            mode(&case.home().join(path)),
+            expected,
+            "{path} has mode {:o}",
+            mode(&case.home().join(path))
+        );
+    }
+    case.assert_no_leftovers();
 }
