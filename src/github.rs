@@ -1,4 +1,4 @@
-//! GitHub releases over HTTP(S) for auto-install (SPEC section 7): the release lookup
+//! GitHub releases over HTTP(S) for auto-install: the release lookup
 //! (`GET {apiUrl}/repos/{owner}/{repo}/releases/tags/{tag}`), and downloads of its assets,
 //! either streamed to a file with the SHA-256 computed on the way or, for a small checksum
 //! file, held in memory up to a limit.

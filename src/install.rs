@@ -1,4 +1,4 @@
-//! Auto-install of one release (SPEC section 7, "Auto-install of tag T"): look the release up,
+//! Auto-install of one release: look the release up,
 //! pick the asset for this machine, download it into a `.visor-tmp-install-*` folder in HOME,
 //! verify its SHA-256, unpack it, write the run-config derived from the running version's,
 //! check the binary's version, then rename the folder into place. Used by `visor prepare` and,

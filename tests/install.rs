@@ -1,5 +1,5 @@
 //! `visor prepare` against a fake GitHub on 127.0.0.1 (tests/fake_github): the whole
-//! auto-install pipeline of SPEC section 7 as an operator runs it — release lookup, download
+//! auto-install pipeline as an operator runs it — release lookup, download
 //! (with redirects, retries and truncation), SHA-256 verification, zip checks, the derived
 //! run-config, the version check — and, after every outcome, a home folder with no
 //! `.visor-tmp-*` leftover and no half-made version folder.
