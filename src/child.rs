@@ -1,4 +1,4 @@
-//! Starting, signalling and reaping the node processes (SPEC section 3).
+//! Starting, signalling and reaping the node processes.
 //!
 //! Only the coordinator calls [`spawn`] and [`signal_group`]. Each child gets a waiter thread
 //! (`visor-wait-<pid>`) that owns the `Child`, blocks in `wait`, and only reports the exit.
@@ -20,7 +20,8 @@ pub const SMALL_STACK: usize = 64 * 1024;
 pub const PARSER_STACK: usize = 4 * 1024 * 1024;
 
 /// Starts `program args` with stdin from /dev/null, stdout and stderr inherited, in its own
-/// process group, with SIGTERM as its parent-death signal; returns its pid.
+/// process group, with SIGTERM as its parent-death signal and without
+/// [`WITHHELD_VARIABLES`]; returns its pid.
 ///
 /// The parent-death signal fires when the *thread* that forked exits, so this must be called
 /// from the coordinator thread, which lives as long as Visor does.
@@ -32,11 +33,8 @@ pub fn spawn(proc: Proc, program: &Path, args: &[String], exits: Sender<Event>) 
         .stdin(Stdio::null())
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit())
-        // Visor alone talks to systemd; a node that also did would confuse it.
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("WATCHDOG_USEC")
-        .env_remove("WATCHDOG_PID")
         .process_group(0);
+    scrub_environment(&mut command);
     // SAFETY: the closure runs between fork and exec and only makes async-signal-safe calls
     // (prctl, getppid); it allocates nothing.
     unsafe {
@@ -76,6 +74,24 @@ pub fn spawn(proc: Proc, program: &Path, args: &[String], exits: Sender<Event>) 
         return Err(e);
     }
     Ok(pid)
+}
+
+/// The variables of Visor's environment that no child may see: systemd's (Visor alone talks
+/// to systemd; a node that also did would confuse it) and the GitHub token (only Visor's own
+/// requests to `apiUrl` may carry it).
+pub const WITHHELD_VARIABLES: &[&str] = &[
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "GITHUB_TOKEN",
+];
+
+/// Removes [`WITHHELD_VARIABLES`] from a command's environment; every process Visor starts
+/// goes through here.
+pub fn scrub_environment(command: &mut Command) {
+    for name in WITHHELD_VARIABLES {
+        command.env_remove(name);
+    }
 }
 
 /// `exit status 3` or `killed by SIGKILL`.

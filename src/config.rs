@@ -5,8 +5,9 @@
 //! It also owns `doc`, the line-aware TOML reader that `run_config` shares.
 //!
 //! This module must not log, must not look at the home folder and does no IO except reading the
-//! one file named to `Config::load`. Resolving folders, watching the file for changes and acting
-//! on the values belong to other modules.
+//! one file it is given (`Config::load`, `read_config_file`: regular files only, at most 1 MiB).
+//! Resolving folders, watching the file for changes and acting on the values belong to other
+//! modules.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -25,6 +26,8 @@ const MAX_POLL_INTERVAL_MS: u64 = 3_600_000;
 /// The longest duration in seconds: ten years. Longer ones are typing mistakes, and deadlines
 /// that far away would overflow the clock arithmetic.
 const MAX_SECONDS: u64 = 10 * 365 * 86_400;
+/// The default of `[autoInstall] downloadTimeoutSeconds`: an hour.
+pub const DEFAULT_DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// The format of Visor's log lines on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,6 +130,9 @@ pub struct AutoInstall {
     pub asset_name: String,
     /// `[autoInstall.asset]` `binaryName`: the binary inside a zip asset.
     pub binary_name: String,
+    /// `downloadTimeoutSeconds`: how long one asset download may take in all, retries
+    /// included.
+    pub download_timeout: Duration,
 }
 
 impl Default for AutoInstall {
@@ -141,6 +147,7 @@ impl Default for AutoInstall {
             checksum_asset: None,
             asset_name: "zeta-{os}-{arch}.zip".to_owned(),
             binary_name: "zeta".to_owned(),
+            download_timeout: DEFAULT_DOWNLOAD_TIMEOUT,
         }
     }
 }
@@ -193,6 +200,7 @@ const AUTO_INSTALL_KEYS: &[&str] = &[
     "prefetch",
     "requireChecksum",
     "checksumAsset",
+    "downloadTimeoutSeconds",
     "asset",
 ];
 
@@ -300,6 +308,76 @@ impl Config {
         )?;
         Config::parse(file, &text)
     }
+}
+
+/// The largest configuration file read (config.toml, run-config.toml): far more than any real
+/// one needs, small enough to hold in memory.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// Reads a configuration file whole, or returns one message naming it and what to do;
+/// `when_missing` is the advice for a file that does not exist.
+///
+/// The file is opened with `O_NONBLOCK` and checked on the opened descriptor before a byte is
+/// read, so a FIFO, a device or a folder put in its place is refused at once instead of
+/// blocking the reader; a file larger than [`MAX_CONFIG_BYTES`] is refused too. Every reader
+/// of config.toml and run-config.toml goes through here.
+pub fn read_config_file(path: &Path, when_missing: &str) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+
+    let shown = path.display();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|error| match error.kind() {
+            std::io::ErrorKind::NotFound => format!("{shown}: no such file; {when_missing}"),
+            std::io::ErrorKind::PermissionDenied => {
+                format!("{shown}: permission denied; make it readable by the user Visor runs as")
+            }
+            _ => format!("{shown}: cannot be opened: {error}; check the file and its folder"),
+        })?;
+    let meta = file
+        .metadata()
+        .map_err(|error| format!("{shown}: cannot be examined: {error}; check the file system"))?;
+    let kind = meta.file_type();
+    if !kind.is_file() {
+        let what = if kind.is_dir() {
+            "a folder"
+        } else if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_socket() {
+            "a socket"
+        } else if kind.is_char_device() || kind.is_block_device() {
+            "a device"
+        } else {
+            "not a plain file"
+        };
+        return Err(format!(
+            "{shown}: is {what}, not a regular file; Visor reads only regular files there: \
+             replace it with the configuration file"
+        ));
+    }
+    let too_large = || {
+        format!(
+            "{shown}: larger than {} MiB, which no configuration file needs; check that it is \
+             the right file",
+            MAX_CONFIG_BYTES >> 20
+        )
+    };
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|error| {
+            format!("{shown}: cannot be read: {error}; check the file and its folder")
+        })?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(too_large());
+    }
+    Ok(bytes)
 }
 
 /// Stores a value that parsed, leaving the default in place when it did not.
@@ -541,6 +619,12 @@ fn parse_auto_install(rep: &mut Report, entry: &Entry, auto: &mut AutoInstall) {
             "enabled" => set(&mut auto.enabled, rep.boolean(item, parent)),
             "prefetch" => set(&mut auto.prefetch, rep.boolean(item, parent)),
             "requireChecksum" => set(&mut auto.require_checksum, rep.boolean(item, parent)),
+            "downloadTimeoutSeconds" => {
+                set(
+                    &mut auto.download_timeout,
+                    rep.seconds_at_least(item, parent, 1, 3600),
+                );
+            }
             "repositoryOwner" | "repository" => {
                 let todo = "give the GitHub name, e.g. repositoryOwner = \"zeta-protocol\" or \
                             repository = \"zeta\"";
@@ -881,6 +965,10 @@ requireChecksum = true
 # Unset by default: only the checksum GitHub publishes for the asset is used.
 # checksumAsset = "SHA256SUMS"
 
+# Seconds one asset download may take in all, retries included (at least 1). A download still
+# running then fails; raise it for a large asset on a slow link.
+downloadTimeoutSeconds = 3600
+
 # The release asset to download.
 [autoInstall.asset]
 # Its file name; {os}, {arch} (amd64 or arm64) and {version} are replaced.
@@ -983,19 +1071,12 @@ pub(crate) mod doc {
     /// Reads a whole configuration file as UTF-8, or returns one message naming it and what to
     /// do; `when_missing` is the advice for a file that does not exist.
     pub(crate) fn read(file: &Path, when_missing: &str) -> Result<String, Vec<String>> {
-        std::fs::read_to_string(file).map_err(|error| {
-            let shown = file.display();
-            let message = match error.kind() {
-                std::io::ErrorKind::NotFound => format!("{shown}: no such file; {when_missing}"),
-                std::io::ErrorKind::PermissionDenied => format!(
-                    "{shown}: permission denied; make it readable by the user Visor runs as"
-                ),
-                std::io::ErrorKind::InvalidData => {
-                    format!("{shown}: not UTF-8 text; save it as UTF-8")
-                }
-                _ => format!("{shown}: cannot be read: {error}; check the file and its folder"),
-            };
-            vec![message]
+        let bytes = super::read_config_file(file, when_missing).map_err(|m| vec![m])?;
+        String::from_utf8(bytes).map_err(|_| {
+            vec![format!(
+                "{}: not UTF-8 text; save it as UTF-8",
+                file.display()
+            )]
         })
     }
 
@@ -1274,6 +1355,29 @@ pub(crate) mod doc {
                 .map(std::time::Duration::from_secs)
         }
 
+        /// Reads a duration in whole seconds >= `min`; `example` is a sensible value for the
+        /// advice.
+        pub(crate) fn seconds_at_least(
+            &mut self,
+            entry: &Entry,
+            parent: &str,
+            min: u64,
+            example: u64,
+        ) -> Option<std::time::Duration> {
+            let todo = format!(
+                "write a bare number of seconds without a unit, e.g. {} = {example}",
+                bare_or_quoted(&entry.key)
+            );
+            self.whole(
+                entry,
+                parent,
+                " of seconds",
+                (min, super::MAX_SECONDS),
+                &todo,
+            )
+            .map(std::time::Duration::from_secs)
+        }
+
         /// Reads a poll interval in whole milliseconds, at least the minimum that keeps a poller
         /// from busy-looping; `example` is a sensible value for the advice.
         pub(crate) fn poll_interval(
@@ -1500,6 +1604,7 @@ mod tests {
         assert_eq!(auto.checksum_asset, None);
         assert_eq!(auto.asset_name, "zeta-{os}-{arch}.zip");
         assert_eq!(auto.binary_name, "zeta");
+        assert_eq!(auto.download_timeout, Duration::from_secs(3600));
     }
 
     #[test]
@@ -1544,6 +1649,7 @@ apiUrl = "https://github.example.com/api/v3/"
 prefetch = false
 requireChecksum = false
 checksumAsset = "SHA256SUMS"
+downloadTimeoutSeconds = 120
 
 [autoInstall.asset]
 name = "zeta-{version}-{os}-{arch}.zip"
@@ -1576,6 +1682,7 @@ binaryName = "bin/zeta"
                 checksum_asset: Some("SHA256SUMS".to_owned()),
                 asset_name: "zeta-{version}-{os}-{arch}.zip".to_owned(),
                 binary_name: "bin/zeta".to_owned(),
+                download_timeout: Duration::from_secs(120),
             },
         };
         assert_eq!(parse(text), Ok(expected));
@@ -1725,6 +1832,27 @@ stopDelaySeconds = 0
         assert!(error.starts_with("/srv/visor/config.toml:1: stopSignalTimeoutSeconds: expected a whole number of seconds from 0 to 315360000"), "{error}");
         let error = one_error("statusPollIntervalMilliseconds = 3600001\n");
         assert!(error.contains("statusPollIntervalMilliseconds: expected a whole number of milliseconds from 10 to 3600000"), "{error}");
+    }
+
+    #[test]
+    fn download_timeout_is_at_least_one_second() {
+        let error = one_error("[autoInstall]\nenabled = true\ndownloadTimeoutSeconds = 0\n");
+        assert_eq!(
+            error,
+            "/srv/visor/config.toml:3: autoInstall.downloadTimeoutSeconds: expected a whole \
+             number of seconds from 1 to 315360000, found 0; write a bare number of seconds \
+             without a unit, e.g. downloadTimeoutSeconds = 3600"
+        );
+        let error = one_error("[autoInstall]\ndownloadTimeoutSeconds = \"1h\"\n");
+        assert!(
+            error.starts_with("/srv/visor/config.toml:2: autoInstall.downloadTimeoutSeconds:"),
+            "{error}"
+        );
+        let config = parse("[autoInstall]\ndownloadTimeoutSeconds = 1\n");
+        assert_eq!(
+            config.map(|c| c.auto_install.download_timeout),
+            Ok(Duration::from_secs(1))
+        );
     }
 
     #[test]
@@ -2083,6 +2211,86 @@ binaryNmae = "zeta"
             ["/nonexistent/visor-test/config.toml: no such file; create it with `visor init` or \
               point --home at the right folder"]
         );
+    }
+
+    /// A scratch folder for the file-reading tests.
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("visor-config-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Makes a FIFO at `path`.
+    fn fifo(path: &Path) {
+        use std::os::unix::ffi::OsStrExt;
+        let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path that outlives the call.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o644) }, 0);
+    }
+
+    #[test]
+    fn a_fifo_in_place_of_a_config_file_is_refused_at_once() {
+        let dir = scratch("fifo");
+        let file = dir.join("config.toml");
+        fifo(&file);
+        let started = std::time::Instant::now();
+        let error = read_config_file(&file, "restore it").unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert_eq!(
+            error,
+            format!(
+                "{}: is a FIFO, not a regular file; Visor reads only regular files there: \
+                 replace it with the configuration file",
+                file.display()
+            )
+        );
+        let errors = Config::load(&file).unwrap_err();
+        assert_eq!(errors, [error]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_config_file_over_one_mebibyte_is_refused() {
+        let dir = scratch("large");
+        let file = dir.join("config.toml");
+        let mut text = "# padding\n".repeat(2 << 20 >> 4);
+        text.truncate(2 << 20);
+        std::fs::write(&file, &text).unwrap();
+        let error = read_config_file(&file, "restore it").unwrap_err();
+        assert_eq!(
+            error,
+            format!(
+                "{}: larger than 1 MiB, which no configuration file needs; check that it is the \
+                 right file",
+                file.display()
+            )
+        );
+        // Exactly the limit is fine.
+        text.truncate(MAX_CONFIG_BYTES as usize);
+        std::fs::write(&file, &text).unwrap();
+        assert_eq!(
+            read_config_file(&file, "restore it").map(|b| b.len() as u64),
+            Ok(MAX_CONFIG_BYTES)
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn folders_and_missing_files_are_refused_with_advice() {
+        let dir = scratch("kinds");
+        let error = read_config_file(&dir, "restore it").unwrap_err();
+        assert!(error.ends_with("is a folder, not a regular file; Visor reads only regular files there: replace it with the configuration file"), "{error}");
+        let missing = dir.join("absent.toml");
+        assert_eq!(
+            read_config_file(&missing, "restore it"),
+            Err(format!("{}: no such file; restore it", missing.display()))
+        );
+        let link = dir.join("link.toml");
+        std::fs::write(dir.join("real.toml"), "logLevel = \"warn\"\n").unwrap();
+        std::os::unix::fs::symlink(dir.join("real.toml"), &link).unwrap();
+        assert_eq!(Config::load(&link).map(|c| c.log_level), Ok(LogLevel::Warn));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

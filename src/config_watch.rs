@@ -1,5 +1,7 @@
 //! The config thread (`visor-config`): reads config.toml every second and, when its content
-//! changed (or a reload was requested after SIGHUP), parses it and reports the result.
+//! changed (or a reload was requested after SIGHUP), parses it and reports the result. Reads go
+//! through `config::read_config_file`, so a FIFO or a huge file in its place is reported, not
+//! waited on.
 //!
 //! It never applies a configuration; the coordinator and the state machine do.
 
@@ -8,7 +10,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::config::Config;
+use crate::config::{read_config_file, Config};
 
 pub const CHECK_PERIOD: Duration = Duration::from_secs(1);
 
@@ -33,7 +35,7 @@ pub fn start(
                     Err(crossbeam_channel::RecvTimeoutError::Timeout) => false,
                     Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
                 };
-                let result = match std::fs::read(&file) {
+                let result = match read_config_file(&file, "restore the file") {
                     Ok(content) => {
                         if content == last && !forced {
                             continue;
@@ -48,16 +50,14 @@ pub fn start(
                         last = content;
                         parsed
                     }
-                    Err(e) => {
+                    Err(message) => {
                         if !forced && last.is_empty() {
                             continue;
                         }
-                        // Report a vanished file once, then stay quiet until it comes back.
+                        // Report a vanished (or unreadable) file once, then stay quiet until
+                        // it comes back.
                         last.clear();
-                        Err(vec![format!(
-                            "{}: cannot read ({e}); restore the file",
-                            file.display()
-                        )])
+                        Err(vec![message])
                     }
                 };
                 if results.send(result).is_err() {
@@ -66,4 +66,34 @@ pub fn start(
             }
         })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fifo_in_place_of_config_toml_is_reported_not_waited_on() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = std::env::temp_dir().join(format!("visor-watch-fifo-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("config.toml");
+        let c_path = std::ffi::CString::new(file.as_os_str().as_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path that outlives the call.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o644) }, 0);
+        let (reload_tx, reload_rx) = crossbeam_channel::bounded(1);
+        let (results_tx, results_rx) = crossbeam_channel::unbounded();
+        start(file.clone(), b"old".to_vec(), reload_rx, results_tx).unwrap();
+        // Two forced reads in a row: the second is only taken once the first has finished.
+        for _ in 0..2 {
+            reload_tx.send_timeout((), Duration::from_secs(5)).unwrap();
+            let result = results_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+            let errors = result.err().unwrap_or_default();
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert!(errors[0].starts_with(&format!("{}: is a FIFO", file.display())));
+        }
+        drop(reload_tx);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -1,16 +1,20 @@
 //! Whether a version folder can be started: its run-config parses, its binaries exist and are
-//! executable, and (for an upgrade) each binary reports the release tag as its version
-//! (SPEC section 7, step 4). Used by `run`, `check`, `status` and the upgrade itself.
+//! executable, and (for an upgrade) each binary reports the release tag as its version. Used by
+//! `run`, `check`, `status` and the upgrade itself.
 //!
 //! The folder, its run-config.toml and its binaries must not be writable by group or other
 //! users ([`crate::permissions`]).
 //!
-//! It reads files and runs `<binary> version --output json`; it decides nothing.
+//! It reads files and runs `<binary> version --output json` (and, for the data node's segment
+//! query, [`run_captured`] runs that command too): every such command runs in its own process
+//! group under a time limit that covers its output, and is killed with its group when the
+//! limit runs out. It decides nothing.
 
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::home::RUN_CONFIG_FILE;
@@ -136,59 +140,308 @@ pub struct Captured {
     pub stderr: String,
 }
 
-/// Runs a short command with stdout and stderr captured (at most 1 MiB each), killing it
-/// when it outlives `timeout`.
+/// The most of each stream [`run_captured`] keeps; the rest is not read.
+pub const CAPTURE_LIMIT: u64 = 1 << 20;
+
+/// Runs a short command in its own process group with stdout and stderr captured (at most
+/// [`CAPTURE_LIMIT`] each), without `crate::child::WITHHELD_VARIABLES` in its environment.
+///
+/// `timeout` covers everything: the command's exit and the end of both streams, which a
+/// process it left in the background may hold open. When it runs out, the whole process group
+/// is killed with SIGKILL, the command is reaped and the call fails naming the command and the
+/// limit. After a normal exit, whatever the command left running in its group is killed too.
 pub fn run_captured(program: &Path, args: &[&str], timeout: Duration) -> Result<Captured, String> {
-    let mut child = Command::new(program)
+    let shown = if args.is_empty() {
+        program.display().to_string()
+    } else {
+        format!("{} {}", program.display(), args.join(" "))
+    };
+    let deadline = Instant::now()
+        .checked_add(timeout)
+        .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365));
+    let mut command = Command::new(program);
+    command
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0);
+    crate::child::scrub_environment(&mut command);
+    let mut child = command
         .spawn()
         .map_err(|e| format!("{}: cannot run: {e}", program.display()))?;
-    let stdout = child.stdout.take().map(read_limited);
-    let stderr = child.stderr.take().map(read_limited);
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() >= deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
+    let pid = child.id();
+    let (streams_tx, streams) = crossbeam_channel::bounded::<(usize, String)>(2);
+    let mut expected = 0;
+    let mut started = Ok(());
+    if let Some(out) = child.stdout.take() {
+        expected += 1;
+        started = started.and(read_limited(0, out, streams_tx.clone()));
+    }
+    if let Some(err) = child.stderr.take() {
+        expected += 1;
+        started = started.and(read_limited(1, err, streams_tx.clone()));
+    }
+    drop(streams_tx);
+    if let Err(e) = started {
+        kill_group_and_reap(&mut child, pid);
+        return Err(format!(
+            "{shown}: cannot start a thread to read its output ({e}); check the system's \
+             process limits"
+        ));
+    }
+    let mut captured = [String::new(), String::new()];
+    for _ in 0..expected {
+        match streams.recv_deadline(deadline) {
+            Ok((index, text)) => {
+                if let Some(slot) = captured.get_mut(index) {
+                    *slot = text;
+                }
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                return Err(timed_out(&shown, timeout, &mut child, pid));
+            }
+        }
+    }
+    // Both streams ended; wait for the exit without reaping, so the group id stays reserved
+    // while the group is cleaned up.
+    loop {
+        match exited_unreaped(pid) {
+            Ok(true) => break,
+            Ok(false) if Instant::now() >= deadline => {
+                return Err(timed_out(&shown, timeout, &mut child, pid));
+            }
+            Ok(false) => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => {
+                kill_group_and_reap(&mut child, pid);
                 return Err(format!(
-                    "{} {}: no answer within {} s",
-                    program.display(),
-                    args.join(" "),
-                    timeout.as_secs()
+                    "{shown}: wait failed: {e}; check the system's limits"
                 ));
             }
-            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
-            Err(e) => return Err(format!("{}: wait failed: {e}", program.display())),
         }
-    };
-    let join = |h: Option<std::thread::JoinHandle<String>>| {
-        h.and_then(|h| h.join().ok()).unwrap_or_default()
-    };
+    }
+    signal_group(pid, libc::SIGKILL);
+    let status = child
+        .wait()
+        .map_err(|e| format!("{shown}: wait failed: {e}; check the system's limits"))?;
+    let [stdout, stderr] = captured;
     Ok(Captured {
         success: status.success(),
         status: crate::child::describe_status(status),
-        stdout: join(stdout),
-        stderr: join(stderr),
+        stdout,
+        stderr,
     })
 }
 
-fn read_limited<R: Read + Send + 'static>(reader: R) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut buffer = Vec::new();
-        let _ = reader.take(1 << 20).read_to_end(&mut buffer);
-        String::from_utf8_lossy(&buffer).into_owned()
-    })
+/// Kills the group of a command that outlived its time limit and says so.
+fn timed_out(shown: &str, timeout: Duration, child: &mut Child, pid: u32) -> String {
+    kill_group_and_reap(child, pid);
+    format!(
+        "{shown}: no answer within {}, so its process group was killed; check that it runs \
+         and exits by itself, and that nothing it starts keeps its output open",
+        describe_limit(timeout)
+    )
+}
+
+/// `30 s`, or `250 ms` for a limit under a second.
+fn describe_limit(limit: Duration) -> String {
+    if limit < Duration::from_secs(1) {
+        format!("{} ms", limit.as_millis())
+    } else {
+        format!("{} s", limit.as_secs())
+    }
+}
+
+/// SIGKILL to the whole group, then reaps the leader (a reaped leader cannot be waited for
+/// again, and killing before reaping keeps the group id from being reused meanwhile).
+fn kill_group_and_reap(child: &mut Child, pid: u32) {
+    signal_group(pid, libc::SIGKILL);
+    let _ = child.wait();
+}
+
+fn signal_group(pid: u32, signal: libc::c_int) {
+    let Ok(pgid) = libc::pid_t::try_from(pid) else {
+        return;
+    };
+    // SAFETY: kill(2) with a negative pid signals the process group the command leads; no
+    // memory is involved. A group that is already empty is not an error.
+    unsafe {
+        libc::kill(-pgid, signal);
+    }
+}
+
+/// Whether the child has exited, without reaping it (waitid with WNOWAIT).
+fn exited_unreaped(pid: u32) -> std::io::Result<bool> {
+    let id = libc::id_t::from(pid);
+    // SAFETY: siginfo_t is plain data for which all zeroes is valid; waitid only writes it.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `info` is a valid, writable siginfo_t for the duration of the call.
+    let rc = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            id,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: waitid filled `info` (si_pid is 0 when no child has changed state).
+    Ok(unsafe { info.si_pid() } != 0)
+}
+
+/// Reads one stream to its end or [`CAPTURE_LIMIT`] on a `visor-capture` thread and sends it
+/// as `(index, text)`.
+fn read_limited<R: Read + Send + 'static>(
+    index: usize,
+    reader: R,
+    done: crossbeam_channel::Sender<(usize, String)>,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("visor-capture".into())
+        .stack_size(crate::child::SMALL_STACK)
+        .spawn(move || {
+            let mut buffer = Vec::new();
+            let _ = reader.take(CAPTURE_LIMIT).read_to_end(&mut buffer);
+            let _ = done.send((index, String::from_utf8_lossy(&buffer).into_owned()));
+        })
+        .map(drop)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::fs;
+
+    /// A scratch folder holding `script.sh` with `body`; returns the folder.
+    fn script(name: &str, body: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("visor-capture-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let text = body.replace("$DIR", &dir.display().to_string());
+        std::fs::write(dir.join("script.sh"), format!("#!/bin/sh\n{text}")).unwrap();
+        dir
+    }
+
+    /// Runs the script through /bin/sh, so the test never executes a file another test
+    /// thread may still hold open for writing.
+    fn run(dir: &Path, timeout: Duration) -> Result<Captured, String> {
+        let script = dir.join("script.sh").display().to_string();
+        run_captured(Path::new("/bin/sh"), &[script.as_str()], timeout)
+    }
+
+    /// The pid a script wrote to `$DIR/<file>`.
+    fn pid_in(dir: &Path, file: &str) -> libc::pid_t {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        text.trim().parse().unwrap()
+    }
+
+    /// Whether the process is gone: no such pid, or a zombie waiting for its new parent.
+    fn gone(pid: libc::pid_t) -> bool {
+        // SAFETY: signal 0 only checks that the process exists.
+        if unsafe { libc::kill(pid, 0) } != 0 {
+            return true;
+        }
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim_start().chars().next())
+                .is_some_and(|state| state == 'Z' || state == 'X')
+        })
+    }
+
+    fn wait_gone(pid: libc::pid_t) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !gone(pid) {
+            assert!(Instant::now() < deadline, "process {pid} is still alive");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn a_background_child_holding_stdout_does_not_outlive_the_limit() {
+        let dir = script(
+            "holder",
+            "echo '{\"version\":\"v2\"}'\nsleep 1000 &\necho $! > '$DIR/sleep.pid'\n",
+        );
+        let limit = Duration::from_millis(500);
+        let started = Instant::now();
+        let error = run(&dir, limit).err().unwrap_or_default();
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(5), "took {took:?}");
+        assert!(took >= limit, "returned before the limit: {took:?}");
+        assert!(error.contains("/bin/sh "), "{error}");
+        assert!(error.contains("script.sh"), "{error}");
+        assert!(error.contains("no answer within 500 ms"), "{error}");
+        assert!(error.contains("process group was killed"), "{error}");
+        assert!(!error.ends_with('.'), "{error}");
+        wait_gone(pid_in(&dir, "sleep.pid"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_command_that_never_exits_is_killed_with_its_group() {
+        let dir = script(
+            "hang",
+            "sleep 1000 >/dev/null 2>&1 &\necho $! > '$DIR/sleep.pid'\necho $$ > '$DIR/self.pid'\nexec sleep 1000\n",
+        );
+        let started = Instant::now();
+        let error = run(&dir, Duration::from_millis(300))
+            .err()
+            .unwrap_or_default();
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(error.contains("no answer within 300 ms"), "{error}");
+        wait_gone(pid_in(&dir, "sleep.pid"));
+        wait_gone(pid_in(&dir, "self.pid"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_normal_command_is_captured_and_leaves_nothing_behind() {
+        let dir = script(
+            "normal",
+            "sleep 1000 >/dev/null 2>&1 </dev/null &\necho $! > '$DIR/sleep.pid'\n\
+             echo '{\"version\":\"v2\"}'\necho warning >&2\nexit 3\n",
+        );
+        let captured = run(&dir, Duration::from_secs(20)).unwrap();
+        assert!(!captured.success);
+        assert_eq!(captured.status, "exit status 3");
+        assert_eq!(parse_version(&captured.stdout), Ok("v2".to_owned()));
+        assert_eq!(captured.stderr, "warning\n");
+        // It closed its output, but stayed in the command's group.
+        wait_gone(pid_in(&dir, "sleep.pid"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn output_is_capped_at_one_mebibyte_per_stream() {
+        let dir = script(
+            "big",
+            "head -c 3000000 /dev/zero | tr '\\0' a\nhead -c 3000000 /dev/zero | tr '\\0' b >&2\n",
+        );
+        let captured = run(&dir, Duration::from_secs(20)).unwrap();
+        assert_eq!(captured.stdout.len() as u64, CAPTURE_LIMIT);
+        assert_eq!(captured.stderr.len() as u64, CAPTURE_LIMIT);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_missing_program_names_itself() {
+        let error = run_captured(
+            Path::new("/nonexistent/zeta"),
+            &["version"],
+            VERSION_TIMEOUT,
+        )
+        .err()
+        .unwrap_or_default();
+        assert!(
+            error.starts_with("/nonexistent/zeta: cannot run"),
+            "{error}"
+        );
+    }
+
+    // ----- permissions -----
 
     /// A folder with a run-config and an executable `zeta`, all owner-writable only.
     fn version_folder(name: &str) -> PathBuf {

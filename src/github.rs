@@ -1,4 +1,4 @@
-//! GitHub releases over HTTP(S) for auto-install (SPEC section 7): the release lookup
+//! GitHub releases over HTTP(S) for auto-install: the release lookup
 //! (`GET {apiUrl}/repos/{owner}/{repo}/releases/tags/{tag}`), and downloads of its assets,
 //! either streamed to a file with the SHA-256 computed on the way or, for a small checksum
 //! file, held in memory up to a limit.
@@ -39,6 +39,10 @@ pub const MAX_REDIRECTS: usize = 10;
 
 /// The longest time between two progress lines of a download.
 pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Below this many bytes per second over a progress period, a download is called very slow
+/// in its own progress line.
+pub const SLOW_RATE: u64 = 1024;
 
 /// The largest asset Visor downloads, so a lying server cannot fill the disk.
 pub const MAX_ASSET_BYTES: u64 = 4 << 30;
@@ -142,6 +146,58 @@ pub struct Client<'c> {
     token: Option<String>,
     backoff: Vec<Duration>,
     cancel: &'c AtomicBool,
+    download_timeout: Duration,
+}
+
+/// The overall deadline of one asset download, retries included.
+struct Deadline<'d> {
+    at: Instant,
+    limit: Duration,
+    what: &'d str,
+    url: &'d str,
+}
+
+impl Deadline<'_> {
+    fn new<'d>(limit: Duration, what: &'d str, url: &'d str) -> Deadline<'d> {
+        let now = Instant::now();
+        Deadline {
+            // A limit too far away for the clock is no limit at all.
+            at: now
+                .checked_add(limit)
+                .unwrap_or_else(|| now + Duration::from_secs(10 * 365 * 86_400)),
+            limit,
+            what,
+            url,
+        }
+    }
+
+    fn passed(&self) -> bool {
+        Instant::now() >= self.at
+    }
+
+    fn remaining(&self) -> Duration {
+        self.at.saturating_duration_since(Instant::now())
+    }
+
+    /// The failure at the deadline; `progress` is the bytes received and expected, if known.
+    fn error(&self, progress: Option<(u64, Option<u64>)>) -> InstallError {
+        let arrived = match progress {
+            Some((bytes, Some(total))) => format!(" after {bytes} of {total} bytes"),
+            Some((bytes, None)) => format!(" after {bytes} bytes"),
+            None => String::new(),
+        };
+        InstallError::new(
+            InstallErrorKind::TimedOut,
+            format!(
+                "{}: the download from {} did not finish within downloadTimeoutSeconds = {} \
+                 and was stopped{arrived}; raise downloadTimeoutSeconds in [autoInstall] of \
+                 config.toml for a large asset on a slow link, or check the network",
+                self.what,
+                self.url,
+                self.limit.as_secs()
+            ),
+        )
+    }
 }
 
 impl<'c> Client<'c> {
@@ -182,7 +238,15 @@ impl<'c> Client<'c> {
             token,
             backoff: backoff.to_vec(),
             cancel,
+            download_timeout: crate::config::DEFAULT_DOWNLOAD_TIMEOUT,
         }
+    }
+
+    /// Sets how long one asset download may take in all, retries included
+    /// (`[autoInstall] downloadTimeoutSeconds`).
+    pub fn with_download_timeout(mut self, limit: Duration) -> Client<'c> {
+        self.download_timeout = limit;
+        self
     }
 
     /// The URL of release `tag` of `owner/repo`.
@@ -209,8 +273,8 @@ impl<'c> Client<'c> {
             what: &what,
             not_found: &not_found,
         };
-        self.with_retries(&what, progress, &mut |_| {
-            let response = self.get(&self.api, &url, API_ACCEPT, &target)?;
+        self.with_retries(&what, progress, None, &mut |_| {
+            let response = self.get(&self.api, &url, API_ACCEPT, &target, None)?;
             let mut text = Vec::new();
             response
                 .into_body()
@@ -262,8 +326,15 @@ impl<'c> Client<'c> {
         if let Some(size) = asset.size.filter(|size| *size > limit) {
             return Err(too_large(size));
         }
-        self.with_retries(what, progress, &mut |_| {
-            let response = self.get(&self.download, url, DOWNLOAD_ACCEPT, &target)?;
+        let deadline = Deadline::new(self.download_timeout, what, url);
+        self.with_retries(what, progress, Some(&deadline), &mut |_| {
+            let response = self.get(
+                &self.download,
+                url,
+                DOWNLOAD_ACCEPT,
+                &target,
+                Some(deadline.remaining()),
+            )?;
             let announced = response.body().content_length();
             if let Some(size) = announced.filter(|size| *size > limit) {
                 return Err(too_large(size));
@@ -279,6 +350,9 @@ impl<'c> Client<'c> {
             }
             let expected = announced.or(asset.size);
             match (read, expected) {
+                (Err(_), _) if deadline.passed() => {
+                    Err(deadline.error(Some((data.len() as u64, expected))))
+                }
                 (Err(e), _) => Err(truncated(what, url, data.len() as u64, expected, &e)),
                 (Ok(_), Some(expected)) if (data.len() as u64) < expected => Err(truncated(
                     what,
@@ -293,8 +367,11 @@ impl<'c> Client<'c> {
     }
 
     /// Streams an asset into `file` (created or truncated), computing its SHA-256, with a
-    /// progress line at least every [`PROGRESS_INTERVAL`] and one at the end. A body shorter
-    /// than the asset's size or Content-Length is a transient failure and retried.
+    /// progress line at least every [`PROGRESS_INTERVAL`] (and a second one when fewer than
+    /// [`SLOW_RATE`] bytes per second arrived since the last) and one at the end. A body shorter
+    /// than the asset's size or Content-Length is a transient failure and retried. The whole
+    /// download, retries included, must finish within the client's download time limit, else
+    /// it fails with [`InstallErrorKind::TimedOut`] and is not retried.
     pub fn download_to_file(
         &self,
         asset: &Asset,
@@ -315,7 +392,8 @@ impl<'c> Client<'c> {
                 MAX_ASSET_BYTES >> 30
             )));
         }
-        self.with_retries(what, progress, &mut |progress| {
+        let deadline = Deadline::new(self.download_timeout, what, url);
+        self.with_retries(what, progress, Some(&deadline), &mut |progress| {
             let mut out = File::create(file).map_err(|e| {
                 local(format!(
                     "{what}: cannot create {} ({e}); check the permissions and free space of \
@@ -323,7 +401,13 @@ impl<'c> Client<'c> {
                     file.display()
                 ))
             })?;
-            let response = self.get(&self.download, url, DOWNLOAD_ACCEPT, &target)?;
+            let response = self.get(
+                &self.download,
+                url,
+                DOWNLOAD_ACCEPT,
+                &target,
+                Some(deadline.remaining()),
+            )?;
             let announced = response.body().content_length();
             if let (Some(announced), Some(size)) = (announced, asset.size) {
                 if announced != size {
@@ -344,8 +428,12 @@ impl<'c> Client<'c> {
             let mut bytes: u64 = 0;
             let started = Instant::now();
             let mut last_line = started;
+            let mut bytes_at_last_line: u64 = 0;
             loop {
                 self.check_cancel(what)?;
+                if deadline.passed() {
+                    return Err(deadline.error(Some((bytes, expected))));
+                }
                 // The wait is short so that a stalled download still gets its progress lines
                 // and a cancel is seen; the reader thread holds at most a few chunks.
                 match chunks.recv_timeout(TICK) {
@@ -365,6 +453,9 @@ impl<'c> Client<'c> {
                             ))
                         })?;
                     }
+                    Ok(Err(_)) if deadline.passed() => {
+                        return Err(deadline.error(Some((bytes, expected))));
+                    }
                     Ok(Err(e)) => return Err(truncated(what, url, bytes, expected, &e)),
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => {
@@ -377,12 +468,21 @@ impl<'c> Client<'c> {
                         ))
                     }
                 }
-                if last_line.elapsed() >= PROGRESS_INTERVAL {
+                let period = last_line.elapsed();
+                if period >= PROGRESS_INTERVAL {
                     last_line = Instant::now();
                     progress(
                         &format!("install: downloading {}", asset.name),
                         download_fields(bytes, expected, started.elapsed()),
                     );
+                    let recent = bytes - bytes_at_last_line;
+                    bytes_at_last_line = bytes;
+                    if is_very_slow(recent, period) {
+                        progress(
+                            &format!("install: download of {} is very slow", asset.name),
+                            slow_fields(recent, period, deadline.remaining()),
+                        );
+                    }
                 }
             }
             if let Some(expected) = expected.filter(|expected| bytes < *expected) {
@@ -411,22 +511,31 @@ impl<'c> Client<'c> {
 
     /// Runs `attempt` until it succeeds, fails for good, or has failed transiently once more
     /// than there are backoff entries; waits between attempts and says so in a progress line.
+    /// With a `deadline`, no attempt starts or is retried once it has passed.
     fn with_retries<T>(
         &self,
         what: &str,
         progress: Report,
+        deadline: Option<&Deadline>,
         attempt: &mut dyn FnMut(Report) -> Result<T, InstallError>,
     ) -> Result<T, InstallError> {
         let attempts = self.backoff.len() + 1;
         let mut number = 1;
         loop {
             self.check_cancel(what)?;
+            if let Some(deadline) = deadline.filter(|d| d.passed()) {
+                return Err(deadline.error(None));
+            }
             let error = match attempt(&mut *progress) {
                 Ok(value) => return Ok(value),
                 Err(error) => error,
             };
             if error.kind != InstallErrorKind::Transient {
                 return Err(error);
+            }
+            // A connection or read that the deadline cut short is the deadline's failure.
+            if let Some(deadline) = deadline.filter(|d| d.passed()) {
+                return Err(deadline.error(None));
             }
             let Some(wait) = self.backoff.get(number - 1).copied() else {
                 return Err(transient(format!(
@@ -443,6 +552,7 @@ impl<'c> Client<'c> {
                     ("retry_in", format!("{} ms", wait.as_millis())),
                 ],
             );
+            let wait = deadline.map_or(wait, |d| wait.min(d.remaining()));
             self.sleep(wait, what)?;
             number += 1;
         }
@@ -473,13 +583,14 @@ impl<'c> Client<'c> {
     }
 
     /// One GET, following redirects hop by hop; returns a 2xx response, or the error its
-    /// status or failure means.
+    /// status or failure means. `budget` bounds each hop, its body included.
     fn get(
         &self,
         agent: &Agent,
         url: &str,
         accept: &str,
         target: &Target,
+        budget: Option<Duration>,
     ) -> Result<Response<Body>, InstallError> {
         let what = target.what;
         let mut current = url.to_owned();
@@ -498,6 +609,9 @@ impl<'c> Client<'c> {
                 if self.api_origin.as_ref() == Some(&here) {
                     request = request.header("Authorization", format!("Bearer {token}"));
                 }
+            }
+            if let Some(budget) = budget {
+                request = request.config().timeout_global(Some(budget)).build();
             }
             let response = request
                 .call()
@@ -612,6 +726,26 @@ fn download_fields(
     fields.push(("eta", eta));
     fields.push(("seconds", format!("{seconds:.1}")));
     fields
+}
+
+/// Whether `bytes` received over `period` is below [`SLOW_RATE`] per second.
+fn is_very_slow(bytes: u64, period: Duration) -> bool {
+    (bytes as f64) < SLOW_RATE as f64 * period.as_secs_f64()
+}
+
+/// The fields of a "very slow" line: the recent rate and when the download limit runs out.
+fn slow_fields(bytes: u64, period: Duration, left: Duration) -> Vec<(&'static str, String)> {
+    let rate = bytes as f64 / period.as_secs_f64().max(0.001);
+    vec![
+        ("recent_rate", format!("{}/s", human_bytes(rate))),
+        ("fails_in", format!("{} s", left.as_secs())),
+        (
+            "advice",
+            "check the network, or raise downloadTimeoutSeconds in [autoInstall] if it is only \
+             slow"
+                .to_owned(),
+        ),
+    ]
 }
 
 /// A byte count for people: `512 B`, `1.5 KiB`, `12.0 MiB`.
@@ -1007,6 +1141,38 @@ mod tests {
         assert!(fields.iter().any(|(k, v)| *k == "eta" && v == "unknown"));
         assert_eq!(human_bytes(512.0), "512 B");
         assert_eq!(human_bytes(1536.0), "1.5 KiB");
+    }
+
+    #[test]
+    fn slow_means_under_one_kib_per_second_over_the_period() {
+        let period = Duration::from_secs(5);
+        assert!(is_very_slow(0, period));
+        assert!(is_very_slow(5 * 1024 - 1, period));
+        assert!(!is_very_slow(5 * 1024, period));
+        let fields = slow_fields(512, Duration::from_secs(1), Duration::from_secs(90));
+        assert_eq!(fields[0], ("recent_rate", "512 B/s".to_owned()));
+        assert_eq!(fields[1], ("fails_in", "90 s".to_owned()));
+    }
+
+    #[test]
+    fn the_deadline_error_names_the_url_and_the_key() {
+        let deadline = Deadline::new(
+            Duration::from_secs(7),
+            "release v2 asset a.zip",
+            "https://example.com/a.zip",
+        );
+        let error = deadline.error(Some((10, Some(20))));
+        assert_eq!(error.kind, InstallErrorKind::TimedOut);
+        assert_eq!(
+            error.message,
+            "release v2 asset a.zip: the download from https://example.com/a.zip did not finish \
+             within downloadTimeoutSeconds = 7 and was stopped after 10 of 20 bytes; raise \
+             downloadTimeoutSeconds in [autoInstall] of config.toml for a large asset on a slow \
+             link, or check the network"
+        );
+        assert!(!deadline.passed());
+        let never = Deadline::new(Duration::MAX, "x", "y");
+        assert!(!never.passed());
     }
 
     #[test]

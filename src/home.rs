@@ -152,9 +152,11 @@ impl Home {
     /// The upgrade mark, if there is a readable one (at its old place in HOME when a Visor of
     /// an earlier version left it there).
     pub fn read_upgrade_mark(&self) -> Option<(String, u64)> {
-        let text = fs::read_to_string(self.root.join(UPGRADE_MARK))
-            .or_else(|_| fs::read_to_string(self.root.join(LEGACY_UPGRADE_MARK)))
+        // Read like a config file: a regular file of bounded size, never a FIFO that blocks.
+        let bytes = crate::config::read_config_file(&self.root.join(UPGRADE_MARK))
+            .or_else(|_| crate::config::read_config_file(&self.root.join(LEGACY_UPGRADE_MARK)))
             .ok()?;
+        let text = String::from_utf8(bytes).ok()?;
         let (tag, height) = text.trim().split_once(' ')?;
         Some((tag.to_string(), height.parse().ok()?))
     }
@@ -235,8 +237,8 @@ fn process_runs(pid: u32) -> bool {
         return false;
     }
     // SAFETY: kill(2) with signal 0 only checks for existence; no memory is involved.
-    unsafe { libc::kill(pid as libc::pid_t, 0) == 0 }
-    || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    let exists = unsafe { libc::kill(pid as libc::pid_t, 0) } == 0;
+    exists || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 impl Leftovers {

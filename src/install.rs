@@ -1,4 +1,4 @@
-//! Auto-install of one release (SPEC section 7, "Auto-install of tag T"): look the release up,
+//! Auto-install of one release: look the release up,
 //! pick the asset for this machine, download it into a `.visor-tmp-install-*` folder in HOME,
 //! verify its SHA-256, unpack it, write the run-config derived from the running version's,
 //! check the binary's version, then rename the folder into place. Used by `visor prepare` and,
@@ -15,7 +15,7 @@ use std::fmt;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
@@ -62,6 +62,8 @@ pub enum InstallErrorKind {
     Invalid,
     /// The local machine: disk, permissions, a folder outside HOME or in the way.
     Local,
+    /// A download that did not finish within `[autoInstall] downloadTimeoutSeconds`.
+    TimedOut,
 }
 
 /// An install failure: its kind and a message naming the URL, file, asset or tag, and saying
@@ -126,7 +128,8 @@ pub fn install_cancellable(
 
     let owner = auto.repository_owner.as_str();
     let repo = auto.repository.as_str();
-    let client = Client::new(&auto.api_url, token, &github::BACKOFF, cancel);
+    let client = Client::new(&auto.api_url, token, &github::BACKOFF, cancel)
+        .with_download_timeout(auto.download_timeout);
     progress(
         &format!("install: looking up release {tag} of {owner}/{repo}"),
         vec![("url", client.release_url(owner, repo, tag))],
@@ -227,7 +230,7 @@ pub fn install_cancellable(
         asset.name.clone()
     };
     let binary = temp.path().join(&binary_relative);
-    fs::set_permissions(&binary, fs::Permissions::from_mode(0o755))
+    fs::set_permissions(&binary, fs::Permissions::from_mode(EXECUTABLE_MODE))
         .and_then(|()| File::open(&binary)?.sync_all())
         .map_err(|e| {
             local(format!(
@@ -332,7 +335,7 @@ fn move_into_place(
     let folder = req.folder.as_path();
     let home = req.home.root();
     let parent = folder.parent().unwrap_or(home);
-    fs::create_dir_all(parent).map_err(|e| {
+    make_folders(parent).map_err(|e| {
         local(format!(
             "{what}: cannot create {} ({e}); check the home folder",
             parent.display()
@@ -681,9 +684,46 @@ pub fn check_inside_home(home: &Path, folder: &Path) -> Result<(), String> {
     }
 }
 
-/// Writes a new file and flushes it to disk.
+/// The mode of every folder an install creates, whatever Visor's umask.
+pub const FOLDER_MODE: u32 = 0o755;
+/// The mode of every file an install writes, except executables, whatever Visor's umask.
+pub const FILE_MODE: u32 = 0o644;
+/// The mode of the binary (and of zip entries marked executable).
+pub const EXECUTABLE_MODE: u32 = 0o755;
+
+/// Creates one folder with mode [`FOLDER_MODE`], set explicitly after creation so the umask
+/// does not narrow it. An existing path is `AlreadyExists`, left as it is.
+pub fn make_folder(path: &Path) -> io::Result<()> {
+    fs::DirBuilder::new().mode(FOLDER_MODE).create(path)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(FOLDER_MODE))
+}
+
+/// Creates `path` and its missing parents, each with mode [`FOLDER_MODE`]; an existing folder
+/// on the way is left as it is.
+fn make_folders(path: &Path) -> io::Result<()> {
+    let mut missing = Vec::new();
+    let mut at = path;
+    while fs::symlink_metadata(at).is_err() {
+        missing.push(at);
+        match at.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => at = parent,
+            _ => break,
+        }
+    }
+    for folder in missing.into_iter().rev() {
+        match make_folder(folder) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && folder.is_dir() => {}
+            other => other?,
+        }
+    }
+    Ok(())
+}
+
+/// Writes a new file with mode [`FILE_MODE`] (set explicitly, whatever the umask) and flushes
+/// it to disk.
 fn write_synced(path: &Path, data: &[u8]) -> io::Result<()> {
     let mut file = File::create(path)?;
+    file.set_permissions(fs::Permissions::from_mode(FILE_MODE))?;
     file.write_all(data)?;
     file.sync_all()
 }
@@ -735,13 +775,21 @@ struct TempFolder {
 
 impl TempFolder {
     fn create(path: PathBuf) -> Result<TempFolder, InstallError> {
-        fs::create_dir(&path).map_err(|e| {
+        let failure = |path: &Path, e: io::Error| {
             local(format!(
                 "cannot create {} ({e}); check the permissions and free space of the home folder",
                 path.display()
             ))
-        })?;
-        Ok(TempFolder { path, armed: true })
+        };
+        fs::DirBuilder::new()
+            .mode(FOLDER_MODE)
+            .create(&path)
+            .map_err(|e| failure(&path, e))?;
+        // Armed from here on, so a failure to set the mode removes the folder again.
+        let folder = TempFolder { path, armed: true };
+        fs::set_permissions(&folder.path, fs::Permissions::from_mode(FOLDER_MODE))
+            .map_err(|e| failure(&folder.path, e))?;
+        Ok(folder)
     }
 
     fn path(&self) -> &Path {

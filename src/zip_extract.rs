@@ -1,8 +1,9 @@
-//! Extraction of a release's zip asset into a half-made version folder (SPEC section 7):
+//! Extraction of a release's zip asset into a half-made version folder:
 //! every entry is checked before anything is written, and one bad entry refuses the whole
 //! asset — a path that is absolute, holds `..`, a backslash or a NUL, a symbolic link or any
 //! other entry that is not a plain file or folder, an encrypted entry, two entries for the same
-//! path, and archives whose files would add up to more than a bound (zip bombs).
+//! path, and archives whose files would add up to more than a bound or expand more than 200
+//! times their compressed size (zip bombs).
 //!
 //! It owns only the zip format and the writes below the folder it is given: it creates no link,
 //! follows none it did not make, never writes outside that folder, and decides nothing about
@@ -11,7 +12,7 @@
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -24,13 +25,36 @@ pub struct Limits {
     pub max_total_bytes: u64,
     /// The number of entries.
     pub max_entries: usize,
+    /// How many times its compressed size an entry (or the whole archive) may expand to, once
+    /// it is larger than [`RATIO_FLOOR`].
+    pub max_ratio: u64,
 }
 
-/// The bounds used by auto-install: 4 GiB and 100 000 entries.
+/// The bounds used by auto-install: 4 GiB, 100 000 entries, 200:1.
 pub const LIMITS: Limits = Limits {
     max_total_bytes: 4 << 30,
     max_entries: 100_000,
+    max_ratio: 200,
 };
+
+/// Entries (and archives) of at most this many uncompressed bytes are exempt from the ratio
+/// bound: a few KiB of padding compress beyond 200:1 and are harmless, and the total bound
+/// still holds.
+pub const RATIO_FLOOR: u64 = 64 << 10;
+
+/// Whether `size` bytes from `compressed` bytes exceed `max_ratio`, for sizes above
+/// [`RATIO_FLOOR`].
+pub fn exceeds_ratio(size: u64, compressed: u64, max_ratio: u64) -> bool {
+    size > RATIO_FLOOR && size > compressed.saturating_mul(max_ratio)
+}
+
+/// `1034:1`, or `unbounded` for data from nothing.
+fn ratio(size: u64, compressed: u64) -> String {
+    match size.checked_div(compressed) {
+        Some(ratio) => format!("{ratio}:1"),
+        None => "unbounded".to_owned(),
+    }
+}
 
 /// The file-type bits of a unix mode.
 const S_IFMT: u32 = 0o170_000;
@@ -218,6 +242,7 @@ pub fn extract(
     let mut files: BTreeSet<String> = BTreeSet::new();
     let mut folders: BTreeSet<String> = BTreeSet::new();
     let mut declared: u64 = 0;
+    let mut compressed: u64 = 0;
     for index in 0..archive.len() {
         let entry = archive.by_index_raw(index).map_err(|e| {
             invalid(format!(
@@ -271,6 +296,17 @@ pub fn extract(
                         limits.max_total_bytes
                     )));
                 }
+                if exceeds_ratio(entry.size(), entry.compressed_size(), limits.max_ratio) {
+                    return Err(refuse(&format!(
+                        "expands {} ({} bytes from {} compressed), more than the {}:1 Visor \
+                         accepts, as a possible zip bomb",
+                        ratio(entry.size(), entry.compressed_size()),
+                        entry.size(),
+                        entry.compressed_size(),
+                        limits.max_ratio
+                    )));
+                }
+                compressed = compressed.saturating_add(entry.compressed_size());
             }
         }
         let executable = entry.unix_mode().is_some_and(|mode| mode & 0o111 != 0);
@@ -281,6 +317,15 @@ pub fn extract(
             size: entry.size(),
             executable,
         });
+    }
+    if exceeds_ratio(declared, compressed, limits.max_ratio) {
+        return Err(invalid(format!(
+            "{what}: the zip's files expand {} in all ({declared} bytes from {compressed} \
+             compressed), more than the {}:1 Visor accepts; refusing it as a possible zip bomb, \
+             report it to the publisher",
+            ratio(declared, compressed),
+            limits.max_ratio
+        )));
     }
     if let Some(clash) = files.intersection(&folders).next() {
         return Err(invalid(format!(
@@ -325,18 +370,25 @@ pub fn extract(
             EntryKind::File => target.parent().unwrap_or(into).to_path_buf(),
         };
         if parent != into && !made.contains(&parent) {
-            fs::create_dir_all(&parent).map_err(|e| {
-                local(format!(
-                    "{what}: cannot create {} ({e}); check the home folder",
-                    parent.display()
-                ))
-            })?;
-            let mut folder = parent.clone();
-            while folder != into && folder.starts_with(into) {
-                made.insert(folder.clone());
-                if !folder.pop() {
-                    break;
+            // Each missing folder from `into` down, made by this extraction only (nothing here
+            // existed before it, and it makes no links), with its mode set whatever the umask.
+            let mut folder = into.to_path_buf();
+            for part in parent
+                .strip_prefix(into)
+                .unwrap_or(Path::new(""))
+                .components()
+            {
+                folder.push(part);
+                if made.contains(&folder) {
+                    continue;
                 }
+                crate::install::make_folder(&folder).map_err(|e| {
+                    local(format!(
+                        "{what}: cannot create {} ({e}); check the home folder",
+                        folder.display()
+                    ))
+                })?;
+                made.insert(folder.clone());
             }
         }
         if plan.kind == EntryKind::Folder {
@@ -348,12 +400,21 @@ pub fn extract(
                 plan.path
             ))
         })?;
-        let mode = if plan.executable { 0o755 } else { 0o644 };
+        let mode = if plan.executable {
+            crate::install::EXECUTABLE_MODE
+        } else {
+            crate::install::FILE_MODE
+        };
         let mut out = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(mode)
             .open(&target)
+            .and_then(|file| {
+                // The mode given to open is narrowed by the umask; set it exactly.
+                file.set_permissions(fs::Permissions::from_mode(mode))?;
+                Ok(file)
+            })
             .map_err(|e| {
                 local(format!(
                     "{what}: cannot create {} ({e}); check the home folder",
@@ -490,7 +551,7 @@ mod tests {
         let dir = scratch("bomb", &[("zeta", b"z"), ("big", &big)]);
         let limits = Limits {
             max_total_bytes: 1024,
-            max_entries: 10,
+            ..LIMITS
         };
         let error = run(&dir, "zeta", limits).unwrap_err();
         assert_eq!(error.kind, InstallErrorKind::Invalid);
@@ -503,9 +564,73 @@ mod tests {
         let limits = Limits {
             max_total_bytes: 1 << 20,
             max_entries: 1,
+            ..LIMITS
         };
         let error = run(&dir, "zeta", limits).unwrap_err();
         assert!(error.message.contains("2 entries"), "{}", error.message);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_entry_compressed_more_than_200_to_1_is_refused_before_writing() {
+        let zeros = vec![0u8; 10 << 20];
+        let dir = scratch(
+            "ratio",
+            &[("zeta", b"#!/bin/sh\n"), ("padding.bin", &zeros)],
+        );
+        let error = run(&dir, "zeta", LIMITS).unwrap_err();
+        assert_eq!(error.kind, InstallErrorKind::Invalid);
+        let message = &error.message;
+        assert!(
+            message.starts_with("asset a.zip: zip entry \"padding.bin\" expands "),
+            "{message}"
+        );
+        assert!(
+            message.contains(":1 (10485760 bytes from ")
+                && message.contains("more than the 200:1 Visor accepts, as a possible zip bomb"),
+            "{message}"
+        );
+        assert_eq!(fs::read_dir(dir.join("out")).unwrap().count(), 0);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn small_or_ordinary_entries_pass_the_ratio_bound() {
+        // 64 KiB of zeros compress far beyond 200:1 but are under the floor, and beside a
+        // binary that barely compresses the archive as a whole stays far below 200:1.
+        let zeros = vec![0u8; RATIO_FLOOR as usize];
+        let mut state: u32 = 1;
+        let binary: Vec<u8> = (0..RATIO_FLOOR)
+            .map(|_| {
+                state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (state >> 24) as u8
+            })
+            .collect();
+        let dir = scratch("ratiook", &[("zeta", &binary), ("pad", &zeros)]);
+        assert!(run(&dir, "zeta", LIMITS).is_ok());
+        fs::remove_dir_all(&dir).unwrap();
+        assert!(!exceeds_ratio(RATIO_FLOOR, 1, 200));
+        assert!(exceeds_ratio(RATIO_FLOOR + 1, 1, 200));
+        assert!(!exceeds_ratio(1 << 20, (1 << 20) / 200 + 1, 200));
+        assert!(exceeds_ratio(1 << 20, (1 << 20) / 200 - 1, 200));
+        assert!(exceeds_ratio(1 << 20, 0, 200));
+        assert_eq!(ratio(1000, 0), "unbounded");
+        assert_eq!(ratio(1000, 3), "333:1");
+    }
+
+    #[test]
+    fn many_small_entries_that_expand_too_much_in_all_are_refused() {
+        let zeros = vec![0u8; 32 << 10];
+        let names: Vec<String> = (0..8).map(|i| format!("pad{i}")).collect();
+        let mut files: Vec<(&str, &[u8])> = vec![("zeta", b"#!/bin/sh\n")];
+        files.extend(names.iter().map(|n| (n.as_str(), zeros.as_slice())));
+        let dir = scratch("ratioall", &files);
+        let error = run(&dir, "zeta", LIMITS).unwrap_err();
+        assert!(
+            error.message.contains("the zip's files expand ") && error.message.contains("in all"),
+            "{}",
+            error.message
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -1,5 +1,5 @@
 //! `visor prepare` against a fake GitHub on 127.0.0.1 (tests/fake_github): the whole
-//! auto-install pipeline of SPEC section 7 as an operator runs it — release lookup, download
+//! auto-install pipeline as an operator runs it — release lookup, download
 //! (with redirects, retries and truncation), SHA-256 verification, zip checks, the derived
 //! run-config, the version check — and, after every outcome, a home folder with no
 //! `.visor-tmp-*` leftover and no half-made version folder.
@@ -46,6 +46,8 @@ fn sha256_hex(data: &[u8]) -> String {
 /// A zip entry for [`zip_of`].
 enum Entry<'a> {
     File(&'a str, Vec<u8>),
+    /// A file the archive marks 0644, not executable.
+    Plain(&'a str, Vec<u8>),
     Dir(&'a str),
     Symlink(&'a str, &'a str),
 }
@@ -60,6 +62,12 @@ fn zip_of(entries: &[Entry]) -> Vec<u8> {
         match entry {
             Entry::File(name, data) => {
                 writer.start_file(*name, options).unwrap();
+                writer.write_all(data).unwrap();
+            }
+            Entry::Plain(name, data) => {
+                writer
+                    .start_file(*name, options.unix_permissions(0o644))
+                    .unwrap();
                 writer.write_all(data).unwrap();
             }
             Entry::Dir(name) => writer.add_directory(*name, options).unwrap(),
@@ -834,7 +842,55 @@ fn a_stalled_download_still_reports_progress_every_five_seconds() {
     );
     assert!(line.contains(&format!("total={} ", data.len())), "{line}");
     assert!(line.contains(" rate=") && line.contains(" eta="), "{line}");
+    let slow = out
+        .lines()
+        .find(|line| line.contains(&format!("install: download of {} is very slow", zip_name())))
+        .unwrap_or_else(|| panic!("no very-slow line during the stall:\n{out}"));
+    assert!(
+        slow.contains(" recent_rate=") && slow.contains(" fails_in="),
+        "{slow}"
+    );
+    assert!(slow.contains("downloadTimeoutSeconds"), "{slow}");
     case.assert_no_leftovers();
+}
+
+#[test]
+fn a_download_over_its_time_limit_fails_without_retries() {
+    let case = Case::new("deadline");
+    case.config("downloadTimeoutSeconds = 1\n");
+    let data = zip_of(&[Entry::File("zeta", binary_script("v2"))]);
+    case.release(&[AssetSpec::zip(data.clone())]);
+    let download = format!("/download/{}", zip_name());
+    case.github.route(
+        &download,
+        vec![Reply::Stalled {
+            body: data.clone(),
+            pause: std::time::Duration::from_secs(120),
+        }],
+    );
+    let started = std::time::Instant::now();
+    let (code, out) = case.prepare("v2", &[]);
+    let took = started.elapsed();
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        took < std::time::Duration::from_secs(20),
+        "took {took:?}:\n{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "release v2 asset {}: the download from {}{download} did not finish within \
+             downloadTimeoutSeconds = 1 and was stopped after {} of {} bytes; raise \
+             downloadTimeoutSeconds in [autoInstall] of config.toml",
+            zip_name(),
+            case.github.url(),
+            data.len() / 2,
+            data.len()
+        )),
+        "{out}"
+    );
+    assert!(!out.contains("retrying"), "{out}");
+    assert_eq!(case.github.requests_to(&download).len(), 1);
+    case.assert_nothing_installed("v2");
 }
 
 #[test]
@@ -922,5 +978,86 @@ fn two_installers_at_once_end_with_one_folder_and_no_leftovers() {
         "neither saw the other's folder:\n{first_text}\n{second}"
     );
     assert_eq!(reported_version(&case.home().join("v2/zeta")), "v2");
+    case.assert_no_leftovers();
+}
+
+#[test]
+fn a_zip_entry_expanding_more_than_200_to_1_is_refused() {
+    let case = Case::new("zipratio");
+    let data = zip_of(&[
+        Entry::File("zeta", binary_script("v2")),
+        Entry::File("data/padding.bin", vec![0u8; 10 << 20]),
+    ]);
+    assert!(
+        data.len() < 100 << 10,
+        "the test zip is {} bytes",
+        data.len()
+    );
+    case.release(&[AssetSpec::zip(data)]);
+    let (code, out) = case.prepare("v2", &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("zip entry \"data/padding.bin\" expands "),
+        "{out}"
+    );
+    assert!(
+        out.contains(":1 (10485760 bytes from ")
+            && out.contains("more than the 200:1 Visor accepts, as a possible zip bomb"),
+        "{out}"
+    );
+    case.assert_nothing_installed("v2");
+}
+
+#[test]
+fn installed_modes_do_not_depend_on_the_umask() {
+    use std::os::unix::process::CommandExt;
+    let case = Case::new("umask");
+    let inside = case.home().join("releases").join("second");
+    case.config(&format!(
+        "[upgradeFolders]\n\"v2\" = \"{}\"\n",
+        inside.display()
+    ));
+    let data = zip_of(&[
+        Entry::File("zeta", binary_script("v2")),
+        Entry::Dir("doc/"),
+        Entry::Plain("doc/README", b"read me".to_vec()),
+        Entry::Plain("lib/deep/data.txt", b"data".to_vec()),
+        Entry::File("lib/tool", b"#!/bin/sh\n".to_vec()),
+    ]);
+    case.release(&[AssetSpec::zip(data)]);
+    let mut command = case.prepare_command("v2", &[]);
+    // SAFETY: umask(2) is async-signal-safe and touches no memory.
+    unsafe {
+        command.pre_exec(|| {
+            libc::umask(0o077);
+            Ok(())
+        });
+    }
+    let output = command.output().unwrap();
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(output.status.code(), Some(0), "{out}");
+    for (path, expected) in [
+        ("releases", 0o755),
+        ("releases/second", 0o755),
+        ("releases/second/zeta", 0o755),
+        ("releases/second/run-config.toml", 0o644),
+        ("releases/second/doc", 0o755),
+        ("releases/second/doc/README", 0o644),
+        ("releases/second/lib", 0o755),
+        ("releases/second/lib/deep", 0o755),
+        ("releases/second/lib/deep/data.txt", 0o644),
+        ("releases/second/lib/tool", 0o755),
+    ] {
+        assert_eq!(
+            mode(&case.home().join(path)),
+            expected,
+            "{path} has mode {:o}",
+            mode(&case.home().join(path))
+        );
+    }
     case.assert_no_leftovers();
 }

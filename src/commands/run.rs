@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, unbounded};
 
 use super::{EXIT_CONFIG, EXIT_FAILURE};
-use crate::config::Config;
+use crate::config::{read_config_file, Config};
 use crate::coordinator::{Channels, Coordinator};
 use crate::folder_check::load_startable;
 use crate::home::{Home, Leftovers};
@@ -277,12 +277,11 @@ pub fn load_config(home: &Home) -> Result<(Config, Vec<u8>), Vec<String>> {
             home.root().display()
         )]);
     }
-    let bytes = std::fs::read(&file).map_err(|e| {
-        vec![format!(
-            "{}: cannot read ({e}); create it with visor init or restore it (every key is optional, see visor-config(5))",
-            file.display()
-        )]
-    })?;
+    let bytes = read_config_file(
+        &file,
+        "create it with visor init or restore it (every key is optional, see visor-config(5))",
+    )
+    .map_err(|message| vec![message])?;
     let text = std::str::from_utf8(&bytes).map_err(|e| {
         vec![format!(
             "{}: not valid UTF-8 ({e}); save it as UTF-8",
