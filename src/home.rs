@@ -153,8 +153,8 @@ impl Home {
     /// an earlier version left it there).
     pub fn read_upgrade_mark(&self) -> Option<(String, u64)> {
         // Read like a config file: a regular file of bounded size, never a FIFO that blocks.
-        let bytes = crate::config::read_config_file(&self.root.join(UPGRADE_MARK))
-            .or_else(|_| crate::config::read_config_file(&self.root.join(LEGACY_UPGRADE_MARK)))
+        let bytes = crate::config::read_config_file(&self.root.join(UPGRADE_MARK), "")
+            .or_else(|_| crate::config::read_config_file(&self.root.join(LEGACY_UPGRADE_MARK), ""))
             .ok()?;
         let text = String::from_utf8(bytes).ok()?;
         let (tag, height) = text.trim().split_once(' ')?;
