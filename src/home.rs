@@ -412,7 +412,7 @@ mod tests {
     #[test]
     fn a_leftover_that_cannot_be_removed_is_named_and_the_others_still_go() {
         let home = temp_home("stuck");
-        fs::create_dir(home.root().join(".visor-tmp-install-v2-1-0")).unwrap();
+        fs::create_dir(home.root().join(".visor-tmp-install-v2-2147483646-0")).unwrap();
         fs::write(home.root().join(".visor-tmp-link-2"), b"").unwrap();
         fs::create_dir(home.root().join("genesis")).unwrap();
         let leftovers = home
@@ -424,7 +424,7 @@ mod tests {
                 }
             })
             .unwrap();
-        let stuck = home.root().join(".visor-tmp-install-v2-1-0");
+        let stuck = home.root().join(".visor-tmp-install-v2-2147483646-0");
         assert_eq!(leftovers.removed, [home.root().join(".visor-tmp-link-2")]);
         assert_eq!(leftovers.stuck.len(), 1);
         assert_eq!(leftovers.stuck[0].0, stuck);
