@@ -1,4 +1,5 @@
-//! The command line (SPEC section 2), parsed with lexopt into a plain struct.
+//! The command line (`USAGE`; each command is described in visor(1)), parsed with lexopt into
+//! a plain struct.
 //!
 //! It owns argument syntax only: no file is read and no environment variable other than
 //! `VISOR_HOME` (the documented fallback for `--home`) is consulted.

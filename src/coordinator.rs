@@ -1,4 +1,4 @@
-//! The coordinator: the one loop that owns the state machine (SPEC design card). It waits on
+//! The coordinator: the one loop that owns the state machine (see ARCHITECTURE.md). It waits on
 //! every input channel with one `select!`, feeds the machine, and carries out the actions it
 //! hands back. It is the only code that spawns or signals a node process or moves `current`.
 

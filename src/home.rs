@@ -1,5 +1,5 @@
-//! The home folder (SPEC section 1): the only code that builds paths under HOME, and the only
-//! code that changes the `current` link.
+//! The home folder (see FILES in visor(1)): the only code that builds paths under HOME, and
+//! the only code that changes the `current` link.
 //!
 //! It owns the layout, release-tag safety (a tag becomes a path only through
 //! [`upgrade_folder`]) and the atomic switch. It does not decide when to switch.
@@ -265,7 +265,8 @@ pub fn fsync_dir(dir: &Path) -> io::Result<()> {
     fs::File::open(dir)?.sync_all()
 }
 
-/// Checks that a release tag from the core can be used as a folder name (SPEC section 6).
+/// Checks that a release tag from the core can be used as a folder name: a letter or digit,
+/// then at most 127 letters, digits, `.`, `_`, `+` or `-`, so never `.`, `..` or a path.
 pub fn validate_tag(tag: &str) -> Result<(), String> {
     let bytes = tag.as_bytes();
     let ok = !bytes.is_empty()

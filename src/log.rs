@@ -1,4 +1,4 @@
-//! The logger: one line per event on stderr, as text or JSON (SPEC section 8).
+//! The logger: one line per event on stderr, as text or JSON (`logFormat` in visor-config(5)).
 //!
 //! It owns the output format and the level filter and nothing else: it never decides what
 //! happens, and it never buffers (each line is one `write` to stderr, so lines from threads do

@@ -23,7 +23,7 @@ use crate::rpc::UpgradeStatus;
 use crate::run_config::{Binary, RunConfig};
 
 /// One connection retry stands for two seconds of wall-clock budget (Vega's fixed poll), so
-/// the budgets keep their meaning whatever the poll interval (SPEC section 4).
+/// the budgets keep their meaning whatever the poll interval: N retries give the core N × 2 s.
 pub const CONNECT_RETRY_PERIOD: Duration = Duration::from_secs(2);
 /// How often a pending upgrade whose folder is not ready is warned about.
 pub const FOLDER_WARN_PERIOD: Duration = Duration::from_secs(60);

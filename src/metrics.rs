@@ -1,5 +1,5 @@
 //! The metrics file: Visor's state in the Prometheus text exposition format, written for
-//! node_exporter's textfile collector (SPEC section 8, config key `metricsFile`).
+//! node_exporter's textfile collector (config key `metricsFile`; see METRICS in visor(1)).
 //!
 //! It owns the metric names, their help texts and types, the text of the file and its atomic
 //! replacement. It must not decide anything: the coordinator fills a [`Snapshot`] and chooses

@@ -3,7 +3,8 @@
 //!
 //! Pure functions only: nothing here runs a process.
 
-/// The flag that makes the core load a snapshot at a block height (SPEC section 3).
+/// The flag that makes the core load a snapshot at a block height: added at the first start
+/// after an upgrade, and at a restart when a data node names its latest history segment.
 pub const SNAPSHOT_FLAG: &str = "--snapshot.load-from-block-height";
 
 /// Appends `flag value` to `args` unless the operator's args already hold the flag (as
@@ -28,7 +29,7 @@ pub fn with_flag(args: &[String], flag: &str, value: &str) -> (Vec<String>, Opti
 
 /// `[datanode] network-history latest-history-segment --output json [--home X]`, where
 /// `datanode` is included when the data node's args contain it and `--home X` is copied from
-/// its args (SPEC section 3).
+/// its args: the data node's answer to where its history ends.
 pub fn latest_segment_args(data_node_args: &[String]) -> Vec<String> {
     let mut out = Vec::new();
     if data_node_args.iter().any(|a| a == "datanode") {

@@ -1,5 +1,5 @@
 //! The systemd notification protocol: `READY=1`, `STATUS=`, `STOPPING=1`, `WATCHDOG=1` and
-//! `EXTEND_TIMEOUT_USEC=` sent to `$NOTIFY_SOCKET` (SPEC section 8).
+//! `EXTEND_TIMEOUT_USEC=` sent to `$NOTIFY_SOCKET` (see SYSTEMD in visor(1)).
 //!
 //! It owns the notification socket, the reading of `$NOTIFY_SOCKET`, `$WATCHDOG_USEC` and
 //! `$WATCHDOG_PID`, and the text of the messages. It must not decide anything: when to notify

@@ -1,4 +1,4 @@
-//! The client that asks the core node for its protocol-upgrade status (SPEC section 6).
+//! The client that asks the core node for its protocol-upgrade status.
 //!
 //! This module owns one thing: a `protocolupgrade.UpgradeStatus` call in the JSON-RPC 1.0 shape
 //! of the Gorilla codec, sent as HTTP/1.1 over the core's UNIX stream socket, together with the

@@ -1,7 +1,7 @@
 //! `zeta-core-sim`: a stand-in for the Zeta core node and data node, used by Visor's integration
 //! tests and the README demo.
 //!
-//! In `start` mode it serves the core node's admin JSON-RPC (SPEC section 6) over HTTP/1.1 on a
+//! In `start` mode it serves the core node's admin JSON-RPC over HTTP/1.1 on a
 //! UNIX socket, answering exactly as the real core's Go `net/http` server with the gorilla/rpc v1
 //! JSON codec does, including its error answers. A script given on the command line (or files in
 //! a control folder) decides when an upgrade is accepted and when the core is ready for it. In

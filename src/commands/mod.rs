@@ -1,4 +1,4 @@
-//! One file per command (SPEC section 2); this file dispatches and holds the exit codes.
+//! One file per command of `USAGE`; this file dispatches and holds the exit codes (0, 1, 2, 78).
 
 mod check;
 mod control;

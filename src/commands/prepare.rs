@@ -1,5 +1,5 @@
 //! `visor prepare VERSION`: installs the upgrade folder for VERSION now, exactly as auto-install
-//! would (SPEC section 7), and exits 0 once the folder is ready.
+//! would (see AUTO-INSTALL in visor(1)), and exits 0 once the folder is ready.
 //!
 //! It runs even when `[autoInstall] enabled = false`: prepare is an explicit request of the
 //! operator, so only the automatic install waits for that switch (the repository, asset and
