@@ -314,6 +314,22 @@ mod tests {
     }
 
     #[test]
+    fn the_upgrade_mark_moved_to_the_supervise_folder_and_the_old_one_is_read_once() {
+        let home = temp_home("mark");
+        fs::write(home.root().join(LEGACY_UPGRADE_MARK), "v2 120\n").unwrap();
+        assert_eq!(home.read_upgrade_mark(), Some(("v2".into(), 120)));
+        home.clear_upgrade_mark().unwrap();
+        assert!(!home.root().join(LEGACY_UPGRADE_MARK).exists());
+        fs::create_dir(home.root().join(".visor")).unwrap();
+        home.write_upgrade_mark("v3", 7).unwrap();
+        assert!(home.root().join(UPGRADE_MARK).is_file());
+        assert_eq!(home.read_upgrade_mark(), Some(("v3".into(), 7)));
+        home.clear_upgrade_mark().unwrap();
+        assert_eq!(home.read_upgrade_mark(), None);
+        fs::remove_dir_all(home.root()).unwrap();
+    }
+
+    #[test]
     fn a_half_made_folder_of_a_running_process_is_kept() {
         assert_eq!(temp_owner(".visor-tmp-install-v1.2.3-4242-7"), Some(4242));
         assert_eq!(temp_owner(".visor-tmp-status.json-99-0"), Some(99));

@@ -83,11 +83,12 @@ impl SuperviseFolder {
     /// this process's pid into it. Never waits.
     pub fn lock(&self) -> Result<Lock, LockError> {
         let path = self.lock_file();
+        // The descriptor that holds the lock is read-only, so a home remounted read-only
+        // while Visor runs is not kept busy by it; the pid is written through another one.
         let mut file = OpenOptions::new()
             .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
+            .write(false)
+            .custom_flags(libc::O_CREAT)
             .mode(0o600)
             .open(&path)
             .map_err(|e| {
@@ -108,9 +109,11 @@ impl SuperviseFolder {
                 path.display()
             )));
         }
-        let written = file
-            .set_len(0)
-            .and_then(|()| file.write_all(format!("{}\n", std::process::id()).as_bytes()));
+        let written = OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&path)
+            .and_then(|mut w| w.write_all(format!("{}\n", std::process::id()).as_bytes()));
         if let Err(e) = written {
             return Err(LockError::Io(format!(
                 "{}: cannot write ({e}); check free space",

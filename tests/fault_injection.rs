@@ -118,8 +118,8 @@ fn make_chain(env: &Env, count: usize, profile: Profile) {
 
 /// Every regular file in HOME and its version folders (config.toml, run-configs, sim-options)
 /// with its content, to prove at the end that nothing was lost or changed. Visor's own
-/// upgrade mark (`.visor-upgrade`, present while a new version has not answered yet) is
-/// Visor's state, not the operator's data, and is left out.
+/// supervise folder (`.visor/`: lock, status, control socket, upgrade mark) is Visor's state,
+/// not the operator's data, and is left out.
 fn snapshot_home(home: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut files = BTreeMap::new();
     let mut stack = vec![home.to_path_buf()];
@@ -127,9 +127,9 @@ fn snapshot_home(home: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
         for entry in fs::read_dir(&dir).unwrap().flatten() {
             let path = entry.path();
             let kind = entry.file_type().unwrap();
-            if kind.is_dir() {
+            if kind.is_dir() && entry.file_name() != zeta_visor::supervise_folder::FOLDER {
                 stack.push(path);
-            } else if kind.is_file() && entry.file_name() != zeta_visor::home::UPGRADE_MARK {
+            } else if kind.is_file() {
                 files.insert(path.clone(), fs::read(&path).unwrap());
             }
         }
@@ -187,6 +187,8 @@ struct Tally {
     leftovers_before_restart: usize,
     orphaned_version_checks: usize,
     new_version_started_without_snapshot_flag: usize,
+    /// Kills after which a status.json was there (and parsed).
+    status_files: usize,
 }
 
 /// Runs `iterations` kills of Visor during upgrades along a chain of versions and checks the
@@ -232,6 +234,21 @@ fn kill_loop(name: &str, profile: Profile, iterations: usize) -> Tally {
         let context = format!(
             "{name} iteration {iteration} (seed {seed}, kill after {delay} ms, phase {phase:?})"
         );
+
+        // The supervise folder: the lock died with Visor, and status.json parses.
+        let supervise = zeta_visor::supervise_folder::SuperviseFolder::new(&env.home);
+        assert_eq!(
+            supervise.holder(),
+            None,
+            "{context}: a dead Visor holds the lock"
+        );
+        if let Ok(text) = fs::read_to_string(supervise.status_file()) {
+            assert!(
+                serde_json::from_str::<serde_json::Value>(&text).is_ok(),
+                "{context}: status.json does not parse: {text:?}"
+            );
+            tally.status_files += 1;
+        }
 
         // No simulator process outlives Visor by more than the limit.
         let pids = records.pids_since(rec_mark);
@@ -295,6 +312,7 @@ fn kill_loop(name: &str, profile: Profile, iterations: usize) -> Tally {
             leftovers.is_empty(),
             "{context}: left after restart: {leftovers:?}"
         );
+        assert_eq!(supervise.holder(), Some(fresh as u32), "{context}: lock");
         let first = wait_for(
             &format!("{context}: first core after restart"),
             DEADLINE,
@@ -356,7 +374,7 @@ fn kill_loop(name: &str, profile: Profile, iterations: usize) -> Tally {
     println!(
         "{name}: {} kills in {:.1} s; phases {:?}; current old {} / new {}; restarts at the upgrade block, completed {}; \
          .visor-tmp leftovers before restart {} (all removed at start); version checks orphaned at kill {} (exit on their own); \
-         new version restarted without the snapshot flag {}",
+         new version restarted without the snapshot flag {}; status.json present and parsing after {} kills, lock free after every kill",
         tally.kills,
         started.elapsed().as_secs_f64(),
         tally.phases,
@@ -365,7 +383,8 @@ fn kill_loop(name: &str, profile: Profile, iterations: usize) -> Tally {
         tally.completed_after_restart,
         tally.leftovers_before_restart,
         tally.orphaned_version_checks,
-        tally.new_version_started_without_snapshot_flag
+        tally.new_version_started_without_snapshot_flag,
+        tally.status_files
     );
     // Every simulator is gone; emptying the record keeps Env's drop from signalling pids that
     // the system may since have handed to other processes.

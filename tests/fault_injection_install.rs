@@ -603,13 +603,13 @@ fn kill_campaign(name: &str, kills: usize) -> Tally {
         let mut leftovers = 0;
         for entry in fs::read_dir(&env.home).unwrap().flatten() {
             let file_name = entry.file_name().to_string_lossy().into_owned();
-            // `.visor-upgrade` is Visor's note of an upgrade whose new version has not
-            // answered yet (see visor(1) FILES), not a half-made folder.
+            // `.visor/` is Visor's supervise folder (lock, status, the upgrade mark; see
+            // visor(1) FILES), not a half-made folder.
             if [
                 "config.toml",
                 "current",
                 "genesis",
-                zeta_visor::home::UPGRADE_MARK,
+                zeta_visor::supervise_folder::FOLDER,
             ]
             .contains(&file_name.as_str())
             {

@@ -1061,3 +1061,49 @@ fn installed_modes_do_not_depend_on_the_umask() {
     }
     case.assert_no_leftovers();
 }
+
+/// Before: a `visor run` starting while `visor prepare` downloaded removed every `.visor-tmp-*`
+/// and so killed the download. Now a half-made folder whose owner still runs is kept.
+#[test]
+fn a_prepare_running_beside_a_starting_visor_keeps_its_download() {
+    let mut case = Case::new("beside");
+    let data = zip_of(&[Entry::File("zeta", binary_script("v2"))]);
+    case.release(&[AssetSpec::zip(data.clone())]);
+    case.github.route(
+        &format!("/download/{}", zip_name()),
+        vec![Reply::Stalled {
+            body: data,
+            pause: std::time::Duration::from_secs(3),
+        }],
+    );
+    let child = case
+        .prepare_command("v2", &[])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    common::wait_until("the download to start", common::DEADLINE, || {
+        !case
+            .github
+            .requests_to(&format!("/download/{}", zip_name()))
+            .is_empty()
+    });
+    case.env.start_visor();
+    case.env.wait_log("rpc: core is answering");
+    assert!(
+        case.env
+            .log()
+            .contains("keeping a half-made folder of process"),
+        "{}",
+        case.env.log()
+    );
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(case.home().join("v2").join("run-config.toml").is_file());
+}

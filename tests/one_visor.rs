@@ -197,3 +197,69 @@ fn commands_never_panic_on_a_closed_or_full_stdout() {
         }
     }
 }
+
+#[test]
+fn status_says_whether_visor_runs_and_what_it_does() {
+    let mut env = running_env("status");
+    let json = |env: &Env| {
+        let (code, stdout, stderr) = env.run_visor_command(&["status", "--output", "json"]);
+        (
+            code,
+            serde_json::from_str::<serde_json::Value>(&stdout)
+                .unwrap_or_else(|e| panic!("{e}: {stdout}{stderr}")),
+        )
+    };
+    let (code, status) = json(&env);
+    assert_eq!(code, 0);
+    assert_eq!(status["running"], true);
+    assert_eq!(status["pid"], env.visor_pid());
+    assert_eq!(status["phase"], "running");
+    assert_eq!(status["running_release"], "v1");
+    assert_eq!(status["children"][0]["process"], "core");
+    assert!(status["since"].as_str().unwrap().ends_with('Z'));
+    let (_, text, _) = env.run_visor_command(&["status"]);
+    assert!(
+        text.contains(&format!("running (pid {})", env.visor_pid())),
+        "{text}"
+    );
+
+    // config.toml broken while Visor runs: everything is still shown, and the problem named.
+    env.write_config("maxNumberOfRestarts = \"many\"\n");
+    env.wait_log("config: keeping the previous configuration");
+    let (code, status) = json(&env);
+    assert_eq!(code, 78);
+    assert_eq!(status["running"], true);
+    assert_eq!(status["core"]["answering"], true);
+    assert!(status["config_problems"][0]
+        .as_str()
+        .unwrap()
+        .contains("maxNumberOfRestarts"));
+    assert!(status["refused_reload"]
+        .as_str()
+        .unwrap()
+        .contains("maxNumberOfRestarts"));
+    env.write_config(&quick_config(""));
+    env.wait_log("config: config.toml read; no setting changed");
+
+    // Stopped: not running, and no release claimed to run.
+    env.signal_visor(libc::SIGTERM);
+    assert_eq!(env.wait_visor_exit(DEADLINE), 0);
+    let (code, status) = json(&env);
+    assert_eq!(code, 0);
+    assert_eq!(status["running"], false);
+    assert_eq!(status["running_release"], serde_json::Value::Null);
+    assert_eq!(status["current_release"], "v1");
+    let (_, text, _) = env.run_visor_command(&["status"]);
+    assert!(text.contains("visor:            not running"), "{text}");
+}
+
+#[test]
+fn a_visor_killed_outright_reads_as_not_running() {
+    let mut env = running_env("killed");
+    env.signal_visor(libc::SIGKILL);
+    env.wait_visor_gone(DEADLINE);
+    let (_, stdout, _) = env.run_visor_command(&["status", "--output", "json"]);
+    let status: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(status["running"], false);
+    assert_eq!(status["pid"], serde_json::Value::Null);
+}

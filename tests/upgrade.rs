@@ -250,7 +250,7 @@ fn a_visor_killed_before_the_new_version_answers_restarts_it_from_the_snapshot()
     env.add_version(Version::new("v2", "v2").flags(&["--no-rpc"]));
     announce_and_ready(&env, "v1", "v2", 120);
     env.wait_starts("core", 2);
-    assert!(env.home.join(".visor-upgrade").is_file());
+    assert!(env.home.join(".visor/upgrade").is_file());
     env.signal_visor(libc::SIGKILL);
     let _ = env.visor.as_mut().unwrap().wait();
     wait_until("v2 gone with visor", DEADLINE, || {
@@ -274,6 +274,6 @@ fn the_upgrade_mark_is_removed_once_the_new_version_answers() {
     announce_and_ready(&env, "v1", "v2", 5);
     env.wait_log("upgrade: v2 is answering");
     wait_until("upgrade mark removed", DEADLINE, || {
-        !env.home.join(".visor-upgrade").exists()
+        !env.home.join(".visor/upgrade").exists()
     });
 }

@@ -28,7 +28,20 @@ pub fn run(root: &Path) -> i32 {
         &[("home", root.display().to_string())],
     );
 
-    // One Visor per home: nothing is touched before the lock is held.
+    let Startable {
+        current,
+        run_config,
+    } = match startup_check(&home) {
+        Ok(startable) => startable,
+        Err(problems) => {
+            for problem in problems {
+                log::error(&problem, &[]);
+            }
+            return EXIT_CONFIG;
+        }
+    };
+    // One Visor per home: nothing is written in HOME before the lock is held (the checks
+    // above only read).
     let supervise = SuperviseFolder::new(root);
     let _lock = match take_lock(&supervise) {
         Ok(lock) => lock,
@@ -43,18 +56,6 @@ pub fn run(root: &Path) -> i32 {
     }
     stop_orphaned_nodes(&supervise, config.stop_signal_timeout);
 
-    let Startable {
-        current,
-        run_config,
-    } = match startup_check(&home) {
-        Ok(startable) => startable,
-        Err(problems) => {
-            for problem in problems {
-                log::error(&problem, &[]);
-            }
-            return EXIT_CONFIG;
-        }
-    };
     match home.remove_temp_leftovers() {
         Ok(leftovers) => {
             for path in leftovers.removed {
