@@ -1,30 +1,25 @@
 //! Zeta Visor: runs a Zeta core node (and data node) and swaps binaries at protocol upgrades.
 //!
-//! The binary's entry point is [`commands::main`]; ARCHITECTURE.md maps the modules.
+//! The binary's entry point is [`commands::main`]; ARCHITECTURE.md maps the modules. The
+//! folders are the architecture:
+//!
+//! - [`machine`]: every decision, as a sans-IO state machine (events and time in, actions out);
+//! - [`supervise`]: the coordinator thread that drives the machine, and the threads and
+//!   workers that only report to it (children, signals, control socket, one-shot workers);
+//! - [`node`]: the core node's side: its status RPC client and poller, its command lines,
+//!   the check that a version folder can be started;
+//! - [`config`]: config.toml and run-config.toml, and the config watcher thread;
+//! - [`home`]: every path under HOME, `current`, the supervise folder, permissions;
+//! - [`install`]: one install of one release from GitHub;
+//! - [`ops`]: what operators and systemd are told: log, sd_notify, metrics, status;
+//! - [`commands`] and [`cli`]: the command line.
 
-pub mod child;
 pub mod cli;
 pub mod commands;
 pub mod config;
-pub mod config_watch;
-pub mod control;
-pub mod coordinator;
-pub mod fingerprint;
-pub mod folder_check;
-pub mod github;
 pub mod home;
 pub mod install;
-pub mod log;
 pub mod machine;
-pub mod metrics;
-pub mod node_commands;
-pub mod notify;
-pub mod permissions;
-pub mod report;
-pub mod rpc;
-pub mod rpc_poll;
-pub mod run_config;
-pub mod signals;
-pub mod supervise_folder;
-pub mod tasks;
-pub mod zip_extract;
+pub mod node;
+pub mod ops;
+pub mod supervise;

@@ -127,7 +127,7 @@ fn snapshot_home(home: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
         for entry in fs::read_dir(&dir).unwrap().flatten() {
             let path = entry.path();
             let kind = entry.file_type().unwrap();
-            if kind.is_dir() && entry.file_name() != zeta_visor::supervise_folder::FOLDER {
+            if kind.is_dir() && entry.file_name() != zeta_visor::home::supervise_folder::FOLDER {
                 stack.push(path);
             } else if kind.is_file() {
                 files.insert(path.clone(), fs::read(&path).unwrap());
@@ -236,7 +236,7 @@ fn kill_loop(name: &str, profile: Profile, iterations: usize) -> Tally {
         );
 
         // The supervise folder: the lock died with Visor, and status.json parses.
-        let supervise = zeta_visor::supervise_folder::SuperviseFolder::new(&env.home);
+        let supervise = zeta_visor::home::supervise_folder::SuperviseFolder::new(&env.home);
         assert_eq!(
             supervise.holder(),
             None,

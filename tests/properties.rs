@@ -9,12 +9,12 @@
 //!   answer to another id is refused.
 //! - `home::validate_tag` agrees with a model of `^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$` minus
 //!   `.` and `..` (and with `config::is_valid_release_tag`); an accepted tag never leaves HOME.
-//! - `node_commands`: flags are added once, the segment query copies `datanode` and `--home`,
+//! - `node::commands`: flags are added once, the segment query copies `datanode` and `--home`,
 //!   and the version and segment outputs parse exactly or fail without panicking.
 //! - Durations the config parser accepts do not crash the state machine (one known failure,
 //!   ignored until fixed; see the test).
 //!
-//! - `zip_extract::extract`: generated zips (deflate) whose entries mix plain paths, absolute
+//! - `install::zip::extract`: generated zips (deflate) whose entries mix plain paths, absolute
 //!   paths, `..` components, backslashes, control characters, empty and very long names, the
 //!   same path spelled twice, folders, symbolic links and other file types never panic; an
 //!   archive is refused whole, before anything is written, exactly when a model of the
@@ -32,13 +32,13 @@ use proptest::option;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
+use zeta_visor::config::run_config::RunConfig;
 use zeta_visor::config::{Config, LogFormat, LogLevel};
 use zeta_visor::home::{upgrade_folder, validate_tag};
-use zeta_visor::node_commands::{
+use zeta_visor::node::client::{parse_status_answer, RpcError};
+use zeta_visor::node::commands::{
     latest_segment_args, parse_latest_segment, parse_version, with_flag,
 };
-use zeta_visor::rpc::{parse_status_answer, RpcError};
-use zeta_visor::run_config::RunConfig;
 
 const CONFIG_FILE: &str = "/srv/visor/config.toml";
 const RUN_CONFIG_FILE: &str = "/srv/visor/v1.2.3/run-config.toml";
@@ -603,7 +603,7 @@ proptest! {
 /// The stack of the Visor threads that parse what others wrote: `visor-config` (config.toml
 /// on every change), `visor-check` (a pending upgrade's run-config.toml and `zeta version`
 /// output) and `visor-rpc` (the core's answers) are all started with 256 KiB.
-const PARSER_THREAD_STACK: usize = zeta_visor::child::PARSER_STACK;
+const PARSER_THREAD_STACK: usize = zeta_visor::supervise::child::PARSER_STACK;
 
 /// Runs `parse` on a thread with Visor's parser stack; a stack overflow aborts the process.
 fn on_parser_stack<T: Send + 'static>(parse: impl FnOnce() -> T + Send + 'static) -> T {
@@ -1256,8 +1256,8 @@ use std::io::{Cursor, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
+use zeta_visor::install::zip::{extract, LIMITS};
 use zeta_visor::install::InstallErrorKind;
-use zeta_visor::zip_extract::{extract, LIMITS};
 
 /// Stands for the absolute path of the case's scratch folder in generated names, so that an
 /// absolute entry that escaped would land where the test looks.
@@ -1657,7 +1657,7 @@ enum ZipOutcome {
     TooLong,
 }
 
-/// The rules of `zip_extract`, written from its documentation as a plain model: an entry is
+/// The rules of `install::zip`, written from its documentation as a plain model: an entry is
 /// unsafe when its name is empty, holds a NUL, a backslash or a control character, is
 /// absolute or has a `..` component; when it is a symbolic link or anything but a plain file
 /// or folder (a trailing '/' names a folder; a folder mode on another name is refused); when

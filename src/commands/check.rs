@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 
 use super::run::{load_config, startup_check};
 use super::{EXIT_CONFIG, EXIT_FAILURE, EXIT_OK};
+use crate::config::run_config::RunConfig;
 use crate::config::Config;
-use crate::folder_check::{check_upgrade_folder, load_startable};
 use crate::home::{self, Home, RUN_CONFIG_FILE, TMP_PREFIX};
-use crate::rpc::CoreClient;
-use crate::run_config::RunConfig;
+use crate::node::client::CoreClient;
+use crate::node::folder_check::{check_upgrade_folder, load_startable};
 
 /// How long `check` and `status` wait for the core's answer.
 pub const QUICK_RPC_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -55,7 +55,7 @@ pub fn check(root: &Path) -> i32 {
 fn report(config_problems: Vec<String>, upgrade_problems: Vec<String>) -> i32 {
     for problem in config_problems.iter().chain(&upgrade_problems) {
         // A binary's version output or a path may hold control characters.
-        super::out(&crate::log::escape_controls(problem));
+        super::out(&crate::ops::log::escape_controls(problem));
     }
     if !config_problems.is_empty() {
         EXIT_CONFIG

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use super::run::config_or_exit;
 use super::{EXIT_FAILURE, EXIT_OK};
-use crate::control;
-use crate::folder_check::check_upgrade_folder;
+use crate::home::supervise_folder::{LockError, SuperviseFolder};
 use crate::home::{self, Home};
 use crate::machine::{ControlReply, ControlRequest};
-use crate::supervise_folder::{LockError, SuperviseFolder};
+use crate::node::folder_check::check_upgrade_folder;
+use crate::supervise::control_socket;
 
 /// Asks the running Visor; `None` when no Visor runs on this home.
 fn ask_running(root: &Path, request: &ControlRequest, wait: Duration) -> Option<i32> {
@@ -22,7 +22,7 @@ fn ask_running(root: &Path, request: &ControlRequest, wait: Duration) -> Option<
         "asking the Visor running on {} (pid {pid})",
         root.display()
     ));
-    let answer = control::request(&socket, request, wait, &mut |line| super::out(line));
+    let answer = control_socket::request(&socket, request, wait, &mut |line| super::out(line));
     Some(match answer {
         Ok(ControlReply::Done(text)) => {
             super::out(&text);

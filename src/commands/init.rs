@@ -5,9 +5,9 @@ use std::fs;
 use std::path::Path;
 
 use super::{EXIT_FAILURE, EXIT_OK};
+use crate::config::run_config::run_config_template;
 use crate::config::CONFIG_TEMPLATE;
 use crate::home::{CONFIG_FILE, GENESIS_FOLDER, RUN_CONFIG_FILE};
-use crate::run_config::run_config_template;
 
 /// The example upgrade folder's name, as Vega's visor writes it.
 pub const EXAMPLE_FOLDER: &str = "vX.X.X";

@@ -16,11 +16,11 @@ use std::sync::Arc;
 
 use super::run::config_or_exit;
 use super::{EXIT_CONFIG, EXIT_FAILURE, EXIT_OK};
-use crate::folder_check::check_upgrade_folder;
+use crate::config::run_config::RunConfig;
 use crate::home::{self, Home, RUN_CONFIG_FILE};
 use crate::install::{install_cancellable, InstallRequest};
-use crate::log;
-use crate::run_config::RunConfig;
+use crate::node::folder_check::check_upgrade_folder;
+use crate::ops::log;
 
 pub fn prepare(root: &Path, tag: &str) -> i32 {
     if let Err(problem) = home::validate_tag(tag) {

@@ -7,14 +7,17 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, unbounded};
 
 use super::{EXIT_CONFIG, EXIT_FAILURE};
+use crate::config::run_config::RunConfig;
 use crate::config::{read_config_file, Config};
-use crate::coordinator::{Channels, Coordinator};
-use crate::folder_check::load_startable;
+use crate::home::supervise_folder::{process_start_time, Lock, LockError, SuperviseFolder};
 use crate::home::{Home, Leftovers};
 use crate::machine::{Machine, StopSignal};
-use crate::run_config::RunConfig;
-use crate::supervise_folder::{process_start_time, Lock, LockError, SuperviseFolder};
-use crate::{child, config_watch, control, log, permissions, rpc_poll, signals};
+use crate::node::folder_check::load_startable;
+use crate::supervise::coordinator::{Channels, Coordinator};
+use crate::{
+    config::watch, home::permissions, node::poller, ops::log, supervise::child,
+    supervise::control_socket, supervise::signals,
+};
 
 pub fn run(root: &Path) -> i32 {
     let home = Home::new(root.to_path_buf());
@@ -101,15 +104,15 @@ pub fn run(root: &Path) -> i32 {
     let (reload_tx, reload_rx) = bounded(1);
     let (poll_tx, poll_rx) = unbounded();
     let (polled_tx, polled_rx) = unbounded();
-    let (control_tx, control_rx) = control::channel();
-    if let Err(e) = control::start(&supervise.control_socket(), control_tx) {
+    let (control_tx, control_rx) = control_socket::channel();
+    if let Err(e) = control_socket::start(&supervise.control_socket(), control_tx) {
         log::warn(
             &format!("{e}; visor restart and visor switch will not reach this Visor"),
             &[],
         );
     }
-    let started = config_watch::start(home.config_file(), config_bytes, reload_rx, config_tx)
-        .and_then(|()| rpc_poll::start(poll_rx, polled_tx));
+    let started = watch::start(home.config_file(), config_bytes, reload_rx, config_tx)
+        .and_then(|()| poller::start(poll_rx, polled_tx));
     if let Err(e) = started {
         log::error(&format!("cannot start a thread: {e}"), &[]);
         return EXIT_FAILURE;

@@ -12,11 +12,11 @@ use super::run::load_config;
 use super::{out, EXIT_CONFIG, EXIT_OK};
 use crate::cli::Output;
 use crate::config::Config;
-use crate::folder_check::{check_upgrade_folder, load_startable};
+use crate::home::supervise_folder::SuperviseFolder;
 use crate::home::{self, Home};
-use crate::log;
-use crate::rpc::CoreClient;
-use crate::supervise_folder::SuperviseFolder;
+use crate::node::client::CoreClient;
+use crate::node::folder_check::{check_upgrade_folder, load_startable};
+use crate::ops::log;
 
 pub fn status(root: &Path, output: Output) -> i32 {
     let home = Home::new(root.to_path_buf());

@@ -12,8 +12,8 @@ use super::{
     Action, AfterStop, ControlReply, ControlRequest, Machine, Phase, StartKind, SwitchError, Timer,
 };
 use crate::config::LogLevel;
-use crate::fingerprint::CheckedFolder;
 use crate::home;
+use crate::home::fingerprint::CheckedFolder;
 
 /// The request being carried out.
 #[derive(Debug)]

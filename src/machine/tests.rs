@@ -3,8 +3,8 @@
 //! `SwitchCurrent` with success, as the coordinator does; nothing sleeps.
 
 use super::*;
-use crate::rpc::AcceptedRelease;
-use crate::run_config::RpcTarget;
+use crate::config::run_config::RpcTarget;
+use crate::node::client::AcceptedRelease;
 use std::path::Path;
 
 struct Harness {

@@ -7,7 +7,7 @@ use std::fs;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use zeta_visor::run_config::RunConfig;
+use zeta_visor::config::run_config::RunConfig;
 
 use super::{Env, Record};
 

@@ -8,7 +8,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::run_config::RunConfig;
+use crate::config::run_config::RunConfig;
 
 /// One file or folder as `stat` saw it (symbolic links followed).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,7 +103,7 @@ impl CheckedFolder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::run_config::{Binary, RpcTarget};
+    use crate::config::run_config::{Binary, RpcTarget};
     use std::os::unix::fs::PermissionsExt;
 
     fn folder_with_binary(name: &str) -> (PathBuf, RunConfig) {

@@ -11,11 +11,11 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::log;
+use crate::home::supervise_folder::{process_start_time, SuperviseFolder};
 use crate::machine::{Machine, Proc};
-use crate::metrics::{self, Snapshot};
-use crate::notify::{self, Notifier};
-use crate::supervise_folder::{process_start_time, SuperviseFolder};
+use crate::ops::log;
+use crate::ops::metrics::{self, Snapshot};
+use crate::ops::notify::{self, Notifier};
 
 /// How often the metrics file is rewritten when nothing changes.
 pub const METRICS_PERIOD: Duration = Duration::from_secs(15);

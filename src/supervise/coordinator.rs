@@ -10,18 +10,18 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver, Sender};
 
-use crate::child;
-use crate::config_watch::ConfigResult;
-use crate::control::ControlMessage;
+use crate::config::run_config::RunConfig;
+use crate::config::watch::ConfigResult;
+use crate::home::supervise_folder::SuperviseFolder;
 use crate::home::{self, Home};
 use crate::install::InstallRequest;
-use crate::log;
 use crate::machine::{Action, ControlReply, Event, Machine, Polling, ReceivedSignal, SwitchError};
-use crate::report::Reporter;
-use crate::rpc_poll::Polled;
-use crate::run_config::RunConfig;
-use crate::supervise_folder::SuperviseFolder;
-use crate::tasks;
+use crate::node::poller::Polled;
+use crate::ops::log;
+use crate::ops::report::Reporter;
+use crate::supervise::child;
+use crate::supervise::control_socket::ControlMessage;
+use crate::supervise::workers;
 
 /// The channels between the coordinator and the threads that feed it.
 pub struct Channels {
@@ -183,19 +183,19 @@ impl Coordinator {
                 }
                 Action::QuerySegment { program, args } => {
                     let events = self.channels.events_tx.clone();
-                    if let Some(failed) = tasks::query_segment(program, args, events) {
+                    if let Some(failed) = workers::query_segment(program, args, events) {
                         self.machine.handle(Instant::now(), failed);
                     }
                 }
                 Action::CheckFolder { tag, folder } => {
                     let events = self.channels.events_tx.clone();
-                    if let Some(failed) = tasks::check_folder(tag, folder, false, events) {
+                    if let Some(failed) = workers::check_folder(tag, folder, false, events) {
                         self.machine.handle(Instant::now(), failed);
                     }
                 }
                 Action::CheckSwitchFolder { tag, folder } => {
                     let events = self.channels.events_tx.clone();
-                    if let Some(failed) = tasks::check_folder(tag, folder, true, events) {
+                    if let Some(failed) = workers::check_folder(tag, folder, true, events) {
                         self.machine.handle(Instant::now(), failed);
                     }
                 }
@@ -265,7 +265,7 @@ impl Coordinator {
         };
         let cancel = Arc::new(AtomicBool::new(false));
         let events = self.channels.events_tx.clone();
-        match tasks::install(request, cancel.clone(), events) {
+        match workers::install(request, cancel.clone(), events) {
             Ok(handle) => self.install = Some((tag, cancel, handle)),
             Err(failed) => self.machine.handle(Instant::now(), failed),
         }

@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use crossbeam_channel::Sender;
 
-use crate::fingerprint::CheckedFolder;
-use crate::folder_check::{check_upgrade_folder, run_captured};
+use crate::home::fingerprint::CheckedFolder;
 use crate::machine::Event;
-use crate::node_commands::parse_latest_segment;
+use crate::node::commands::parse_latest_segment;
+use crate::node::folder_check::{check_upgrade_folder, run_captured};
 
 /// How long the data node may take to name its latest history segment.
 pub const SEGMENT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -28,7 +28,7 @@ fn spawn_worker(
 ) -> Result<JoinHandle<()>, String> {
     std::thread::Builder::new()
         .name(name.to_string())
-        .stack_size(crate::child::PARSER_STACK)
+        .stack_size(crate::supervise::child::PARSER_STACK)
         .spawn(move || {
             let _ = events.send(work());
         })
@@ -103,7 +103,7 @@ pub fn install(
             let result =
                 crate::install::install_cancellable(&request, &cancel, &mut |msg, fields| {
                     let fields: Vec<(&str, String)> = fields.into_iter().collect();
-                    crate::log::info(msg, &fields)
+                    crate::ops::log::info(msg, &fields)
                 })
                 .map_err(|e| e.to_string())
                 .and_then(|run| CheckedFolder::record(&folder, run))

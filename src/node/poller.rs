@@ -7,7 +7,7 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::machine::Polling;
-use crate::rpc::{CoreClient, UpgradeStatus};
+use crate::node::client::{CoreClient, UpgradeStatus};
 
 pub struct Polled {
     pub generation: u64,

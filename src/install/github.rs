@@ -201,7 +201,7 @@ impl Deadline<'_> {
 }
 
 impl<'c> Client<'c> {
-    /// A client for `api_url` (already validated by config.rs). `token` is sent as a Bearer
+    /// A client for `api_url` (already validated by `config`). `token` is sent as a Bearer
     /// token to the API's own origin only; `backoff` is the wait before each retry; when
     /// `cancel` becomes true, the current request stops at its next chunk or wait.
     pub fn new(
@@ -867,7 +867,7 @@ fn status_error(
                 limit.push_str(&format!(", {remaining} requests left"));
             }
             if let Some(reset) = header("x-ratelimit-reset").and_then(|r| r.parse::<u64>().ok()) {
-                let at = crate::log::rfc3339_millis(reset.saturating_mul(1000));
+                let at = crate::ops::log::rfc3339_millis(reset.saturating_mul(1000));
                 limit.push_str(&format!(
                     ", it resets at {} (UTC), in {} s",
                     at.trim_end_matches(".000Z").to_owned() + "Z",

@@ -10,6 +10,9 @@
 //! folder it did not make, does not log (it reports through the progress callback) and decides
 //! nothing about when to install or switch.
 
+pub mod github;
+pub mod zip;
+
 use std::ffi::CString;
 use std::fmt;
 use std::fs::{self, File};
@@ -19,12 +22,11 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
+use crate::config::run_config::RunConfig;
 use crate::config::AutoInstall;
-use crate::folder_check::{binaries_problems, binary_version, check_upgrade_folder};
-use crate::github::{self, Asset, Client, Release};
 use crate::home::{fsync_dir, Home, RUN_CONFIG_FILE};
-use crate::run_config::RunConfig;
-use crate::zip_extract;
+use crate::node::folder_check::{binaries_problems, binary_version, check_upgrade_folder};
+use github::{Asset, Client, Release};
 
 /// The largest checksum file (`checksumAsset`) read; it is held in memory.
 pub const MAX_CHECKSUM_FILE: u64 = 1 << 20;
@@ -199,14 +201,14 @@ pub fn install_cancellable(
 
     let mut folders = vec![temp.path().to_path_buf()];
     let binary_relative = if is_zip_asset(asset) {
-        let extracted = zip_extract::extract(
+        let extracted = zip::extract(
             &download,
             temp.path(),
             &what,
             &auto.binary_name,
             &[asset.name.as_str()],
             RUN_CONFIG_FILE,
-            zip_extract::LIMITS,
+            zip::LIMITS,
             cancel,
         )?;
         fs::remove_file(&download).map_err(|e| {
@@ -223,7 +225,7 @@ pub fn install_cancellable(
             ],
         );
         folders.extend(extracted.folders);
-        zip_extract::entry_components(&auto.binary_name)
+        zip::entry_components(&auto.binary_name)
             .map(|parts| parts.join("/"))
             .unwrap_or_else(|_| auto.binary_name.clone())
     } else {

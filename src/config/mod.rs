@@ -9,6 +9,9 @@
 //! Resolving folders, watching the file for changes and acting on the values belong to other
 //! modules.
 
+pub mod run_config;
+pub mod watch;
+
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
@@ -978,7 +981,7 @@ name = "zeta-{os}-{arch}.zip"
 binaryName = "zeta"
 "#;
 
-/// The span-aware TOML reader shared by config.rs and run_config.rs: it turns a document into a
+/// The span-aware TOML reader shared by config.toml's parser and `run_config`: it turns a document into a
 /// plain tree that remembers where each key and value is, and collects messages of the form
 /// `<file>:<line>: <key>: <what is wrong>; <what to do>`.
 ///

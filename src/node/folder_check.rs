@@ -3,7 +3,7 @@
 //! `run`, `check`, `status` and the upgrade itself.
 //!
 //! The folder, its run-config.toml and its binaries must not be writable by group or other
-//! users ([`crate::permissions`]).
+//! users ([`crate::home::permissions`]).
 //!
 //! It reads files and runs `<binary> version --output json` (and, for the data node's segment
 //! query, [`run_captured`] runs that command too): every such command runs in its own process
@@ -17,10 +17,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::config::run_config::RunConfig;
+use crate::home::permissions;
 use crate::home::RUN_CONFIG_FILE;
-use crate::node_commands::parse_version;
-use crate::permissions;
-use crate::run_config::RunConfig;
+use crate::node::commands::parse_version;
 
 /// How long `<binary> version --output json` may take.
 pub const VERSION_TIMEOUT: Duration = Duration::from_secs(30);
@@ -144,7 +144,7 @@ pub struct Captured {
 pub const CAPTURE_LIMIT: u64 = 1 << 20;
 
 /// Runs a short command in its own process group with stdout and stderr captured (at most
-/// [`CAPTURE_LIMIT`] each), without `crate::child::WITHHELD_VARIABLES` in its environment.
+/// [`CAPTURE_LIMIT`] each), without `crate::supervise::child::WITHHELD_VARIABLES` in its environment.
 ///
 /// `timeout` covers everything: the command's exit and the end of both streams, which a
 /// process it left in the background may hold open. When it runs out, the whole process group
@@ -166,7 +166,7 @@ pub fn run_captured(program: &Path, args: &[&str], timeout: Duration) -> Result<
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    crate::child::scrub_environment(&mut command);
+    crate::supervise::child::scrub_environment(&mut command);
     let mut child = command
         .spawn()
         .map_err(|e| format!("{}: cannot run: {e}", program.display()))?;
@@ -228,7 +228,7 @@ pub fn run_captured(program: &Path, args: &[&str], timeout: Duration) -> Result<
     let [stdout, stderr] = captured;
     Ok(Captured {
         success: status.success(),
-        status: crate::child::describe_status(status),
+        status: crate::supervise::child::describe_status(status),
         stdout,
         stderr,
     })
@@ -301,7 +301,7 @@ fn read_limited<R: Read + Send + 'static>(
 ) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("visor-capture".into())
-        .stack_size(crate::child::SMALL_STACK)
+        .stack_size(crate::supervise::child::SMALL_STACK)
         .spawn(move || {
             let mut buffer = Vec::new();
             let _ = reader.take(CAPTURE_LIMIT).read_to_end(&mut buffer);

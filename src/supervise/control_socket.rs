@@ -48,7 +48,7 @@ pub fn start(path: &Path, requests: Sender<ControlMessage>) -> Result<(), String
         .map_err(|e| format!("{}: cannot set mode 0600 ({e})", path.display()))?;
     std::thread::Builder::new()
         .name("visor-control".into())
-        .stack_size(crate::child::SMALL_STACK)
+        .stack_size(crate::supervise::child::SMALL_STACK)
         .spawn(move || {
             for stream in listener.incoming() {
                 match stream {
@@ -198,7 +198,7 @@ pub fn channel() -> (Sender<ControlMessage>, Receiver<ControlMessage>) {
 
 /// Where the control socket of `home` is.
 pub fn socket_of(home: &Path) -> PathBuf {
-    crate::supervise_folder::SuperviseFolder::new(home).control_socket()
+    crate::home::supervise_folder::SuperviseFolder::new(home).control_socket()
 }
 
 #[cfg(test)]

@@ -15,12 +15,12 @@ use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use crate::config::run_config::{Binary, RunConfig};
 use crate::config::{Config, LogLevel};
-use crate::fingerprint::{CheckedFolder, Fingerprint};
 use crate::home;
-use crate::node_commands::{latest_segment_args, with_flag, SNAPSHOT_FLAG};
-use crate::rpc::UpgradeStatus;
-use crate::run_config::{Binary, RunConfig};
+use crate::home::fingerprint::{CheckedFolder, Fingerprint};
+use crate::node::client::UpgradeStatus;
+use crate::node::commands::{latest_segment_args, with_flag, SNAPSHOT_FLAG};
 
 /// One connection retry stands for two seconds of wall-clock budget (Vega's fixed poll), so
 /// the budgets keep their meaning whatever the poll interval: N retries give the core N × 2 s.

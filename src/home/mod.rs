@@ -4,6 +4,10 @@
 //! It owns the layout, release-tag safety (a tag becomes a path only through
 //! [`upgrade_folder`]) and the atomic switch. It does not decide when to switch.
 
+pub mod fingerprint;
+pub mod permissions;
+pub mod supervise_folder;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::io;
@@ -142,7 +146,7 @@ impl Home {
     /// Writes the upgrade mark (temporary name, then rename). Not fsynced: it is a hint for a
     /// Visor restarted within the same boot, and writing it sits on the upgrade's path.
     pub fn write_upgrade_mark(&self, tag: &str, height: u64) -> Result<(), String> {
-        crate::supervise_folder::write_atomic(
+        crate::home::supervise_folder::write_atomic(
             &self.root.join(UPGRADE_MARK),
             format!("{tag} {height}\n").as_bytes(),
             0o644,
