@@ -1,0 +1,647 @@
+//! The supervision half of the machine: starting the binaries, stopping them (SIGTERM, the
+//! stop timeout, SIGKILL, process groups left behind), unplanned exits and the restart
+//! budget, signals, the core's answers and connection budgets, and configuration reloads.
+
+use std::time::Instant;
+
+use super::*;
+
+impl Machine {
+    // ----- starting -----
+
+    pub(super) fn start(&mut self, now: Instant, kind: StartKind) {
+        let kind = match (kind, self.first_start_height) {
+            (StartKind::First | StartKind::Restart, Some(height)) => StartKind::Upgrade { height },
+            _ => kind,
+        };
+        self.start_kind = kind;
+        match (&self.run.data_node, kind) {
+            (Some(data_node), StartKind::Restart | StartKind::Manual) => {
+                let args = latest_segment_args(&data_node.args);
+                let program = data_node.path.clone();
+                self.phase = Phase::QueryingSegment;
+                self.log(
+                    LogLevel::Info,
+                    "supervise: asking the data node for its latest history segment".into(),
+                    vec![],
+                );
+                self.actions
+                    .push_back(Action::QuerySegment { program, args });
+            }
+            (_, StartKind::Upgrade { height }) => self.spawn_core(now, Some(height)),
+            _ => self.spawn_core(now, None),
+        }
+    }
+
+    pub(super) fn spawn_core(&mut self, now: Instant, snapshot_height: Option<u64>) {
+        let mut args = self.run.core.args.clone();
+        if let Some(height) = snapshot_height {
+            let (with, existing) = with_flag(&args, SNAPSHOT_FLAG, &height.to_string());
+            if let Some(existing) = existing {
+                self.log(
+                    LogLevel::Warn,
+                    format!("supervise: the core's args already set {SNAPSHOT_FLAG}; keeping the configured value instead of {height}"),
+                    vec![("configured", existing), ("file", self.run.file.display().to_string())],
+                );
+            }
+            args = with;
+        }
+        self.phase = Phase::Running;
+        self.answered = false;
+        self.healthy_since = None;
+        self.last_rpc_error = None;
+        let retries = match self.start_kind {
+            StartKind::Restart => self.config.max_restart_connection_retries,
+            StartKind::First | StartKind::Manual | StartKind::Upgrade { .. } => {
+                self.config.max_first_connection_retries
+            }
+        };
+        let budget = CONNECT_RETRY_PERIOD.saturating_mul(retries.min(u32::MAX as u64) as u32);
+        self.set_timer(Timer::ConnectBudget, later(now, budget));
+        self.actions.push_back(Action::Spawn {
+            proc: Proc::Core,
+            program: self.run.core.path.clone(),
+            args,
+        });
+        self.start_polling();
+    }
+
+    pub(super) fn on_spawned(&mut self, _now: Instant, proc: Proc, pid: u32) {
+        self.children[proc.index()] = Some(pid);
+        let binary = self.binary(proc).cloned();
+        if let Some(binary) = &binary {
+            self.log(
+                LogLevel::Info,
+                format!("supervise: started {}", proc.name()),
+                vec![
+                    ("pid", pid.to_string()),
+                    ("release", self.running_release.clone()),
+                    ("path", binary.path.display().to_string()),
+                ],
+            );
+        }
+        if self.phase != Phase::Running {
+            // A stop began while this spawn was being carried out; the stop's sweep has
+            // already run, so this child is stopped here.
+            self.actions.push_back(Action::Signal {
+                proc,
+                pid,
+                signal: StopSignal::Term,
+            });
+            return;
+        }
+        if proc == Proc::Core {
+            if let Some(data_node) = self.run.data_node.clone() {
+                self.actions.push_back(Action::Spawn {
+                    proc: Proc::DataNode,
+                    program: data_node.path,
+                    args: data_node.args,
+                });
+            }
+        }
+    }
+
+    pub(super) fn binary(&self, proc: Proc) -> Option<&Binary> {
+        match proc {
+            Proc::Core => Some(&self.run.core),
+            Proc::DataNode => self.run.data_node.as_ref(),
+        }
+    }
+
+    /// The upgrade interval while a release is pending, and from the start of a new version
+    /// until it first answers (so the downtime is measured to within that interval); the
+    /// status interval otherwise.
+    pub(super) fn wanted_poll_interval(&self) -> Duration {
+        if self.pending.is_some() || (!self.answered && self.upgrade_began.is_some()) {
+            self.config.upgrade_poll_interval
+        } else {
+            self.config.status_poll_interval
+        }
+    }
+
+    pub(super) fn start_polling(&mut self) {
+        self.poll_generation += 1;
+        let interval = self.wanted_poll_interval();
+        self.poll_interval = Some(interval);
+        self.actions.push_back(Action::Poll(Some(Polling {
+            generation: self.poll_generation,
+            socket: self.run.rpc.socket_path.clone(),
+            http_path: self.run.rpc.http_path.clone(),
+            interval,
+        })));
+    }
+
+    pub(super) fn stop_polling(&mut self) {
+        self.poll_generation += 1;
+        self.actions.push_back(Action::Poll(None));
+    }
+
+    // ----- stopping -----
+
+    pub(super) fn begin_stop(&mut self, now: Instant, then: AfterStop) {
+        self.after_stop = then;
+        self.phase = Phase::Stopping;
+        self.clear_timer(Timer::ConnectBudget);
+        self.stop_polling();
+        let delay = self.config.stop_delay;
+        if then == AfterStop::Upgrade && !delay.is_zero() && !self.live_children().is_empty() {
+            self.log(
+                LogLevel::Info,
+                format!(
+                    "upgrade: waiting stopDelaySeconds={} before stopping the binaries",
+                    delay.as_secs()
+                ),
+                vec![],
+            );
+            self.set_timer(Timer::StopDelay, later(now, delay));
+        } else {
+            self.send_term(now);
+        }
+    }
+
+    pub(super) fn send_term(&mut self, now: Instant) {
+        let live = self.live_children();
+        if live.is_empty() && self.lingering.is_empty() {
+            self.finish_stop(now);
+            return;
+        }
+        for (proc, pid) in live {
+            self.log(
+                LogLevel::Info,
+                format!("supervise: sending SIGTERM to {}", proc.name()),
+                vec![("pid", pid.to_string())],
+            );
+            self.actions.push_back(Action::Signal {
+                proc,
+                pid,
+                signal: StopSignal::Term,
+            });
+        }
+        self.set_timer(Timer::Kill, later(now, self.config.stop_signal_timeout));
+    }
+
+    pub(super) fn send_kill(&mut self, now: Instant, reason: &str) {
+        for (proc, pid) in self.live_children() {
+            self.log(
+                LogLevel::Warn,
+                format!("supervise: sending SIGKILL to {} ({reason})", proc.name()),
+                vec![("pid", pid.to_string())],
+            );
+            self.actions.push_back(Action::Signal {
+                proc,
+                pid,
+                signal: StopSignal::Kill,
+            });
+        }
+        // Processes left in the group of an exited node process are killed and not waited
+        // for: they are not Visor's children, so their end cannot be reported.
+        for group in std::mem::take(&mut self.lingering) {
+            self.log(
+                LogLevel::Warn,
+                format!("supervise: sending SIGKILL to the processes left in process group {} ({reason})", group.pgid),
+                vec![],
+            );
+            self.actions.push_back(Action::SignalGroup {
+                pgid: group.pgid,
+                signal: StopSignal::Kill,
+            });
+        }
+        self.clear_timer(Timer::GroupProbe);
+        if self.phase == Phase::Stopping
+            && self.live_children().is_empty()
+            && self.timers[Timer::StopDelay as usize].is_none()
+        {
+            self.finish_stop(now);
+        }
+    }
+
+    /// Whether the stop is complete: no child left, no group with members, no stop delay.
+    pub(super) fn stop_complete(&self) -> bool {
+        self.live_children().is_empty()
+            && self.lingering.is_empty()
+            && self.timers[Timer::StopDelay as usize].is_none()
+    }
+
+    pub(super) fn on_groups_probed(&mut self, now: Instant, alive: Vec<u32>) {
+        self.lingering.retain(|group| alive.contains(&group.pgid));
+        if self.lingering.is_empty() {
+            self.clear_timer(Timer::GroupProbe);
+            if self.phase == Phase::Stopping && self.stop_complete() {
+                self.finish_stop(now);
+            }
+            return;
+        }
+        for group in self.lingering.iter_mut().filter(|g| !g.termed) {
+            group.termed = true;
+            self.actions.push_back(Action::Log {
+                level: LogLevel::Warn,
+                msg: format!(
+                    "supervise: processes are left in process group {} after its leader exited; sending them SIGTERM",
+                    group.pgid
+                ),
+                fields: vec![],
+            });
+            self.actions.push_back(Action::SignalGroup {
+                pgid: group.pgid,
+                signal: StopSignal::Term,
+            });
+        }
+        if self.timers[Timer::Kill as usize].is_none() {
+            self.set_timer(Timer::Kill, later(now, self.config.stop_signal_timeout));
+        }
+        self.set_timer(Timer::GroupProbe, later(now, GROUP_PROBE_PERIOD));
+    }
+
+    pub(super) fn finish_stop(&mut self, now: Instant) {
+        self.clear_timer(Timer::Kill);
+        self.clear_timer(Timer::StopDelay);
+        self.clear_timer(Timer::GroupProbe);
+        match self.after_stop {
+            AfterStop::Exit(code) => {
+                self.fail_control("Visor is exiting");
+                self.phase = Phase::Done;
+                self.timers = [None; TIMER_COUNT];
+                if let Some(install) = self.install_running.as_mut().filter(|i| !i.cancelled) {
+                    // The install removes its half-made folder before Visor exits.
+                    install.cancelled = true;
+                    let tag = install.tag.clone();
+                    self.actions.push_back(Action::CancelInstall { tag });
+                }
+                self.log(
+                    if code == 0 {
+                        LogLevel::Info
+                    } else {
+                        LogLevel::Error
+                    },
+                    format!("supervise: binaries stopped; exiting with status {code}"),
+                    vec![],
+                );
+                self.actions.push_back(Action::Exit(code));
+            }
+            AfterStop::Restart => {
+                self.phase = Phase::RestartWait;
+                self.set_timer(Timer::RestartDelay, later(now, self.config.restarts_delay));
+            }
+            AfterStop::Manual => {
+                self.log(
+                    LogLevel::Info,
+                    format!(
+                        "supervise: restarting release {} (operator request)",
+                        self.running_release
+                    ),
+                    vec![],
+                );
+                self.start(now, StartKind::Manual);
+            }
+            AfterStop::Switch => self.on_stopped_for_switch(now),
+            AfterStop::Upgrade => {
+                self.phase = Phase::UpgradeWait;
+                if let Some(pending) = &mut self.pending {
+                    // The first complaint while stopped is an error, whatever was warned before,
+                    // and a failed prefetch is tried once more at once.
+                    pending.last_complaint = None;
+                    if let Some(record) = self.installs.get_mut(&pending.tag) {
+                        record.next_at = None;
+                    }
+                }
+                self.log(LogLevel::Info, "upgrade: binaries stopped".into(), vec![]);
+                self.advance_upgrade(now);
+            }
+        }
+    }
+
+    pub(super) fn on_exited(&mut self, now: Instant, proc: Proc, pid: u32, status: String) {
+        if self.children[proc.index()] != Some(pid) {
+            return;
+        }
+        self.children[proc.index()] = None;
+        // Helpers the process forked may outlive it in its process group: look at once.
+        self.lingering.push(Lingering {
+            pgid: pid,
+            termed: false,
+        });
+        self.actions.push_back(Action::ProbeGroups(
+            self.lingering.iter().map(|g| g.pgid).collect(),
+        ));
+        match self.phase {
+            Phase::Running => {
+                self.log(
+                    LogLevel::Error,
+                    format!("supervise: {} exited unexpectedly ({status})", proc.name()),
+                    vec![("pid", pid.to_string())],
+                );
+                self.on_failure(now);
+            }
+            Phase::Stopping => {
+                self.log(
+                    LogLevel::Info,
+                    format!("supervise: {} stopped ({status})", proc.name()),
+                    vec![("pid", pid.to_string())],
+                );
+                if self.stop_complete() {
+                    self.finish_stop(now);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// An unplanned exit or a failed start: restart within the budget, else stop and exit 1.
+    pub(super) fn on_failure(&mut self, now: Instant) {
+        self.fail_control("the node exited unexpectedly; Visor restarts it within its restart budget (see its log)");
+        let max = self.config.max_restarts;
+        if self.restarts >= max {
+            self.log(
+                LogLevel::Error,
+                format!(
+                    "supervise: restart budget spent: {max} restarts without {} s of healthy running; stopping (raise maxNumberOfRestarts in config.toml or fix the node)",
+                    self.config.restart_counter_reset.as_secs()
+                ),
+                vec![],
+            );
+            self.begin_stop(now, AfterStop::Exit(1));
+        } else {
+            self.restarts += 1;
+            self.restarts_total += 1;
+            self.log(
+                LogLevel::Warn,
+                format!(
+                    "supervise: restarting {}/{max} in {} s",
+                    self.restarts,
+                    self.config.restarts_delay.as_secs()
+                ),
+                vec![],
+            );
+            self.begin_stop(now, AfterStop::Restart);
+        }
+    }
+
+    pub(super) fn on_signal(&mut self, now: Instant, signal: ReceivedSignal) {
+        if signal == ReceivedSignal::Hup {
+            self.log(
+                LogLevel::Info,
+                "config: SIGHUP received; reloading config.toml".into(),
+                vec![],
+            );
+            self.actions.push_back(Action::ReloadConfig);
+            return;
+        }
+        let name = if signal == ReceivedSignal::Term {
+            "SIGTERM"
+        } else {
+            "SIGINT"
+        };
+        let second = self.signalled;
+        self.signalled = true;
+        self.fail_control(&format!("Visor received {name} and is stopping"));
+        match self.phase {
+            Phase::Running => {
+                self.log(
+                    LogLevel::Info,
+                    format!("supervise: {name} received; stopping the binaries"),
+                    vec![],
+                );
+                self.begin_stop(now, AfterStop::Exit(0));
+            }
+            Phase::Stopping => {
+                // A stop that already ends in an exit keeps its status: a signal must not
+                // turn "restart budget spent" (1) into a clean stop (0).
+                if !matches!(self.after_stop, AfterStop::Exit(_)) {
+                    self.after_stop = AfterStop::Exit(0);
+                }
+                if self.timers[Timer::StopDelay as usize].is_some() {
+                    // The upgrade's stop delay is skipped when Visor itself is told to stop.
+                    self.clear_timer(Timer::StopDelay);
+                    self.send_term(now);
+                }
+                if second {
+                    self.send_kill(now, &format!("second {name}"));
+                } else {
+                    self.log(
+                        LogLevel::Info,
+                        format!("supervise: {name} received while stopping; will exit when the binaries are gone (send it again to kill them)"),
+                        vec![],
+                    );
+                }
+            }
+            Phase::Idle
+            | Phase::QueryingSegment
+            | Phase::RestartWait
+            | Phase::UpgradeWait
+            | Phase::SwitchWait => {
+                self.log(
+                    LogLevel::Info,
+                    format!("supervise: {name} received; no binaries running"),
+                    vec![],
+                );
+                self.after_stop = AfterStop::Exit(0);
+                self.stop_polling();
+                self.finish_stop(now);
+            }
+            Phase::Done => {}
+        }
+    }
+
+    pub(super) fn on_timer(&mut self, now: Instant, timer: Timer) {
+        match timer {
+            Timer::StopDelay => {
+                if self.phase == Phase::Stopping {
+                    self.send_term(now);
+                }
+            }
+            Timer::Kill => {
+                if self.phase == Phase::Stopping {
+                    let timeout = self.config.stop_signal_timeout.as_secs();
+                    self.send_kill(now, &format!("still running {timeout} s after SIGTERM"));
+                }
+            }
+            Timer::RestartDelay => {
+                if self.phase == Phase::RestartWait {
+                    self.log(
+                        LogLevel::Info,
+                        format!("supervise: restarting release {}", self.running_release),
+                        vec![("restart", self.restarts.to_string())],
+                    );
+                    self.start(now, StartKind::Restart);
+                }
+            }
+            Timer::ConnectBudget => {
+                if self.phase == Phase::Running && !self.answered {
+                    let retries = match self.start_kind {
+                        StartKind::Restart => (
+                            "maxNumberOfRestartConnectionRetries",
+                            self.config.max_restart_connection_retries,
+                        ),
+                        _ => (
+                            "maxNumberOfFirstConnectionRetries",
+                            self.config.max_first_connection_retries,
+                        ),
+                    };
+                    let last = self
+                        .last_rpc_error
+                        .clone()
+                        .unwrap_or_else(|| "no answer yet".into());
+                    self.log(
+                        LogLevel::Error,
+                        format!(
+                            "rpc: core not answering on {} after {} s ({}={}): {last}; check the core's log and [zeta.rpc] socketPath in {}",
+                            self.run.rpc.socket_path.display(),
+                            (CONNECT_RETRY_PERIOD.as_secs()).saturating_mul(retries.1),
+                            retries.0,
+                            retries.1,
+                            self.run.file.display()
+                        ),
+                        vec![],
+                    );
+                    self.begin_stop(now, AfterStop::Exit(1));
+                }
+            }
+            Timer::FolderRecheck => self.advance_upgrade(now),
+            Timer::GroupProbe => {
+                if !self.lingering.is_empty() {
+                    let groups = self.lingering.iter().map(|g| g.pgid).collect();
+                    self.actions.push_back(Action::ProbeGroups(groups));
+                }
+            }
+        }
+    }
+
+    // ----- RPC answers -----
+
+    pub(super) fn on_rpc_error(&mut self, error: String) {
+        self.healthy_since = None;
+        let socket = self.run.rpc.socket_path.display().to_string();
+        if self.answered && self.last_rpc_error.is_none() {
+            self.log(
+                LogLevel::Warn,
+                format!("rpc: core stopped answering: {error}"),
+                vec![("socket", socket)],
+            );
+        } else {
+            self.log(
+                LogLevel::Debug,
+                format!("rpc: no answer: {error}"),
+                vec![("socket", socket)],
+            );
+        }
+        self.last_rpc_error = Some(error);
+    }
+
+    pub(super) fn on_status(&mut self, now: Instant, status: UpgradeStatus) {
+        if !self.answered {
+            self.answered = true;
+            self.clear_timer(Timer::ConnectBudget);
+            if self.first_start_height.take().is_some() {
+                self.actions.push_back(Action::ClearUpgradeMark);
+            }
+            if let Some(began) = self.upgrade_began.take() {
+                let downtime = now.saturating_duration_since(began);
+                if let StartKind::Upgrade { .. } = self.start_kind {
+                    self.last_upgrade_downtime = Some(downtime);
+                }
+                let what = match self.start_kind {
+                    StartKind::Upgrade { .. } => "upgrade",
+                    _ => "switch",
+                };
+                self.log(
+                    LogLevel::Info,
+                    format!(
+                        "{what}: {} is answering; downtime {} ms",
+                        self.running_release,
+                        downtime.as_millis()
+                    ),
+                    vec![],
+                );
+            }
+            self.control_answered();
+            if self.poll_interval != Some(self.wanted_poll_interval()) {
+                self.start_polling();
+            }
+            self.log(
+                LogLevel::Info,
+                "rpc: core is answering".into(),
+                vec![
+                    ("socket", self.run.rpc.socket_path.display().to_string()),
+                    ("release", self.running_release.clone()),
+                ],
+            );
+        } else if self.last_rpc_error.is_some() {
+            self.log(
+                LogLevel::Info,
+                "rpc: core is answering again".into(),
+                vec![],
+            );
+        }
+        self.last_rpc_error = None;
+        let since = *self.healthy_since.get_or_insert(now);
+        if self.restarts > 0
+            && now.saturating_duration_since(since) >= self.config.restart_counter_reset
+        {
+            self.log(
+                LogLevel::Info,
+                format!(
+                    "supervise: healthy for {} s; restart counter reset",
+                    self.config.restart_counter_reset.as_secs()
+                ),
+                vec![],
+            );
+            self.restarts = 0;
+        }
+        self.on_upgrade_status(now, status);
+    }
+
+    // ----- configuration -----
+
+    pub(super) fn on_config(&mut self, now: Instant, result: Result<Box<Config>, Vec<String>>) {
+        let config = match result {
+            Ok(config) => config,
+            Err(errors) => {
+                self.refused_reload = Some(errors.join("; "));
+                self.log(
+                    LogLevel::Error,
+                    format!(
+                        "config: keeping the previous configuration: {}",
+                        errors.join("; ")
+                    ),
+                    vec![],
+                );
+                return;
+            }
+        };
+        self.refused_reload = None;
+        if *config == self.config {
+            self.log(
+                LogLevel::Info,
+                "config: config.toml read; no setting changed".into(),
+                vec![],
+            );
+            return;
+        }
+        let intervals_changed = config.status_poll_interval != self.config.status_poll_interval
+            || config.upgrade_poll_interval != self.config.upgrade_poll_interval;
+        self.config = *config;
+        self.log(
+            LogLevel::Info,
+            "config: configuration reloaded".into(),
+            vec![],
+        );
+        if intervals_changed && self.phase == Phase::Running {
+            self.start_polling();
+        }
+        if let Some(pending) = &self.pending {
+            // A changed upgradeFolders mapping may move the pending release's folder.
+            if let Ok(folder) =
+                home::upgrade_folder(&self.home, &self.config.upgrade_folders, &pending.tag)
+            {
+                if folder != pending.folder && self.phase != Phase::Stopping {
+                    if let Some(p) = &mut self.pending {
+                        p.folder = folder;
+                        p.state = FolderState::Checking;
+                    }
+                    self.request_check();
+                }
+            }
+        }
+        let _ = now;
+    }
+}
