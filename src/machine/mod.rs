@@ -21,6 +21,7 @@ use crate::home;
 use crate::home::fingerprint::{CheckedFolder, Fingerprint};
 use crate::node::client::UpgradeStatus;
 use crate::node::commands::{latest_segment_args, with_flag, SNAPSHOT_FLAG};
+use timer::{Timer, TimerTable};
 
 /// One connection retry stands for two seconds of wall-clock budget (Vega's fixed poll), so
 /// the budgets keep their meaning whatever the poll interval: N retries give the core N × 2 s.
@@ -266,17 +267,6 @@ pub enum Action {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Timer {
-    StopDelay,
-    Kill,
-    RestartDelay,
-    ConnectBudget,
-    FolderRecheck,
-    GroupProbe,
-}
-const TIMER_COUNT: usize = 6;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum StartKind {
     First,
     Restart,
@@ -417,7 +407,7 @@ pub struct Machine {
     first_start_height: Option<u64>,
     upgrade_began: Option<Instant>,
     last_upgrade_downtime: Option<Duration>,
-    timers: [Option<Instant>; TIMER_COUNT],
+    timers: TimerTable,
     actions: VecDeque<Action>,
 }
 
@@ -458,7 +448,7 @@ impl Machine {
             first_start_height: None,
             upgrade_began: None,
             last_upgrade_downtime: None,
-            timers: [None; TIMER_COUNT],
+            timers: TimerTable::default(),
             actions: VecDeque::new(),
         }
     }
@@ -595,26 +585,13 @@ impl Machine {
 
     /// The earliest instant at which [`Machine::handle_timeout`] has something to do.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.timers.iter().flatten().min().copied()
+        self.timers.next_timeout()
     }
 
     /// Fires every timer whose deadline is at or before `now`. Earlier calls do nothing.
     pub fn handle_timeout(&mut self, now: Instant) {
-        for timer in [
-            Timer::StopDelay,
-            Timer::Kill,
-            Timer::RestartDelay,
-            Timer::ConnectBudget,
-            Timer::FolderRecheck,
-            Timer::GroupProbe,
-        ] {
-            match self.timers[timer as usize] {
-                Some(deadline) if deadline <= now => {
-                    self.timers[timer as usize] = None;
-                    self.on_timer(now, timer);
-                }
-                _ => {}
-            }
+        while let Some(timer) = self.timers.expire(now) {
+            self.on_timer(now, timer);
         }
     }
 
@@ -694,11 +671,11 @@ impl Machine {
     }
 
     fn set_timer(&mut self, timer: Timer, at: Instant) {
-        self.timers[timer as usize] = Some(at);
+        self.timers.set(timer, at);
     }
 
     fn clear_timer(&mut self, timer: Timer) {
-        self.timers[timer as usize] = None;
+        self.timers.stop(timer);
     }
 
     fn live_children(&self) -> Vec<(Proc, u32)> {
@@ -722,4 +699,5 @@ mod control;
 mod supervise;
 #[cfg(test)]
 mod tests;
+mod timer;
 mod upgrade;

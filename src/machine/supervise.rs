@@ -209,7 +209,7 @@ impl Machine {
         self.clear_timer(Timer::GroupProbe);
         if self.phase == Phase::Stopping
             && self.live_children().is_empty()
-            && self.timers[Timer::StopDelay as usize].is_none()
+            && !self.timers.is_set(Timer::StopDelay)
         {
             self.finish_stop(now);
         }
@@ -219,7 +219,7 @@ impl Machine {
     pub(super) fn stop_complete(&self) -> bool {
         self.live_children().is_empty()
             && self.lingering.is_empty()
-            && self.timers[Timer::StopDelay as usize].is_none()
+            && !self.timers.is_set(Timer::StopDelay)
     }
 
     pub(super) fn on_groups_probed(&mut self, now: Instant, alive: Vec<u32>) {
@@ -246,7 +246,7 @@ impl Machine {
                 signal: StopSignal::Term,
             });
         }
-        if self.timers[Timer::Kill as usize].is_none() {
+        if !self.timers.is_set(Timer::Kill) {
             self.set_timer(Timer::Kill, later(now, self.config.stop_signal_timeout));
         }
         self.set_timer(Timer::GroupProbe, later(now, GROUP_PROBE_PERIOD));
@@ -260,7 +260,7 @@ impl Machine {
             AfterStop::Exit(code) => {
                 self.fail_control("Visor is exiting");
                 self.phase = Phase::Done;
-                self.timers = [None; TIMER_COUNT];
+                self.timers.stop_all();
                 if let Some(install) = self.install_running.as_mut().filter(|i| !i.cancelled) {
                     // The install removes its half-made folder before Visor exits.
                     install.cancelled = true;
@@ -409,7 +409,7 @@ impl Machine {
                 if !matches!(self.after_stop, AfterStop::Exit(_)) {
                     self.after_stop = AfterStop::Exit(0);
                 }
-                if self.timers[Timer::StopDelay as usize].is_some() {
+                if self.timers.is_set(Timer::StopDelay) {
                     // The upgrade's stop delay is skipped when Visor itself is told to stop.
                     self.clear_timer(Timer::StopDelay);
                     self.send_term(now);
