@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use super::{
-    Action, AfterStop, ControlReply, ControlRequest, Machine, Phase, StartKind, SwitchError, Timer,
+    Action, AfterStop, ControlReply, ControlRequest, Machine, Phase, StartKind, State, SwitchError,
+    Timer,
 };
 use crate::config::LogLevel;
 use crate::home;
@@ -53,21 +54,19 @@ impl Machine {
         if self.control.is_some() {
             return Some("another restart or switch is under way; wait for it to finish".into());
         }
-        if self.phase == Phase::Stopping && self.after_stop == AfterStop::Upgrade
-            || self.phase == Phase::UpgradeWait
-        {
+        if self.upgrading() {
             return Some(format!(
                 "the upgrade to {} is under way; wait until it has finished",
                 self.pending.as_ref().map_or("?", |p| p.tag.as_str())
             ));
         }
-        if self.phase == Phase::Running && self.first_start_height.is_some() {
+        if self.phase() == Phase::Running && self.first_start_height.is_some() {
             return Some(format!(
                 "{} has not answered since its upgrade; wait until it has",
                 self.running_release
             ));
         }
-        if self.phase != Phase::Running {
+        if self.phase() != Phase::Running {
             return Some(format!(
                 "Visor is {}; try again when the node runs",
                 self.status_line()
@@ -180,10 +179,7 @@ impl Machine {
         };
         *checked = Some(ready);
         // The node may have stopped running while the folder was checked (an upgrade, a crash).
-        let pending_upgrade = self.phase == Phase::Stopping
-            && self.after_stop == AfterStop::Upgrade
-            || self.phase == Phase::UpgradeWait;
-        if self.phase != Phase::Running || pending_upgrade {
+        if self.phase() != Phase::Running || self.upgrading() {
             self.control = None;
             self.reply(
                 id,
@@ -215,7 +211,7 @@ impl Machine {
 
     /// The binaries stopped for a switch: move `current` if the folder is still as checked.
     pub(super) fn on_stopped_for_switch(&mut self, _now: Instant) {
-        self.phase = Phase::SwitchWait;
+        self.state = State::SwitchWait;
         let Some(ControlJob {
             kind:
                 JobKind::Switch {

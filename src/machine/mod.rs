@@ -21,6 +21,8 @@ use crate::home;
 use crate::home::fingerprint::{CheckedFolder, Fingerprint};
 use crate::node::client::UpgradeStatus;
 use crate::node::commands::{latest_segment_args, with_flag, SNAPSHOT_FLAG};
+pub use phase::Phase;
+use phase::{AfterStop, Running, StartKind, State};
 use timer::{Timer, TimerTable};
 
 /// One connection retry stands for two seconds of wall-clock budget (Vega's fixed poll), so
@@ -266,62 +268,6 @@ pub enum Action {
     Exit(i32),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum StartKind {
-    First,
-    Restart,
-    /// `visor restart`: as after a crash (latest history segment with a data node), with the
-    /// first start's connection budget and no upgrade height.
-    Manual,
-    Upgrade {
-        height: u64,
-    },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum AfterStop {
-    Exit(i32),
-    Restart,
-    Upgrade,
-    /// `visor restart`.
-    Manual,
-    /// `visor switch`.
-    Switch,
-}
-
-/// What the supervisor is doing; see ARCHITECTURE.md for the diagram.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    Idle,
-    /// Asking the data node for its latest history segment before a restart.
-    QueryingSegment,
-    Running,
-    Stopping,
-    /// Binaries stopped after a failure; waiting `restartsDelaySeconds`.
-    RestartWait,
-    /// Binaries stopped at the upgrade block; waiting for the new folder to be ready.
-    UpgradeWait,
-    /// Binaries stopped for an operator's `switch`; `current` is being moved.
-    SwitchWait,
-    Done,
-}
-
-impl Phase {
-    /// The phase's name in `status.json` and `visor status`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Phase::Idle => "starting",
-            Phase::QueryingSegment => "querying-segment",
-            Phase::Running => "running",
-            Phase::Stopping => "stopping",
-            Phase::RestartWait => "restart-wait",
-            Phase::UpgradeWait => "upgrade-wait",
-            Phase::SwitchWait => "switch-wait",
-            Phase::Done => "stopped",
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq)]
 enum FolderState {
     Checking,
@@ -370,15 +316,10 @@ pub struct Machine {
     /// The release the running binaries belong to: the run-config name at start, the tag
     /// after an upgrade.
     running_release: String,
-    phase: Phase,
-    after_stop: AfterStop,
-    start_kind: StartKind,
+    state: State,
     signalled: bool,
     children: [Option<u32>; 2],
     restarts: u64,
-    answered: bool,
-    last_rpc_error: Option<String>,
-    healthy_since: Option<Instant>,
     poll_generation: u64,
     pending: Option<Pending>,
     /// Install attempts per tag, oldest first in `install_order`.
@@ -419,15 +360,10 @@ impl Machine {
             home,
             run,
             running_release,
-            phase: Phase::Idle,
-            after_stop: AfterStop::Exit(0),
-            start_kind: StartKind::First,
+            state: State::Idle,
             signalled: false,
             children: [None, None],
             restarts: 0,
-            answered: false,
-            last_rpc_error: None,
-            healthy_since: None,
             poll_generation: 0,
             pending: None,
             installs: BTreeMap::new(),
@@ -462,7 +398,7 @@ impl Machine {
     }
 
     pub fn phase(&self) -> Phase {
-        self.phase
+        self.state.phase()
     }
     pub fn config(&self) -> &Config {
         &self.config
@@ -521,7 +457,7 @@ impl Machine {
     }
     /// True once the core of the current start has answered RPC.
     pub fn core_answered(&self) -> bool {
-        self.answered
+        self.running().is_some_and(|r| r.answered)
     }
     /// Whether a data node is configured for the running version.
     pub fn has_data_node(&self) -> bool {
@@ -533,17 +469,20 @@ impl Machine {
     }
     /// True while stopping in order to exit.
     pub fn exiting(&self) -> bool {
-        matches!(self.phase, Phase::Stopping | Phase::Done)
-            && matches!(self.after_stop, AfterStop::Exit(_))
+        match self.state {
+            State::Stopping { then } => matches!(then, AfterStop::Exit(_)),
+            State::Done => true,
+            _ => false,
+        }
     }
 
     /// One short line saying what Visor is doing, for systemd's STATUS= and `status`.
     pub fn status_line(&self) -> String {
         let release = &self.running_release;
         let pending_tag = self.pending.as_ref().map(|p| p.tag.as_str()).unwrap_or("?");
-        match self.phase {
+        match self.phase() {
             Phase::Idle => "starting".into(),
-            Phase::Running if !self.answered => format!("starting {release}"),
+            Phase::Running if !self.core_answered() => format!("starting {release}"),
             Phase::Running => match &self.pending {
                 Some(p) => format!(
                     "running {release}; upgrade {} accepted at {}",
@@ -554,7 +493,7 @@ impl Machine {
             Phase::QueryingSegment | Phase::RestartWait => {
                 format!("restarting {}/{}", self.restarts, self.config.max_restarts)
             }
-            Phase::Stopping => match self.after_stop {
+            Phase::Stopping => match self.stopping_then().unwrap_or(AfterStop::Exit(0)) {
                 AfterStop::Exit(_) => "stopping".into(),
                 AfterStop::Restart => {
                     format!("restarting {}/{}", self.restarts, self.config.max_restarts)
@@ -598,7 +537,7 @@ impl Machine {
     pub fn handle(&mut self, now: Instant, event: Event) {
         match event {
             Event::Started => {
-                if self.phase == Phase::Idle {
+                if self.phase() == Phase::Idle {
                     self.start(now, StartKind::First);
                 }
             }
@@ -609,14 +548,14 @@ impl Machine {
                     format!("supervise: cannot start {}: {error}", proc.name()),
                     vec![],
                 );
-                if self.phase == Phase::Running {
+                if self.phase() == Phase::Running {
                     self.on_failure(now);
                 }
             }
             Event::ChildExited { proc, pid, status } => self.on_exited(now, proc, pid, status),
             Event::SignalReceived(signal) => self.on_signal(now, signal),
             Event::StatusPolled { generation, result } => {
-                if generation == self.poll_generation && self.phase == Phase::Running {
+                if generation == self.poll_generation && self.phase() == Phase::Running {
                     match result {
                         Ok(status) => self.on_status(now, status),
                         Err(error) => self.on_rpc_error(error),
@@ -625,7 +564,7 @@ impl Machine {
             }
             Event::ConfigReloaded(result) => self.on_config(now, result),
             Event::SegmentQueried(result) => {
-                if self.phase == Phase::QueryingSegment {
+                if let State::QueryingSegment { kind } = self.state {
                     let height = match result {
                         Ok(Some(height)) => Some(height),
                         Ok(None) => {
@@ -645,7 +584,7 @@ impl Machine {
                             None
                         }
                     };
-                    self.spawn_core(now, height);
+                    self.spawn_core(now, kind, height);
                 }
             }
             Event::FolderChecked {
@@ -696,6 +635,7 @@ fn later(now: Instant, delay: Duration) -> Instant {
 }
 
 mod control;
+mod phase;
 mod supervise;
 #[cfg(test)]
 mod tests;

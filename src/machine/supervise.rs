@@ -14,12 +14,11 @@ impl Machine {
             (StartKind::First | StartKind::Restart, Some(height)) => StartKind::Upgrade { height },
             _ => kind,
         };
-        self.start_kind = kind;
         match (&self.run.data_node, kind) {
             (Some(data_node), StartKind::Restart | StartKind::Manual) => {
                 let args = latest_segment_args(&data_node.args);
                 let program = data_node.path.clone();
-                self.phase = Phase::QueryingSegment;
+                self.state = State::QueryingSegment { kind };
                 self.log(
                     LogLevel::Info,
                     "supervise: asking the data node for its latest history segment".into(),
@@ -28,12 +27,17 @@ impl Machine {
                 self.actions
                     .push_back(Action::QuerySegment { program, args });
             }
-            (_, StartKind::Upgrade { height }) => self.spawn_core(now, Some(height)),
-            _ => self.spawn_core(now, None),
+            (_, StartKind::Upgrade { height }) => self.spawn_core(now, kind, Some(height)),
+            _ => self.spawn_core(now, kind, None),
         }
     }
 
-    pub(super) fn spawn_core(&mut self, now: Instant, snapshot_height: Option<u64>) {
+    pub(super) fn spawn_core(
+        &mut self,
+        now: Instant,
+        kind: StartKind,
+        snapshot_height: Option<u64>,
+    ) {
         let mut args = self.run.core.args.clone();
         if let Some(height) = snapshot_height {
             let (with, existing) = with_flag(&args, SNAPSHOT_FLAG, &height.to_string());
@@ -46,11 +50,8 @@ impl Machine {
             }
             args = with;
         }
-        self.phase = Phase::Running;
-        self.answered = false;
-        self.healthy_since = None;
-        self.last_rpc_error = None;
-        let retries = match self.start_kind {
+        self.state = State::Running(Running::new(kind));
+        let retries = match kind {
             StartKind::Restart => self.config.max_restart_connection_retries,
             StartKind::First | StartKind::Manual | StartKind::Upgrade { .. } => {
                 self.config.max_first_connection_retries
@@ -80,7 +81,7 @@ impl Machine {
                 ],
             );
         }
-        if self.phase != Phase::Running {
+        if self.phase() != Phase::Running {
             // A stop began while this spawn was being carried out; the stop's sweep has
             // already run, so this child is stopped here.
             self.actions.push_back(Action::Signal {
@@ -112,7 +113,7 @@ impl Machine {
     /// until it first answers (so the downtime is measured to within that interval); the
     /// status interval otherwise.
     pub(super) fn wanted_poll_interval(&self) -> Duration {
-        if self.pending.is_some() || (!self.answered && self.upgrade_began.is_some()) {
+        if self.pending.is_some() || (!self.core_answered() && self.upgrade_began.is_some()) {
             self.config.upgrade_poll_interval
         } else {
             self.config.status_poll_interval
@@ -139,8 +140,7 @@ impl Machine {
     // ----- stopping -----
 
     pub(super) fn begin_stop(&mut self, now: Instant, then: AfterStop) {
-        self.after_stop = then;
-        self.phase = Phase::Stopping;
+        self.state = State::Stopping { then };
         self.clear_timer(Timer::ConnectBudget);
         self.stop_polling();
         let delay = self.config.stop_delay;
@@ -207,7 +207,7 @@ impl Machine {
             });
         }
         self.clear_timer(Timer::GroupProbe);
-        if self.phase == Phase::Stopping
+        if self.phase() == Phase::Stopping
             && self.live_children().is_empty()
             && !self.timers.is_set(Timer::StopDelay)
         {
@@ -226,7 +226,7 @@ impl Machine {
         self.lingering.retain(|group| alive.contains(&group.pgid));
         if self.lingering.is_empty() {
             self.clear_timer(Timer::GroupProbe);
-            if self.phase == Phase::Stopping && self.stop_complete() {
+            if self.phase() == Phase::Stopping && self.stop_complete() {
                 self.finish_stop(now);
             }
             return;
@@ -256,10 +256,10 @@ impl Machine {
         self.clear_timer(Timer::Kill);
         self.clear_timer(Timer::StopDelay);
         self.clear_timer(Timer::GroupProbe);
-        match self.after_stop {
+        match self.stopping_then().unwrap_or(AfterStop::Exit(0)) {
             AfterStop::Exit(code) => {
                 self.fail_control("Visor is exiting");
-                self.phase = Phase::Done;
+                self.state = State::Done;
                 self.timers.stop_all();
                 if let Some(install) = self.install_running.as_mut().filter(|i| !i.cancelled) {
                     // The install removes its half-made folder before Visor exits.
@@ -279,7 +279,7 @@ impl Machine {
                 self.actions.push_back(Action::Exit(code));
             }
             AfterStop::Restart => {
-                self.phase = Phase::RestartWait;
+                self.state = State::RestartWait;
                 self.set_timer(Timer::RestartDelay, later(now, self.config.restarts_delay));
             }
             AfterStop::Manual => {
@@ -295,7 +295,7 @@ impl Machine {
             }
             AfterStop::Switch => self.on_stopped_for_switch(now),
             AfterStop::Upgrade => {
-                self.phase = Phase::UpgradeWait;
+                self.state = State::UpgradeWait;
                 if let Some(pending) = &mut self.pending {
                     // The first complaint while stopped is an error, whatever was warned before,
                     // and a failed prefetch is tried once more at once.
@@ -323,7 +323,7 @@ impl Machine {
         self.actions.push_back(Action::ProbeGroups(
             self.lingering.iter().map(|g| g.pgid).collect(),
         ));
-        match self.phase {
+        match self.phase() {
             Phase::Running => {
                 self.log(
                     LogLevel::Error,
@@ -394,7 +394,7 @@ impl Machine {
         let second = self.signalled;
         self.signalled = true;
         self.fail_control(&format!("Visor received {name} and is stopping"));
-        match self.phase {
+        match self.phase() {
             Phase::Running => {
                 self.log(
                     LogLevel::Info,
@@ -406,8 +406,10 @@ impl Machine {
             Phase::Stopping => {
                 // A stop that already ends in an exit keeps its status: a signal must not
                 // turn "restart budget spent" (1) into a clean stop (0).
-                if !matches!(self.after_stop, AfterStop::Exit(_)) {
-                    self.after_stop = AfterStop::Exit(0);
+                if let State::Stopping { then } = &mut self.state {
+                    if !matches!(then, AfterStop::Exit(_)) {
+                        *then = AfterStop::Exit(0);
+                    }
                 }
                 if self.timers.is_set(Timer::StopDelay) {
                     // The upgrade's stop delay is skipped when Visor itself is told to stop.
@@ -434,7 +436,9 @@ impl Machine {
                     format!("supervise: {name} received; no binaries running"),
                     vec![],
                 );
-                self.after_stop = AfterStop::Exit(0);
+                self.state = State::Stopping {
+                    then: AfterStop::Exit(0),
+                };
                 self.stop_polling();
                 self.finish_stop(now);
             }
@@ -445,18 +449,18 @@ impl Machine {
     pub(super) fn on_timer(&mut self, now: Instant, timer: Timer) {
         match timer {
             Timer::StopDelay => {
-                if self.phase == Phase::Stopping {
+                if self.phase() == Phase::Stopping {
                     self.send_term(now);
                 }
             }
             Timer::Kill => {
-                if self.phase == Phase::Stopping {
+                if self.phase() == Phase::Stopping {
                     let timeout = self.config.stop_signal_timeout.as_secs();
                     self.send_kill(now, &format!("still running {timeout} s after SIGTERM"));
                 }
             }
             Timer::RestartDelay => {
-                if self.phase == Phase::RestartWait {
+                if self.phase() == Phase::RestartWait {
                     self.log(
                         LogLevel::Info,
                         format!("supervise: restarting release {}", self.running_release),
@@ -466,8 +470,11 @@ impl Machine {
                 }
             }
             Timer::ConnectBudget => {
-                if self.phase == Phase::Running && !self.answered {
-                    let retries = match self.start_kind {
+                let Some(running) = self.running().filter(|r| !r.answered) else {
+                    return;
+                };
+                {
+                    let retries = match running.kind {
                         StartKind::Restart => (
                             "maxNumberOfRestartConnectionRetries",
                             self.config.max_restart_connection_retries,
@@ -477,7 +484,7 @@ impl Machine {
                             self.config.max_first_connection_retries,
                         ),
                     };
-                    let last = self
+                    let last = running
                         .last_rpc_error
                         .clone()
                         .unwrap_or_else(|| "no answer yet".into());
@@ -509,9 +516,14 @@ impl Machine {
     // ----- RPC answers -----
 
     pub(super) fn on_rpc_error(&mut self, error: String) {
-        self.healthy_since = None;
         let socket = self.run.rpc.socket_path.display().to_string();
-        if self.answered && self.last_rpc_error.is_none() {
+        let Some(running) = self.running_mut() else {
+            return;
+        };
+        running.healthy_since = None;
+        let first_failure = running.answered && running.last_rpc_error.is_none();
+        running.last_rpc_error = Some(error.clone());
+        if first_failure {
             self.log(
                 LogLevel::Warn,
                 format!("rpc: core stopped answering: {error}"),
@@ -524,56 +536,26 @@ impl Machine {
                 vec![("socket", socket)],
             );
         }
-        self.last_rpc_error = Some(error);
     }
 
     pub(super) fn on_status(&mut self, now: Instant, status: UpgradeStatus) {
-        if !self.answered {
-            self.answered = true;
-            self.clear_timer(Timer::ConnectBudget);
-            if self.first_start_height.take().is_some() {
-                self.actions.push_back(Action::ClearUpgradeMark);
-            }
-            if let Some(began) = self.upgrade_began.take() {
-                let downtime = now.saturating_duration_since(began);
-                if let StartKind::Upgrade { .. } = self.start_kind {
-                    self.last_upgrade_downtime = Some(downtime);
-                }
-                let what = match self.start_kind {
-                    StartKind::Upgrade { .. } => "upgrade",
-                    _ => "switch",
-                };
-                self.log(
-                    LogLevel::Info,
-                    format!(
-                        "{what}: {} is answering; downtime {} ms",
-                        self.running_release,
-                        downtime.as_millis()
-                    ),
-                    vec![],
-                );
-            }
-            self.control_answered();
-            if self.poll_interval != Some(self.wanted_poll_interval()) {
-                self.start_polling();
-            }
-            self.log(
-                LogLevel::Info,
-                "rpc: core is answering".into(),
-                vec![
-                    ("socket", self.run.rpc.socket_path.display().to_string()),
-                    ("release", self.running_release.clone()),
-                ],
-            );
-        } else if self.last_rpc_error.is_some() {
+        let Some(running) = self.running_mut() else {
+            return;
+        };
+        let first_answer = !running.answered;
+        let answering_again = running.last_rpc_error.take().is_some();
+        running.answered = true;
+        let kind = running.kind;
+        let since = *running.healthy_since.get_or_insert(now);
+        if first_answer {
+            self.on_first_answer(now, kind);
+        } else if answering_again {
             self.log(
                 LogLevel::Info,
                 "rpc: core is answering again".into(),
                 vec![],
             );
         }
-        self.last_rpc_error = None;
-        let since = *self.healthy_since.get_or_insert(now);
         if self.restarts > 0
             && now.saturating_duration_since(since) >= self.config.restart_counter_reset
         {
@@ -588,6 +570,46 @@ impl Machine {
             self.restarts = 0;
         }
         self.on_upgrade_status(now, status);
+    }
+
+    /// The core of this start answered for the first time: the connection budget, the
+    /// upgrade mark and a request under way are done with, and the downtime is known.
+    fn on_first_answer(&mut self, now: Instant, kind: StartKind) {
+        self.clear_timer(Timer::ConnectBudget);
+        if self.first_start_height.take().is_some() {
+            self.actions.push_back(Action::ClearUpgradeMark);
+        }
+        if let Some(began) = self.upgrade_began.take() {
+            let downtime = now.saturating_duration_since(began);
+            let what = match kind {
+                StartKind::Upgrade { .. } => {
+                    self.last_upgrade_downtime = Some(downtime);
+                    "upgrade"
+                }
+                _ => "switch",
+            };
+            self.log(
+                LogLevel::Info,
+                format!(
+                    "{what}: {} is answering; downtime {} ms",
+                    self.running_release,
+                    downtime.as_millis()
+                ),
+                vec![],
+            );
+        }
+        self.control_answered();
+        if self.poll_interval != Some(self.wanted_poll_interval()) {
+            self.start_polling();
+        }
+        self.log(
+            LogLevel::Info,
+            "rpc: core is answering".into(),
+            vec![
+                ("socket", self.run.rpc.socket_path.display().to_string()),
+                ("release", self.running_release.clone()),
+            ],
+        );
     }
 
     // ----- configuration -----
@@ -625,7 +647,7 @@ impl Machine {
             "config: configuration reloaded".into(),
             vec![],
         );
-        if intervals_changed && self.phase == Phase::Running {
+        if intervals_changed && self.phase() == Phase::Running {
             self.start_polling();
         }
         if let Some(pending) = &self.pending {
@@ -633,7 +655,7 @@ impl Machine {
             if let Ok(folder) =
                 home::upgrade_folder(&self.home, &self.config.upgrade_folders, &pending.tag)
             {
-                if folder != pending.folder && self.phase != Phase::Stopping {
+                if folder != pending.folder && self.phase() != Phase::Stopping {
                     if let Some(p) = &mut self.pending {
                         p.folder = folder;
                         p.state = FolderState::Checking;

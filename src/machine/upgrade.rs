@@ -145,7 +145,7 @@ impl Machine {
             }
             return;
         }
-        let waiting = self.phase == Phase::UpgradeWait;
+        let waiting = self.phase() == Phase::UpgradeWait;
         let may_install = self.may_install(now, waiting);
         let Some(pending) = self.pending.as_mut().filter(|p| p.tag == tag) else {
             return;
@@ -243,7 +243,7 @@ impl Machine {
             format!("upgrade: folder for {tag} is ready ({how})"),
             vec![("folder", folder)],
         );
-        if self.phase == Phase::UpgradeWait {
+        if self.phase() == Phase::UpgradeWait {
             self.advance_upgrade(now);
         }
     }
@@ -256,7 +256,7 @@ impl Machine {
         problem: String,
         install_coming: bool,
     ) {
-        let waiting = self.phase == Phase::UpgradeWait;
+        let waiting = self.phase() == Phase::UpgradeWait;
         let Some(pending) = &mut self.pending else {
             return;
         };
@@ -347,7 +347,7 @@ impl Machine {
         match result {
             Ok(checked) => self.on_folder_ready(now, checked, "installed and version checked"),
             Err(error) => {
-                let gives_up = self.phase != Phase::UpgradeWait && attempts >= PREFETCH_ATTEMPTS;
+                let gives_up = self.phase() != Phase::UpgradeWait && attempts >= PREFETCH_ATTEMPTS;
                 let next = if gives_up {
                     "no more attempts before the upgrade block".to_string()
                 } else {
@@ -368,6 +368,7 @@ impl Machine {
     /// Moves a stopped upgrade forward as far as the folder allows, or checks the folder of a
     /// pending release again.
     pub(super) fn advance_upgrade(&mut self, _now: Instant) {
+        let waiting = self.phase() == Phase::UpgradeWait;
         let Some(pending) = &mut self.pending else {
             return;
         };
@@ -379,7 +380,7 @@ impl Machine {
                 pending.state = FolderState::Checking;
                 self.request_check();
             }
-            FolderState::Ready(checked) if self.phase == Phase::UpgradeWait => {
+            FolderState::Ready(checked) if waiting => {
                 let expect = Box::new(checked.fingerprint.clone());
                 self.log(
                     LogLevel::Info,
@@ -394,11 +395,11 @@ impl Machine {
     }
 
     pub(super) fn on_switched(&mut self, now: Instant, result: Result<(), SwitchError>) {
-        if self.phase == Phase::SwitchWait {
+        if self.phase() == Phase::SwitchWait {
             self.on_switched_for_operator(now, result);
             return;
         }
-        if self.phase != Phase::UpgradeWait {
+        if self.phase() != Phase::UpgradeWait {
             return;
         }
         if let Err(SwitchError::FolderChanged(change)) = result {
