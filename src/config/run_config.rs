@@ -466,7 +466,7 @@ mod tests {
         errors.into_iter().next().unwrap_or_default()
     }
 
-    const SPEC_EXAMPLE: &str = r#"name = "v1.2.3"
+    const RUN_CONFIG_EXAMPLE: &str = r#"name = "v1.2.3"
 [zeta]                       # alias: [vega], so Vega visor home folders work unchanged
   [zeta.binary]
     path = "zeta"            # relative paths are relative to this file's folder
@@ -504,7 +504,7 @@ mod tests {
                 args: strings(&["datanode", "start", "--home", "/var/lib/zeta"]),
             }),
         };
-        assert_eq!(parse(SPEC_EXAMPLE), Ok(expected));
+        assert_eq!(parse(RUN_CONFIG_EXAMPLE), Ok(expected));
     }
 
     #[test]
@@ -535,7 +535,7 @@ mod tests {
         ];
         for (configured, resolved) in cases {
             let text =
-                SPEC_EXAMPLE.replacen("path = \"zeta\"", &format!("path = \"{configured}\""), 1);
+                RUN_CONFIG_EXAMPLE.replacen("path = \"zeta\"", &format!("path = \"{configured}\""), 1);
             let run = ok(&text);
             assert_eq!(run.core.path, PathBuf::from(resolved), "{configured}");
             assert_eq!(run.core.configured_path, configured);
@@ -548,7 +548,7 @@ mod tests {
 
     #[test]
     fn to_toml_round_trips() {
-        let mut run = ok(SPEC_EXAMPLE);
+        let mut run = ok(RUN_CONFIG_EXAMPLE);
         assert_eq!(parse(&run.to_toml()), Ok(run.clone()));
         run.name = "v1.3.0 \"odd\" \\ name\u{e9}".to_owned();
         run.core.args = strings(&["a b", "--x=\"y\"", "tab\there", ""]);
@@ -577,7 +577,7 @@ mod tests {
 
     #[test]
     fn both_or_neither_section_is_an_error() {
-        let both = format!("{SPEC_EXAMPLE}\n[vega.binary]\npath = \"vega\"\n[vega.rpc]\nsocketPath = \"s\"\nhttpPath = \"/rpc\"\n");
+        let both = format!("{RUN_CONFIG_EXAMPLE}\n[vega.binary]\npath = \"vega\"\n[vega.rpc]\nsocketPath = \"s\"\nhttpPath = \"/rpc\"\n");
         let error = one_error(&both);
         assert_eq!(
             error,
@@ -608,7 +608,7 @@ mod tests {
                  path of the core node's admin RPC, e.g. httpPath = \"/rpc\"",
             ]
         );
-        let text = SPEC_EXAMPLE.replace(
+        let text = RUN_CONFIG_EXAMPLE.replace(
             "    path = \"zeta\"\n    args = [\"datanode\"",
             "    args = [\"datanode\"",
         );
@@ -622,43 +622,43 @@ mod tests {
 
     #[test]
     fn bad_values_name_key_and_line() {
-        let error = one_error(&SPEC_EXAMPLE.replace("httpPath = \"/rpc\"", "httpPath = \"rpc\""));
+        let error = one_error(&RUN_CONFIG_EXAMPLE.replace("httpPath = \"/rpc\"", "httpPath = \"rpc\""));
         assert_eq!(
             error,
             "/srv/visor/genesis/run-config.toml:8: zeta.rpc.httpPath: \"rpc\" does not start with \
              '/'; set the HTTP path of the core node's admin RPC, e.g. httpPath = \"/rpc\""
         );
-        let error = one_error(&SPEC_EXAMPLE.replace("name = \"v1.2.3\"", "name = \"\""));
+        let error = one_error(&RUN_CONFIG_EXAMPLE.replace("name = \"v1.2.3\"", "name = \"\""));
         assert!(
             error.starts_with("/srv/visor/genesis/run-config.toml:1: name: \"\" is empty"),
             "{error}"
         );
-        let error = one_error(&SPEC_EXAMPLE.replace("name = \"v1.2.3\"", "name = 1"));
+        let error = one_error(&RUN_CONFIG_EXAMPLE.replace("name = \"v1.2.3\"", "name = 1"));
         assert!(
             error.starts_with(
                 "/srv/visor/genesis/run-config.toml:1: name: expected a string in quotes, found 1"
             ),
             "{error}"
         );
-        let error = one_error(&SPEC_EXAMPLE.replacen("path = \"zeta\" ", "path = \"\" ", 1));
+        let error = one_error(&RUN_CONFIG_EXAMPLE.replacen("path = \"zeta\" ", "path = \"\" ", 1));
         assert!(
             error.starts_with("/srv/visor/genesis/run-config.toml:4: zeta.binary.path: empty"),
             "{error}"
         );
-        let error = one_error(&SPEC_EXAMPLE.replace("\"/var/run/zeta.sock\"", "5"));
+        let error = one_error(&RUN_CONFIG_EXAMPLE.replace("\"/var/run/zeta.sock\"", "5"));
         assert!(error.starts_with("/srv/visor/genesis/run-config.toml:7: zeta.rpc.socketPath: expected a string in quotes, found 5"), "{error}");
         let long = format!("\"/{}\"", "s".repeat(107));
-        let error = one_error(&SPEC_EXAMPLE.replace("\"/var/run/zeta.sock\"", &long));
+        let error = one_error(&RUN_CONFIG_EXAMPLE.replace("\"/var/run/zeta.sock\"", &long));
         assert!(
             error.contains(":7: zeta.rpc.socketPath: the path is 108 bytes long"),
             "{error}"
         );
-        let error = one_error(&SPEC_EXAMPLE.replace(
+        let error = one_error(&RUN_CONFIG_EXAMPLE.replace(
             "args = [\"start\", \"--home\", \"/var/lib/zeta\"]",
             "args = [\n  \"start\",\n  5,\n]",
         ));
         assert!(error.starts_with("/srv/visor/genesis/run-config.toml:7: zeta.binary.args[1]: expected a string in quotes, found 5"), "{error}");
-        let error = one_error(&SPEC_EXAMPLE.replace(
+        let error = one_error(&RUN_CONFIG_EXAMPLE.replace(
             "args = [\"start\", \"--home\", \"/var/lib/zeta\"]",
             "args = \"start\"",
         ));

@@ -3,6 +3,7 @@
 //! hands back. It is the only code that spawns or signals a node process or moves `current`.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -12,6 +13,7 @@ use crossbeam_channel::{select, Receiver, Sender};
 
 use crate::config::run_config::RunConfig;
 use crate::config::watch::ConfigResult;
+use crate::home::fingerprint::Fingerprint;
 use crate::home::supervise_folder::SuperviseFolder;
 use crate::home::{self, Home};
 use crate::install::InstallRequest;
@@ -76,31 +78,39 @@ impl Coordinator {
     /// Runs until the machine orders an exit; returns the exit status.
     pub fn run(mut self) -> i32 {
         self.machine.handle(Instant::now(), Event::Started);
+        let mut cause = "Started";
         loop {
+            // The part of a turn that can block (spawns, kills, renames, the reporter's
+            // writes) is what is timed; the machine itself never blocks.
+            let started = Instant::now();
             let exit = self.execute_actions();
             self.reporter.after_turn(&self.machine, Instant::now());
+            let took = started.elapsed();
+            if took > SLOW_TURN {
+                log::debug(
+                    "coordinator: slow turn",
+                    &[
+                        ("after", cause.into()),
+                        ("ms", took.as_millis().to_string()),
+                    ],
+                );
+            }
             if let Some(code) = exit {
                 self.wait_for_cancelled_install();
                 self.reporter.at_exit(&self.machine, Instant::now());
                 return code;
             }
             let event = self.next_event();
-            let started = Instant::now();
+            let now = Instant::now();
             match event {
                 Some(event) => {
-                    let name = event_name(&event);
-                    self.machine.handle(started, event);
-                    let took = started.elapsed();
-                    if took > SLOW_TURN {
-                        log::debug(
-                            "coordinator: slow turn",
-                            &[("event", name.into()), ("ms", took.as_millis().to_string())],
-                        );
-                    }
+                    cause = event_name(&event);
+                    self.machine.handle(now, event);
                 }
                 None => {
-                    self.machine.handle_timeout(started);
-                    self.reporter.handle_timeout(&self.machine, started);
+                    cause = "timeout";
+                    self.machine.handle_timeout(now);
+                    self.reporter.handle_timeout(&self.machine, now);
                 }
             }
         }
@@ -141,121 +151,142 @@ impl Coordinator {
         let mut exit = None;
         while let Some(action) = self.machine.poll_action() {
             match action {
-                Action::Log { level, msg, fields } => {
-                    let fields: Vec<(&str, String)> = fields.into_iter().collect();
-                    log::write(level, &msg, &fields);
-                }
-                Action::Spawn {
-                    proc,
-                    program,
-                    args,
-                } => {
-                    let event = match child::spawn(
-                        proc,
-                        &program,
-                        &args,
-                        self.channels.events_tx.clone(),
-                    ) {
-                        Ok(pid) => Event::ChildSpawned { proc, pid },
-                        Err(e) => Event::SpawnFailed {
-                            proc,
-                            error: format!("{}: {e}", program.display()),
-                        },
-                    };
-                    self.machine.handle(Instant::now(), event);
-                }
-                Action::Signal { pid, signal, .. } => child::signal_group(pid, signal),
-                Action::SignalGroup { pgid, signal } => child::signal_group(pgid, signal),
-                Action::ProbeGroups(groups) => {
-                    let alive = groups
-                        .into_iter()
-                        .filter(|g| child::group_alive(*g))
-                        .collect();
-                    self.machine
-                        .handle(Instant::now(), Event::GroupsProbed { alive });
-                }
-                Action::Poll(polling) => {
-                    let _ = self.channels.poll_control.send(polling);
-                }
-                Action::ReloadConfig => {
-                    // Never block on the watcher: a reload already asked for covers this one.
-                    let _ = self.channels.reload.try_send(());
-                }
-                Action::QuerySegment { program, args } => {
-                    let events = self.channels.events_tx.clone();
-                    if let Some(failed) = workers::query_segment(program, args, events) {
-                        self.machine.handle(Instant::now(), failed);
-                    }
-                }
-                Action::CheckFolder { tag, folder } => {
-                    let events = self.channels.events_tx.clone();
-                    if let Some(failed) = workers::check_folder(tag, folder, false, events) {
-                        self.machine.handle(Instant::now(), failed);
-                    }
-                }
-                Action::CheckSwitchFolder { tag, folder } => {
-                    let events = self.channels.events_tx.clone();
-                    if let Some(failed) = workers::check_folder(tag, folder, true, events) {
-                        self.machine.handle(Instant::now(), failed);
-                    }
-                }
-                Action::ControlReply { id, reply } => {
-                    let last = reply.is_final();
-                    if let Some(replies) = self.replies.get(&id) {
-                        // Unbounded: never blocks; a client that left only loses the answer.
-                        let _ = replies.send(reply);
-                    }
-                    if last {
-                        self.replies.remove(&id);
-                    }
-                }
-                Action::StartInstall {
-                    tag,
-                    folder,
-                    template,
-                } => self.start_install(tag, folder, *template),
-                Action::CancelInstall { tag } => {
-                    if let Some((_, cancel, _)) = self.install.as_ref().filter(|i| i.0 == tag) {
-                        cancel.store(true, Ordering::Relaxed);
-                    }
-                }
-                Action::SwitchCurrent { folder, expect } => {
-                    let result = match expect.changed() {
-                        Some(change) => Err(SwitchError::FolderChanged(change)),
-                        None => self.home.switch_current(&folder).map_err(|e| {
-                            SwitchError::Failed(format!(
-                                "{} -> {}: {e}",
-                                self.home.current_link().display(),
-                                folder.display()
-                            ))
-                        }),
-                    };
-                    self.machine
-                        .handle(Instant::now(), Event::CurrentSwitched(result));
-                }
-                Action::MarkUpgrade { tag, height } => {
-                    if let Err(e) = self.home.write_upgrade_mark(&tag, height) {
-                        log::warn(
-                            &format!("home: cannot note the upgrade: {e}; a Visor restarted before {tag} answers would start it without the snapshot height"),
-                            &[],
-                        );
-                    }
-                }
-                Action::ClearUpgradeMark => {
-                    if let Err(e) = self.home.clear_upgrade_mark() {
-                        log::warn(
-                            &format!("home: cannot remove {}: {e}", home::UPGRADE_MARK),
-                            &[],
-                        );
-                    }
-                }
                 Action::Exit(code) => exit = Some(code),
+                other => {
+                    // Actions with an immediate result feed it straight back to the machine.
+                    if let Some(event) = self.execute(other) {
+                        self.machine.handle(Instant::now(), event);
+                    }
+                }
             }
         }
         exit
     }
 
-    fn start_install(&mut self, tag: String, folder: std::path::PathBuf, template: RunConfig) {
+    /// Carries out one action; the event it produced at once, if any.
+    fn execute(&mut self, action: Action) -> Option<Event> {
+        let events = || self.channels.events_tx.clone();
+        match action {
+            Action::Log { level, msg, fields } => {
+                let fields: Vec<(&str, String)> = fields.into_iter().collect();
+                log::write(level, &msg, &fields);
+                None
+            }
+            Action::Spawn {
+                proc,
+                program,
+                args,
+            } => Some(match child::spawn(proc, &program, &args, events()) {
+                Ok(pid) => Event::ChildSpawned { proc, pid },
+                Err(e) => Event::SpawnFailed {
+                    proc,
+                    error: format!("{}: {e}", program.display()),
+                },
+            }),
+            Action::Signal { pid, signal, .. } | Action::SignalGroup { pgid: pid, signal } => {
+                child::signal_group(pid, signal);
+                None
+            }
+            Action::ProbeGroups(groups) => Some(Event::GroupsProbed {
+                alive: groups
+                    .into_iter()
+                    .filter(|g| child::group_alive(*g))
+                    .collect(),
+            }),
+            Action::Poll(polling) => {
+                let _ = self.channels.poll_control.send(polling);
+                None
+            }
+            Action::ReloadConfig => {
+                // Never block on the watcher: a reload already asked for covers this one.
+                let _ = self.channels.reload.try_send(());
+                None
+            }
+            Action::QuerySegment { program, args } => {
+                workers::query_segment(program, args, events())
+            }
+            Action::CheckFolder { tag, folder } => {
+                workers::check_folder(tag, folder, false, events())
+            }
+            Action::CheckSwitchFolder { tag, folder } => {
+                workers::check_folder(tag, folder, true, events())
+            }
+            Action::StartInstall {
+                tag,
+                folder,
+                template,
+            } => self.start_install(tag, folder, *template),
+            Action::CancelInstall { tag } => {
+                if let Some((_, cancel, _)) = self.install.as_ref().filter(|i| i.0 == tag) {
+                    cancel.store(true, Ordering::Relaxed);
+                }
+                None
+            }
+            Action::ControlReply { id, reply } => {
+                self.reply(id, reply);
+                None
+            }
+            Action::SwitchCurrent { folder, expect } => Some(Event::CurrentSwitched(
+                self.switch_current(&folder, &expect),
+            )),
+            Action::MarkUpgrade { tag, height } => {
+                self.mark_upgrade(&tag, height);
+                None
+            }
+            Action::ClearUpgradeMark => {
+                if let Err(e) = self.home.clear_upgrade_mark() {
+                    log::warn(
+                        &format!("home: cannot remove {}: {e}", home::UPGRADE_MARK),
+                        &[],
+                    );
+                }
+                None
+            }
+            Action::Exit(_) => None,
+        }
+    }
+
+    /// Sends an answer to the operator's request `id`; a final one forgets the request.
+    fn reply(&mut self, id: u64, reply: ControlReply) {
+        let last = reply.is_final();
+        if let Some(replies) = self.replies.get(&id) {
+            // Unbounded: never blocks; a client that left only loses the answer.
+            let _ = replies.send(reply);
+        }
+        if last {
+            self.replies.remove(&id);
+        }
+    }
+
+    /// Moves `current` to `folder` if it is still the folder that was checked.
+    fn switch_current(&self, folder: &Path, expect: &Fingerprint) -> Result<(), SwitchError> {
+        if let Some(change) = expect.changed() {
+            return Err(SwitchError::FolderChanged(change));
+        }
+        self.home.switch_current(folder).map_err(|e| {
+            SwitchError::Failed(format!(
+                "{} -> {}: {e}",
+                self.home.current_link().display(),
+                folder.display()
+            ))
+        })
+    }
+
+    fn mark_upgrade(&self, tag: &str, height: u64) {
+        if let Err(e) = self.home.write_upgrade_mark(tag, height) {
+            log::warn(
+                &format!("home: cannot note the upgrade: {e}; a Visor restarted before {tag} answers would start it without the snapshot height"),
+                &[],
+            );
+        }
+    }
+
+    fn start_install(
+        &mut self,
+        tag: String,
+        folder: std::path::PathBuf,
+        template: RunConfig,
+    ) -> Option<Event> {
         let request = InstallRequest {
             home: self.home.clone(),
             auto: self.machine.config().auto_install.clone(),
@@ -266,8 +297,11 @@ impl Coordinator {
         let cancel = Arc::new(AtomicBool::new(false));
         let events = self.channels.events_tx.clone();
         match workers::install(request, cancel.clone(), events) {
-            Ok(handle) => self.install = Some((tag, cancel, handle)),
-            Err(failed) => self.machine.handle(Instant::now(), failed),
+            Ok(handle) => {
+                self.install = Some((tag, cancel, handle));
+                None
+            }
+            Err(failed) => Some(failed),
         }
     }
 
