@@ -24,7 +24,11 @@ pub fn status(root: &Path, output: Output) -> i32 {
     // Whether a Visor runs comes from its lock, so one killed outright reads as not running;
     // what it is doing comes from the status file it keeps.
     let holder = supervise.holder();
-    let supervisor = supervise.read_status();
+    // A status file written by another Visor than the one holding the lock (the holder has
+    // just started) says nothing about the holder yet.
+    let supervisor = supervise
+        .read_status()
+        .filter(|s| holder.is_some_and(|pid| s["visor"]["pid"] == pid));
     let (config, config_problems) = match load_config(&home) {
         Ok((config, _)) => (config, Vec::new()),
         Err(problems) => (Config::default(), problems),

@@ -534,8 +534,11 @@ mod tests {
             ("/opt/zeta/bin/zeta", "/opt/zeta/bin/zeta"),
         ];
         for (configured, resolved) in cases {
-            let text =
-                RUN_CONFIG_EXAMPLE.replacen("path = \"zeta\"", &format!("path = \"{configured}\""), 1);
+            let text = RUN_CONFIG_EXAMPLE.replacen(
+                "path = \"zeta\"",
+                &format!("path = \"{configured}\""),
+                1,
+            );
             let run = ok(&text);
             assert_eq!(run.core.path, PathBuf::from(resolved), "{configured}");
             assert_eq!(run.core.configured_path, configured);
@@ -622,7 +625,8 @@ mod tests {
 
     #[test]
     fn bad_values_name_key_and_line() {
-        let error = one_error(&RUN_CONFIG_EXAMPLE.replace("httpPath = \"/rpc\"", "httpPath = \"rpc\""));
+        let error =
+            one_error(&RUN_CONFIG_EXAMPLE.replace("httpPath = \"/rpc\"", "httpPath = \"rpc\""));
         assert_eq!(
             error,
             "/srv/visor/genesis/run-config.toml:8: zeta.rpc.httpPath: \"rpc\" does not start with \

@@ -194,7 +194,13 @@ impl Home {
         mut remove: impl FnMut(&Path, bool) -> io::Result<()>,
     ) -> io::Result<Leftovers> {
         let mut leftovers = Leftovers::default();
-        for entry in fs::read_dir(&self.root)? {
+        // The supervise folder holds temporary files too (status.json, the upgrade mark).
+        let supervise = match fs::read_dir(self.root.join(supervise_folder::FOLDER)) {
+            Ok(entries) => Some(entries),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        for entry in fs::read_dir(&self.root)?.chain(supervise.into_iter().flatten()) {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if !name.starts_with(TMP_PREFIX) {
@@ -346,9 +352,13 @@ mod tests {
         for dir in [&kept, &gone, &unowned] {
             fs::create_dir(dir).unwrap();
         }
+        fs::create_dir(home.root().join(".visor")).unwrap();
+        let status_tmp = home.root().join(".visor/.visor-tmp-status.json-2147483647-0");
+        fs::write(&status_tmp, "{").unwrap();
         let leftovers = home.remove_temp_leftovers().unwrap();
         assert_eq!(leftovers.kept, vec![(kept.clone(), 1)]);
         assert!(kept.exists() && !gone.exists() && !unowned.exists());
+        assert!(!status_tmp.exists(), "temporary files in the supervise folder go too");
         fs::remove_dir_all(home.root()).unwrap();
     }
 

@@ -12,6 +12,7 @@ use super::{
     Action, AfterStop, ControlReply, ControlRequest, Machine, Phase, StartKind, State, SwitchError,
     Timer,
 };
+use crate::config::run_config::RunConfig;
 use crate::config::LogLevel;
 use crate::home;
 use crate::home::fingerprint::CheckedFolder;
@@ -25,7 +26,13 @@ pub(super) struct ControlJob {
 
 #[derive(Debug)]
 enum JobKind {
-    Restart,
+    /// `visor restart`: the run-config of `current` is read again first (`read`: the one
+    /// read, to start from once the binaries have stopped), then the binaries stop
+    /// (`stopping`) and start again.
+    Restart {
+        read: Option<Box<RunConfig>>,
+        stopping: bool,
+    },
     Switch {
         tag: String,
         folder: PathBuf,
@@ -84,24 +91,21 @@ impl Machine {
             ControlRequest::Restart => {
                 self.control = Some(ControlJob {
                     id,
-                    kind: JobKind::Restart,
+                    kind: JobKind::Restart {
+                        read: None,
+                        stopping: false,
+                    },
                 });
-                self.log(
-                    LogLevel::Info,
-                    format!(
-                        "supervise: restart of {} requested; stopping the binaries",
-                        self.running_release
-                    ),
-                    vec![],
-                );
+                let folder = self.running_folder().to_path_buf();
                 self.reply(
                     id,
                     ControlReply::Progress(format!(
-                        "stopping {} to start it again",
-                        self.running_release
+                        "reading {}/run-config.toml again; nothing is stopped until it is usable",
+                        folder.display()
                     )),
                 );
-                self.begin_stop(now, AfterStop::Manual);
+                self.actions.push_back(Action::ReadRunConfig { folder });
+                let _ = now;
             }
             ControlRequest::Switch { tag } => {
                 if tag == self.running_release {
@@ -297,18 +301,94 @@ impl Machine {
         // The reply that the switch is done comes when the new core answers.
         self.control = Some(ControlJob {
             id,
-            kind: JobKind::Restart,
+            kind: JobKind::Restart {
+                read: None,
+                stopping: true,
+            },
         });
         self.start(now, StartKind::First);
+    }
+
+    /// The run-config of `current` was read again for a restart: stop the binaries to start
+    /// from it, or refuse with nothing stopped.
+    pub(super) fn on_run_config_read(
+        &mut self,
+        now: Instant,
+        result: Result<Box<RunConfig>, String>,
+    ) {
+        let Some(ControlJob {
+            id,
+            kind: JobKind::Restart {
+                stopping: false, ..
+            },
+        }) = self.control
+        else {
+            return;
+        };
+        let runs = self.phase() == Phase::Running && !self.upgrading();
+        let run = match result {
+            Ok(run) if runs => run,
+            Ok(_) => {
+                self.control = None;
+                let why = format!("Visor is now {}; nothing was restarted", self.status_line());
+                self.reply(id, ControlReply::Refused(why));
+                return;
+            }
+            Err(problem) => {
+                self.control = None;
+                self.reply(
+                    id,
+                    ControlReply::Refused(format!("{problem}; nothing was stopped")),
+                );
+                return;
+            }
+        };
+        if let Some(ControlJob {
+            kind: JobKind::Restart { read, stopping },
+            ..
+        }) = &mut self.control
+        {
+            *read = Some(run);
+            *stopping = true;
+        }
+        self.log(
+            LogLevel::Info,
+            format!(
+                "supervise: restart of {} requested; stopping the binaries",
+                self.running_release
+            ),
+            vec![],
+        );
+        self.reply(
+            id,
+            ControlReply::Progress(format!(
+                "stopping {} to start it again",
+                self.running_release
+            )),
+        );
+        self.begin_stop(now, AfterStop::Manual);
+    }
+
+    /// The binaries stopped for a restart: the run-config read for it is the one started.
+    pub(super) fn take_restart_run_config(&mut self) {
+        if let Some(ControlJob {
+            kind: JobKind::Restart { read, .. },
+            ..
+        }) = &mut self.control
+        {
+            if let Some(run) = read.take() {
+                self.run = *run;
+            }
+        }
     }
 
     /// The core answered: a restart or switch under way is done.
     pub(super) fn control_answered(&mut self) {
         if let Some(job) = self.control.take() {
             let kind = match job.kind {
-                JobKind::Restart => "running",
-                JobKind::Switch { .. } => {
-                    // Still checking the folder of a switch: not done yet.
+                JobKind::Restart { stopping: true, .. } => "running",
+                _ => {
+                    // Still reading or checking before anything stopped: not done yet.
                     self.control = Some(job);
                     return;
                 }

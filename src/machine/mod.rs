@@ -153,6 +153,9 @@ pub enum Event {
         tag: String,
         result: Result<Box<CheckedFolder>, String>,
     },
+    /// The run-config of `current` was read again for an operator's `restart` (parsed, its
+    /// binaries usable), or why it cannot be used.
+    RunConfigRead(Result<Box<RunConfig>, String>),
 }
 
 /// What an operator can ask a running Visor.
@@ -251,6 +254,11 @@ pub enum Action {
     /// [`Event::SwitchFolderChecked`].
     CheckSwitchFolder {
         tag: String,
+        folder: PathBuf,
+    },
+    /// Read `folder/run-config.toml` again and check its binaries; answered with
+    /// [`Event::RunConfigRead`].
+    ReadRunConfig {
         folder: PathBuf,
     },
     ControlReply {
@@ -490,6 +498,16 @@ impl Machine {
                 ),
                 None => format!("running {release}"),
             },
+            Phase::QueryingSegment
+                if matches!(
+                    self.state,
+                    State::QueryingSegment {
+                        kind: StartKind::Manual
+                    }
+                ) =>
+            {
+                format!("restarting {release} (operator request)")
+            }
             Phase::QueryingSegment | Phase::RestartWait => {
                 format!("restarting {}/{}", self.restarts, self.config.max_restarts)
             }
@@ -599,6 +617,7 @@ impl Machine {
             Event::SwitchFolderChecked { tag, result } => {
                 self.on_switch_folder_checked(now, tag, result)
             }
+            Event::RunConfigRead(result) => self.on_run_config_read(now, result),
         }
     }
 

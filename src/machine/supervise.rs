@@ -283,6 +283,7 @@ impl Machine {
                 self.set_timer(Timer::RestartDelay, later(now, self.config.restarts_delay));
             }
             AfterStop::Manual => {
+                self.take_restart_run_config();
                 self.log(
                     LogLevel::Info,
                     format!(

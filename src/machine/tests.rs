@@ -1478,6 +1478,22 @@ fn control(h: &mut Harness, id: u64, request: ControlRequest) -> Vec<Action> {
     h.event(Event::ControlReceived { id, request })
 }
 
+/// Asks for a restart and answers the re-read of current's run-config with `run`.
+fn restart_with(h: &mut Harness, id: u64, run: RunConfig) -> Vec<Action> {
+    let actions = control(h, id, ControlRequest::Restart);
+    assert!(
+        actions.contains(&Action::ReadRunConfig {
+            folder: PathBuf::from("/h/v1")
+        }),
+        "{actions:?}"
+    );
+    assert!(
+        signals(&actions).is_empty(),
+        "nothing stops before the read"
+    );
+    h.event(Event::RunConfigRead(Ok(Box::new(run))))
+}
+
 fn switch(tag: &str) -> ControlRequest {
     ControlRequest::Switch { tag: tag.into() }
 }
@@ -1487,13 +1503,16 @@ fn restart_stops_and_starts_again_without_a_snapshot_and_answers_when_the_core_d
     let mut h = Harness::new(fast_config(), false);
     h.event(Event::Started);
     h.status(None, false);
-    let actions = control(&mut h, 1, ControlRequest::Restart);
+    // The run-config was edited: the restart starts from the edited one.
+    let mut edited = run_config("v1", false);
+    edited.core.args.push("--verbose".into());
+    let actions = restart_with(&mut h, 1, edited);
     assert_eq!(signals(&actions), vec![(Proc::Core, StopSignal::Term)]);
     assert!(matches!(replies(&actions)[..], [ControlReply::Progress(_)]));
     let actions = h.exit(Proc::Core);
     assert_eq!(
         spawned(&actions),
-        vec![(Proc::Core, strings(&["start", "--home", "/z"]))],
+        vec![(Proc::Core, strings(&["start", "--home", "/z", "--verbose"]))],
         "started at once, no snapshot flag"
     );
     assert_eq!(
@@ -1510,9 +1529,11 @@ fn restart_with_a_data_node_starts_from_the_latest_segment() {
     let mut h = Harness::new(fast_config(), true);
     h.event(Event::Started);
     h.status(None, false);
-    control(&mut h, 1, ControlRequest::Restart);
+    restart_with(&mut h, 1, run_config("v1", true));
+    assert_eq!(h.machine.status_line(), "restarting v1 (operator request)");
     h.exit(Proc::Core);
     let actions = h.exit(Proc::DataNode);
+    assert_eq!(h.machine.status_line(), "restarting v1 (operator request)");
     assert!(actions
         .iter()
         .any(|a| matches!(a, Action::QuerySegment { .. })));
@@ -1596,7 +1617,7 @@ fn requests_are_refused_during_an_upgrade_and_while_another_runs() {
     let mut h = Harness::new(fast_config(), false);
     h.event(Event::Started);
     h.status(Some(("v2", 7)), false);
-    control(&mut h, 1, ControlRequest::Restart);
+    restart_with(&mut h, 1, run_config("v1", false));
     let actions = control(&mut h, 2, switch("v1.0.1"));
     assert!(
         matches!(&replies(&actions)[..], [ControlReply::Refused(t)] if t.contains("under way"))
@@ -1623,7 +1644,7 @@ fn a_signal_ends_a_request_under_way_with_a_failure() {
     let mut h = Harness::new(fast_config(), false);
     h.event(Event::Started);
     h.status(None, false);
-    control(&mut h, 1, ControlRequest::Restart);
+    restart_with(&mut h, 1, run_config("v1", false));
     let actions = h.event(Event::SignalReceived(ReceivedSignal::Term));
     assert!(matches!(&replies(&actions)[..], [ControlReply::Failed(t)] if t.contains("SIGTERM")));
 }
@@ -1648,4 +1669,20 @@ fn after_an_upgrade_polling_is_fast_until_the_new_core_answers() {
     );
     let actions = h.status(None, false);
     assert_eq!(interval(&actions), Some(fast_config().status_poll_interval));
+}
+
+#[test]
+fn a_restart_whose_run_config_cannot_be_used_stops_nothing() {
+    let mut h = Harness::new(fast_config(), false);
+    h.event(Event::Started);
+    h.status(None, false);
+    control(&mut h, 1, ControlRequest::Restart);
+    let actions = h.event(Event::RunConfigRead(Err(
+        "/h/v1/run-config.toml:3: unknown key \"pth\"".into(),
+    )));
+    assert!(signals(&actions).is_empty());
+    assert!(
+        matches!(&replies(&actions)[..], [ControlReply::Refused(t)] if t.contains("nothing was stopped"))
+    );
+    assert_eq!(h.machine.phase(), Phase::Running);
 }

@@ -15,6 +15,9 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
 use crossbeam_channel::{unbounded, Receiver, Sender};
 
 use crate::machine::{ControlReply, ControlRequest};
@@ -23,6 +26,8 @@ use crate::machine::{ControlReply, ControlRequest};
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest request line.
 const REQUEST_LIMIT: u64 = 1024;
+/// Connections served at once; more are refused.
+const MAX_CONNECTIONS: usize = 4;
 
 /// A request on its way to the coordinator, with where its answers go.
 pub struct ControlMessage {
@@ -50,19 +55,39 @@ pub fn start(path: &Path, requests: Sender<ControlMessage>) -> Result<(), String
         .name("visor-control".into())
         .stack_size(crate::supervise::child::SMALL_STACK)
         .spawn(move || {
+            let active = Arc::new(AtomicUsize::new(0));
             for stream in listener.incoming() {
                 match stream {
-                    Ok(stream) => {
-                        if !serve(stream, &requests) {
-                            return;
-                        }
-                    }
+                    Ok(stream) => accept(stream, &requests, &active),
                     Err(_) => std::thread::sleep(Duration::from_millis(100)),
                 }
             }
         })
         .map_err(|e| format!("cannot start the visor-control thread ({e})"))?;
     Ok(())
+}
+
+/// Serves a connection on a thread of its own, so a request under way does not hold the next
+/// one back (the machine refuses a second request while one runs); at most
+/// [`MAX_CONNECTIONS`] at once.
+fn accept(stream: UnixStream, requests: &Sender<ControlMessage>, active: &Arc<AtomicUsize>) {
+    if active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+        active.fetch_sub(1, Ordering::SeqCst);
+        let _ = writeln!(&stream, "refused too many requests at once; try again");
+        return;
+    }
+    let requests = requests.clone();
+    let done = active.clone();
+    let started = std::thread::Builder::new()
+        .name("visor-control-request".into())
+        .stack_size(crate::supervise::child::SMALL_STACK)
+        .spawn(move || {
+            serve(stream, &requests);
+            done.fetch_sub(1, Ordering::SeqCst);
+        });
+    if started.is_err() {
+        active.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Serves one connection; false when the coordinator is gone.

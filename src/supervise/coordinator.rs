@@ -211,6 +211,7 @@ impl Coordinator {
             Action::CheckSwitchFolder { tag, folder } => {
                 workers::check_folder(tag, folder, true, events())
             }
+            Action::ReadRunConfig { folder } => workers::read_run_config(folder, events()),
             Action::StartInstall {
                 tag,
                 folder,
@@ -348,5 +349,6 @@ fn event_name(event: &Event) -> &'static str {
         Event::GroupsProbed { .. } => "GroupsProbed",
         Event::ControlReceived { .. } => "ControlReceived",
         Event::SwitchFolderChecked { .. } => "SwitchFolderChecked",
+        Event::RunConfigRead(_) => "RunConfigRead",
     }
 }

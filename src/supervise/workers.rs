@@ -88,6 +88,19 @@ pub fn check_folder(
     .map(|e| event(failed_tag, false, Err(e)))
 }
 
+/// Reads `folder/run-config.toml` again and checks its binaries, for an operator's restart;
+/// on failure to start, the event.
+pub fn read_run_config(folder: PathBuf, events: Sender<Event>) -> Option<Event> {
+    let read = move || {
+        crate::node::folder_check::load_startable(&folder)
+            .map(Box::new)
+            .map_err(|problems| problems.join("; "))
+    };
+    spawn_worker("visor-check", move || Event::RunConfigRead(read()), events)
+        .err()
+        .map(|e| Event::RunConfigRead(Err(e)))
+}
+
 /// Installs a release on the `visor-install` thread; progress lines go to the log, the result
 /// comes back as [`Event::InstallFinished`]. Setting `cancel` stops it soon, cleaned up.
 pub fn install(
