@@ -20,85 +20,98 @@ use crate::{
 };
 
 pub fn run(root: &Path) -> i32 {
+    start(root).unwrap_or_else(|code| code)
+}
+
+/// The start-up steps in order, then the coordinator; `Err` is the exit status of a start
+/// that failed (every problem is logged first).
+fn start(root: &Path) -> Result<i32, i32> {
     let home = Home::new(root.to_path_buf());
-    let (config, config_bytes) = match config_or_exit(&home) {
-        Ok(loaded) => loaded,
-        Err(code) => return code,
-    };
+    let (config, config_bytes) = config_or_exit(&home)?;
     log::configure(config.log_format, config.log_level);
     log::info(
         &format!("visor {} starting", env!("CARGO_PKG_VERSION")),
         &[("home", root.display().to_string())],
     );
-
-    let Startable {
-        current,
-        run_config,
-    } = match startup_check(&home) {
-        Ok(startable) => startable,
-        Err(problems) => {
-            for problem in problems {
-                log::error(&problem, &[]);
-            }
-            return EXIT_CONFIG;
+    let startable = startup_check(&home).map_err(|problems| {
+        for problem in problems {
+            log::error(&problem, &[]);
         }
-    };
+        EXIT_CONFIG
+    })?;
     // One Visor per home: nothing is written in HOME before the lock is held (the checks
     // above only read).
     let supervise = SuperviseFolder::new(root);
-    let _lock = match take_lock(&supervise) {
-        Ok(lock) => lock,
-        Err(code) => return code,
-    };
-
+    let _lock = take_lock(&supervise)?;
     // Handlers first, so a SIGTERM during start-up is not lost.
     let (signal_tx, signal_rx) = unbounded();
-    if let Err(e) = signals::start(signal_tx) {
+    signals::start(signal_tx).map_err(|e| {
         log::error(&format!("cannot install signal handlers: {e}"), &[]);
-        return EXIT_FAILURE;
-    }
+        EXIT_FAILURE
+    })?;
     stop_orphaned_nodes(&supervise, config.stop_signal_timeout);
+    clean_leftovers(&home)?;
+    link_current(&home, &startable)?;
+    let channels = start_threads(&home, &supervise, config_bytes, signal_rx)?;
+    let machine = machine_for(&home, config, startable.run_config);
+    Ok(Coordinator::new(machine, home, channels)
+        .with_status_file(supervise)
+        .run())
+}
 
-    match home.remove_temp_leftovers() {
-        Ok(leftovers) => {
-            for path in leftovers.removed {
-                log::info(
-                    "home: removed leftover of an interrupted run",
-                    &[("path", path.display().to_string())],
-                );
-            }
-            for (path, pid) in leftovers.kept {
-                log::info(
-                    &format!("home: keeping a half-made folder of process {pid}, which still runs"),
-                    &[("path", path.display().to_string())],
-                );
-            }
-            // A leftover in the way of nothing must not keep the node down.
-            for (path, e) in leftovers.stuck {
-                log::warn(
-                    &Leftovers::stuck_message(&path, &e),
-                    &[("path", path.display().to_string())],
-                );
-            }
-        }
-        Err(e) => {
-            log::error(&cannot_list_home(root, &e), &[]);
-            return EXIT_CONFIG;
-        }
+/// Removes the `.visor-tmp-*` leftovers of runs that are gone, and says what it did.
+fn clean_leftovers(home: &Home) -> Result<(), i32> {
+    let leftovers = home.remove_temp_leftovers().map_err(|e| {
+        log::error(&cannot_list_home(home.root(), &e), &[]);
+        EXIT_CONFIG
+    })?;
+    for path in leftovers.removed {
+        log::info(
+            "home: removed leftover of an interrupted run",
+            &[("path", path.display().to_string())],
+        );
     }
+    for (path, pid) in leftovers.kept {
+        log::info(
+            &format!("home: keeping a half-made folder of process {pid}, which still runs"),
+            &[("path", path.display().to_string())],
+        );
+    }
+    // A leftover in the way of nothing must not keep the node down.
+    for (path, e) in leftovers.stuck {
+        log::warn(
+            &Leftovers::stuck_message(&path, &e),
+            &[("path", path.display().to_string())],
+        );
+    }
+    Ok(())
+}
+
+/// Links `current` to `genesis` when it is missing, and says which version starts.
+fn link_current(home: &Home, startable: &Startable) -> Result<(), i32> {
     match home.ensure_current() {
         Ok(true) => log::info("home: linked current to genesis", &[]),
         Ok(false) => {}
         Err(problem) => {
             log::error(&problem, &[]);
-            return EXIT_CONFIG;
+            return Err(EXIT_CONFIG);
         }
     }
     log::info(
-        &format!("home: current is {}", run_config.name),
-        &[("folder", current.display().to_string())],
+        &format!("home: current is {}", startable.run_config.name),
+        &[("folder", startable.current.display().to_string())],
     );
+    Ok(())
+}
 
+/// Starts the control socket, the config watcher and the RPC poller, and gathers the
+/// channels the coordinator selects on.
+fn start_threads(
+    home: &Home,
+    supervise: &SuperviseFolder,
+    config_bytes: Vec<u8>,
+    signals: crossbeam_channel::Receiver<crate::machine::ReceivedSignal>,
+) -> Result<Channels, i32> {
     let (events_tx, events_rx) = unbounded();
     let (config_tx, config_rx) = unbounded();
     let (reload_tx, reload_rx) = bounded(1);
@@ -111,13 +124,28 @@ pub fn run(root: &Path) -> i32 {
             &[],
         );
     }
-    let started = watch::start(home.config_file(), config_bytes, reload_rx, config_tx)
-        .and_then(|()| poller::start(poll_rx, polled_tx));
-    if let Err(e) = started {
-        log::error(&format!("cannot start a thread: {e}"), &[]);
-        return EXIT_FAILURE;
-    }
-    let mut machine = Machine::new(config, root.to_path_buf(), run_config.clone());
+    watch::start(home.config_file(), config_bytes, reload_rx, config_tx)
+        .and_then(|()| poller::start(poll_rx, polled_tx))
+        .map_err(|e| {
+            log::error(&format!("cannot start a thread: {e}"), &[]);
+            EXIT_FAILURE
+        })?;
+    Ok(Channels {
+        signals,
+        configs: config_rx,
+        polls: polled_rx,
+        events: events_rx,
+        events_tx,
+        poll_control: poll_tx,
+        reload: reload_tx,
+        controls: control_rx,
+    })
+}
+
+/// The machine for the version `current` runs, resuming an upgrade whose new version had
+/// not answered when the last Visor stopped.
+fn machine_for(home: &Home, config: Config, run_config: RunConfig) -> Machine {
+    let mut machine = Machine::new(config, home.root().to_path_buf(), run_config.clone());
     match home.read_upgrade_mark() {
         Some((tag, height)) if tag == run_config.name => {
             log::info(
@@ -134,19 +162,7 @@ pub fn run(root: &Path) -> i32 {
         }
         None => {}
     }
-    let channels = Channels {
-        signals: signal_rx,
-        configs: config_rx,
-        polls: polled_rx,
-        events: events_rx,
-        events_tx,
-        poll_control: poll_tx,
-        reload: reload_tx,
-        controls: control_rx,
-    };
-    Coordinator::new(machine, home, channels)
-        .with_status_file(supervise)
-        .run()
+    machine
 }
 
 /// Creates the supervise folder and takes its lock, or says which Visor holds it.

@@ -11,6 +11,7 @@ use super::check::QUICK_RPC_TIMEOUT;
 use super::run::load_config;
 use super::{out, EXIT_CONFIG, EXIT_OK};
 use crate::cli::Output;
+use crate::config::run_config::RunConfig;
 use crate::config::Config;
 use crate::home::supervise_folder::SuperviseFolder;
 use crate::home::{self, Home};
@@ -20,37 +21,62 @@ use crate::ops::log;
 
 pub fn status(root: &Path, output: Output) -> i32 {
     let home = Home::new(root.to_path_buf());
+    let (config, config_problems) = match load_config(&home) {
+        Ok((config, _)) => (config, Vec::new()),
+        Err(problems) => (Config::default(), problems),
+    };
+    let mut report = supervisor_report(root);
+    let current = home.current_target().ok();
+    let run = current.as_deref().map(load_startable);
+    report["current"] = json!(current.as_ref().map(|c| c.display().to_string()));
+    report["current_release"] = json!(run.as_ref().and_then(|r| r.as_ref().ok()).map(|r| &r.name));
+    report["problems"] = json!(run
+        .as_ref()
+        .and_then(|r| r.as_ref().err())
+        .cloned()
+        .unwrap_or_default());
+    report["config_problems"] = json!(config_problems);
+    report["core"] = Value::Null;
+    report["pending"] = Value::Null;
+    if let Some(Ok(run)) = &run {
+        let (core, pending) = core_report(root, &config, run);
+        report["core"] = core;
+        report["pending"] = pending;
+    }
+    match output {
+        Output::Json => out(&report.to_string()),
+        Output::Text => print_text(&report),
+    }
+    if config_problems_in(&report) {
+        EXIT_CONFIG
+    } else {
+        EXIT_OK
+    }
+}
+
+fn config_problems_in(report: &Value) -> bool {
+    report["config_problems"]
+        .as_array()
+        .is_some_and(|p| !p.is_empty())
+}
+
+/// Whether a Visor runs (from the lock, so one killed outright reads as not running) and what
+/// it is doing (from the status file it keeps).
+fn supervisor_report(root: &Path) -> Value {
     let supervise = SuperviseFolder::new(root);
-    // Whether a Visor runs comes from its lock, so one killed outright reads as not running;
-    // what it is doing comes from the status file it keeps.
     let holder = supervise.holder();
     // A status file written by another Visor than the one holding the lock (the holder has
     // just started) says nothing about the holder yet.
     let supervisor = supervise
         .read_status()
-        .filter(|s| holder.is_some_and(|pid| s["visor"]["pid"] == pid));
-    let (config, config_problems) = match load_config(&home) {
-        Ok((config, _)) => (config, Vec::new()),
-        Err(problems) => (Config::default(), problems),
-    };
-    let current = home.current_target().ok();
-    let run = current.as_deref().map(load_startable);
-    let current_release = run
-        .as_ref()
-        .and_then(|r| r.as_ref().ok())
-        .map(|r| r.name.clone());
-    let live = |key: &str| match (&holder, &supervisor) {
-        (Some(_), Some(s)) => s[key].clone(),
-        _ => Value::Null,
-    };
-    let mut report = json!({
+        .filter(|s| holder.is_some_and(|pid| s["visor"]["pid"] == pid))
+        .unwrap_or(Value::Null);
+    let live = |key: &str| supervisor[key].clone();
+    json!({
         "home": root.display().to_string(),
         "running": holder.is_some(),
         "pid": holder.filter(|pid| *pid != 0),
-        "since": match (&holder, &supervisor) {
-            (Some(_), Some(s)) => s["visor"]["started_at"].clone(),
-            _ => Value::Null,
-        },
+        "since": supervisor["visor"]["started_at"].clone(),
         "phase": live("phase"),
         "status": live("status"),
         "running_release": live("release"),
@@ -59,68 +85,57 @@ pub fn status(root: &Path, output: Output) -> i32 {
         "supervisor_pending": live("pending"),
         "last_error": live("last_error"),
         "refused_reload": live("refused_reload"),
-        "current": current.as_ref().map(|c| c.display().to_string()),
-        "current_release": current_release,
-        "problems": run.as_ref().and_then(|r| r.as_ref().err()).cloned().unwrap_or_default(),
-        "config_problems": config_problems,
-        "core": Value::Null,
-        "pending": Value::Null,
-    });
-    if let Some(Ok(run)) = &run {
-        let mut client = CoreClient::new(run.rpc.socket_path.clone(), run.rpc.http_path.clone());
-        let socket = run.rpc.socket_path.display().to_string();
-        match client.upgrade_status_within(QUICK_RPC_TIMEOUT) {
-            Ok(status) => {
-                report["core"] = json!({
-                    "socket": socket,
-                    "answering": true,
-                    "accepted_release": status.accepted.as_ref().map(|a| a.tag.clone()),
-                    "upgrade_height": status.accepted.as_ref().map(|a| a.height),
-                    "ready_to_upgrade": status.ready,
-                });
-                if let Some(release) = status.accepted.filter(|a| a.tag != run.name) {
-                    report["pending"] =
-                        match home::upgrade_folder(root, &config.upgrade_folders, &release.tag) {
-                            Ok(folder) => {
-                                let check = check_upgrade_folder(&release.tag, &folder);
-                                json!({
-                                    "tag": release.tag,
-                                    "height": release.height,
-                                    "folder": folder.display().to_string(),
-                                    "folder_ready": check.is_ok(),
-                                    "problem": check.err(),
-                                    "will_fetch": config.auto_install.enabled
-                                    && std::fs::symlink_metadata(&folder).is_err(),
-                                })
-                            }
-                            Err(problem) => json!({
-                                "tag": release.tag,
-                                "height": release.height,
-                                "folder": Value::Null,
-                                "folder_ready": false,
-                                "problem": problem,
-                                "will_fetch": false,
-                            }),
-                        };
-                }
-            }
-            Err(e) => {
-                report["core"] =
-                    json!({ "socket": socket, "answering": false, "error": e.to_string() });
-            }
+    })
+}
+
+/// The core's own answer (asked with a short limit), and the pending release it names.
+fn core_report(root: &Path, config: &Config, run: &RunConfig) -> (Value, Value) {
+    let mut client = CoreClient::new(run.rpc.socket_path.clone(), run.rpc.http_path.clone());
+    let socket = run.rpc.socket_path.display().to_string();
+    let status = match client.upgrade_status_within(QUICK_RPC_TIMEOUT) {
+        Ok(status) => status,
+        Err(e) => {
+            let core = json!({ "socket": socket, "answering": false, "error": e.to_string() });
+            return (core, Value::Null);
         }
-    }
-    match output {
-        Output::Json => out(&report.to_string()),
-        Output::Text => print_text(&report),
-    }
-    if report["config_problems"]
-        .as_array()
-        .is_some_and(|p| !p.is_empty())
-    {
-        EXIT_CONFIG
-    } else {
-        EXIT_OK
+    };
+    let core = json!({
+        "socket": socket,
+        "answering": true,
+        "accepted_release": status.accepted.as_ref().map(|a| a.tag.clone()),
+        "upgrade_height": status.accepted.as_ref().map(|a| a.height),
+        "ready_to_upgrade": status.ready,
+    });
+    let pending = match status.accepted.filter(|a| a.tag != run.name) {
+        Some(release) => pending_report(root, config, &release.tag, release.height),
+        None => Value::Null,
+    };
+    (core, pending)
+}
+
+/// An accepted release's folder: where, whether ready, and whether `run` would fetch it.
+fn pending_report(root: &Path, config: &Config, tag: &str, height: u64) -> Value {
+    match home::upgrade_folder(root, &config.upgrade_folders, tag) {
+        Ok(folder) => {
+            let check = check_upgrade_folder(tag, &folder);
+            json!({
+                "tag": tag,
+                "height": height,
+                "folder": folder.display().to_string(),
+                "folder_ready": check.is_ok(),
+                "problem": check.err(),
+                "will_fetch": config.auto_install.enabled
+                    && std::fs::symlink_metadata(&folder).is_err(),
+            })
+        }
+        Err(problem) => json!({
+            "tag": tag,
+            "height": height,
+            "folder": Value::Null,
+            "folder_ready": false,
+            "problem": problem,
+            "will_fetch": false,
+        }),
     }
 }
 

@@ -353,12 +353,17 @@ mod tests {
             fs::create_dir(dir).unwrap();
         }
         fs::create_dir(home.root().join(".visor")).unwrap();
-        let status_tmp = home.root().join(".visor/.visor-tmp-status.json-2147483647-0");
+        let status_tmp = home
+            .root()
+            .join(".visor/.visor-tmp-status.json-2147483647-0");
         fs::write(&status_tmp, "{").unwrap();
         let leftovers = home.remove_temp_leftovers().unwrap();
         assert_eq!(leftovers.kept, vec![(kept.clone(), 1)]);
         assert!(kept.exists() && !gone.exists() && !unowned.exists());
-        assert!(!status_tmp.exists(), "temporary files in the supervise folder go too");
+        assert!(
+            !status_tmp.exists(),
+            "temporary files in the supervise folder go too"
+        );
         fs::remove_dir_all(home.root()).unwrap();
     }
 
