@@ -7,15 +7,33 @@
 //! threads, sleep, retry beyond the single reconnect described on [`CoreClient`], validate
 //! release tags, or decide what a status means for the node: the caller does all of that.
 //!
-//! The HTTP/1.1 exchange is written by hand instead of using `ureq` on purpose. The client has
-//! exactly one exchange shape (one small POST, one answer), needs a single overall deadline of
-//! 5 s across connect, write and read, a hard 64 KiB cap on the answer that stops reading as soon
-//! as it is exceeded, and connection reuse on a UNIX socket. `ureq` 3 would need a custom
-//! `Connector` and `Transport` over `UnixStream` that is about as long as this code, and its
-//! per-phase timeouts would still have to be mapped onto the one deadline. The parser here
-//! supports what the core's Go server can send (Content-Length, chunked with extensions and
-//! trailers, read-until-close, `Connection: close`, an HTTP/1.0 status line) and refuses the
-//! rest as a bad answer.
+//! The HTTP/1.1 framing comes from `ureq-proto`, the sans-IO protocol layer under `ureq` 3. A
+//! `ureq_proto::client::Call` writes the request into a buffer and, fed the bytes read from the
+//! socket, parses the status line and headers (skipping interim 1xx answers), picks the body
+//! framing (Content-Length, repeated values included and conflicting ones refused; chunked; read
+//! until close; none for 1xx, 204 and 304), reads a Content-Length or close-delimited body, reads
+//! the chunk data of a chunked body, the line end after each chunk and the trailer section, and
+//! says whether the connection may carry the next call (not after `Connection: close`, an
+//! HTTP/1.0 answer without keep-alive, or a body read until close). `ureq` itself is not used: it
+//! would need a custom `Connector` and `Transport` over `UnixStream`, and its per-phase timeouts
+//! would still have to be mapped onto the one deadline.
+//!
+//! What stays here is the IO and the limits: the connect, every write and read on the
+//! `UnixStream` against one overall deadline of 5 s across connect, write and read, a 16 KiB cap
+//! on the status line and headers, on a chunk-size line and on the trailer section, the hard
+//! 64 KiB cap on the answer body (a larger Content-Length is refused before reading, any other
+//! body as soon as it grows past the cap), the one reconnect, and three small pieces ureq-proto
+//! 0.7.1 cannot do:
+//!
+//! - The request target. `http::Uri` refuses the bytes a URI cannot carry instead of encoding
+//!   them, and cuts the path at `#`, so the configured path is percent-encoded here first.
+//! - Chunk-size lines. ureq-proto's de-chunker refuses a chunk-size line of more than 20 bytes,
+//!   so a chunk extension such as `;name=value;other="x"` breaks it, and it never tells the size
+//!   it read, so the body cap could only apply once the announced data had arrived. Each size
+//!   line is therefore read and checked against the cap here, and ureq-proto gets the bare size.
+//! - Transfer codings. ureq-proto reads any `Transfer-Encoding` that names `chunked` as plain
+//!   chunked (`gzip, chunked` too) and ignores the header on HTTP/1.0, so anything but plain
+//!   `chunked` on HTTP/1.1 is refused here as a bad answer.
 //!
 //! Two properties of the platform are relied on. Connecting a UNIX stream socket completes at
 //! once unless the listener's backlog is full; std has no connect timeout for UNIX sockets, and
@@ -32,6 +50,10 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde_json::Value;
+use ureq_proto::client::state::{Cleanup, RecvBody, RecvResponse};
+use ureq_proto::client::{header_raw, Call, RecvBodyResult, RecvResponseResult, SendRequestResult};
+use ureq_proto::http::{header, Request, Response, Version};
+use ureq_proto::BodyMode;
 
 /// The whole deadline of one call: connect, write and read together.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -170,20 +192,22 @@ impl CoreClient {
         let deadline = deadline_after(timeout);
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
-        let request = build_request(&self.http_path, id);
+        let (request, call) = build_request(&self.http_path, id)?;
 
         // Taking the connection out means that every early return below drops it, so a
         // connection in an unknown state is never reused.
         let (stream, answer) = match self.connection.take() {
-            Some(mut stream) => match exchange(&mut stream, &request, deadline) {
+            Some(mut stream) => match exchange(&mut stream, &request, call, deadline) {
                 Ok(answer) => (stream, answer),
                 Err(failure) if failure.server_closed_idle_connection() => {
                     drop(stream);
-                    self.exchange_on_fresh_connection(&request, deadline)?
+                    // The same bytes again, with a fresh call to read their answer.
+                    let (_, call) = build_request(&self.http_path, id)?;
+                    self.exchange_on_fresh_connection(&request, call, deadline)?
                 }
                 Err(failure) => return Err(failure.error),
             },
-            None => self.exchange_on_fresh_connection(&request, deadline)?,
+            None => self.exchange_on_fresh_connection(&request, call, deadline)?,
         };
 
         if answer.status != 200 {
@@ -203,12 +227,14 @@ impl CoreClient {
     fn exchange_on_fresh_connection(
         &self,
         request: &[u8],
+        call: Call<RecvResponse>,
         deadline: Instant,
     ) -> Result<(UnixStream, Answer), RpcError> {
         let mut stream = UnixStream::connect(&self.socket_path).map_err(|error| {
             RpcError::Connect(format!("connect {}: {error}", self.socket_path.display()))
         })?;
-        let answer = exchange(&mut stream, request, deadline).map_err(|failure| failure.error)?;
+        let answer =
+            exchange(&mut stream, request, call, deadline).map_err(|failure| failure.error)?;
         Ok((stream, answer))
     }
 }
@@ -343,30 +369,78 @@ fn is_timeout(kind: ErrorKind) -> bool {
     matches!(kind, ErrorKind::WouldBlock | ErrorKind::TimedOut)
 }
 
-/// Builds the exact request bytes for one call with `id`.
-fn build_request(http_path: &str, id: u64) -> Vec<u8> {
+/// Builds the request for one call with `id` and runs its sending half through ureq-proto.
+/// Returns the exact bytes to write (`POST <target> HTTP/1.1`, `Host: unix`,
+/// `Content-Type: application/json`, `Content-Length`, then the JSON body) and the call that
+/// reads the answer to them.
+///
+/// # Errors
+///
+/// `Io` when no request can be built, which only a request target over 64 KiB can cause.
+fn build_request(http_path: &str, id: u64) -> Result<(Vec<u8>, Call<RecvResponse>), RpcError> {
     let body = format!(r#"{{"method":"protocolupgrade.UpgradeStatus","params":[null],"id":{id}}}"#);
-    format!(
-        "POST {} HTTP/1.1\r\nHost: unix\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        request_target(http_path),
-        body.len()
-    )
-    .into_bytes()
+    let target = request_target(http_path);
+    // `header_raw` keeps the casing of the names, which the http crate would lower-case. Host
+    // and Content-Length set here keep ureq-proto from adding its own.
+    let builder = header_raw(Request::post(target.as_str()), "Host", b"unix");
+    let builder = header_raw(builder, "Content-Type", b"application/json");
+    let builder = header_raw(builder, "Content-Length", body.len().to_string().as_bytes());
+    let request = builder.body(()).map_err(|error| unbuildable(&error))?;
+    let mut call = Call::new(request)
+        .map_err(|error| unbuildable(&error))?
+        .proceed();
+    // The request line is the longest line, and ureq-proto writes whole lines only.
+    let mut scratch = vec![0u8; target.len() + 1024];
+    let mut bytes = Vec::new();
+    while !call.can_proceed() {
+        let used = call
+            .write(&mut scratch)
+            .map_err(|error| unbuildable(&error))?;
+        bytes.extend_from_slice(scratch.get(..used).unwrap_or_default());
+    }
+    let Ok(Some(SendRequestResult::SendBody(mut call))) = call.proceed() else {
+        return Err(unbuildable(&"ureq-proto has no body to send"));
+    };
+    let mut input = body.as_bytes();
+    while !call.can_proceed() {
+        let (input_used, output_used) = call
+            .write(input, &mut scratch)
+            .map_err(|error| unbuildable(&error))?;
+        if input_used == 0 && output_used == 0 {
+            return Err(unbuildable(&"ureq-proto took no more of the body"));
+        }
+        bytes.extend_from_slice(scratch.get(..output_used).unwrap_or_default());
+        input = input.get(input_used..).unwrap_or_default();
+    }
+    let call = call
+        .proceed()
+        .ok_or_else(|| unbuildable(&"ureq-proto did not take the whole body"))?;
+    Ok((bytes, call))
+}
+
+/// Builds the `Io` error for a request that cannot be built.
+fn unbuildable(reason: &dyn fmt::Display) -> RpcError {
+    RpcError::Io(format!(
+        "build request: {}",
+        one_line(&reason.to_string(), MAX_ERROR_TEXT_CHARS)
+    ))
 }
 
 /// The digits of upper-case hexadecimal, for percent-encoding.
 const HEX_DIGITS: [u8; 16] = *b"0123456789ABCDEF";
 
-/// Turns the configured HTTP path into a request target that cannot break the request line:
-/// spaces, control characters and non-ASCII bytes are percent-encoded, and an empty path
-/// becomes `/`.
+/// Turns the configured HTTP path into a request target that cannot break the request line and
+/// that `http::Uri` takes as it is: spaces, control characters, non-ASCII bytes and the five
+/// characters `"`, `#`, `<`, `>` and `` ` `` are percent-encoded (`http::Uri` refuses the others
+/// and cuts the path at `#`), an empty path becomes `/`, and a path that does not start with `/`
+/// gets one.
 fn request_target(http_path: &str) -> String {
-    if http_path.is_empty() {
-        return "/".to_string();
+    let mut target = String::with_capacity(http_path.len() + 1);
+    if !http_path.starts_with('/') {
+        target.push('/');
     }
-    let mut target = String::with_capacity(http_path.len());
     for byte in http_path.bytes() {
-        if byte.is_ascii_graphic() {
+        if byte.is_ascii_graphic() && !b"\"#<>`".contains(&byte) {
             target.push(char::from(byte));
         } else {
             target.push('%');
@@ -400,8 +474,14 @@ impl Failure {
     }
 }
 
-/// Writes `request` on `stream` and reads one full answer, all before `deadline`.
-fn exchange(stream: &mut UnixStream, request: &[u8], deadline: Instant) -> Result<Answer, Failure> {
+/// Writes `request` on `stream` and reads the answer to it through `call`, all before
+/// `deadline`.
+fn exchange(
+    stream: &mut UnixStream,
+    request: &[u8],
+    call: Call<RecvResponse>,
+    deadline: Instant,
+) -> Result<Answer, Failure> {
     if let Err(error) = write_all_before(stream, request, deadline) {
         return Err(Failure {
             error,
@@ -409,7 +489,7 @@ fn exchange(stream: &mut UnixStream, request: &[u8], deadline: Instant) -> Resul
         });
     }
     let mut reader = AnswerReader::new(stream, deadline);
-    match reader.read_answer() {
+    match reader.read_answer(call) {
         Ok(answer) => Ok(answer),
         Err(error) => Err(Failure {
             error,
@@ -444,159 +524,53 @@ fn write_all_before(
     Ok(())
 }
 
-/// How the body of an answer is delimited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
-    /// The answer has no body (1xx, 204 and 304 answers).
-    Empty,
-    /// The body is exactly this many bytes long.
-    Length(u64),
-    /// The body is sent with `Transfer-Encoding: chunked`.
-    Chunked,
-    /// The body runs until the server closes the connection.
-    UntilClose,
+/// Builds the `BadAnswer` for an answer that ureq-proto refused.
+fn malformed(error: &ureq_proto::Error) -> RpcError {
+    RpcError::BadAnswer(format!(
+        "malformed HTTP answer: {}",
+        one_line(&error.to_string(), MAX_ERROR_TEXT_CHARS)
+    ))
 }
 
-/// What the status line and headers of an answer say.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Head {
-    status: u16,
-    framing: Framing,
-    /// Whether the server lets the connection carry another request.
-    keep_alive: bool,
-}
-
-/// Parses a status line and header section, without the empty line that ends it.
-fn parse_head(head: &[u8]) -> Result<Head, RpcError> {
-    let mut lines = head
-        .split(|&byte| byte == b'\n')
-        .map(|line| line.strip_suffix(b"\r").unwrap_or(line));
-    let status_line = lines.next().unwrap_or_default();
-    let (http_1_1, status) = parse_status_line(status_line)?;
-
-    let mut content_length: Option<u64> = None;
-    let mut transfer_codings: Vec<String> = Vec::new();
-    let mut connection_close = false;
-    let mut connection_keep_alive = false;
-    for line in lines {
-        if line
-            .first()
-            .is_some_and(|&byte| byte == b' ' || byte == b'\t')
-        {
-            return Err(RpcError::BadAnswer(
-                "answer uses obsolete header line folding".to_string(),
-            ));
-        }
-        let Some(colon) = line.iter().position(|&byte| byte == b':') else {
-            return Err(RpcError::BadAnswer(format!(
-                "malformed answer header line: {}",
-                one_line(&String::from_utf8_lossy(line), 80)
-            )));
-        };
-        let name = line.get(..colon).unwrap_or_default().trim_ascii();
-        let value = line.get(colon + 1..).unwrap_or_default().trim_ascii();
-        if name.is_empty() {
-            return Err(RpcError::BadAnswer(
-                "answer header line without a name".to_string(),
-            ));
-        }
-        let value_text = String::from_utf8_lossy(value);
-        if name.eq_ignore_ascii_case(b"content-length") {
-            let length = parse_content_length(&value_text)?;
-            if content_length.is_some_and(|earlier| earlier != length) {
-                return Err(RpcError::BadAnswer(
-                    "answer has conflicting Content-Length headers".to_string(),
-                ));
-            }
-            content_length = Some(length);
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            transfer_codings.extend(
-                value_text
-                    .split(',')
-                    .map(|coding| coding.trim().to_ascii_lowercase())
-                    .filter(|coding| !coding.is_empty() && coding != "identity"),
-            );
-        } else if name.eq_ignore_ascii_case(b"connection") {
-            for option in value_text.split(',').map(str::trim) {
-                connection_close |= option.eq_ignore_ascii_case("close");
-                connection_keep_alive |= option.eq_ignore_ascii_case("keep-alive");
-            }
-        }
-    }
-
-    let framing = if (100..200).contains(&status) || status == 204 || status == 304 {
-        Framing::Empty
-    } else if !transfer_codings.is_empty() {
-        // Transfer-Encoding overrides Content-Length; only plain chunked is understood.
-        if transfer_codings != ["chunked"] {
-            return Err(RpcError::BadAnswer(format!(
-                "unsupported answer Transfer-Encoding: {}",
-                one_line(&transfer_codings.join(", "), 80)
-            )));
-        }
-        Framing::Chunked
-    } else if let Some(length) = content_length {
-        Framing::Length(length)
-    } else {
-        Framing::UntilClose
+/// Parses the status line and headers at the start of `input` through `call`. Returns how many
+/// bytes it used and, once a final answer's head is complete, its status; bytes used without a
+/// status were an interim 1xx answer, which ureq-proto skips.
+fn parse_head(
+    call: &mut Call<RecvResponse>,
+    input: &[u8],
+) -> Result<(usize, Option<u16>), RpcError> {
+    let (used, response) = call
+        .try_response(input, false)
+        .map_err(|error| malformed(&error))?;
+    let Some(response) = response else {
+        return Ok((used, None));
     };
-    let keep_alive =
-        framing != Framing::UntilClose && !connection_close && (http_1_1 || connection_keep_alive);
-    Ok(Head {
-        status,
-        framing,
-        keep_alive,
-    })
+    check_transfer_coding(&response)?;
+    Ok((used, Some(response.status().as_u16())))
 }
 
-/// Parses `HTTP/1.x NNN reason`; returns whether the version is 1.1 or later, and the status.
-fn parse_status_line(line: &[u8]) -> Result<(bool, u16), RpcError> {
-    let malformed = || {
-        RpcError::BadAnswer(format!(
-            "malformed answer status line: {}",
-            one_line(&String::from_utf8_lossy(line), 80)
-        ))
-    };
-    let rest = line.strip_prefix(b"HTTP/1.").ok_or_else(malformed)?;
-    let (&minor, rest) = rest.split_first().ok_or_else(malformed)?;
-    if !minor.is_ascii_digit() {
-        return Err(malformed());
+/// Refuses a Transfer-Encoding other than plain `chunked` on HTTP/1.1: ureq-proto reads any
+/// list that names `chunked` (`gzip, chunked` too) as plain chunked, and on HTTP/1.0 it ignores
+/// the header and reads the chunk framing as body.
+fn check_transfer_coding(response: &Response<()>) -> Result<(), RpcError> {
+    let mut codings: Vec<String> = Vec::new();
+    for value in response.headers().get_all(header::TRANSFER_ENCODING) {
+        codings.extend(
+            String::from_utf8_lossy(value.as_bytes())
+                .split(',')
+                .map(|coding| coding.trim().to_ascii_lowercase())
+                .filter(|coding| !coding.is_empty() && coding != "identity"),
+        );
     }
-    let rest = rest.strip_prefix(b" ").ok_or_else(malformed)?;
-    let digits = rest.get(..3).ok_or_else(malformed)?;
-    if !digits.iter().all(u8::is_ascii_digit) || digits.first() == Some(&b'0') {
-        return Err(malformed());
+    let http_1_1 = response.version() == Version::HTTP_11;
+    if codings.is_empty() || (http_1_1 && codings == ["chunked"]) {
+        return Ok(());
     }
-    if rest.get(3).is_some_and(|&byte| byte != b' ') {
-        return Err(malformed());
-    }
-    let status = digits
-        .iter()
-        .fold(0u16, |sum, &digit| sum * 10 + u16::from(digit - b'0'));
-    Ok((minor != b'0', status))
-}
-
-/// Parses a Content-Length value, which may repeat one number as a comma-separated list. A
-/// number too large for `u64` becomes `u64::MAX`, which is refused as too large anyway.
-fn parse_content_length(value: &str) -> Result<u64, RpcError> {
-    let mut length = None;
-    for item in value.split(',').map(str::trim) {
-        if item.is_empty() || !item.bytes().all(|byte| byte.is_ascii_digit()) {
-            return Err(RpcError::BadAnswer(format!(
-                "malformed answer Content-Length: {}",
-                one_line(value, 80)
-            )));
-        }
-        let parsed = item.parse::<u64>().unwrap_or(u64::MAX);
-        if length.is_some_and(|earlier| earlier != parsed) {
-            return Err(RpcError::BadAnswer(format!(
-                "malformed answer Content-Length: {}",
-                one_line(value, 80)
-            )));
-        }
-        length = Some(parsed);
-    }
-    length.ok_or_else(|| RpcError::BadAnswer("empty answer Content-Length".to_string()))
+    let on = if http_1_1 { "" } else { " on HTTP/1.0" };
+    Err(RpcError::BadAnswer(format!(
+        "unsupported answer Transfer-Encoding{on}: {}",
+        one_line(&codings.join(", "), 80)
+    )))
 }
 
 /// Parses a chunk-size line, ignoring chunk extensions. A size too large for `u64` becomes
@@ -627,7 +601,8 @@ fn parse_chunk_size(line: &[u8]) -> Result<u64, RpcError> {
     Ok(size)
 }
 
-/// Reads one answer from a stream through a buffer, never past the deadline.
+/// Reads one answer from a stream through a buffer, never past the deadline, and hands the
+/// bytes to a ureq-proto call.
 struct AnswerReader<'a> {
     stream: &'a mut UnixStream,
     deadline: Instant,
@@ -697,53 +672,167 @@ impl<'a> AnswerReader<'a> {
         }
     }
 
-    /// Reads the whole answer: skips interim 1xx answers, then reads the head and the body.
-    fn read_answer(&mut self) -> Result<Answer, RpcError> {
+    /// Reads the whole answer through `call`: the head, the body, and whether the connection
+    /// may carry the next call.
+    fn read_answer(&mut self, mut call: Call<RecvResponse>) -> Result<Answer, RpcError> {
+        let status = self.read_head(&mut call)?;
+        let (body, cleanup) = match call.proceed() {
+            Some(RecvResponseResult::RecvBody(call)) => self.read_body(call)?,
+            Some(RecvResponseResult::Redirect(call)) => (Vec::new(), call.proceed()),
+            Some(RecvResponseResult::Cleanup(call)) => (Vec::new(), call),
+            None => return Err(RpcError::BadAnswer("incomplete answer head".to_string())),
+        };
+        // Bytes beyond the answer mean the connection is in a state we do not understand.
+        let reusable = !cleanup.must_close_connection() && self.pending().is_empty();
+        Ok(Answer {
+            status,
+            body,
+            reusable,
+        })
+    }
+
+    /// Reads the status line and headers of the final answer; returns its status.
+    fn read_head(&mut self, call: &mut Call<RecvResponse>) -> Result<u16, RpcError> {
         loop {
-            let head = self.read_head()?;
-            if (100..200).contains(&head.status) && head.status != 101 {
-                continue;
+            let window = self.pending();
+            let window = window.get(..MAX_HEAD_BYTES).unwrap_or(window);
+            let (used, status) = parse_head(call, window)?;
+            self.consume(used);
+            match status {
+                Some(status) => return Ok(status),
+                None if used > 0 => {}
+                None if self.pending().len() >= MAX_HEAD_BYTES => {
+                    return Err(RpcError::BadAnswer(format!(
+                        "answer status line and headers larger than {MAX_HEAD_BYTES} bytes"
+                    )));
+                }
+                None => self.fill_or_fail()?,
             }
-            let body = match head.framing {
-                Framing::Empty => Vec::new(),
-                Framing::Length(length) => self.read_length(length)?,
-                Framing::Chunked => self.read_chunked()?,
-                Framing::UntilClose => self.read_until_close()?,
-            };
-            // Bytes beyond the answer mean the connection is in a state we do not understand.
-            let reusable = head.keep_alive && self.pending().is_empty();
-            return Ok(Answer {
-                status: head.status,
-                body,
-                reusable,
-            });
         }
     }
 
-    /// Reads and parses the status line and headers.
-    fn read_head(&mut self) -> Result<Head, RpcError> {
-        loop {
-            // Tolerate empty lines before the status line, as HTTP/1.1 asks clients to.
-            let blank = self
-                .pending()
-                .iter()
-                .take_while(|&&byte| byte == b'\r' || byte == b'\n')
-                .count();
-            self.consume(blank);
-            let window = self.pending();
-            let window = window.get(..MAX_HEAD_BYTES).unwrap_or(window);
-            if let Some((head_end, section_end)) = find_head_end(window) {
-                let head = parse_head(window.get(..head_end).unwrap_or_default())?;
-                self.consume(section_end);
-                return Ok(head);
+    /// Reads the body through `call`; returns it and the call's last state.
+    fn read_body(
+        &mut self,
+        mut call: Call<RecvBody>,
+    ) -> Result<(Vec<u8>, Call<Cleanup>), RpcError> {
+        let mut body = Vec::new();
+        match call.body_mode() {
+            BodyMode::NoBody => {}
+            BodyMode::LengthDelimited(length) => {
+                if usize::try_from(length).map_or(true, |length| length > MAX_ANSWER_BYTES) {
+                    return Err(RpcError::TooLarge);
+                }
+                while !call.can_proceed() {
+                    if !self.decode(&mut call, &mut body)? {
+                        self.fill_or_fail()?;
+                    }
+                }
             }
-            if self.pending().len() >= MAX_HEAD_BYTES {
-                return Err(RpcError::BadAnswer(format!(
-                    "answer status line and headers larger than {MAX_HEAD_BYTES} bytes"
-                )));
-            }
-            self.fill_or_fail()?;
+            BodyMode::Chunked => self.read_chunked(&mut call, &mut body)?,
+            BodyMode::CloseDelimited => loop {
+                while self.decode(&mut call, &mut body)? {}
+                if !self.fill()? {
+                    break;
+                }
+            },
         }
+        match call.proceed() {
+            Some(RecvBodyResult::Cleanup(call)) => Ok((body, call)),
+            Some(RecvBodyResult::Redirect(call)) => Ok((body, call.proceed())),
+            None => Err(RpcError::BadAnswer("incomplete answer body".to_string())),
+        }
+    }
+
+    /// Hands the pending bytes to `call` and appends what it decoded to `body`, refusing a body
+    /// larger than [`MAX_ANSWER_BYTES`]; returns whether the call used or gave any byte.
+    fn decode(&mut self, call: &mut Call<RecvBody>, body: &mut Vec<u8>) -> Result<bool, RpcError> {
+        let mut output = [0u8; READ_CHUNK_BYTES];
+        let (used, decoded) = call
+            .read(self.pending(), &mut output)
+            .map_err(|error| malformed(&error))?;
+        self.consume(used);
+        body.extend_from_slice(output.get(..decoded).unwrap_or_default());
+        if body.len() > MAX_ANSWER_BYTES {
+            return Err(RpcError::TooLarge);
+        }
+        Ok(used > 0 || decoded > 0)
+    }
+
+    /// Reads a chunked body: each chunk-size line here, the chunk data, the line end after it,
+    /// and the trailer section through `call`.
+    fn read_chunked(
+        &mut self,
+        call: &mut Call<RecvBody>,
+        body: &mut Vec<u8>,
+    ) -> Result<(), RpcError> {
+        // Every read then stops where a chunk-size line starts.
+        call.stop_on_chunk_boundary(true);
+        loop {
+            if call.is_on_chunk_boundary() {
+                if self.next_chunk_size(call, body.len())? == 0 {
+                    return self.read_trailers(call);
+                }
+            } else if !self.decode(call, body)? {
+                // Only a missing line end after chunk data leaves pending bytes unused.
+                if self.pending().len() >= MAX_HEAD_BYTES {
+                    return Err(RpcError::BadAnswer(
+                        "chunk data not followed by a line end".to_string(),
+                    ));
+                }
+                self.fill_or_fail()?;
+            }
+        }
+    }
+
+    /// Reads the chunk-size line that starts the pending bytes and hands `call` the size alone,
+    /// refusing a chunk that would take the body over [`MAX_ANSWER_BYTES`] before reading it.
+    fn next_chunk_size(
+        &mut self,
+        call: &mut Call<RecvBody>,
+        body_len: usize,
+    ) -> Result<usize, RpcError> {
+        let line = self.read_line(MAX_HEAD_BYTES, "chunk size line")?;
+        let room = MAX_ANSWER_BYTES.saturating_sub(body_len);
+        let size = match usize::try_from(parse_chunk_size(&line)?) {
+            Ok(size) if size <= room => size,
+            _ => return Err(RpcError::TooLarge),
+        };
+        let bare = format!("{size:x}\r\n");
+        let (used, _) = call
+            .read(bare.as_bytes(), &mut [])
+            .map_err(|error| malformed(&error))?;
+        if used != bare.len() {
+            return Err(RpcError::BadAnswer(
+                "ureq-proto did not take a chunk size".to_string(),
+            ));
+        }
+        Ok(size)
+    }
+
+    /// Reads the trailer section after the last chunk through `call`; its fields are not used.
+    fn read_trailers(&mut self, call: &mut Call<RecvBody>) -> Result<(), RpcError> {
+        let too_large = || {
+            RpcError::BadAnswer(format!(
+                "answer trailer section larger than {MAX_HEAD_BYTES} bytes"
+            ))
+        };
+        let mut trailer_bytes = 0usize;
+        let mut none = Vec::new();
+        while !call.can_proceed() {
+            let before = self.pending().len();
+            if self.decode(call, &mut none)? {
+                trailer_bytes += before.saturating_sub(self.pending().len());
+                if trailer_bytes > MAX_HEAD_BYTES {
+                    return Err(too_large());
+                }
+            } else if trailer_bytes.saturating_add(before) >= MAX_HEAD_BYTES {
+                return Err(too_large());
+            } else {
+                self.fill_or_fail()?;
+            }
+        }
+        Ok(())
     }
 
     /// Reads one line of at most `limit` bytes including its end; returns it without the end.
@@ -765,99 +854,6 @@ impl<'a> AnswerReader<'a> {
             self.fill_or_fail()?;
         }
     }
-
-    /// Reads exactly `count` bytes.
-    fn read_exact(&mut self, count: usize) -> Result<Vec<u8>, RpcError> {
-        while self.pending().len() < count {
-            self.fill_or_fail()?;
-        }
-        let bytes = self.pending().get(..count).unwrap_or_default().to_vec();
-        self.consume(count);
-        Ok(bytes)
-    }
-
-    /// Reads a body of `length` bytes, refusing it before reading when it is too large.
-    fn read_length(&mut self, length: u64) -> Result<Vec<u8>, RpcError> {
-        match usize::try_from(length) {
-            Ok(length) if length <= MAX_ANSWER_BYTES => self.read_exact(length),
-            _ => Err(RpcError::TooLarge),
-        }
-    }
-
-    /// Reads and de-chunks a chunked body, refusing it as soon as it would grow too large.
-    fn read_chunked(&mut self) -> Result<Vec<u8>, RpcError> {
-        let mut body = Vec::new();
-        loop {
-            let size_line = self.read_line(MAX_HEAD_BYTES, "chunk size line")?;
-            let size = parse_chunk_size(&size_line)?;
-            if size == 0 {
-                break;
-            }
-            let room = MAX_ANSWER_BYTES.saturating_sub(body.len());
-            let size = match usize::try_from(size) {
-                Ok(size) if size <= room => size,
-                _ => return Err(RpcError::TooLarge),
-            };
-            body.extend_from_slice(&self.read_exact(size)?);
-            if !self.read_line(2, "chunk data end")?.is_empty() {
-                return Err(RpcError::BadAnswer(
-                    "chunk data not followed by a line end".to_string(),
-                ));
-            }
-        }
-        // The trailer section ends with an empty line; its fields are not used.
-        let mut trailer_bytes = 0usize;
-        loop {
-            let left = MAX_HEAD_BYTES.saturating_sub(trailer_bytes);
-            let line =
-                self.read_line(left, "answer trailer line")
-                    .map_err(|error| match error {
-                        RpcError::BadAnswer(_) => RpcError::BadAnswer(format!(
-                            "answer trailer section larger than {MAX_HEAD_BYTES} bytes"
-                        )),
-                        other => other,
-                    })?;
-            if line.is_empty() {
-                return Ok(body);
-            }
-            trailer_bytes = trailer_bytes.saturating_add(line.len() + 2);
-        }
-    }
-
-    /// Reads a body delimited by the server closing the connection.
-    fn read_until_close(&mut self) -> Result<Vec<u8>, RpcError> {
-        loop {
-            if self.pending().len() > MAX_ANSWER_BYTES {
-                return Err(RpcError::TooLarge);
-            }
-            if !self.fill()? {
-                let body = self.pending().to_vec();
-                self.consume(body.len());
-                return Ok(body);
-            }
-        }
-    }
-}
-
-/// Finds the empty line that ends a header section; returns where the head ends (before the
-/// line end that precedes the empty line) and where the section ends (after the empty line).
-fn find_head_end(bytes: &[u8]) -> Option<(usize, usize)> {
-    let mut index = 0;
-    while let Some(offset) = bytes
-        .get(index..)
-        .and_then(|rest| rest.iter().position(|&byte| byte == b'\n'))
-    {
-        let newline = index + offset;
-        let after = bytes.get(newline + 1..).unwrap_or_default();
-        if after.starts_with(b"\n") {
-            return Some((newline, newline + 2));
-        }
-        if after.starts_with(b"\r\n") {
-            return Some((newline, newline + 3));
-        }
-        index = newline + 1;
-    }
-    None
 }
 
 #[cfg(test)]
@@ -1351,12 +1347,14 @@ mod tests {
 
     #[test]
     fn malformed_http_is_a_bad_answer() {
-        let answers: [&[u8]; 5] = [
+        let answers: [&[u8]; 7] = [
             b"SSH-2.0-OpenSSH\r\n\r\n",
             b"HTTP/1.1 2000 OK\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nContent-Length: 12x\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}xx\r\n",
+            b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n",
         ];
         let server = TestServer::start(move |index, stream| {
             let answer = answers[index % answers.len()].to_vec();
@@ -1491,8 +1489,23 @@ mod tests {
         assert_eq!(request_target(""), "/");
         assert_eq!(request_target("/a b\r\nX: y"), "/a%20b%0D%0AX:%20y");
         assert_eq!(request_target("/é"), "/%C3%A9");
-        let request = build_request("/rpc", 42);
-        assert!(request.ends_with(br#""params":[null],"id":42}"#));
+        assert_eq!(request_target("/a#b<c>`\"d\""), "/a%23b%3Cc%3E%60%22d%22");
+        assert_eq!(
+            request_target("/a?b=[c]&d={e}|f^g\\h%20"),
+            "/a?b=[c]&d={e}|f^g\\h%20"
+        );
+        assert_eq!(request_target("rpc"), "/rpc");
+        for (path, target) in [("/rpc", "/rpc"), ("/a b#c", "/a%20b%23c"), ("", "/")] {
+            let (request, _) = build_request(path, 42).expect("request");
+            let body = r#"{"method":"protocolupgrade.UpgradeStatus","params":[null],"id":42}"#;
+            assert_eq!(
+                String::from_utf8_lossy(&request),
+                format!(
+                    "POST {target} HTTP/1.1\r\nHost: unix\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+            );
+        }
     }
 
     #[test]
@@ -1623,67 +1636,85 @@ mod tests {
         }
     }
 
+    /// Runs `text` and the empty line after it through the head parser of a fresh call, interim
+    /// answers included; returns the final status and the body framing ureq-proto picked.
+    fn head(text: &str) -> Result<(u16, BodyMode), RpcError> {
+        let (_, mut call) = build_request("/rpc", 1).expect("request");
+        let input = format!("{text}\r\n\r\n");
+        let mut rest = input.as_bytes();
+        let status = loop {
+            let (used, status) = parse_head(&mut call, rest)?;
+            rest = &rest[used..];
+            match status {
+                Some(status) => break status,
+                None => assert!(used > 0, "no full head in {text:?}"),
+            }
+        };
+        assert!(rest.is_empty(), "{text:?}");
+        let mode = match call.proceed() {
+            Some(RecvResponseResult::RecvBody(call)) => call.body_mode(),
+            Some(RecvResponseResult::Cleanup(_) | RecvResponseResult::Redirect(_)) => {
+                BodyMode::NoBody
+            }
+            None => panic!("no answer after a full head: {text:?}"),
+        };
+        Ok((status, mode))
+    }
+
+    /// Whether a 200 answer with the head `text` and no body leaves the connection reusable.
+    fn keeps_alive(text: &str) -> bool {
+        let (_, mut call) = build_request("/rpc", 1).expect("request");
+        let input = format!("{text}\r\nContent-Length: 0\r\n\r\n");
+        let (_, status) = parse_head(&mut call, input.as_bytes()).expect("a valid head");
+        assert_eq!(status, Some(200));
+        let Some(RecvResponseResult::Cleanup(call)) = call.proceed() else {
+            panic!("expected no body: {text:?}");
+        };
+        !call.must_close_connection()
+    }
+
     #[test]
-    fn parse_head_table() {
-        let head = |text: &str| parse_head(text.as_bytes());
+    fn head_table() {
         assert_eq!(
             head("HTTP/1.1 200 OK\r\ncontent-LENGTH: 5"),
-            Ok(Head {
-                status: 200,
-                framing: Framing::Length(5),
-                keep_alive: true
-            })
+            Ok((200, BodyMode::LengthDelimited(5)))
         );
         assert_eq!(
             head("HTTP/1.1 200\r\nContent-Length: 5, 5\r\nContent-Length: 5"),
-            Ok(Head {
-                status: 200,
-                framing: Framing::Length(5),
-                keep_alive: true
-            })
+            Ok((200, BodyMode::LengthDelimited(5)))
         );
         assert_eq!(
-            head("HTTP/1.1 200 OK\nTransfer-Encoding: chunked\nContent-Length: 5\nConnection: keep-alive, close"),
-            Ok(Head {
-                status: 200,
-                framing: Framing::Chunked,
-                keep_alive: false
-            })
+            head("HTTP/1.1 200 OK\nTransfer-Encoding: chunked\nContent-Length: 5"),
+            Ok((200, BodyMode::Chunked))
+        );
+        assert_eq!(
+            head("HTTP/1.1 200 OK\r\nTransfer-Encoding: identity, Chunked"),
+            Ok((200, BodyMode::Chunked))
         );
         assert_eq!(
             head("HTTP/1.0 200 OK\r\nContent-Length: 5\r\nConnection: Keep-Alive"),
-            Ok(Head {
-                status: 200,
-                framing: Framing::Length(5),
-                keep_alive: true
-            })
+            Ok((200, BodyMode::LengthDelimited(5)))
         );
+        assert_eq!(head("HTTP/1.1 204 No Content"), Ok((204, BodyMode::NoBody)));
         assert_eq!(
-            head("HTTP/1.1 204 No Content"),
-            Ok(Head {
-                status: 204,
-                framing: Framing::Empty,
-                keep_alive: true
-            })
+            head("HTTP/1.1 304 Not Modified\r\nContent-Length: 5"),
+            Ok((304, BodyMode::NoBody))
         );
+        assert_eq!(head("HTTP/1.1 200 OK"), Ok((200, BodyMode::CloseDelimited)));
         assert_eq!(
-            head("HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999999"),
-            Ok(Head {
-                status: 200,
-                framing: Framing::Length(u64::MAX),
-                keep_alive: true
-            })
+            head("HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 1"),
+            Ok((200, BodyMode::LengthDelimited(1)))
         );
-        assert_eq!(
-            head("HTTP/1.1 200 OK"),
-            Ok(Head {
-                status: 200,
-                framing: Framing::UntilClose,
-                keep_alive: false
-            })
-        );
+
+        assert!(keeps_alive("HTTP/1.1 200 OK"));
+        assert!(keeps_alive("HTTP/1.0 200 OK\r\nConnection: Keep-Alive"));
+        assert!(!keeps_alive(
+            "HTTP/1.1 200 OK\r\nConnection: keep-alive, close"
+        ));
+        assert!(!keeps_alive("HTTP/1.1 200 OK\r\nConnection: Close"));
+        assert!(!keeps_alive("HTTP/1.0 200 OK"));
+
         for bad in [
-            "",
             "HTTP/2 200 OK",
             "HTTP/1.1 20 OK",
             "HTTP/1.1 099 X",
@@ -1693,8 +1724,12 @@ mod tests {
             "HTTP/1.1 200 OK\r\nX: a\r\n folded",
             "HTTP/1.1 200 OK\r\nContent-Length: -1",
             "HTTP/1.1 200 OK\r\nContent-Length:",
+            "HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999999",
             "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6",
             "HTTP/1.1 200 OK\r\nTransfer-Encoding: br",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked",
+            "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked",
+            "HTTP/1.1 100 Continue\r\nX: y",
         ] {
             assert!(
                 matches!(head(bad), Err(RpcError::BadAnswer(_))),
@@ -1732,9 +1767,9 @@ mod tests {
                 .map(|_| alphabet[usize::try_from(next()).unwrap_or(0) % alphabet.len()])
                 .collect();
             let _ = parse_status_answer(&bytes, 1);
-            let _ = parse_head(&bytes);
+            let (_, mut call) = build_request("/rpc", 1).expect("request");
+            let _ = parse_head(&mut call, &bytes);
             let _ = parse_chunk_size(&bytes);
-            let _ = find_head_end(&bytes);
         }
     }
 
