@@ -142,11 +142,33 @@ fn pending_report(root: &Path, config: &Config, tag: &str, height: u64) -> Value
 /// The report as lines for a person. Every value is shown with its control characters
 /// escaped: the core's tag, a binary's version output and paths are not trusted to be text.
 fn print_text(report: &Value) {
-    let text = |v: &Value| match v {
+    print_supervisor(report);
+    out(&format!("home:             {}", text(&report["home"])));
+    out(&format!(
+        "current:          {} ({})",
+        text(&report["current"]),
+        text(&report["current_release"])
+    ));
+    for problem in report["problems"].as_array().into_iter().flatten() {
+        out(&format!("problem:          {}", text(problem)));
+    }
+    for problem in report["config_problems"].as_array().into_iter().flatten() {
+        out(&format!("config.toml:      {}", text(problem)));
+    }
+    print_core(&report["core"]);
+    print_pending(&report["pending"]);
+}
+
+/// A value for a person: control characters escaped, `-` for nothing.
+fn text(v: &Value) -> String {
+    match v {
         Value::String(s) => log::escape_controls(s).into_owned(),
         Value::Null => "-".into(),
         other => log::escape_controls(&other.to_string()).into_owned(),
-    };
+    }
+}
+
+fn print_supervisor(report: &Value) {
     let running = report["running"] == Value::Bool(true);
     if running {
         out(&format!(
@@ -181,19 +203,9 @@ fn print_text(report: &Value) {
     } else {
         out("visor:            not running");
     }
-    out(&format!("home:             {}", text(&report["home"])));
-    out(&format!(
-        "current:          {} ({})",
-        text(&report["current"]),
-        text(&report["current_release"])
-    ));
-    for problem in report["problems"].as_array().into_iter().flatten() {
-        out(&format!("problem:          {}", text(problem)));
-    }
-    for problem in report["config_problems"].as_array().into_iter().flatten() {
-        out(&format!("config.toml:      {}", text(problem)));
-    }
-    let core = &report["core"];
+}
+
+fn print_core(core: &Value) {
     if core["answering"] == Value::Bool(true) {
         out(&format!(
             "core:             answering on {}",
@@ -216,7 +228,9 @@ fn print_text(report: &Value) {
             text(&core["error"])
         ));
     }
-    let pending = &report["pending"];
+}
+
+fn print_pending(pending: &Value) {
     if !pending.is_null() {
         let state = if pending["folder_ready"] == Value::Bool(true) {
             "ready".to_string()
