@@ -3,7 +3,7 @@
 
 use std::io::{self, BufRead, Read};
 
-use crate::status_text;
+use crate::answers::status_text;
 
 /// The largest request body the simulator accepts (the real server has no limit).
 pub(crate) const MAX_BODY: u64 = 1 << 20;

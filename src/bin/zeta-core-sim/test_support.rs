@@ -14,3 +14,9 @@ pub(crate) fn request(raw: &str) -> Head {
         other => panic!("expected a request, got {other:?}"),
     }
 }
+
+pub(crate) const DATE: &str = "Tue, 14 Nov 2023 22:13:20 GMT";
+
+pub(crate) fn text(pieces: &[Vec<u8>]) -> String {
+    String::from_utf8(pieces.concat()).expect("answer is text")
+}
