@@ -35,6 +35,7 @@ mod cli;
 mod go_encode;
 mod go_json;
 mod http_request;
+mod routing;
 #[cfg(test)]
 mod test_support;
 
@@ -50,6 +51,7 @@ use go_json::{
 use http_request::{
     has_token, raw_error, read_body, read_head, BodyError, BodyFraming, Head, ReadHead,
 };
+use routing::{route, Route};
 
 /// The program name used in messages.
 const PROG: &str = "zeta-core-sim";
@@ -199,94 +201,6 @@ fn read_params(params: Option<&[u8]>) -> Result<(), String> {
 
 /// The content type of gorilla/rpc's JSON answers.
 const APPLICATION_JSON: &str = "application/json; charset=utf-8";
-
-/// Where gorilla/mux sends a request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Route {
-    /// `OPTIONS *`, answered by Go's server itself.
-    GlobalOptions,
-    /// A path that is not in canonical form: 301 to the cleaned one.
-    Redirect(String),
-    NotFound,
-    /// The RPC path, with a method other than POST.
-    NotPost,
-    /// The RPC path with an unknown content type (the media type before any `;`).
-    BadContentType(String),
-    Rpc,
-}
-
-/// Go's `path.Clean` for a rooted path.
-fn clean_rooted(path: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            part => parts.push(part),
-        }
-    }
-    format!("/{}", parts.join("/"))
-}
-
-/// gorilla/mux's `cleanPath`.
-fn mux_clean_path(path: &str) -> String {
-    if path.is_empty() {
-        return "/".to_string();
-    }
-    let rooted = if path.starts_with('/') {
-        path.to_string()
-    } else {
-        format!("/{path}")
-    };
-    let mut cleaned = clean_rooted(&rooted);
-    if rooted.ends_with('/') && cleaned != "/" {
-        cleaned.push('/');
-    }
-    cleaned
-}
-
-/// Go's escaping of a URL path (`url.PathEscape` rules, `/` kept).
-fn escape_path(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    for &b in path.as_bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~$&+,/:;=@".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// Routes a request as the core's gorilla/mux router and gorilla/rpc server do.
-fn route(head: &Head, http_path: &str) -> Route {
-    if head.url.star && head.method == "OPTIONS" {
-        return Route::GlobalOptions;
-    }
-    let cleaned = mux_clean_path(&head.url.path);
-    if cleaned != head.url.path {
-        let mut location = format!("{}{}", head.url.prefix, escape_path(&cleaned));
-        if let Some(query) = &head.url.query {
-            location.push('?');
-            location.push_str(query);
-        }
-        return Route::Redirect(location);
-    }
-    if head.url.path != http_path {
-        return Route::NotFound;
-    }
-    if head.method != "POST" {
-        return Route::NotPost;
-    }
-    let content_type = head.header("content-type").unwrap_or("");
-    let media = content_type.split(';').next().unwrap_or("");
-    if !media.eq_ignore_ascii_case("application/json") {
-        return Route::BadContentType(media.to_string());
-    }
-    Route::Rpc
-}
 
 /// The core's upgrade status at the moment of an answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1016,7 +930,7 @@ fn main() {
 mod tests {
     use super::*;
     use crate::http_request::MAX_BODY;
-    use crate::test_support::{request, text, DATE};
+    use crate::test_support::{text, DATE};
     use std::io::Read;
 
     #[test]
@@ -1193,61 +1107,6 @@ mod tests {
         );
         let answer = rpc_answer(RpcOutcome::Success(b"{}\n".to_vec()), true, false);
         assert!(serde_json::from_slice::<Value>(&answer.body).is_err());
-    }
-
-    #[test]
-    fn routing() {
-        let route_of = |raw: &str| route(&request(raw), "/rpc");
-        assert_eq!(
-            route_of("POST /rpc HTTP/1.1\r\nHost: x\r\nContent-Type: application/json; charset=utf-8\r\n\r\n"),
-            Route::Rpc
-        );
-        assert_eq!(
-            route_of("POST /rp%63 HTTP/1.1\r\nHost: x\r\nContent-Type: Application/JSON\r\n\r\n"),
-            Route::Rpc
-        );
-        assert_eq!(
-            route_of("POST /rpc HTTP/1.1\r\nHost: x\r\nContent-Type: application/json ; x\r\n\r\n"),
-            Route::BadContentType("application/json ".into())
-        );
-        assert_eq!(
-            route_of("POST /rpc HTTP/1.1\r\nHost: x\r\n\r\n"),
-            Route::BadContentType(String::new())
-        );
-        assert_eq!(
-            route_of(
-                "POST /rpc HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
-            ),
-            Route::BadContentType("text/plain".into())
-        );
-        assert_eq!(
-            route_of("GET /rpc HTTP/1.1\r\nHost: x\r\n\r\n"),
-            Route::NotPost
-        );
-        assert_eq!(
-            route_of("POST /other HTTP/1.1\r\nHost: x\r\n\r\n"),
-            Route::NotFound
-        );
-        assert_eq!(
-            route_of("POST /rpc/ HTTP/1.1\r\nHost: x\r\n\r\n"),
-            Route::NotFound
-        );
-        assert_eq!(
-            route_of("POST //rpc?a=1 HTTP/1.1\r\nHost: x\r\n\r\n"),
-            Route::Redirect("/rpc?a=1".into())
-        );
-        assert_eq!(
-            route_of("POST /x/../rpc HTTP/1.1\r\nHost: x\r\n\r\n"),
-            Route::Redirect("/rpc".into())
-        );
-        assert_eq!(
-            route_of("OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n"),
-            Route::GlobalOptions
-        );
-        assert_eq!(
-            route_of("GET * HTTP/1.1\r\nHost: x\r\n\r\n"),
-            Route::Redirect("/%2A".into())
-        );
     }
 
     fn test_shared(opts: Options) -> Shared {
