@@ -187,8 +187,8 @@ pub(crate) fn http_date(time: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rpc::{rpc_answer, RpcOutcome};
     use crate::test_support::{text, DATE};
-    use crate::{rpc_answer, RpcOutcome};
     use std::time::Duration;
 
     #[test]

@@ -2,7 +2,9 @@
 
 use std::io::Cursor;
 
+use crate::cli::Announce;
 use crate::http_request::{read_head, Head, ReadHead};
+use crate::rpc::UpgradeStatus;
 
 pub(crate) fn head_of(raw: &str) -> ReadHead {
     read_head(&mut Cursor::new(raw.as_bytes().to_vec()))
@@ -19,4 +21,14 @@ pub(crate) const DATE: &str = "Tue, 14 Nov 2023 22:13:20 GMT";
 
 pub(crate) fn text(pieces: &[Vec<u8>]) -> String {
     String::from_utf8(pieces.concat()).expect("answer is text")
+}
+
+pub(crate) fn status(accepted: Option<(&str, u64)>, ready: bool) -> UpgradeStatus {
+    UpgradeStatus {
+        accepted: accepted.map(|(tag, height)| Announce {
+            tag: tag.to_string(),
+            height,
+        }),
+        ready,
+    }
 }
