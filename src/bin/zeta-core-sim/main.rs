@@ -15,16 +15,15 @@
 //! short-lived timer threads.
 
 use std::ffi::OsString;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
 use std::process;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -35,6 +34,7 @@ mod cli;
 mod go_encode;
 mod go_json;
 mod http_request;
+mod record;
 mod routing;
 mod rpc;
 #[cfg(test)]
@@ -49,6 +49,7 @@ use go_encode::go_json_string;
 use http_request::{
     has_token, raw_error, read_body, read_head, BodyError, BodyFraming, Head, ReadHead,
 };
+use record::{lock, realtime_ns, Recorder};
 use routing::{route, Route};
 use rpc::{rpc_answer, rpc_outcome, UpgradeStatus};
 
@@ -58,70 +59,6 @@ const PROG: &str = "zeta-core-sim";
 /// Go discards at most this much of a request body the handler did not read before it gives up
 /// on the connection (`maxPostHandlerReadBytes`).
 const MAX_POST_HANDLER_READ: usize = 256 << 10;
-
-// ---------------------------------------------------------------------------------------------
-// Record file
-// ---------------------------------------------------------------------------------------------
-
-/// The realtime clock in nanoseconds since the Unix epoch.
-fn realtime_ns() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0)
-}
-
-/// Appends events to the record file, one JSON object per line, each with a single `write(2)`
-/// on a descriptor opened with `O_APPEND`, so that several processes can share the file.
-struct Recorder {
-    path: PathBuf,
-    file: Mutex<File>,
-    warned: AtomicBool,
-}
-
-impl Recorder {
-    fn open(path: &Path) -> io::Result<Recorder> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(Recorder {
-            path: path.to_path_buf(),
-            file: Mutex::new(file),
-            warned: AtomicBool::new(false),
-        })
-    }
-
-    /// Writes one event; `t_ns` is added last unless the fields hold it.
-    fn event(&self, fields: &[(&str, Value)]) {
-        let mut line = String::from("{");
-        for (i, (name, value)) in fields.iter().enumerate() {
-            if i > 0 {
-                line.push(',');
-            }
-            line.push_str(&Value::from(*name).to_string());
-            line.push(':');
-            line.push_str(&value.to_string());
-        }
-        if !fields.iter().any(|(name, _)| *name == "t_ns") {
-            line.push_str(&format!(",\"t_ns\":{}", realtime_ns()));
-        }
-        line.push_str("}\n");
-        let result = lock(&self.file).write_all(line.as_bytes());
-        if let Err(error) = result {
-            if !self.warned.swap(true, Ordering::Relaxed) {
-                eprintln!(
-                    "{PROG}: cannot write to record file {}: {error}",
-                    self.path.display()
-                );
-            }
-        }
-    }
-}
-
-/// Locks a mutex, carrying on with the data if another thread panicked while holding it.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 // ---------------------------------------------------------------------------------------------
 // The running node
