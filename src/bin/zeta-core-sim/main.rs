@@ -34,6 +34,7 @@ mod cli;
 mod go_encode;
 mod go_json;
 mod http_request;
+mod oneshot;
 mod record;
 mod routing;
 mod rpc;
@@ -45,10 +46,10 @@ use cli::{
     fail, options_file_words, parse_announce, parse_args, Announce, Command, Invocation, Options,
     USAGE,
 };
-use go_encode::go_json_string;
 use http_request::{
     has_token, raw_error, read_body, read_head, BodyError, BodyFraming, Head, ReadHead,
 };
+use oneshot::{run_segment, run_version};
 use record::{lock, realtime_ns, Recorder};
 use routing::{route, Route};
 use rpc::{rpc_answer, rpc_outcome, UpgradeStatus};
@@ -523,50 +524,6 @@ fn run_node(shared: Arc<Shared>, signals: Signals, core: bool) -> ! {
     park_forever();
 }
 
-// ---------------------------------------------------------------------------------------------
-// One-shot subcommands
-// ---------------------------------------------------------------------------------------------
-
-/// `version [--output json]`.
-fn run_version(opts: &Options, json: bool) -> ! {
-    thread::sleep(opts.version_delay);
-    let text = if json {
-        format!(
-            "{{\"version\":{},\"hash\":\"sim\"}}\n",
-            go_json_string(&opts.sim_version)
-        )
-    } else {
-        format!("Zeta CLI {} (sim)\n", opts.sim_version)
-    };
-    let mut stdout = io::stdout().lock();
-    let _ = stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush());
-    process::exit(0);
-}
-
-/// The output of `network-history latest-history-segment --output json`.
-fn segment_json(height: u64) -> String {
-    let from = if height > 999 { height - 999 } else { 1 };
-    format!(
-        "{{\"LatestSegment\":{{\"from_height\":{from},\"to_height\":{height},\"history_segment_id\":\"QmSimSegment{height}sim\",\"previous_history_segment_id\":\"\",\"database_version\":1,\"chain_id\":\"sim-chain\"}}}}\n"
-    )
-}
-
-/// `[datanode] network-history latest-history-segment`.
-fn run_segment(opts: &Options) -> ! {
-    if opts.no_segments {
-        println!("{{\"error\":\"no history segments found\"}}");
-        eprintln!("no history segments found");
-        process::exit(1);
-    }
-    let mut stdout = io::stdout().lock();
-    let _ = stdout
-        .write_all(segment_json(opts.segment_height).as_bytes())
-        .and_then(|()| stdout.flush());
-    process::exit(0);
-}
-
 fn main() {
     // The start time is taken first: it measures when the process was exec'd.
     let start_ns = realtime_ns();
@@ -773,14 +730,5 @@ mod tests {
             ..Options::default()
         };
         assert_eq!(test_shared(opts).status(), status(None, false));
-    }
-
-    #[test]
-    fn segments() {
-        let parsed: Value = serde_json::from_str(&segment_json(120)).expect("JSON");
-        assert_eq!(parsed["LatestSegment"]["from_height"], 1);
-        assert_eq!(parsed["LatestSegment"]["to_height"], 120);
-        let parsed: Value = serde_json::from_str(&segment_json(5000)).expect("JSON");
-        assert_eq!(parsed["LatestSegment"]["from_height"], 4001);
     }
 }
