@@ -1,10 +1,14 @@
 //! Helpers shared by the unit tests of several modules.
 
 use std::io::Cursor;
+use std::sync::atomic::AtomicBool;
+use std::sync::Mutex;
+use std::time::Instant;
 
-use crate::cli::Announce;
+use crate::cli::{Announce, Options};
 use crate::http_request::{read_head, Head, ReadHead};
 use crate::rpc::UpgradeStatus;
+use crate::{ControlState, Shared};
 
 pub(crate) fn head_of(raw: &str) -> ReadHead {
     read_head(&mut Cursor::new(raw.as_bytes().to_vec()))
@@ -30,5 +34,16 @@ pub(crate) fn status(accepted: Option<(&str, u64)>, ready: bool) -> UpgradeStatu
             height,
         }),
         ready,
+    }
+}
+
+pub(crate) fn test_shared(opts: Options) -> Shared {
+    Shared {
+        opts,
+        started: Instant::now(),
+        recorder: None,
+        control: Mutex::new(ControlState::default()),
+        bound: Mutex::new(None),
+        exiting: AtomicBool::new(false),
     }
 }
