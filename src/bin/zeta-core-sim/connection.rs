@@ -11,9 +11,9 @@ use crate::answers::{http_date, serialize, Answer, Framing};
 use crate::http_request::{
     has_token, raw_error, read_body, read_head, BodyError, BodyFraming, Head, ReadHead,
 };
+use crate::node::Shared;
 use crate::routing::{route, Route};
 use crate::rpc::{rpc_answer, rpc_outcome};
-use crate::Shared;
 
 /// Go discards at most this much of a request body the handler did not read before it gives up
 /// on the connection (`maxPostHandlerReadBytes`).

@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use crate::cli::{Announce, Options};
 use crate::http_request::{read_head, Head, ReadHead};
+use crate::node::{ControlState, Shared};
 use crate::rpc::UpgradeStatus;
-use crate::{ControlState, Shared};
 
 pub(crate) fn head_of(raw: &str) -> ReadHead {
     read_head(&mut Cursor::new(raw.as_bytes().to_vec()))
