@@ -16,8 +16,7 @@
 
 use std::ffi::OsString;
 use std::process;
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::Value;
@@ -39,7 +38,7 @@ mod rpc;
 mod test_support;
 
 use cli::{fail, options_file_words, parse_args, Command, Invocation, USAGE};
-use node::{run_node, ControlState, Shared};
+use node::{run_node, Shared};
 use oneshot::{run_segment, run_version};
 use record::{realtime_ns, Recorder};
 
@@ -103,14 +102,7 @@ fn main() {
         (Command::Version { json }, _) => run_version(&opts, json),
         (Command::Segment, _) => run_segment(&opts),
         (Command::Core | Command::DataNode, Some(signals)) => {
-            let shared = Arc::new(Shared {
-                opts,
-                started,
-                recorder,
-                control: Mutex::new(ControlState::default()),
-                bound: Mutex::new(None),
-                exiting: AtomicBool::new(false),
-            });
+            let shared = Arc::new(Shared::new(opts, started, recorder));
             run_node(shared, signals, command == Command::Core)
         }
         _ => process::exit(0),

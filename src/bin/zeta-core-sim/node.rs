@@ -24,7 +24,7 @@ use crate::PROG;
 
 /// Upgrade state changed by the control folder.
 #[derive(Debug, Default)]
-pub(crate) struct ControlState {
+struct ControlState {
     /// The release announced through `DIR/announce`.
     announce: Option<Announce>,
     /// `DIR/ready` has been seen (it stays true).
@@ -40,15 +40,27 @@ pub(crate) struct ControlState {
 /// Everything the node's threads share.
 pub(crate) struct Shared {
     pub(crate) opts: Options,
-    pub(crate) started: Instant,
-    pub(crate) recorder: Option<Recorder>,
-    pub(crate) control: Mutex<ControlState>,
+    started: Instant,
+    recorder: Option<Recorder>,
+    control: Mutex<ControlState>,
     /// The device and inode of the socket file this process bound, to remove it at exit.
-    pub(crate) bound: Mutex<Option<(u64, u64)>>,
-    pub(crate) exiting: AtomicBool,
+    bound: Mutex<Option<(u64, u64)>>,
+    exiting: AtomicBool,
 }
 
 impl Shared {
+    /// The state of a node started at `started`, before any request or signal.
+    pub(crate) fn new(opts: Options, started: Instant, recorder: Option<Recorder>) -> Shared {
+        Shared {
+            opts,
+            started,
+            recorder,
+            control: Mutex::new(ControlState::default()),
+            bound: Mutex::new(None),
+            exiting: AtomicBool::new(false),
+        }
+    }
+
     fn record(&self, fields: &[(&str, Value)]) {
         if let Some(recorder) = &self.recorder {
             recorder.event(fields);

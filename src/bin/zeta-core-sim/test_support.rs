@@ -1,13 +1,11 @@
 //! Helpers shared by the unit tests of several modules.
 
 use std::io::Cursor;
-use std::sync::atomic::AtomicBool;
-use std::sync::Mutex;
 use std::time::Instant;
 
 use crate::cli::{Announce, Options};
 use crate::http_request::{read_head, Head, ReadHead};
-use crate::node::{ControlState, Shared};
+use crate::node::Shared;
 use crate::rpc::UpgradeStatus;
 
 pub(crate) fn head_of(raw: &str) -> ReadHead {
@@ -38,12 +36,5 @@ pub(crate) fn status(accepted: Option<(&str, u64)>, ready: bool) -> UpgradeStatu
 }
 
 pub(crate) fn test_shared(opts: Options) -> Shared {
-    Shared {
-        opts,
-        started: Instant::now(),
-        recorder: None,
-        control: Mutex::new(ControlState::default()),
-        bound: Mutex::new(None),
-        exiting: AtomicBool::new(false),
-    }
+    Shared::new(opts, Instant::now(), None)
 }
