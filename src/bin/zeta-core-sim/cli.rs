@@ -308,6 +308,28 @@ fn output_is_json(args: &[String]) -> Result<Option<bool>, String> {
 /// Parses the arguments after the program name.
 pub(crate) fn parse_args(argv: &[OsString]) -> Result<Invocation, String> {
     let mut opts = Options::default();
+    let Some(first_word) = parse_global_options(&mut opts, argv)? else {
+        return Ok(Invocation {
+            opts,
+            command: Command::Help,
+            args: Vec::new(),
+        });
+    };
+    let args: Vec<String> = argv[first_word..]
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let command = parse_command(&args)?;
+    Ok(Invocation {
+        opts,
+        command,
+        args,
+    })
+}
+
+/// Applies the global options at the start of `argv` to `opts`. Returns the index of the
+/// subcommand word, or `None` when `-h` or `--help` comes first.
+fn parse_global_options(opts: &mut Options, argv: &[OsString]) -> Result<Option<usize>, String> {
     let mut i = 0;
     while i < argv.len() {
         let Some(arg) = argv[i].to_str() else {
@@ -318,11 +340,7 @@ pub(crate) fn parse_args(argv: &[OsString]) -> Result<Invocation, String> {
             ));
         };
         if arg == "-h" || arg == "--help" {
-            return Ok(Invocation {
-                opts,
-                command: Command::Help,
-                args: Vec::new(),
-            });
+            return Ok(None);
         }
         if !arg.starts_with('-') || arg == "-" {
             break;
@@ -335,14 +353,7 @@ pub(crate) fn parse_args(argv: &[OsString]) -> Result<Invocation, String> {
             if inline.is_some() {
                 return Err(format!("option {name} takes no value"));
             }
-            match name {
-                "--no-rpc" => opts.no_rpc = true,
-                "--hang-rpc" => opts.hang_rpc = true,
-                "--garble-rpc" => opts.garble_rpc = true,
-                "--chunked-rpc" => opts.chunked_rpc = true,
-                "--ignore-sigterm" => opts.ignore_sigterm = true,
-                _ => opts.no_segments = true,
-            }
+            set_flag(opts, name);
         } else if VALUE_OPTIONS.contains(&name) {
             let value = match inline {
                 Some(value) => value.to_string(),
@@ -359,16 +370,29 @@ pub(crate) fn parse_args(argv: &[OsString]) -> Result<Invocation, String> {
                         .to_string()
                 }
             };
-            set_option(&mut opts, name, &value)?;
+            set_option(opts, name, &value)?;
         } else {
             return Err(format!("unknown option {name} (see --help)"));
         }
         i += 1;
     }
-    let args: Vec<String> = argv[i..]
-        .iter()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
+    Ok(Some(i))
+}
+
+/// Applies one global option that takes no value (one of `FLAG_OPTIONS`).
+fn set_flag(opts: &mut Options, name: &str) {
+    match name {
+        "--no-rpc" => opts.no_rpc = true,
+        "--hang-rpc" => opts.hang_rpc = true,
+        "--garble-rpc" => opts.garble_rpc = true,
+        "--chunked-rpc" => opts.chunked_rpc = true,
+        "--ignore-sigterm" => opts.ignore_sigterm = true,
+        _ => opts.no_segments = true,
+    }
+}
+
+/// Finds the subcommand in `args`, which start at the subcommand word.
+fn parse_command(args: &[String]) -> Result<Command, String> {
     let word = |n: usize| args.get(n).map(String::as_str);
     let command = match word(0) {
         None => {
@@ -398,11 +422,7 @@ pub(crate) fn parse_args(argv: &[OsString]) -> Result<Invocation, String> {
             ))
         }
     };
-    Ok(Invocation {
-        opts,
-        command,
-        args,
-    })
+    Ok(command)
 }
 
 /// Checks the arguments after `network-history`.
