@@ -167,134 +167,166 @@ impl Scanner {
     fn step(&mut self, c: u8) -> Step {
         match self.state {
             ScanState::BeginValue => self.begin_value(c),
-            ScanState::BeginValueOrEmpty => {
-                if is_json_space(c) {
-                    Step::Continue
-                } else if c == b']' {
-                    self.end_value(c)
-                } else {
-                    self.begin_value(c)
-                }
-            }
-            ScanState::BeginStringOrEmpty => {
-                if is_json_space(c) {
-                    Step::Continue
-                } else if c == b'}' {
-                    *self.stack.last_mut().expect("inside an object") = Nest::ObjectValue;
-                    self.end_value(c)
-                } else {
-                    self.state = ScanState::BeginString;
-                    self.step(c)
-                }
-            }
-            ScanState::BeginString => {
-                if is_json_space(c) {
-                    Step::Continue
-                } else if c == b'"' {
-                    self.state = ScanState::InString;
-                    Step::Continue
-                } else {
-                    self.fail(c, "looking for beginning of object key string")
-                }
-            }
+            ScanState::BeginValueOrEmpty => self.begin_value_or_empty(c),
+            ScanState::BeginStringOrEmpty => self.begin_string_or_empty(c),
+            ScanState::BeginString => self.begin_string(c),
             ScanState::EndValue => self.end_value(c),
             ScanState::EndTop => self.end_top(c),
-            ScanState::InString => {
-                match c {
-                    b'"' => self.state = ScanState::EndValue,
-                    b'\\' => self.state = ScanState::InStringEsc,
-                    0..=0x1f => return self.fail(c, "in string literal"),
-                    _ => {}
-                }
-                Step::Continue
-            }
-            ScanState::InStringEsc => {
-                match c {
-                    b'b' | b'f' | b'n' | b'r' | b't' | b'\\' | b'/' | b'"' => {
-                        self.state = ScanState::InString
-                    }
-                    b'u' => self.state = ScanState::InStringEscU(0),
-                    _ => return self.fail(c, "in string escape code"),
-                }
-                Step::Continue
-            }
-            ScanState::InStringEscU(n) => {
-                if !c.is_ascii_hexdigit() {
-                    return self.fail(c, "in \\u hexadecimal character escape");
-                }
-                self.state = if n == 3 {
-                    ScanState::InString
-                } else {
-                    ScanState::InStringEscU(n + 1)
-                };
-                Step::Continue
-            }
-            ScanState::Neg => {
-                self.state = match c {
-                    b'0' => ScanState::Zero,
-                    b'1'..=b'9' => ScanState::One,
-                    _ => return self.fail(c, "in numeric literal"),
-                };
-                Step::Continue
-            }
+            ScanState::InString => self.in_string(c),
+            ScanState::InStringEsc => self.in_string_esc(c),
+            ScanState::InStringEscU(n) => self.in_string_esc_u(c, n),
+            ScanState::Neg => self.neg(c),
             ScanState::One if c.is_ascii_digit() => Step::Continue,
-            ScanState::One | ScanState::Zero => match c {
-                b'.' => {
-                    self.state = ScanState::Dot;
-                    Step::Continue
-                }
-                b'e' | b'E' => {
-                    self.state = ScanState::E;
-                    Step::Continue
-                }
-                _ => self.end_value(c),
-            },
-            ScanState::Dot => {
-                if !c.is_ascii_digit() {
-                    return self.fail(c, "after decimal point in numeric literal");
-                }
-                self.state = ScanState::Dot0;
-                Step::Continue
-            }
-            ScanState::Dot0 => match c {
-                b'0'..=b'9' => Step::Continue,
-                b'e' | b'E' => {
-                    self.state = ScanState::E;
-                    Step::Continue
-                }
-                _ => self.end_value(c),
-            },
+            ScanState::One | ScanState::Zero => self.after_integer(c),
+            ScanState::Dot => self.dot(c),
+            ScanState::Dot0 if c.is_ascii_digit() => Step::Continue,
+            ScanState::Dot0 => self.exponent_or_end(c),
             ScanState::E if c == b'+' || c == b'-' => {
                 self.state = ScanState::ESign;
                 Step::Continue
             }
-            ScanState::E | ScanState::ESign => {
-                if !c.is_ascii_digit() {
-                    return self.fail(c, "in exponent of numeric literal");
-                }
-                self.state = ScanState::E0;
-                Step::Continue
-            }
+            ScanState::E | ScanState::ESign => self.exponent_digit(c),
             ScanState::E0 if c.is_ascii_digit() => Step::Continue,
             ScanState::E0 => self.end_value(c),
-            ScanState::Literal(word, at) => {
-                if c != word[at] {
-                    let context = format!(
-                        "in literal {} (expecting {})",
-                        String::from_utf8_lossy(word),
-                        quote_char(word[at])
-                    );
-                    return self.fail(c, &context);
-                }
-                self.state = if at + 1 == word.len() {
-                    ScanState::EndValue
-                } else {
-                    ScanState::Literal(word, at + 1)
-                };
-                Step::Continue
-            }
+            ScanState::Literal(word, at) => self.in_literal(c, word, at),
             ScanState::Error => Step::Error,
         }
+    }
+
+    /// After `[`: a value or `]`.
+    fn begin_value_or_empty(&mut self, c: u8) -> Step {
+        if is_json_space(c) {
+            Step::Continue
+        } else if c == b']' {
+            self.end_value(c)
+        } else {
+            self.begin_value(c)
+        }
+    }
+
+    /// After `{`: a key string or `}`.
+    fn begin_string_or_empty(&mut self, c: u8) -> Step {
+        if is_json_space(c) {
+            Step::Continue
+        } else if c == b'}' {
+            *self.stack.last_mut().expect("inside an object") = Nest::ObjectValue;
+            self.end_value(c)
+        } else {
+            self.state = ScanState::BeginString;
+            self.step(c)
+        }
+    }
+
+    /// After `,` in an object: a key string.
+    fn begin_string(&mut self, c: u8) -> Step {
+        if is_json_space(c) {
+            Step::Continue
+        } else if c == b'"' {
+            self.state = ScanState::InString;
+            Step::Continue
+        } else {
+            self.fail(c, "looking for beginning of object key string")
+        }
+    }
+
+    /// Inside a string.
+    fn in_string(&mut self, c: u8) -> Step {
+        match c {
+            b'"' => self.state = ScanState::EndValue,
+            b'\\' => self.state = ScanState::InStringEsc,
+            0..=0x1f => return self.fail(c, "in string literal"),
+            _ => {}
+        }
+        Step::Continue
+    }
+
+    /// After a backslash in a string.
+    fn in_string_esc(&mut self, c: u8) -> Step {
+        match c {
+            b'b' | b'f' | b'n' | b'r' | b't' | b'\\' | b'/' | b'"' => {
+                self.state = ScanState::InString
+            }
+            b'u' => self.state = ScanState::InStringEscU(0),
+            _ => return self.fail(c, "in string escape code"),
+        }
+        Step::Continue
+    }
+
+    /// After `\u` and `n` hexadecimal digits in a string.
+    fn in_string_esc_u(&mut self, c: u8, n: u8) -> Step {
+        if !c.is_ascii_hexdigit() {
+            return self.fail(c, "in \\u hexadecimal character escape");
+        }
+        self.state = if n == 3 {
+            ScanState::InString
+        } else {
+            ScanState::InStringEscU(n + 1)
+        };
+        Step::Continue
+    }
+
+    /// After the `-` of a number.
+    fn neg(&mut self, c: u8) -> Step {
+        self.state = match c {
+            b'0' => ScanState::Zero,
+            b'1'..=b'9' => ScanState::One,
+            _ => return self.fail(c, "in numeric literal"),
+        };
+        Step::Continue
+    }
+
+    /// After the integer part of a number: `.` starts the fraction.
+    fn after_integer(&mut self, c: u8) -> Step {
+        if c == b'.' {
+            self.state = ScanState::Dot;
+            return Step::Continue;
+        }
+        self.exponent_or_end(c)
+    }
+
+    /// After the digits of a number: `e` or `E` starts the exponent, anything else ends it.
+    fn exponent_or_end(&mut self, c: u8) -> Step {
+        if c == b'e' || c == b'E' {
+            self.state = ScanState::E;
+            return Step::Continue;
+        }
+        self.end_value(c)
+    }
+
+    /// After the decimal point of a number.
+    fn dot(&mut self, c: u8) -> Step {
+        if !c.is_ascii_digit() {
+            return self.fail(c, "after decimal point in numeric literal");
+        }
+        self.state = ScanState::Dot0;
+        Step::Continue
+    }
+
+    /// After the `e` of an exponent, or its sign.
+    fn exponent_digit(&mut self, c: u8) -> Step {
+        if !c.is_ascii_digit() {
+            return self.fail(c, "in exponent of numeric literal");
+        }
+        self.state = ScanState::E0;
+        Step::Continue
+    }
+
+    /// Inside `true`, `false` or `null`, `at` bytes in.
+    fn in_literal(&mut self, c: u8, word: &'static [u8], at: usize) -> Step {
+        if c != word[at] {
+            let context = format!(
+                "in literal {} (expecting {})",
+                String::from_utf8_lossy(word),
+                quote_char(word[at])
+            );
+            return self.fail(c, &context);
+        }
+        self.state = if at + 1 == word.len() {
+            ScanState::EndValue
+        } else {
+            ScanState::Literal(word, at + 1)
+        };
+        Step::Continue
     }
 }
 
