@@ -249,42 +249,132 @@ fn parse_request_uri(raw: &str) -> Option<RequestUrl> {
     })
 }
 
+/// Go's plain refusal of a request head it cannot parse.
+fn bad_request() -> ReadHead {
+    ReadHead::Reject(raw_error(400, None))
+}
+
+/// Go's refusal of a request head over its size limit.
+fn too_large() -> ReadHead {
+    ReadHead::Reject(raw_error(431, None))
+}
+
+/// The parts of a request line.
+struct RequestLine {
+    method: String,
+    major: u8,
+    minor: u8,
+    url: RequestUrl,
+}
+
 /// Reads a request line and headers and checks them as Go's server does.
 pub(crate) fn read_head<R: BufRead>(reader: &mut R) -> ReadHead {
+    match parse_head(reader) {
+        Ok(head) => ReadHead::Request(Box::new(head)),
+        Err(refused) => refused,
+    }
+}
+
+/// The steps of `read_head`, in Go's order; `Err` is the end of the connection or a refusal.
+fn parse_head<R: BufRead>(reader: &mut R) -> Result<Head, ReadHead> {
     let mut budget = MAX_HEAD;
-    let bad = || ReadHead::Reject(raw_error(400, None));
-    let too_large = || ReadHead::Reject(raw_error(431, None));
-    let line = match read_line(reader, &mut budget) {
+    let RequestLine {
+        method,
+        major,
+        minor,
+        url,
+    } = read_request_line(reader, &mut budget)?;
+    let (headers, bad_value) = read_headers(reader, &mut budget)?;
+    let count = |name: &str| headers.iter().filter(|(n, _)| n == name).count();
+    if count("host") > 1 {
+        return Err(bad_request());
+    }
+    let framing = body_framing(&headers, major, minor)?;
+    if major != 1 {
+        return Err(ReadHead::Reject(raw_error(
+            505,
+            Some("unsupported protocol version"),
+        )));
+    }
+    if minor >= 1 && count("host") == 0 && method != "CONNECT" {
+        return Err(ReadHead::Reject(raw_error(
+            400,
+            Some("missing required Host header"),
+        )));
+    }
+    if let Some((_, host)) = headers.iter().find(|(n, _)| n == "host") {
+        if !host.bytes().all(is_host_byte) {
+            return Err(ReadHead::Reject(raw_error(
+                400,
+                Some("malformed Host header"),
+            )));
+        }
+    }
+    if bad_value {
+        return Err(ReadHead::Reject(raw_error(
+            400,
+            Some("invalid header value"),
+        )));
+    }
+    Ok(Head {
+        method,
+        minor,
+        headers,
+        url,
+        framing,
+    })
+}
+
+/// Reads the request line and checks its method, target and version.
+fn read_request_line<R: BufRead>(
+    reader: &mut R,
+    budget: &mut u64,
+) -> Result<RequestLine, ReadHead> {
+    let line = match read_line(reader, budget) {
         Ok(Line::Text(line)) => line,
-        Ok(Line::TooLong) => return too_large(),
-        Ok(Line::Eof) | Err(_) => return ReadHead::Closed,
+        Ok(Line::TooLong) => return Err(too_large()),
+        Ok(Line::Eof) | Err(_) => return Err(ReadHead::Closed),
     };
     let line = String::from_utf8_lossy(&line).into_owned();
     let Some((method, rest)) = line.split_once(' ') else {
-        return bad();
+        return Err(bad_request());
     };
     let Some((target, proto)) = rest.split_once(' ') else {
-        return bad();
+        return Err(bad_request());
     };
     if method.is_empty() || !method.bytes().all(is_token_byte) {
-        return bad();
+        return Err(bad_request());
     }
     let Some((major, minor)) = parse_http_version(proto) else {
-        return bad();
+        return Err(bad_request());
     };
     let Some(url) = parse_request_uri(target) else {
-        return bad();
+        return Err(bad_request());
     };
+    Ok(RequestLine {
+        method: method.to_string(),
+        major,
+        minor,
+        url,
+    })
+}
 
+/// Reads the header lines up to the empty one: names in lower case, values trimmed, folded
+/// lines joined. Also says whether a value holds a control character, which Go refuses only
+/// after its other checks.
+fn read_headers<R: BufRead>(
+    reader: &mut R,
+    budget: &mut u64,
+) -> Result<(Vec<(String, String)>, bool), ReadHead> {
     let mut headers: Vec<(String, String)> = Vec::new();
     let mut bad_value = false;
     loop {
-        let line = match read_line(reader, &mut budget) {
+        let line = match read_line(reader, budget) {
             Ok(Line::Text(line)) => line,
-            Ok(Line::TooLong) => return too_large(),
+            Ok(Line::TooLong) => return Err(too_large()),
             // Go answers a request cut short after its first line.
-            Ok(Line::Eof) => return bad(),
-            Err(_) => return ReadHead::Closed,
+            Ok(Line::Eof) => return Err(bad_request()),
+            Err(_) => return Err(ReadHead::Closed),
         };
         if line.is_empty() {
             break;
@@ -298,27 +388,32 @@ pub(crate) fn read_head<R: BufRead>(reader: &mut R) -> ReadHead {
                     value.push_str(text.trim_matches([' ', '\t']));
                     continue;
                 }
-                None => return bad(),
+                None => return Err(bad_request()),
             }
         }
         let Some((name, value)) = text.split_once(':') else {
-            return bad();
+            return Err(bad_request());
         };
         if name.is_empty() {
             continue;
         }
         if !name.bytes().all(is_token_byte) {
-            return bad();
+            return Err(bad_request());
         }
         let value = value.trim_matches([' ', '\t']);
         bad_value |= value.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f);
         headers.push((name.to_ascii_lowercase(), value.to_string()));
     }
+    Ok((headers, bad_value))
+}
 
-    let count = |name: &str| headers.iter().filter(|(n, _)| n == name).count();
-    if count("host") > 1 {
-        return bad();
-    }
+/// How the body is delimited: `Transfer-Encoding: chunked` (HTTP/1.1 and later only), else
+/// `Content-Length` (all copies equal), else no body.
+fn body_framing(
+    headers: &[(String, String)],
+    major: u8,
+    minor: u8,
+) -> Result<BodyFraming, ReadHead> {
     let mut framing = BodyFraming::Length(0);
     let transfer_encodings: Vec<&str> = headers
         .iter()
@@ -328,7 +423,7 @@ pub(crate) fn read_head<R: BufRead>(reader: &mut R) -> ReadHead {
     let chunked = major == 1 && minor >= 1 && !transfer_encodings.is_empty();
     if chunked {
         if transfer_encodings.len() > 1 || !transfer_encodings[0].eq_ignore_ascii_case("chunked") {
-            return ReadHead::Reject(UNSUPPORTED_TRANSFER_ENCODING.to_vec());
+            return Err(ReadHead::Reject(UNSUPPORTED_TRANSFER_ENCODING.to_vec()));
         }
         framing = BodyFraming::Chunked;
     } else {
@@ -339,38 +434,18 @@ pub(crate) fn read_head<R: BufRead>(reader: &mut R) -> ReadHead {
             .collect();
         if let Some(first) = lengths.first() {
             if lengths.iter().any(|l| l != first) {
-                return bad();
+                return Err(bad_request());
             }
             if first.is_empty() || !first.bytes().all(|b| b.is_ascii_digit()) {
-                return bad();
+                return Err(bad_request());
             }
             match first.parse::<u64>() {
                 Ok(n) if n < 1 << 63 => framing = BodyFraming::Length(n),
-                _ => return bad(),
+                _ => return Err(bad_request()),
             }
         }
     }
-    if major != 1 {
-        return ReadHead::Reject(raw_error(505, Some("unsupported protocol version")));
-    }
-    if minor >= 1 && count("host") == 0 && method != "CONNECT" {
-        return ReadHead::Reject(raw_error(400, Some("missing required Host header")));
-    }
-    if let Some((_, host)) = headers.iter().find(|(n, _)| n == "host") {
-        if !host.bytes().all(is_host_byte) {
-            return ReadHead::Reject(raw_error(400, Some("malformed Host header")));
-        }
-    }
-    if bad_value {
-        return ReadHead::Reject(raw_error(400, Some("invalid header value")));
-    }
-    ReadHead::Request(Box::new(Head {
-        method: method.to_string(),
-        minor,
-        headers,
-        url,
-        framing,
-    }))
+    Ok(framing)
 }
 
 /// Why a request body could not be read.
