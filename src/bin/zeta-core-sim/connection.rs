@@ -108,28 +108,15 @@ fn exchange<R: BufRead, W: Write>(
 
     let route = route(head, &shared.opts.http_path);
     let reads_body = route == Route::Rpc;
-    let mut malformed = None;
-    let body = if expect_continue && !reads_body {
-        // The client waits for "100 Continue", which is never sent: answer and hang up.
-        framing.force_close = true;
-        Vec::new()
-    } else {
-        if expect_continue && writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").is_err() {
-            return After::Close;
-        }
-        match read_body(reader, &head.framing) {
-            Ok(body) => body,
-            Err(BodyError::Io) => return After::Close,
-            Err(BodyError::TooLarge) => {
-                let _ = writer.write_all(&raw_error(413, None));
-                return After::Close;
-            }
-            Err(BodyError::Malformed(error)) => {
-                framing.force_close = true;
-                malformed = Some(error);
-                Vec::new()
-            }
-        }
+    let Some((body, malformed)) = request_body(
+        head,
+        reader,
+        writer,
+        &mut framing,
+        expect_continue,
+        reads_body,
+    ) else {
+        return After::Close;
     };
     if !reads_body && body.len() >= MAX_POST_HANDLER_READ {
         framing.force_close = true;
@@ -138,7 +125,56 @@ fn exchange<R: BufRead, W: Write>(
     if !shared.opts.slow_rpc.is_zero() {
         thread::sleep(shared.opts.slow_rpc);
     }
-    let answer = match route {
+    let answer = answer_for(shared, head, route, &body, malformed);
+    if write_answer(writer, &answer, framing) {
+        After::Close
+    } else {
+        After::KeepAlive
+    }
+}
+
+/// Reads the request body, first sending "100 Continue" when the client waits for it and the
+/// handler reads the body. Returns the body and the chunked-format error that stands in for
+/// it, or `None` when the connection is over.
+fn request_body<R: BufRead, W: Write>(
+    head: &Head,
+    reader: &mut R,
+    writer: &mut W,
+    framing: &mut Framing,
+    expect_continue: bool,
+    reads_body: bool,
+) -> Option<(Vec<u8>, Option<&'static str>)> {
+    if expect_continue && !reads_body {
+        // The client waits for "100 Continue", which is never sent: answer and hang up.
+        framing.force_close = true;
+        return Some((Vec::new(), None));
+    }
+    if expect_continue && writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").is_err() {
+        return None;
+    }
+    match read_body(reader, &head.framing) {
+        Ok(body) => Some((body, None)),
+        Err(BodyError::Io) => None,
+        Err(BodyError::TooLarge) => {
+            let _ = writer.write_all(&raw_error(413, None));
+            None
+        }
+        Err(BodyError::Malformed(error)) => {
+            framing.force_close = true;
+            Some((Vec::new(), Some(error)))
+        }
+    }
+}
+
+/// The answer of the route, as gorilla/mux, gorilla/rpc and the core's method give it.
+fn answer_for(
+    shared: &Shared,
+    head: &Head,
+    route: Route,
+    body: &[u8],
+    malformed: Option<&str>,
+) -> Answer {
+    match route {
         Route::GlobalOptions => Answer {
             status: 200,
             headers: vec![("Content-Length", "0".to_string())],
@@ -163,15 +199,10 @@ fn exchange<R: BufRead, W: Write>(
             Some(error) => Answer::rpc_error(400, error),
             None => {
                 let status = shared.status();
-                let outcome = rpc_outcome(&body, &status, &shared.opts.tag_field);
+                let outcome = rpc_outcome(body, &status, &shared.opts.tag_field);
                 rpc_answer(outcome, shared.opts.garble_rpc, shared.opts.chunked_rpc)
             }
         },
-    };
-    if write_answer(writer, &answer, framing) {
-        After::Close
-    } else {
-        After::KeepAlive
     }
 }
 
