@@ -39,26 +39,34 @@ pub(crate) fn compact_json(raw: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Encodes a string as Go's `encoding/json` does with HTML escaping.
-pub(crate) fn go_json_string(s: &str) -> String {
+/// Wraps `s` in double quotes, with `"` and `\` escaped by a backslash and every other
+/// character written by `write`: the frame Go's JSON encoder and `strconv.Quote` share.
+fn quote_with(s: &str, write: impl Fn(&mut String, char)) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '<' | '>' | '&' | '\0'..='\u{1f}' => out.push_str(&format!("\\u{:04x}", c as u32)),
-            '\u{2028}' | '\u{2029}' => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
+            c => write(&mut out, c),
         }
     }
     out.push('"');
     out
+}
+
+/// Encodes a string as Go's `encoding/json` does with HTML escaping.
+pub(crate) fn go_json_string(s: &str) -> String {
+    quote_with(s, |out, c| match c {
+        '\u{8}' => out.push_str("\\b"),
+        '\u{c}' => out.push_str("\\f"),
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\t' => out.push_str("\\t"),
+        '<' | '>' | '&' | '\0'..='\u{1f}' => out.push_str(&format!("\\u{:04x}", c as u32)),
+        '\u{2028}' | '\u{2029}' => out.push_str(&format!("\\u{:04x}", c as u32)),
+        c => out.push(c),
+    })
 }
 
 /// An approximation of Go's `strconv.IsPrint`: graphic characters and the ASCII space, without
@@ -80,29 +88,19 @@ fn go_is_print(c: char) -> bool {
 
 /// Go's `strconv.Quote`.
 pub(crate) fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if go_is_print(c) => out.push(c),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
-            }
-            c if (c as u32) < 0x10000 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push_str(&format!("\\U{:08x}", c as u32)),
-        }
-    }
-    out.push('"');
-    out
+    quote_with(s, |out, c| match c {
+        c if go_is_print(c) => out.push(c),
+        '\u{7}' => out.push_str("\\a"),
+        '\u{8}' => out.push_str("\\b"),
+        '\u{c}' => out.push_str("\\f"),
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\t' => out.push_str("\\t"),
+        '\u{b}' => out.push_str("\\v"),
+        c if (c as u32) < 0x20 || c == '\u{7f}' => out.push_str(&format!("\\x{:02x}", c as u32)),
+        c if (c as u32) < 0x10000 => out.push_str(&format!("\\u{:04x}", c as u32)),
+        c => out.push_str(&format!("\\U{:08x}", c as u32)),
+    })
 }
 
 /// Go's `quoteChar` from the JSON scanner: a byte shown as a quoted character.
