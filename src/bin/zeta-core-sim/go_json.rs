@@ -544,6 +544,18 @@ mod tests {
             "invalid character '2' after array element"
         );
         assert_eq!(
+            scan_error("\u{e9}"),
+            "invalid character '\u{c3}' looking for beginning of value"
+        );
+        assert_eq!(
+            scan_error(&"[".repeat(10_001)),
+            "invalid character '[' exceeded max depth"
+        );
+    }
+
+    #[test]
+    fn decoder_errors_in_literals_strings_and_numbers_match_go() {
+        assert_eq!(
             scan_error("trux"),
             "invalid character 'x' in literal true (expecting 'e')"
         );
@@ -576,14 +588,6 @@ mod tests {
         assert_eq!(
             scan_error("1e+x"),
             "invalid character 'x' in exponent of numeric literal"
-        );
-        assert_eq!(
-            scan_error("\u{e9}"),
-            "invalid character '\u{c3}' looking for beginning of value"
-        );
-        assert_eq!(
-            scan_error(&"[".repeat(10_001)),
-            "invalid character '[' exceeded max depth"
         );
     }
 
