@@ -8,10 +8,12 @@ use crate::http_request::{read_head, Head, ReadHead};
 use crate::node::Shared;
 use crate::rpc::UpgradeStatus;
 
+/// Reads the head of a request given as text.
 pub(crate) fn head_of(raw: &str) -> ReadHead {
     read_head(&mut Cursor::new(raw.as_bytes().to_vec()))
 }
 
+/// The head of a request given as text, which must be accepted.
 pub(crate) fn request(raw: &str) -> Head {
     match head_of(raw) {
         ReadHead::Request(head) => *head,
@@ -19,12 +21,15 @@ pub(crate) fn request(raw: &str) -> Head {
     }
 }
 
+/// The `Date` the serialization tests pass: 1 700 000 000 seconds after the epoch.
 pub(crate) const DATE: &str = "Tue, 14 Nov 2023 22:13:20 GMT";
 
+/// The pieces of a serialized answer, joined as text.
 pub(crate) fn text(pieces: &[Vec<u8>]) -> String {
     String::from_utf8(pieces.concat()).expect("answer is text")
 }
 
+/// An upgrade status with the accepted release as (tag, height).
 pub(crate) fn status(accepted: Option<(&str, u64)>, ready: bool) -> UpgradeStatus {
     UpgradeStatus {
         accepted: accepted.map(|(tag, height)| Announce {
@@ -35,6 +40,7 @@ pub(crate) fn status(accepted: Option<(&str, u64)>, ready: bool) -> UpgradeStatu
     }
 }
 
+/// The state of a node started now with `opts`, without a record file.
 pub(crate) fn test_shared(opts: Options) -> Shared {
     Shared::new(opts, Instant::now(), None)
 }
