@@ -83,6 +83,9 @@ impl std::fmt::Display for UsageError {
 }
 
 /// Parses the arguments after the program name. `env_home` is the value of `$VISOR_HOME`.
+///
+/// Longer than the project's 80-line bound on purpose: it is the flat table of options and
+/// commands, one arm each, read top to bottom like the usage text.
 pub fn parse(args: Vec<OsString>, env_home: Option<OsString>) -> Result<Command, UsageError> {
     use lexopt::prelude::*;
     let mut parser = lexopt::Parser::from_args(args);

@@ -1508,6 +1508,8 @@ mod tests {
         }
     }
 
+    /// A flat table of answers and what each gives, longer than 80 lines on purpose: one row
+    /// per case reads better than many small tests.
     #[test]
     fn parse_status_answer_table() {
         let ok = |accepted: Option<(&str, u64)>, ready: bool| {

@@ -17,7 +17,9 @@ use crate::home::fingerprint::Fingerprint;
 use crate::home::supervise_folder::SuperviseFolder;
 use crate::home::{self, Home};
 use crate::install::InstallRequest;
-use crate::machine::{Action, ControlReply, Event, Machine, Polling, ReceivedSignal, SwitchError};
+use crate::machine::{
+    Action, ControlReply, Event, Machine, Polling, Proc, ReceivedSignal, SwitchError,
+};
 use crate::node::poller::Polled;
 use crate::ops::log;
 use crate::ops::report::Reporter;
@@ -176,13 +178,7 @@ impl Coordinator {
                 proc,
                 program,
                 args,
-            } => Some(match child::spawn(proc, &program, &args, events()) {
-                Ok(pid) => Event::ChildSpawned { proc, pid },
-                Err(e) => Event::SpawnFailed {
-                    proc,
-                    error: format!("{}: {e}", program.display()),
-                },
-            }),
+            } => Some(self.spawn(proc, &program, &args)),
             Action::Signal { pid, signal, .. } | Action::SignalGroup { pgid: pid, signal } => {
                 child::signal_group(pid, signal);
                 None
@@ -244,6 +240,16 @@ impl Coordinator {
                 None
             }
             Action::Exit(_) => None,
+        }
+    }
+
+    fn spawn(&self, proc: Proc, program: &Path, args: &[String]) -> Event {
+        match child::spawn(proc, program, args, self.channels.events_tx.clone()) {
+            Ok(pid) => Event::ChildSpawned { proc, pid },
+            Err(e) => Event::SpawnFailed {
+                proc,
+                error: format!("{}: {e}", program.display()),
+            },
         }
     }
 
