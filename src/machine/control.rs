@@ -228,15 +228,8 @@ impl Machine {
         else {
             return;
         };
-        let (tag, folder) = (tag.clone(), folder.clone());
-        let expect = Box::new(checked.fingerprint.clone());
-        self.log(
-            LogLevel::Info,
-            format!("switch: switching to {tag}"),
-            vec![("folder", folder.display().to_string())],
-        );
-        self.actions
-            .push_back(Action::SwitchCurrent { folder, expect });
+        let (tag, folder, checked) = (tag.clone(), folder.clone(), checked.clone());
+        self.switch_to("switch", &tag, folder, &checked);
     }
 
     pub(super) fn on_switched_for_operator(

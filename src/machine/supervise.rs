@@ -165,34 +165,28 @@ impl Machine {
             self.finish_stop(now);
             return;
         }
-        for (proc, pid) in live {
-            self.log(
-                LogLevel::Info,
-                format!("supervise: sending SIGTERM to {}", proc.name()),
-                vec![("pid", pid.to_string())],
-            );
-            self.actions.push_back(Action::Signal {
-                proc,
-                pid,
-                signal: StopSignal::Term,
-            });
-        }
+        self.signal_children(LogLevel::Info, StopSignal::Term, "");
         self.set_timer(Timer::Kill, later(now, self.config.stop_signal_timeout));
     }
 
-    pub(super) fn send_kill(&mut self, now: Instant, reason: &str) {
+    /// Sends `signal` to every live child's process group, logging each at `level`.
+    fn signal_children(&mut self, level: LogLevel, signal: StopSignal, reason: &str) {
+        let name = match signal {
+            StopSignal::Term => "SIGTERM",
+            StopSignal::Kill => "SIGKILL",
+        };
         for (proc, pid) in self.live_children() {
             self.log(
-                LogLevel::Warn,
-                format!("supervise: sending SIGKILL to {} ({reason})", proc.name()),
+                level,
+                format!("supervise: sending {name} to {}{reason}", proc.name()),
                 vec![("pid", pid.to_string())],
             );
-            self.actions.push_back(Action::Signal {
-                proc,
-                pid,
-                signal: StopSignal::Kill,
-            });
+            self.actions.push_back(Action::Signal { proc, pid, signal });
         }
+    }
+
+    pub(super) fn send_kill(&mut self, now: Instant, reason: &str) {
+        self.signal_children(LogLevel::Warn, StopSignal::Kill, &format!(" ({reason})"));
         // Processes left in the group of an exited node process are killed and not waited
         // for: they are not Visor's children, so their end cannot be reported.
         for group in std::mem::take(&mut self.lingering) {

@@ -365,6 +365,25 @@ impl Machine {
         }
     }
 
+    /// Orders the switch of `current` to `folder`, if it is still the folder `checked`
+    /// recorded; `what` names the cause in the log (`upgrade`, `switch`).
+    pub(super) fn switch_to(
+        &mut self,
+        what: &str,
+        tag: &str,
+        folder: PathBuf,
+        checked: &CheckedFolder,
+    ) {
+        self.log(
+            LogLevel::Info,
+            format!("{what}: switching to {tag}"),
+            vec![("folder", folder.display().to_string())],
+        );
+        let expect = Box::new(checked.fingerprint.clone());
+        self.actions
+            .push_back(Action::SwitchCurrent { folder, expect });
+    }
+
     /// Moves a stopped upgrade forward as far as the folder allows, or checks the folder of a
     /// pending release again.
     pub(super) fn advance_upgrade(&mut self, _now: Instant) {
@@ -381,14 +400,8 @@ impl Machine {
                 self.request_check();
             }
             FolderState::Ready(checked) if waiting => {
-                let expect = Box::new(checked.fingerprint.clone());
-                self.log(
-                    LogLevel::Info,
-                    format!("upgrade: switching to {tag}"),
-                    vec![("folder", folder.display().to_string())],
-                );
-                self.actions
-                    .push_back(Action::SwitchCurrent { folder, expect });
+                let checked = checked.clone();
+                self.switch_to("upgrade", &tag, folder, &checked);
             }
             FolderState::Ready(_) => {}
         }

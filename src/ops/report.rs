@@ -216,15 +216,11 @@ impl Reporter {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
         written["updated_at"] = log::rfc3339_millis(unix_ms).into();
-        match file.folder.write_status(&written) {
-            Ok(()) => file.last_error = None,
-            Err(e) => {
-                if file.last_error.as_deref() != Some(e.as_str()) {
-                    log::warn(&format!("status: {e}"), &[]);
-                    file.last_error = Some(e);
-                }
-            }
-        }
+        warn_once(
+            &mut file.last_error,
+            "status",
+            file.folder.write_status(&written),
+        );
         file.last = Some(record);
     }
 
@@ -251,18 +247,24 @@ impl Reporter {
             self.last_snapshot = Some(snapshot);
             return;
         };
-        match metrics::write_atomic(&path, &metrics::render(&snapshot)) {
-            Ok(()) => self.last_metrics_error = None,
-            Err(e) => {
-                // One line per distinct problem, not one every 15 s.
-                if self.last_metrics_error.as_deref() != Some(e.as_str()) {
-                    log::warn(&format!("metrics: {e}"), &[]);
-                    self.last_metrics_error = Some(e);
-                }
-            }
-        }
+        let written = metrics::write_atomic(&path, &metrics::render(&snapshot));
+        warn_once(&mut self.last_metrics_error, "metrics", written);
         self.last_snapshot = Some(snapshot);
         self.metrics_next = Some(now + METRICS_PERIOD);
+    }
+}
+
+/// Logs a failed write once per distinct problem (not once every 15 s); `last` remembers it
+/// until a write succeeds.
+fn warn_once(last: &mut Option<String>, what: &str, result: Result<(), String>) {
+    match result {
+        Ok(()) => *last = None,
+        Err(e) => {
+            if last.as_deref() != Some(e.as_str()) {
+                log::warn(&format!("{what}: {e}"), &[]);
+                *last = Some(e);
+            }
+        }
     }
 }
 
