@@ -263,3 +263,37 @@ fn a_visor_killed_outright_reads_as_not_running() {
     assert_eq!(status["running"], false);
     assert_eq!(status["pid"], serde_json::Value::Null);
 }
+
+#[test]
+fn restart_starts_from_the_run_config_as_it_is_now_and_refuses_a_broken_one() {
+    let env = running_env("restartedit");
+    let file = env.home.join("genesis/run-config.toml");
+    let original = fs::read_to_string(&file).unwrap();
+    // A broken run-config: refused, nothing stopped.
+    fs::write(
+        &file,
+        original.replace("[zeta.rpc]", "[zeta.rpc]\n    bogus = 1"),
+    )
+    .unwrap();
+    let (code, _, stderr) = env.run_visor_command(&["restart"]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("bogus") && stderr.contains("nothing was stopped"),
+        "{stderr}"
+    );
+    assert_eq!(env.starts("core").len(), 1);
+    // An edited one: the restarted core gets the new arguments.
+    let node_home = env.node_home();
+    fs::write(
+        &file,
+        original.replace(
+            &format!("\"--home\", \"{node_home}\"]"),
+            &format!("\"--home\", \"{node_home}\", \"--edited\"]"),
+        ),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = env.run_visor_command(&["restart"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let cores = env.wait_starts("core", 2);
+    assert_eq!(cores[1].args().last().map(String::as_str), Some("--edited"));
+}
