@@ -85,6 +85,7 @@ fn supervisor_report(root: &Path) -> Value {
         "supervisor_pending": live("pending"),
         "last_error": live("last_error"),
         "refused_reload": live("refused_reload"),
+        "hooks": live("hooks"),
     })
 }
 
@@ -192,6 +193,15 @@ fn print_supervisor(report: &Value) {
             out(&format!(
                 "last error:       {}",
                 text(&report["last_error"])
+            ));
+        }
+        for hook in report["hooks"]["running"].as_array().into_iter().flatten() {
+            out(&format!("hook:             {} running", text(hook)));
+        }
+        if !report["hooks"]["failing"].is_null() {
+            out(&format!(
+                "hook:             FAILED {}",
+                text(&report["hooks"]["failing"])
             ));
         }
         if !report["refused_reload"].is_null() {

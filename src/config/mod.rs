@@ -9,6 +9,7 @@
 //! Resolving folders, watching the file for changes and acting on the values belong to other
 //! modules.
 
+pub mod hooks;
 pub mod run_config;
 pub mod watch;
 
@@ -110,6 +111,8 @@ pub struct Config {
     pub metrics_file: Option<PathBuf>,
     /// `[autoInstall]`.
     pub auto_install: AutoInstall,
+    /// `[hooks]`.
+    pub hooks: hooks::Hooks,
 }
 
 /// The `[autoInstall]` table: fetching missing upgrade folders from GitHub releases.
@@ -172,6 +175,7 @@ impl Default for Config {
             log_level: LogLevel::Info,
             metrics_file: None,
             auto_install: AutoInstall::default(),
+            hooks: hooks::Hooks::default(),
         }
     }
 }
@@ -192,6 +196,7 @@ const TOP_KEYS: &[&str] = &[
     "logLevel",
     "metricsFile",
     "autoInstall",
+    "hooks",
 ];
 
 /// The keys allowed in `[autoInstall]`.
@@ -280,6 +285,7 @@ impl Config {
                     metrics_span = Some(entry.value_span());
                 }
                 "autoInstall" => parse_auto_install(&mut rep, entry, &mut config.auto_install),
+                "hooks" => hooks::parse_hooks(&mut rep, entry, &mut config.hooks),
                 _ => rep.unknown(entry, "", TOP_KEYS),
             }
         }
@@ -1687,6 +1693,7 @@ binaryName = "bin/zeta"
                 binary_name: "bin/zeta".to_owned(),
                 download_timeout: Duration::from_secs(120),
             },
+            hooks: hooks::Hooks::default(),
         };
         assert_eq!(parse(text), Ok(expected));
     }

@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use crate::config::hooks::HookKind;
 use crate::config::run_config::{Binary, RunConfig};
 use crate::config::{Config, LogLevel};
 use crate::home;
@@ -156,6 +157,12 @@ pub enum Event {
     /// The run-config of `current` was read again for an operator's `restart` (parsed, its
     /// binaries usable), or why it cannot be used.
     RunConfigRead(Result<Box<RunConfig>, String>),
+    /// A hook ended: success, or how it failed (its exit status, a time-out).
+    HookFinished {
+        id: u64,
+        kind: HookKind,
+        result: Result<(), String>,
+    },
 }
 
 /// What an operator can ask a running Visor.
@@ -261,6 +268,14 @@ pub enum Action {
     ReadRunConfig {
         folder: PathBuf,
     },
+    /// Run an operator's hook on a thread of its own; answered with [`Event::HookFinished`].
+    RunHook {
+        id: u64,
+        kind: HookKind,
+        command: Vec<String>,
+        env: Vec<(String, String)>,
+        timeout: Duration,
+    },
     ControlReply {
         id: u64,
         reply: ControlReply,
@@ -291,6 +306,8 @@ struct Pending {
     folder: PathBuf,
     state: FolderState,
     last_complaint: Option<Instant>,
+    /// The `beforeSwitch` hook at the upgrade block.
+    gate: hooks::GateState,
 }
 
 /// What Visor remembers about installing one release tag, for the life of the run, so a core
@@ -344,6 +361,10 @@ pub struct Machine {
     /// The last error logged, and a config.toml reload that was refused (cleared by a good one).
     last_error: Option<String>,
     refused_reload: Option<String>,
+    /// The operator's hooks: running, failing, `onAccepted` already run.
+    hooks: hooks::HookBook,
+    /// The release that ran before the last upgrade, for `afterUpgrade`.
+    previous_release: String,
     /// The interval last given to the RPC thread.
     poll_interval: Option<Duration>,
     refused_tag: Option<String>,
@@ -384,6 +405,8 @@ impl Machine {
             control: None,
             last_error: None,
             refused_reload: None,
+            hooks: hooks::HookBook::default(),
+            previous_release: String::new(),
             poll_interval: None,
             refused_tag: None,
             warned_ready_running: false,
@@ -618,6 +641,9 @@ impl Machine {
                 self.on_switch_folder_checked(now, tag, result)
             }
             Event::RunConfigRead(result) => self.on_run_config_read(now, result),
+            Event::HookFinished { id, kind, result } => {
+                self.on_hook_finished(now, id, kind, result)
+            }
         }
     }
 
@@ -654,6 +680,7 @@ fn later(now: Instant, delay: Duration) -> Instant {
 }
 
 mod control;
+mod hooks;
 mod phase;
 mod supervise;
 #[cfg(test)]

@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use super::hooks::HookSubject;
 use super::*;
 
 impl Machine {
@@ -594,6 +595,17 @@ impl Machine {
             );
         }
         self.control_answered();
+        if let StartKind::Upgrade { height } = kind {
+            let (release, previous) = (self.running_release.clone(), self.previous_release.clone());
+            let folder = self.running_folder().to_path_buf();
+            let subject = HookSubject {
+                release: &release,
+                height,
+                folder: &folder,
+                previous: &previous,
+            };
+            self.run_hook(HookKind::AfterUpgrade, &subject);
+        }
         if self.poll_interval != Some(self.wanted_poll_interval()) {
             self.start_polling();
         }

@@ -3,8 +3,10 @@
 //! `SwitchCurrent` with success, as the coordinator does; nothing sleeps.
 
 use super::*;
+use crate::config::hooks::HookKind;
 use crate::config::run_config::RpcTarget;
 use crate::node::client::AcceptedRelease;
+use hooks::HOOK_RETRY;
 use std::path::Path;
 
 struct Harness {
@@ -1685,4 +1687,147 @@ fn a_restart_whose_run_config_cannot_be_used_stops_nothing() {
         matches!(&replies(&actions)[..], [ControlReply::Refused(t)] if t.contains("nothing was stopped"))
     );
     assert_eq!(h.machine.phase(), Phase::Running);
+}
+
+// ----- hooks -----
+
+fn hook_config() -> Config {
+    let mut config = fast_config();
+    config.hooks.on_accepted = Some(strings(&["/hooks/accepted"]));
+    config.hooks.before_switch = Some(strings(&["/hooks/before"]));
+    config.hooks.after_upgrade = Some(strings(&["/hooks/after"]));
+    config
+}
+
+fn hooks_run(actions: &[Action]) -> Vec<(u64, HookKind, Vec<(String, String)>)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::RunHook { id, kind, env, .. } => Some((*id, *kind, env.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn env_of(env: &[(String, String)], key: &str) -> String {
+    env.iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_three_hooks_run_in_order_with_their_environment() {
+    let mut h = Harness::new(hook_config(), false);
+    h.event(Event::Started);
+    h.status(Some(("v2", 7)), false);
+    let actions = h.event(ready_folder("v2"));
+    let accepted = hooks_run(&actions);
+    assert_eq!(accepted.len(), 1);
+    assert_eq!(accepted[0].1, HookKind::OnAccepted);
+    assert_eq!(env_of(&accepted[0].2, "VISOR_EVENT"), "accepted");
+    assert_eq!(env_of(&accepted[0].2, "VISOR_RELEASE"), "v2");
+    assert_eq!(env_of(&accepted[0].2, "VISOR_HEIGHT"), "7");
+    assert_eq!(env_of(&accepted[0].2, "VISOR_FOLDER"), "/h/v2");
+    assert_eq!(env_of(&accepted[0].2, "VISOR_PREVIOUS_RELEASE"), "v1");
+    // Off the critical path: the check of a re-accepted release does not run it again.
+    h.status(Some(("v2", 7)), true);
+    let actions = h.exit(Proc::Core);
+    let before = hooks_run(&actions);
+    assert_eq!(before.len(), 1, "{actions:?}");
+    assert_eq!(before[0].1, HookKind::BeforeSwitch);
+    assert_eq!(env_of(&before[0].2, "VISOR_EVENT"), "before-switch");
+    assert!(
+        spawned(&actions).is_empty(),
+        "the switch waits for beforeSwitch"
+    );
+    assert!(!actions
+        .iter()
+        .any(|a| matches!(a, Action::SwitchCurrent { .. })));
+    let actions = h.event(Event::HookFinished {
+        id: before[0].0,
+        kind: HookKind::BeforeSwitch,
+        result: Ok(()),
+    });
+    assert_eq!(actions[0], switch_to("v2"));
+    assert_eq!(spawned(&actions).len(), 1);
+    let actions = h.status(None, false);
+    let after = hooks_run(&actions);
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].1, HookKind::AfterUpgrade);
+    assert_eq!(env_of(&after[0].2, "VISOR_RELEASE"), "v2");
+    assert_eq!(env_of(&after[0].2, "VISOR_PREVIOUS_RELEASE"), "v1");
+    assert_eq!(env_of(&after[0].2, "VISOR_EVENT"), "after-upgrade");
+}
+
+#[test]
+fn a_failing_before_switch_blocks_and_a_fixed_config_lets_the_upgrade_go_on() {
+    let mut h = Harness::new(hook_config(), false);
+    h.event(Event::Started);
+    h.status(Some(("v2", 7)), false);
+    h.event(ready_folder("v2"));
+    h.status(Some(("v2", 7)), true);
+    let id = hooks_run(&h.exit(Proc::Core))[0].0;
+    let actions = h.event(Event::HookFinished {
+        id,
+        kind: HookKind::BeforeSwitch,
+        result: Err("exit status 3".into()),
+    });
+    assert!(actions.is_empty(), "{actions:?}");
+    assert_eq!(
+        h.logged(LogLevel::Error, "hook beforeSwitch failed (exit status 3)"),
+        1
+    );
+    assert_eq!(h.machine.phase(), Phase::UpgradeWait);
+    assert_eq!(
+        h.machine.hook_status().1.as_deref(),
+        Some("beforeSwitch: exit status 3")
+    );
+    // 10 s later it runs again, and fails again.
+    h.at_ms(HOOK_RETRY.as_millis() as u64);
+    let again = hooks_run(&h.timeout());
+    assert_eq!(again.len(), 1);
+    h.event(Event::HookFinished {
+        id: again[0].0,
+        kind: HookKind::BeforeSwitch,
+        result: Err("exit status 3".into()),
+    });
+    assert_eq!(h.logged(LogLevel::Error, "hook beforeSwitch failed"), 2);
+    // The operator removes the hook: the next retry switches without it.
+    let mut fixed = hook_config();
+    fixed.hooks.before_switch = None;
+    h.event(Event::ConfigReloaded(Ok(Box::new(fixed))));
+    h.at_ms(2 * HOOK_RETRY.as_millis() as u64);
+    let actions = h.timeout();
+    assert!(hooks_run(&actions).is_empty());
+    assert_eq!(actions[0], switch_to("v2"));
+    assert_eq!(h.machine.running_release(), "v2");
+}
+
+#[test]
+fn failing_accepted_and_after_upgrade_hooks_change_nothing() {
+    let mut h = Harness::new(hook_config(), false);
+    h.event(Event::Started);
+    h.status(Some(("v2", 7)), false);
+    let id = hooks_run(&h.event(ready_folder("v2")))[0].0;
+    assert!(h
+        .event(Event::HookFinished {
+            id,
+            kind: HookKind::OnAccepted,
+            result: Err("killed by SIGKILL".into()),
+        })
+        .is_empty());
+    assert_eq!(h.machine.pending(), Some(("v2", 7, true)));
+    assert_eq!(h.logged(LogLevel::Error, "the upgrade is not affected"), 1);
+}
+
+#[test]
+fn without_hooks_nothing_waits() {
+    let mut h = Harness::new(fast_config(), false);
+    h.event(Event::Started);
+    h.status(Some(("v2", 7)), false);
+    assert!(hooks_run(&h.event(ready_folder("v2"))).is_empty());
+    h.status(Some(("v2", 7)), true);
+    let actions = h.exit(Proc::Core);
+    assert_eq!(actions[0], switch_to("v2"));
 }

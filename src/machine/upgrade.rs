@@ -61,6 +61,7 @@ impl Machine {
                 folder,
                 state: FolderState::Checking,
                 last_complaint: None,
+                gate: Default::default(),
             });
             self.clear_timer(Timer::FolderRecheck);
             self.cancel_superseded_install();
@@ -144,6 +145,9 @@ impl Machine {
                 self.request_check();
             }
             return;
+        }
+        if self.pending.as_ref().is_some_and(|p| p.tag == tag) {
+            self.hook_accepted(&tag);
         }
         let waiting = self.phase() == Phase::UpgradeWait;
         let may_install = self.may_install(now, waiting);
@@ -401,7 +405,9 @@ impl Machine {
             }
             FolderState::Ready(checked) if waiting => {
                 let checked = checked.clone();
-                self.switch_to("upgrade", &tag, folder, &checked);
+                if self.before_switch_passed() {
+                    self.switch_to("upgrade", &tag, folder, &checked);
+                }
             }
             FolderState::Ready(_) => {}
         }
@@ -449,7 +455,7 @@ impl Machine {
         };
         self.run = checked.run;
         self.first_start_height = Some(pending.height);
-        self.running_release = pending.tag.clone();
+        self.previous_release = std::mem::replace(&mut self.running_release, pending.tag.clone());
         self.restarts = 0;
         self.upgrades += 1;
         self.warned_ready_running = false;

@@ -194,6 +194,7 @@ impl Reporter {
                     "folder_state": state,
                 })
             });
+        let (hooks_running, hook_failing) = machine.hook_status();
         let record = serde_json::json!({
             "visor": file.visor,
             "phase": machine.phase().name(),
@@ -207,6 +208,10 @@ impl Reporter {
             "pending": pending,
             "last_error": machine.last_error(),
             "refused_reload": machine.refused_reload(),
+            "hooks": {
+                "running": hooks_running,
+                "failing": hook_failing,
+            },
         });
         if file.last.as_ref() == Some(&record) {
             return;

@@ -25,6 +25,7 @@ use crate::ops::log;
 use crate::ops::report::Reporter;
 use crate::supervise::child;
 use crate::supervise::control_socket::ControlMessage;
+use crate::supervise::hooks::{self, HookGroups, HookRun};
 use crate::supervise::workers;
 
 /// The channels between the coordinator and the threads that feed it.
@@ -51,6 +52,8 @@ pub struct Coordinator {
     /// Where the answers to each control request go, by request id.
     replies: HashMap<u64, Sender<ControlReply>>,
     next_request: u64,
+    /// The process groups of running hooks, killed when Visor exits.
+    hook_groups: HookGroups,
 }
 
 /// A turn slower than this is logged, as a hint that something blocked the loop.
@@ -68,6 +71,7 @@ impl Coordinator {
             install: None,
             replies: HashMap::new(),
             next_request: 0,
+            hook_groups: HookGroups::default(),
         }
     }
 
@@ -98,6 +102,7 @@ impl Coordinator {
                 );
             }
             if let Some(code) = exit {
+                self.hook_groups.kill_all();
                 self.wait_for_cancelled_install();
                 self.reporter.at_exit(&self.machine, Instant::now());
                 return code;
@@ -208,6 +213,22 @@ impl Coordinator {
                 workers::check_folder(tag, folder, true, events())
             }
             Action::ReadRunConfig { folder } => workers::read_run_config(folder, events()),
+            Action::RunHook {
+                id,
+                kind,
+                command,
+                env,
+                timeout,
+            } => {
+                let run = HookRun {
+                    id,
+                    kind,
+                    command,
+                    env,
+                    timeout,
+                };
+                hooks::start(run, self.hook_groups.clone(), events()).err()
+            }
             Action::StartInstall {
                 tag,
                 folder,
@@ -356,5 +377,6 @@ fn event_name(event: &Event) -> &'static str {
         Event::ControlReceived { .. } => "ControlReceived",
         Event::SwitchFolderChecked { .. } => "SwitchFolderChecked",
         Event::RunConfigRead(_) => "RunConfigRead",
+        Event::HookFinished { .. } => "HookFinished",
     }
 }

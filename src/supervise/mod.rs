@@ -1,11 +1,12 @@
 //! The threads of `visor run` and the one that decides: the [`coordinator`] owns the state
 //! machine, receives every event with one `select!` and carries out the machine's actions.
 //! Everything else here only reports: a waiter per [`child`] process, the [`signals`] thread,
-//! the [`control_socket`] thread, and the one-shot [`workers`] (folder check, segment query,
-//! install).
+//! the [`control_socket`] thread, the operator's [`hooks`], and the one-shot [`workers`]
+//! (folder check, segment query, install).
 
 pub mod child;
 pub mod control_socket;
 pub mod coordinator;
+pub mod hooks;
 pub mod signals;
 pub mod workers;
