@@ -1699,7 +1699,10 @@ fn hook_config() -> Config {
     config
 }
 
-fn hooks_run(actions: &[Action]) -> Vec<(u64, HookKind, Vec<(String, String)>)> {
+/// A hook's id, kind and environment.
+type HookOrder = (u64, HookKind, Vec<(String, String)>);
+
+fn hooks_run(actions: &[Action]) -> Vec<HookOrder> {
     actions
         .iter()
         .filter_map(|a| match a {
