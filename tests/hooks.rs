@@ -1,0 +1,182 @@
+//! The operator's hooks through a real upgrade with the simulator: the three hooks in order
+//! with their environment, a failing `beforeSwitch` that blocks until config.toml is fixed, a
+//! hook past its time-out killed with the child it forked, and no hook outliving Visor.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+/// Writes an executable shell script `name` in the test folder; returns its path.
+fn script(env: &Env, name: &str, body: &str) -> PathBuf {
+    let path = env.dir.join(name);
+    fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+fn hooks_config(extra: &str) -> String {
+    quick_config(&format!("[hooks]\n{extra}"))
+}
+
+/// A hook that appends its event, environment and the target of `current` to `trace`.
+fn tracing_hook(env: &Env, name: &str) -> PathBuf {
+    let trace = env.dir.join("trace.txt");
+    script(
+        env,
+        name,
+        &format!(
+            "echo \"$VISOR_EVENT release=$VISOR_RELEASE height=$VISOR_HEIGHT folder=$VISOR_FOLDER previous=$VISOR_PREVIOUS_RELEASE home=$VISOR_HOME current=$(readlink \"$VISOR_HOME/current\")\" >> '{}'\necho said by {name}",
+            trace.display()
+        ),
+    )
+}
+
+fn trace(env: &Env) -> Vec<String> {
+    fs::read_to_string(env.dir.join("trace.txt"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn the_three_hooks_run_in_order_with_their_environment() {
+    let mut env = Env::new("hooks");
+    let accepted = tracing_hook(&env, "accepted.sh");
+    let before = tracing_hook(&env, "before.sh");
+    let after = tracing_hook(&env, "after.sh");
+    env.write_config(&hooks_config(&format!(
+        "onAccepted = [\"{}\"]\nbeforeSwitch = [\"{}\"]\nafterUpgrade = [\"{}\"]",
+        accepted.display(),
+        before.display(),
+        after.display()
+    )));
+    env.add_version(Version::new("genesis", "v1"));
+    env.add_version(Version::new("v2", "v2"));
+    env.start_visor();
+    env.wait_log("rpc: core is answering");
+    env.control_write("v1", "announce", "v2@55");
+    env.wait_log("hook onAccepted: finished");
+    env.control_write("v1", "ready", "");
+    env.wait_log("hook afterUpgrade: finished");
+    let lines = trace(&env);
+    let home = env.home.display().to_string();
+    let v2 = env.home.join("v2").display().to_string();
+    assert_eq!(
+        lines,
+        vec![
+            format!("accepted release=v2 height=55 folder={v2} previous=v1 home={home} current=genesis"),
+            format!("before-switch release=v2 height=55 folder={v2} previous=v1 home={home} current=genesis"),
+            format!("after-upgrade release=v2 height=55 folder={v2} previous=v1 home={home} current=v2"),
+        ]
+    );
+    let log = env.log();
+    assert!(
+        log.contains("hook beforeSwitch: said by before.sh"),
+        "{log}"
+    );
+    assert_eq!(env.wait_starts("core", 2)[1].version(), "v2");
+}
+
+#[test]
+fn a_failing_before_switch_blocks_until_the_config_is_fixed() {
+    let mut env = Env::new("hookfail");
+    let failing = script(&env, "fail.sh", "echo cannot snapshot >&2\nexit 3");
+    env.write_config(&hooks_config(&format!(
+        "beforeSwitch = [\"{}\"]",
+        failing.display()
+    )));
+    env.add_version(Version::new("genesis", "v1"));
+    env.add_version(Version::new("v2", "v2"));
+    env.start_visor();
+    env.wait_log("rpc: core is answering");
+    env.control_write("v1", "announce", "v2@55");
+    env.control_write("v1", "ready", "");
+    env.wait_log("hook beforeSwitch failed (exit status 3)");
+    assert!(env.log().contains("hook beforeSwitch: cannot snapshot"));
+    assert_eq!(env.current_target(), Path::new("genesis"));
+    assert_eq!(env.starts("core").len(), 1, "binaries stay stopped");
+    let (_, status, _) = env.run_visor_command(&["status"]);
+    assert!(
+        status.contains("hook:             FAILED beforeSwitch: exit status 3"),
+        "{status}"
+    );
+    // The operator fixes the hook; the retry (10 s later) lets the upgrade go on.
+    let fixed = script(&env, "ok.sh", "exit 0");
+    env.write_config(&hooks_config(&format!(
+        "beforeSwitch = [\"{}\"]",
+        fixed.display()
+    )));
+    let cores = env.wait_starts("core", 2);
+    assert_eq!(cores[1].version(), "v2");
+    assert_eq!(env.current_target(), Path::new("v2"));
+}
+
+#[test]
+fn a_hook_past_its_timeout_is_killed_with_the_child_it_forked() {
+    let mut env = Env::new("hooktime");
+    let pids = env.dir.join("hook-pids.txt");
+    let slow = script(
+        &env,
+        "slow.sh",
+        &format!("sleep 300 &\necho $! > '{}'\nwait", pids.display()),
+    );
+    env.write_config(&hooks_config(&format!(
+        "onAccepted = [\"{}\"]\ntimeoutSeconds = 1",
+        slow.display()
+    )));
+    env.add_version(Version::new("genesis", "v1"));
+    env.add_version(Version::new("v2", "v2"));
+    env.start_visor();
+    env.wait_log("rpc: core is answering");
+    env.control_write("v1", "announce", "v2@55");
+    env.wait_log("hook onAccepted failed (still running after timeoutSeconds = 1");
+    let child: u32 = fs::read_to_string(&pids).unwrap().trim().parse().unwrap();
+    wait_until("the hook's child to be gone", DEADLINE, || !alive(child));
+    assert!(env.log().contains("the upgrade is not affected"));
+}
+
+#[test]
+fn no_hook_process_outlives_visor_on_sigterm() {
+    let mut env = Env::new("hookterm");
+    let pids = env.dir.join("hook-pids.txt");
+    let hanging = script(
+        &env,
+        "hang.sh",
+        &format!(
+            "trap '' TERM\nsleep 300 &\necho $$ $! > '{}'\nwait",
+            pids.display()
+        ),
+    );
+    env.write_config(&hooks_config(&format!(
+        "beforeSwitch = [\"{}\"]",
+        hanging.display()
+    )));
+    env.add_version(Version::new("genesis", "v1"));
+    env.add_version(Version::new("v2", "v2"));
+    env.start_visor();
+    env.wait_log("rpc: core is answering");
+    env.control_write("v1", "announce", "v2@55");
+    env.control_write("v1", "ready", "");
+    env.wait_log("hook beforeSwitch: running");
+    wait_until("the hook to write its pids", DEADLINE, || {
+        fs::read_to_string(&pids).is_ok_and(|t| t.split_whitespace().count() == 2)
+    });
+    let hook_pids: Vec<u32> = fs::read_to_string(&pids)
+        .unwrap()
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    env.signal_visor(libc::SIGTERM);
+    assert_eq!(env.wait_visor_exit(DEADLINE), 0);
+    for pid in hook_pids {
+        wait_until(&format!("hook process {pid} to be gone"), DEADLINE, || {
+            !alive(pid)
+        });
+    }
+    assert_eq!(env.current_target(), Path::new("genesis"));
+}
