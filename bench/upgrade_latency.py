@@ -15,6 +15,7 @@ noticing the exit, switching `current` (symlink + rename + fsync), fork/exec and
 simulator's own exec.
 
 Usage: bench/upgrade_latency.py [UPGRADES] [--variant prepared|auto-install-prefetch]
+                               [--before-switch PROGRAM]
 (default 50 upgrades, variant `prepared`: every version folder exists before its upgrade).
 
 With `--variant auto-install-prefetch` the folders v1..vN are not made up front: Visor
@@ -70,6 +71,8 @@ def main():
     parser = argparse.ArgumentParser(description="Upgrade detection latency and dark time.")
     parser.add_argument("upgrades", nargs="?", type=int, default=50)
     parser.add_argument("--variant", choices=["prepared", "auto-install-prefetch"], default="prepared")
+    parser.add_argument("--before-switch", metavar="PROGRAM",
+                        help="run this program as the [hooks] beforeSwitch hook (e.g. /bin/true)")
     args = parser.parse_args()
     auto = args.variant == "auto-install-prefetch"
     upgrades = args.upgrades
@@ -91,6 +94,9 @@ def main():
             f'[autoInstall]\nenabled = true\nprefetch = true\napiUrl = "{github.url}"\n')
     else:
         open(os.path.join(home, "config.toml"), "w").write("# defaults\n")
+    if args.before_switch:
+        with open(os.path.join(home, "config.toml"), "a") as f:
+            f.write(f'[hooks]\nbeforeSwitch = ["{args.before_switch}"]\n')
         for k in range(upgrades + 1):
             make_version(home, work, sim, k, upgrades, rng)
     record = os.path.join(work, "record.jsonl")
@@ -129,7 +135,8 @@ def main():
             detection.append((o["signal"] - o["ready"]) / 1e6)
         if "exit" in o:
             dark.append((n["start"] - o["exit"]) / 1e6)
-    print(f"upgrades: {len(dark)}, variant {args.variant} (visor {visor}, default intervals: "
+    print(f"upgrades: {len(dark)}, variant {args.variant}"
+          f"{', beforeSwitch ' + args.before_switch if args.before_switch else ''} (visor {visor}, default intervals: "
           f"status 500 ms, pending 100 ms)")
     print("| measure (ms) | n | mean | median | p95 | worst |")
     print("|---|---|---|---|---|---|")
