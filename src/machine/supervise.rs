@@ -325,7 +325,7 @@ impl Machine {
                     format!("supervise: {} exited unexpectedly ({status})", proc.name()),
                     vec![("pid", pid.to_string())],
                 );
-                self.on_failure(now);
+                self.on_failure(now, proc);
             }
             Phase::Stopping => {
                 self.log(
@@ -341,8 +341,9 @@ impl Machine {
         }
     }
 
-    /// An unplanned exit or a failed start: restart within the budget, else stop and exit 1.
-    pub(super) fn on_failure(&mut self, now: Instant) {
+    /// An unplanned exit or a failed start of `proc`: restart within the budget, else stop
+    /// and exit 1.
+    pub(super) fn on_failure(&mut self, now: Instant, proc: Proc) {
         self.fail_control("the node exited unexpectedly; Visor restarts it within its restart budget (see its log)");
         let max = self.config.max_restarts;
         if self.restarts >= max {
@@ -358,6 +359,7 @@ impl Machine {
         } else {
             self.restarts += 1;
             self.restarts_total += 1;
+            self.restarts_by_proc[proc.index()] += 1;
             self.log(
                 LogLevel::Warn,
                 format!(
@@ -626,6 +628,7 @@ impl Machine {
             }
         };
         self.refused_reload = None;
+        self.last_reload = Some(now);
         if *config == self.config {
             self.log(
                 LogLevel::Info,
@@ -659,6 +662,5 @@ impl Machine {
                 }
             }
         }
-        let _ = now;
     }
 }
