@@ -985,6 +985,18 @@ name = "zeta-{os}-{arch}.zip"
 
 # The binary inside a zip asset.
 binaryName = "zeta"
+
+# Your own commands around an upgrade; each is ["program", "arg", ...], run without a shell,
+# with VISOR_EVENT, VISOR_HOME, VISOR_RELEASE, VISOR_HEIGHT, VISOR_FOLDER and
+# VISOR_PREVIOUS_RELEASE set. onAccepted runs once when a release is accepted (beside the
+# running node); beforeSwitch runs at the upgrade block after the old binaries stopped and
+# before current moves (a failure keeps them stopped and is retried 10 s later); afterUpgrade
+# runs when the new core first answers. See [hooks] in visor-config(5).
+[hooks]
+# onAccepted = ["/usr/local/bin/notify-team"]
+# beforeSwitch = ["/usr/local/bin/zeta-snapshot"]
+# afterUpgrade = ["/usr/local/bin/notify-team"]
+timeoutSeconds = 600
 "#;
 
 /// The span-aware TOML reader shared by config.toml's parser and `run_config`: it turns a document into a

@@ -371,6 +371,12 @@ pub struct Machine {
     warned_ready_running: bool,
     upgrades: u64,
     restarts_total: u64,
+    /// `restarts_total` by the process whose exit (or failed start) caused the restart.
+    restarts_by_proc: [u64; 2],
+    /// Failed installs of the pending release since Visor started.
+    install_failures: u64,
+    /// When config.toml was last read and accepted after a change or SIGHUP.
+    last_reload: Option<Instant>,
     /// The upgrade height while the version it started has not answered yet: every start
     /// until then (a crash restart, or Visor's own restart) is still the first start after
     /// the upgrade and gets the snapshot flag.
@@ -412,6 +418,9 @@ impl Machine {
             warned_ready_running: false,
             upgrades: 0,
             restarts_total: 0,
+            restarts_by_proc: [0, 0],
+            install_failures: 0,
+            last_reload: None,
             first_start_height: None,
             upgrade_began: None,
             last_upgrade_downtime: None,
@@ -485,6 +494,26 @@ impl Machine {
     /// Restarts since Visor started (the budget counter resets; this one does not).
     pub fn restarts_total(&self) -> u64 {
         self.restarts_total
+    }
+    /// The part of [`Machine::restarts_total`] caused by an unplanned exit or a failed start
+    /// of `proc`; the parts add up to the total.
+    pub fn restarts_of(&self, proc: Proc) -> u64 {
+        self.restarts_by_proc[proc.index()]
+    }
+    /// Installs of the pending release that failed since Visor started (cancelled ones and
+    /// those of a release no longer pending do not count).
+    pub fn install_failures(&self) -> u64 {
+        self.install_failures
+    }
+    /// When config.toml was last reloaded successfully (changed or not), if ever since start.
+    pub fn last_reload(&self) -> Option<Instant> {
+        self.last_reload
+    }
+    /// True while the core of the current start answers RPC: it has answered, and the last
+    /// call since succeeded.
+    pub fn core_rpc_up(&self) -> bool {
+        self.running()
+            .is_some_and(|r| r.answered && r.last_rpc_error.is_none())
     }
     /// True once the core of the current start has answered RPC.
     pub fn core_answered(&self) -> bool {
@@ -590,7 +619,7 @@ impl Machine {
                     vec![],
                 );
                 if self.phase() == Phase::Running {
-                    self.on_failure(now);
+                    self.on_failure(now, proc);
                 }
             }
             Event::ChildExited { proc, pid, status } => self.on_exited(now, proc, pid, status),

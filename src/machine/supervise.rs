@@ -326,7 +326,7 @@ impl Machine {
                     format!("supervise: {} exited unexpectedly ({status})", proc.name()),
                     vec![("pid", pid.to_string())],
                 );
-                self.on_failure(now);
+                self.on_failure(now, proc);
             }
             Phase::Stopping => {
                 self.log(
@@ -342,8 +342,9 @@ impl Machine {
         }
     }
 
-    /// An unplanned exit or a failed start: restart within the budget, else stop and exit 1.
-    pub(super) fn on_failure(&mut self, now: Instant) {
+    /// An unplanned exit or a failed start of `proc`: restart within the budget, else stop
+    /// and exit 1.
+    pub(super) fn on_failure(&mut self, now: Instant, proc: Proc) {
         self.fail_control("the node exited unexpectedly; Visor restarts it within its restart budget (see its log)");
         let max = self.config.max_restarts;
         if self.restarts >= max {
@@ -359,6 +360,7 @@ impl Machine {
         } else {
             self.restarts += 1;
             self.restarts_total += 1;
+            self.restarts_by_proc[proc.index()] += 1;
             self.log(
                 LogLevel::Warn,
                 format!(
@@ -638,6 +640,7 @@ impl Machine {
             }
         };
         self.refused_reload = None;
+        self.last_reload = Some(now);
         if *config == self.config {
             self.log(
                 LogLevel::Info,
@@ -671,6 +674,5 @@ impl Machine {
                 }
             }
         }
-        let _ = now;
     }
 }

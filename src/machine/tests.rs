@@ -1834,3 +1834,96 @@ fn without_hooks_nothing_waits() {
     let actions = h.exit(Proc::Core);
     assert_eq!(actions[0], switch_to("v2"));
 }
+
+// ----- what the metrics read -----
+
+#[test]
+fn restarts_are_counted_per_process_and_add_up_to_the_total() {
+    let config = Config {
+        max_restarts: 2,
+        ..fast_config()
+    };
+    let mut h = Harness::new(config, true);
+    h.event(Event::Started);
+    h.exit(Proc::DataNode);
+    h.exit(Proc::Core);
+    h.at_ms(5000);
+    h.timeout();
+    h.event(Event::SegmentQueried(Ok(None)));
+    assert_eq!(h.machine.restarts_of(Proc::DataNode), 1);
+    assert_eq!(h.machine.restarts_of(Proc::Core), 0);
+    // A failed start counts for the process that could not be started.
+    h.event(Event::SpawnFailed {
+        proc: Proc::DataNode,
+        error: "no such file".into(),
+    });
+    h.exit(Proc::Core);
+    h.exit(Proc::DataNode);
+    assert_eq!(h.machine.restarts_of(Proc::DataNode), 2);
+    h.at_ms(10_000);
+    h.timeout();
+    h.event(Event::SegmentQueried(Ok(None)));
+    // The budget is spent: this exit restarts nothing and counts nowhere.
+    h.exit(Proc::Core);
+    assert_eq!(h.machine.restarts_of(Proc::Core), 0);
+    assert_eq!(h.machine.restarts_of(Proc::DataNode), 2);
+    assert_eq!(h.machine.restarts_total(), 2);
+}
+
+#[test]
+fn only_failed_installs_of_the_pending_release_count_as_failures() {
+    let mut h = Harness::new(auto_install_config(true), false);
+    h.event(Event::Started);
+    h.status(Some(("vA", 50)), false);
+    assert_eq!(installs(&h.event(folder_missing("vA"))), 1);
+    h.event(Event::InstallFinished {
+        tag: "vA".into(),
+        result: Err("HTTP 502".into()),
+    });
+    assert_eq!(h.machine.install_failures(), 1);
+    h.at_ms(INSTALL_BACKOFF.as_millis() as u64);
+    h.timeout();
+    assert_eq!(installs(&h.event(folder_missing("vA"))), 1);
+    // Superseded, then cancelled: not a failure.
+    h.status(Some(("vB", 60)), false);
+    h.event(Event::InstallFinished {
+        tag: "vA".into(),
+        result: Err("cancelled".into()),
+    });
+    assert_eq!(h.machine.install_failures(), 1);
+}
+
+#[test]
+fn core_rpc_up_follows_the_answers_of_the_current_start() {
+    let mut h = Harness::new(fast_config(), false);
+    h.event(Event::Started);
+    assert!(!h.machine.core_rpc_up(), "not answered yet");
+    h.status(None, false);
+    assert!(h.machine.core_rpc_up());
+    h.rpc_error();
+    assert!(!h.machine.core_rpc_up());
+    h.status(None, false);
+    assert!(h.machine.core_rpc_up());
+    h.exit(Proc::Core);
+    assert!(!h.machine.core_rpc_up(), "restarting");
+}
+
+#[test]
+fn a_successful_reload_is_timed_and_a_refused_one_is_not() {
+    let mut h = Harness::new(Config::default(), false);
+    h.event(Event::Started);
+    assert_eq!(h.machine.last_reload(), None);
+    h.at_ms(1000);
+    h.event(Event::ConfigReloaded(Ok(Box::new(Config::default()))));
+    assert_eq!(
+        h.machine.last_reload(),
+        Some(h.base + Duration::from_secs(1))
+    );
+    h.at_ms(2000);
+    h.event(Event::ConfigReloaded(Err(vec!["bad".into()])));
+    assert_eq!(
+        h.machine.last_reload(),
+        Some(h.base + Duration::from_secs(1))
+    );
+    assert!(h.machine.refused_reload().is_some());
+}

@@ -351,6 +351,7 @@ impl Machine {
         match result {
             Ok(checked) => self.on_folder_ready(now, checked, "installed and version checked"),
             Err(error) => {
+                self.install_failures += 1;
                 let gives_up = self.phase() != Phase::UpgradeWait && attempts >= PREFETCH_ATTEMPTS;
                 let next = if gives_up {
                     "no more attempts before the upgrade block".to_string()

@@ -3,10 +3,20 @@
 //! It owns the output format and the level filter and nothing else: it never decides what
 //! happens, and it never buffers (each line is one `write` to stderr, so lines from threads do
 //! not interleave). The coordinator changes the settings when config.toml is reloaded.
+//!
+//! When stderr is the journal (`$JOURNAL_STREAM` names the device and inode of file
+//! descriptor 2, as systemd sets it), every line, text or JSON, starts with its syslog
+//! priority (`<3>` error, `<4>` warn, `<6>` info, `<7>` debug). journald takes the prefix off
+//! and files the line under that priority, so `journalctl -p warning` filters Visor's lines
+//! and a JSON line stays one JSON object in `MESSAGE`. Anywhere else the prefix would only be
+//! noise, so it is left out.
 
 use std::borrow::Cow;
+use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::io::Write as _;
+use std::os::fd::AsFd as _;
+use std::os::unix::fs::MetadataExt as _;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -15,16 +25,88 @@ pub use crate::config::{LogFormat, LogLevel};
 static LEVEL: AtomicU8 = AtomicU8::new(1);
 static JSON: AtomicBool = AtomicBool::new(false);
 static TIMESTAMPS: AtomicBool = AtomicBool::new(true);
+static PRIORITY: AtomicBool = AtomicBool::new(false);
 
 /// Sets the format and the lowest level written. Timestamps are left out of text lines when
-/// `$JOURNAL_STREAM` is set, because journald stamps every line itself.
+/// `$JOURNAL_STREAM` is set, because journald stamps every line itself; the syslog priority
+/// prefix is written when it names stderr.
 pub fn configure(format: LogFormat, level: LogLevel) {
     LEVEL.store(level_rank(level), Ordering::Relaxed);
     JSON.store(format == LogFormat::Json, Ordering::Relaxed);
-    TIMESTAMPS.store(
-        std::env::var_os("JOURNAL_STREAM").is_none(),
+    let journal = std::env::var_os("JOURNAL_STREAM");
+    TIMESTAMPS.store(journal.is_none(), Ordering::Relaxed);
+    PRIORITY.store(
+        journal.as_deref().is_some_and(stderr_is_journal),
         Ordering::Relaxed,
     );
+}
+
+/// True when `journal_stream` (`$JOURNAL_STREAM`: `DEVICE:INODE` in decimal) names the file
+/// that stderr is. systemd sets it for a service's output to the journal; a child of such a
+/// service whose stderr was redirected inherits the variable, which then names another file.
+fn stderr_is_journal(journal_stream: &OsStr) -> bool {
+    let Some((device, inode)) = journal_stream.to_str().and_then(parse_journal_stream) else {
+        return false;
+    };
+    let Ok(fd) = std::io::stderr().as_fd().try_clone_to_owned() else {
+        return false;
+    };
+    std::fs::File::from(fd)
+        .metadata()
+        .is_ok_and(|m| m.dev() == device && m.ino() == inode)
+}
+
+/// `DEVICE:INODE`, both decimal, as systemd writes `$JOURNAL_STREAM`.
+pub fn parse_journal_stream(value: &str) -> Option<(u64, u64)> {
+    let (device, inode) = value.split_once(':')?;
+    let number = |text: &str| {
+        (!text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| text.parse().ok())
+            .flatten()
+    };
+    Some((number(device)?, number(inode)?))
+}
+
+/// The syslog priority prefix journald reads from the start of a line (sd-daemon(3)).
+pub fn priority_prefix(level: LogLevel) -> &'static str {
+    match level {
+        LogLevel::Debug => "<7>",
+        LogLevel::Info => "<6>",
+        LogLevel::Warn => "<4>",
+        LogLevel::Error => "<3>",
+    }
+}
+
+/// How a line is written: JSON or text, with or without the timestamp of a text line, with
+/// or without the priority prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Style {
+    pub json: bool,
+    pub timestamp: bool,
+    pub priority: bool,
+}
+
+/// One whole line, ending in a newline, as [`write`] writes it in `style`.
+pub fn format_line(
+    style: Style,
+    unix_ms: u64,
+    level: LogLevel,
+    msg: &str,
+    fields: &[(&str, String)],
+) -> String {
+    let line = if style.json {
+        format_json(unix_ms, level, msg, fields)
+    } else {
+        format_text(style.timestamp.then_some(unix_ms), level, msg, fields)
+    };
+    if style.priority {
+        let mut prefixed = String::with_capacity(line.len() + 3);
+        prefixed.push_str(priority_prefix(level));
+        prefixed.push_str(&line);
+        prefixed
+    } else {
+        line
+    }
 }
 
 fn level_rank(level: LogLevel) -> u8 {
@@ -50,16 +132,12 @@ pub fn write(level: LogLevel, msg: &str, fields: &[(&str, String)]) {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
-    let line = if JSON.load(Ordering::Relaxed) {
-        format_json(now, level, msg, fields)
-    } else {
-        format_text(
-            TIMESTAMPS.load(Ordering::Relaxed).then_some(now),
-            level,
-            msg,
-            fields,
-        )
+    let style = Style {
+        json: JSON.load(Ordering::Relaxed),
+        timestamp: TIMESTAMPS.load(Ordering::Relaxed),
+        priority: PRIORITY.load(Ordering::Relaxed),
     };
+    let line = format_line(style, now, level, msg, fields);
     // A failed write to stderr cannot be reported anywhere else, so it is ignored.
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
@@ -292,6 +370,95 @@ mod tests {
              ERROR forged asset=\"v2\\n2026-11-24T20:49:00.123Z ERROR forged\" \
              version=\"v2\\x1b]0;title\\x07\"\n"
         );
+    }
+
+    const TEXT: Style = Style {
+        json: false,
+        timestamp: true,
+        priority: false,
+    };
+
+    #[test]
+    fn journal_lines_start_with_the_syslog_priority() {
+        let journal = Style {
+            timestamp: false,
+            priority: true,
+            ..TEXT
+        };
+        let fields = [("pid", "12".to_string())];
+        for (level, expected) in [
+            (LogLevel::Error, "<3>ERROR supervise: x pid=12\n"),
+            (LogLevel::Warn, "<4>WARN  supervise: x pid=12\n"),
+            (LogLevel::Info, "<6>INFO  supervise: x pid=12\n"),
+            (LogLevel::Debug, "<7>DEBUG supervise: x pid=12\n"),
+        ] {
+            assert_eq!(
+                format_line(journal, 0, level, "supervise: x", &fields),
+                expected
+            );
+        }
+    }
+
+    #[test]
+    fn without_the_journal_text_lines_are_unchanged() {
+        let fields = [("folder", "/h/v1.3.0".to_string())];
+        let msg = "upgrade: switching to v1.3.0";
+        let ms = 1_795_553_340_123;
+        assert_eq!(
+            format_line(TEXT, ms, LogLevel::Info, msg, &fields),
+            format_text(Some(ms), LogLevel::Info, msg, &fields)
+        );
+        let no_timestamp = Style {
+            timestamp: false,
+            ..TEXT
+        };
+        assert_eq!(
+            format_line(no_timestamp, ms, LogLevel::Warn, msg, &fields),
+            "WARN  upgrade: switching to v1.3.0 folder=/h/v1.3.0\n"
+        );
+    }
+
+    #[test]
+    fn journal_json_lines_are_the_prefix_then_the_unchanged_object() {
+        let json = Style { json: true, ..TEXT };
+        let fields = [("pid", "12".to_string())];
+        let plain = format_line(json, 0, LogLevel::Warn, "x", &fields);
+        assert_eq!(plain, format_json(0, LogLevel::Warn, "x", &fields));
+        let prefixed = format_line(
+            Style {
+                priority: true,
+                ..json
+            },
+            0,
+            LogLevel::Warn,
+            "x",
+            &fields,
+        );
+        assert_eq!(prefixed, format!("<4>{plain}"));
+        let object: serde_json::Value =
+            serde_json::from_str(prefixed.strip_prefix("<4>").unwrap().trim_end()).unwrap();
+        assert_eq!(object["ts"], "1970-01-01T00:00:00.000Z");
+        assert_eq!(object["level"], "warn");
+    }
+
+    #[test]
+    fn journal_stream_is_device_colon_inode_in_decimal() {
+        assert_eq!(parse_journal_stream("8:123456"), Some((8, 123456)));
+        assert_eq!(
+            parse_journal_stream("18446744073709551615:1"),
+            Some((u64::MAX, 1))
+        );
+        for bad in [
+            "", ":", "8", "8:", ":9", "8:9:1", "+8:9", "8: 9", "0x8:9", "8:-9",
+        ] {
+            assert_eq!(parse_journal_stream(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_journal_stream_naming_another_file_is_not_the_journal() {
+        assert!(!stderr_is_journal(OsStr::new("0:0")));
+        assert!(!stderr_is_journal(OsStr::new("not a pair")));
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! `HOME/.visor/status.json` is rewritten on every change of what it holds.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::home::supervise_folder::{process_start_time, SuperviseFolder};
 use crate::machine::{Machine, Proc};
@@ -22,6 +22,11 @@ pub const METRICS_PERIOD: Duration = Duration::from_secs(15);
 /// How often the start-up timeout is extended, and by how much, until the core answers.
 pub const EXTEND_PERIOD: Duration = Duration::from_secs(15);
 pub const EXTEND_BY: Duration = Duration::from_secs(30);
+/// The commit Visor was built from, when the build recorded it in `VISOR_COMMIT`.
+pub const REVISION: &str = match option_env!("VISOR_COMMIT") {
+    Some(commit) => commit,
+    None => "unknown",
+};
 
 pub struct Reporter {
     notifier: Option<Notifier>,
@@ -35,6 +40,62 @@ pub struct Reporter {
     ready_sent: bool,
     stopping_sent: bool,
     status: Option<StatusFile>,
+    clock: WallClock,
+}
+
+/// Turns the machine's instants into Unix time for the metrics, and knows when Visor
+/// started.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WallClock {
+    at: Instant,
+    unix: Duration,
+    /// When this process started, since the Unix epoch.
+    pub started: Duration,
+}
+
+impl WallClock {
+    /// The wall clock now; the start time from `/proc` (as Prometheus clients compute
+    /// `process_start_time_seconds`), or now when `/proc` cannot tell.
+    pub fn new(now: Instant) -> WallClock {
+        let unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        WallClock {
+            at: now,
+            unix,
+            started: process_start_unix().unwrap_or(unix),
+        }
+    }
+
+    /// `instant` as Unix time.
+    pub fn unix_at(&self, instant: Instant) -> Duration {
+        if instant >= self.at {
+            self.unix + (instant - self.at)
+        } else {
+            self.unix.saturating_sub(self.at - instant)
+        }
+    }
+}
+
+/// This process's start: the boot time (`btime` of `/proc/stat`) plus its start in clock
+/// ticks after boot (field 22 of `/proc/self/stat`).
+fn process_start_unix() -> Option<Duration> {
+    let ticks = process_start_time(std::process::id())?;
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let boot: u64 = stat
+        .lines()
+        .find_map(|line| line.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    // SAFETY: sysconf only reads a system setting.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let per_second = u64::try_from(per_second).ok().filter(|&t| t > 0)?;
+    let nanos = (ticks % per_second).checked_mul(1_000_000_000)? / per_second;
+    Some(Duration::new(
+        boot.checked_add(ticks / per_second)?,
+        nanos as u32,
+    ))
 }
 
 /// `status.json`: where it goes, who this Visor is, and what was last written.
@@ -74,6 +135,7 @@ impl Reporter {
             ready_sent: false,
             stopping_sent: false,
             status: None,
+            clock: WallClock::new(now),
         }
     }
 
@@ -151,7 +213,7 @@ impl Reporter {
 
     /// The last metrics write, with `visor_up 0`, and the last `status.json`.
     pub fn at_exit(&mut self, machine: &Machine, now: Instant) {
-        let mut snapshot = snapshot(machine);
+        let mut snapshot = snapshot(machine, &self.clock);
         snapshot.up = false;
         self.write_snapshot(machine, snapshot, now);
         self.write_status(machine);
@@ -238,7 +300,7 @@ impl Reporter {
     }
 
     fn write_metrics(&mut self, machine: &Machine, now: Instant, periodic: bool) {
-        let snapshot = snapshot(machine);
+        let snapshot = snapshot(machine, &self.clock);
         let file_changed = machine.config().metrics_file != self.last_metrics_file;
         if periodic || file_changed || self.last_snapshot.as_ref() != Some(&snapshot) {
             self.write_snapshot(machine, snapshot, now);
@@ -273,18 +335,26 @@ fn warn_once(last: &mut Option<String>, what: &str, result: Result<(), String>) 
     }
 }
 
-/// The metrics of the machine's current state.
-pub fn snapshot(machine: &Machine) -> Snapshot {
+/// The metrics of the machine's current state; `clock` dates Visor's start and the last
+/// reload.
+pub fn snapshot(machine: &Machine, clock: &WallClock) -> Snapshot {
+    let data_node_restarts = machine.restarts_of(Proc::DataNode);
     Snapshot {
         up: true,
         visor_version: env!("CARGO_PKG_VERSION").to_string(),
+        revision: REVISION.to_string(),
+        start_time: clock.started,
         running_release: machine.running_release().to_string(),
         core_up: machine.child_pid(Proc::Core).is_some(),
         data_node_up: machine
             .has_data_node()
             .then(|| machine.child_pid(Proc::DataNode).is_some()),
-        restarts_total: machine.restarts_total(),
+        core_rpc_up: machine.core_rpc_up(),
+        core_restarts: machine.restarts_of(Proc::Core),
+        data_node_restarts: (machine.has_data_node() || data_node_restarts > 0)
+            .then_some(data_node_restarts),
         upgrades_total: machine.upgrades(),
+        install_failures_total: machine.install_failures(),
         pending: machine
             .pending()
             .map(|(tag, height, folder_ready)| metrics::Pending {
@@ -293,5 +363,44 @@ pub fn snapshot(machine: &Machine) -> Snapshot {
                 folder_ready,
             }),
         last_upgrade_downtime: machine.last_upgrade_downtime(),
+        config_reload_ok: machine.refused_reload().is_none(),
+        config_reload_success_time: machine
+            .last_reload()
+            .map_or(clock.started, |at| clock.unix_at(at)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wall_clock_maps_instants_both_ways() {
+        let now = Instant::now();
+        let clock = WallClock {
+            at: now,
+            unix: Duration::from_secs(1_000),
+            started: Duration::from_secs(990),
+        };
+        assert_eq!(
+            clock.unix_at(now + Duration::from_millis(1_500)),
+            Duration::from_millis(1_001_500)
+        );
+        if let Some(earlier) = now.checked_sub(Duration::from_secs(2)) {
+            assert_eq!(clock.unix_at(earlier), Duration::from_secs(998));
+        }
+    }
+
+    #[test]
+    fn this_process_started_in_the_past_and_after_1970() {
+        let started = process_start_unix().expect("/proc tells the start time");
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        // btime has a resolution of one second.
+        assert!(
+            started <= now + Duration::from_secs(1),
+            "{started:?} {now:?}"
+        );
+        assert!(now - started.min(now) < Duration::from_secs(24 * 3600 * 365));
+        assert!(started > Duration::from_secs(1_600_000_000));
     }
 }
