@@ -24,7 +24,10 @@ use sha2::{Digest, Sha256};
 use ureq::http::{HeaderMap, Response, Uri};
 use ureq::{Agent, Body, BodyReader};
 
-use crate::install::{InstallError, InstallErrorKind};
+use super::error::{
+    forbidden, interrupted, invalid, local, not_found, timed_out, transient, InstallError,
+    InstallErrorKind,
+};
 
 /// The waits between attempts of a request that failed transiently; one more attempt is made
 /// than there are entries, so this allows four attempts in all.
@@ -186,17 +189,14 @@ impl Deadline<'_> {
             Some((bytes, None)) => format!(" after {bytes} bytes"),
             None => String::new(),
         };
-        InstallError::new(
-            InstallErrorKind::TimedOut,
-            format!(
-                "{}: the download from {} did not finish within downloadTimeoutSeconds = {} \
-                 and was stopped{arrived}; raise downloadTimeoutSeconds in [autoInstall] of \
-                 config.toml for a large asset on a slow link, or check the network",
-                self.what,
-                self.url,
-                self.limit.as_secs()
-            ),
-        )
+        timed_out(format!(
+            "{}: the download from {} did not finish within downloadTimeoutSeconds = {} and was \
+             stopped{arrived}; raise downloadTimeoutSeconds in [autoInstall] of config.toml for \
+             a large asset on a slow link, or check the network",
+            self.what,
+            self.url,
+            self.limit.as_secs()
+        ))
     }
 }
 
@@ -574,9 +574,7 @@ impl<'c> Client<'c> {
     /// An error when the install has been cancelled.
     fn check_cancel(&self, what: &str) -> Result<(), InstallError> {
         if self.cancel.load(Ordering::Relaxed) {
-            Err(local(format!(
-                "{what}: interrupted; nothing was installed, run visor prepare again to retry"
-            )))
+            Err(interrupted(what))
         } else {
             Ok(())
         }
@@ -777,18 +775,6 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-fn transient(message: String) -> InstallError {
-    InstallError::new(InstallErrorKind::Transient, message)
-}
-
-fn invalid(message: String) -> InstallError {
-    InstallError::new(InstallErrorKind::Invalid, message)
-}
-
-fn local(message: String) -> InstallError {
-    InstallError::new(InstallErrorKind::Local, message)
-}
-
 /// A body that ended (or broke) before all its bytes arrived.
 fn truncated(
     what: &str,
@@ -848,10 +834,7 @@ fn status_error(
             .map(str::trim)
     };
     match status {
-        404 | 410 => InstallError::new(
-            InstallErrorKind::NotFound,
-            format!("{answered}; {}", target.not_found),
-        ),
+        404 | 410 => not_found(format!("{answered}; {}", target.not_found)),
         401 => {
             let advice = if token_set {
                 "GITHUB_TOKEN is set but GitHub rejected it: renew it, or unset it for a public \
@@ -859,7 +842,7 @@ fn status_error(
             } else {
                 "the repository needs credentials: set GITHUB_TOKEN in Visor's environment"
             };
-            InstallError::new(InstallErrorKind::Forbidden, format!("{answered}; {advice}"))
+            forbidden(format!("{answered}; {advice}"))
         }
         403 | 429 => {
             let mut limit = String::new();
@@ -884,10 +867,9 @@ fn status_error(
                 "set GITHUB_TOKEN in Visor's environment for a higher limit, or wait for the \
                  limit to reset and try again"
             };
-            InstallError::new(
-                InstallErrorKind::Forbidden,
-                format!("{answered}; this is usually GitHub's API rate limit{limit}; {advice}"),
-            )
+            forbidden(format!(
+                "{answered}; this is usually GitHub's API rate limit{limit}; {advice}"
+            ))
         }
         408 | 500..=599 => transient(format!(
             "{answered}; the server is having trouble, this is usually temporary"

@@ -10,11 +10,11 @@
 //! folder it did not make, does not log (it reports through the progress callback) and decides
 //! nothing about when to install or switch.
 
+pub mod error;
 pub mod github;
 pub mod zip;
 
 use std::ffi::CString;
-use std::fmt;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -26,6 +26,8 @@ use crate::config::run_config::RunConfig;
 use crate::config::AutoInstall;
 use crate::home::{fsync_dir, Home, RUN_CONFIG_FILE};
 use crate::node::folder_check::{binaries_problems, binary_version, check_upgrade_folder};
+use error::{invalid, local, not_found, verification};
+pub use error::{InstallError, InstallErrorKind};
 use github::{Asset, Client, Release};
 
 /// The largest checksum file (`checksumAsset`) read; it is held in memory.
@@ -48,47 +50,6 @@ pub struct InstallRequest {
 
 /// One progress line for the log: message and fields. Called from the installing thread.
 pub type Progress<'a> = &'a mut dyn FnMut(&str, Vec<(&'static str, String)>);
-
-/// Why an install failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InstallErrorKind {
-    /// No such release, or no such asset in it.
-    NotFound,
-    /// GitHub refused: rate limit, or a token that is missing or rejected.
-    Forbidden,
-    /// A 5xx answer, a connection failure or a truncated download, after the retries.
-    Transient,
-    /// No checksum to check against, or the SHA-256 does not match.
-    Verification,
-    /// A bad asset: a zip entry that would land outside, a missing binary, a wrong version.
-    Invalid,
-    /// The local machine: disk, permissions, a folder outside HOME or in the way.
-    Local,
-    /// A download that did not finish within `[autoInstall] downloadTimeoutSeconds`.
-    TimedOut,
-}
-
-/// An install failure: its kind and a message naming the URL, file, asset or tag, and saying
-/// what to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InstallError {
-    pub kind: InstallErrorKind,
-    pub message: String,
-}
-
-impl InstallError {
-    pub fn new(kind: InstallErrorKind, message: String) -> InstallError {
-        InstallError { kind, message }
-    }
-}
-
-impl fmt::Display for InstallError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for InstallError {}
 
 /// Installs release `tag` into `folder`; returns the new folder's run-config after the version
 /// check. A folder that already exists and passes `folder_check::check_upgrade_folder` is a
@@ -814,22 +775,6 @@ impl Drop for TempFolder {
     }
 }
 
-fn not_found(message: String) -> InstallError {
-    InstallError::new(InstallErrorKind::NotFound, message)
-}
-
-fn verification(message: String) -> InstallError {
-    InstallError::new(InstallErrorKind::Verification, message)
-}
-
-fn invalid(message: String) -> InstallError {
-    InstallError::new(InstallErrorKind::Invalid, message)
-}
-
-fn local(message: String) -> InstallError {
-    InstallError::new(InstallErrorKind::Local, message)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1029,12 +974,5 @@ mod tests {
         rename_no_replace(&dir.join("a"), &dir.join("b")).unwrap();
         assert!(dir.join("b").is_dir() && !dir.join("a").exists());
         fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn errors_display_their_message() {
-        let error = local("x: y".to_owned());
-        assert_eq!(error.to_string(), "x: y");
-        assert_eq!(error.kind, InstallErrorKind::Local);
     }
 }

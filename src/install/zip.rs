@@ -16,7 +16,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::install::{InstallError, InstallErrorKind};
+use super::error::{interrupted, invalid, local, InstallError};
 
 /// What an archive may hold at most.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,8 +196,6 @@ pub fn extract(
     limits: Limits,
     cancel: &AtomicBool,
 ) -> Result<Extracted, InstallError> {
-    let invalid = |message: String| InstallError::new(InstallErrorKind::Invalid, message);
-    let local = |message: String| InstallError::new(InstallErrorKind::Local, message);
     let file = File::open(zip).map_err(|e| {
         local(format!(
             "{what}: cannot open the download {} ({e}); check the home folder",
@@ -360,9 +358,7 @@ pub fn extract(
     let mut written: u64 = 0;
     for plan in planned {
         if cancel.load(Ordering::Relaxed) {
-            return Err(local(format!(
-                "{what}: interrupted; nothing was installed, run visor prepare again to retry"
-            )));
+            return Err(interrupted(what));
         }
         let target = into.join(&plan.path);
         let parent = match plan.kind {
@@ -452,10 +448,7 @@ pub fn extract(
                     ))
                 })?;
             if cancel.load(Ordering::Relaxed) {
-                return Err(local(format!(
-                    "{what}: interrupted; nothing was installed, run visor prepare again to \
-                     retry"
-                )));
+                return Err(interrupted(what));
             }
         }
         if bytes != plan.size {
@@ -479,6 +472,7 @@ pub fn extract(
 
 #[cfg(test)]
 mod tests {
+    use super::super::error::InstallErrorKind;
     use super::*;
     use std::io::Cursor;
     use zip::write::SimpleFileOptions;
