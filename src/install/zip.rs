@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::error::{interrupted, invalid, local, InstallError};
+use super::staging::{make_folder, EXECUTABLE_MODE, FILE_MODE};
 
 /// What an archive may hold at most.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -378,7 +379,7 @@ pub fn extract(
                 if made.contains(&folder) {
                     continue;
                 }
-                crate::install::make_folder(&folder).map_err(|e| {
+                make_folder(&folder).map_err(|e| {
                     local(format!(
                         "{what}: cannot create {} ({e}); check the home folder",
                         folder.display()
@@ -397,9 +398,9 @@ pub fn extract(
             ))
         })?;
         let mode = if plan.executable {
-            crate::install::EXECUTABLE_MODE
+            EXECUTABLE_MODE
         } else {
-            crate::install::FILE_MODE
+            FILE_MODE
         };
         let mut out = OpenOptions::new()
             .write(true)
