@@ -18,7 +18,7 @@ use super::run::config_or_exit;
 use super::{EXIT_CONFIG, EXIT_FAILURE, EXIT_OK};
 use crate::config::run_config::RunConfig;
 use crate::home::{self, Home, RUN_CONFIG_FILE};
-use crate::install::{install_cancellable, InstallRequest};
+use crate::install::{install_cancellable, InstallRequest, ToLog};
 use crate::node::folder_check::check_upgrade_folder;
 use crate::ops::log;
 
@@ -84,8 +84,7 @@ pub fn prepare(root: &Path, tag: &str) -> i32 {
         folder: folder.clone(),
         template,
     };
-    let mut progress = |msg: &str, fields: Vec<(&'static str, String)>| log::info(msg, &fields);
-    match install_cancellable(&request, &cancel, &mut progress) {
+    match install_cancellable(&request, &cancel, &mut ToLog) {
         Ok(_) => {
             super::out(&format!("{}: ready for {tag}", folder.display()));
             EXIT_OK

@@ -9,7 +9,7 @@
 //!
 //! It must not decide what is installed or where: it writes only the one file it is told to,
 //! never holds a whole asset in memory, never logs the token, and reports progress only through
-//! the callback it is given.
+//! the [`Progress`] it is given.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -28,6 +28,7 @@ use super::error::{
     forbidden, interrupted, invalid, local, not_found, timed_out, transient, InstallError,
     InstallErrorKind,
 };
+use super::progress::Progress;
 
 /// The waits between attempts of a request that failed transiently; one more attempt is made
 /// than there are entries, so this allows four attempts in all.
@@ -83,9 +84,6 @@ const QUEUED_CHUNKS: usize = 4;
 /// How long the download loop waits for a chunk before it looks at the clock and the cancel
 /// flag again.
 const TICK: Duration = Duration::from_millis(250);
-
-/// One progress line: a message and its fields.
-pub type Report<'a> = &'a mut dyn FnMut(&str, Vec<(&'static str, String)>);
 
 /// The part of GitHub's release answer that Visor uses; other fields are ignored.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -260,7 +258,7 @@ impl<'c> Client<'c> {
         owner: &str,
         repo: &str,
         tag: &str,
-        progress: Report,
+        progress: &mut dyn Progress,
     ) -> Result<Release, InstallError> {
         let url = self.release_url(owner, repo, tag);
         let what = format!("release {tag} of {owner}/{repo}");
@@ -309,7 +307,7 @@ impl<'c> Client<'c> {
         asset: &Asset,
         what: &str,
         limit: u64,
-        progress: Report,
+        progress: &mut dyn Progress,
     ) -> Result<Vec<u8>, InstallError> {
         let url = asset.browser_download_url.as_str();
         let not_found = asset_not_found(&asset.name);
@@ -377,7 +375,7 @@ impl<'c> Client<'c> {
         asset: &Asset,
         what: &str,
         file: &Path,
-        progress: Report,
+        progress: &mut dyn Progress,
     ) -> Result<Downloaded, InstallError> {
         let url = asset.browser_download_url.as_str();
         let not_found = asset_not_found(&asset.name);
@@ -471,14 +469,14 @@ impl<'c> Client<'c> {
                 let period = last_line.elapsed();
                 if period >= PROGRESS_INTERVAL {
                     last_line = Instant::now();
-                    progress(
+                    progress.report(
                         &format!("install: downloading {}", asset.name),
                         download_fields(bytes, expected, started.elapsed()),
                     );
                     let recent = bytes - bytes_at_last_line;
                     bytes_at_last_line = bytes;
                     if is_very_slow(recent, period) {
-                        progress(
+                        progress.report(
                             &format!("install: download of {} is very slow", asset.name),
                             slow_fields(recent, period, deadline.remaining()),
                         );
@@ -504,7 +502,7 @@ impl<'c> Client<'c> {
             let mut fields = download_fields(bytes, Some(bytes), started.elapsed());
             fields.retain(|(key, _)| *key != "eta");
             fields.push(("sha256", sha256.clone()));
-            progress(&format!("install: downloaded {}", asset.name), fields);
+            progress.report(&format!("install: downloaded {}", asset.name), fields);
             Ok(Downloaded { bytes, sha256 })
         })
     }
@@ -515,9 +513,9 @@ impl<'c> Client<'c> {
     fn with_retries<T>(
         &self,
         what: &str,
-        progress: Report,
+        progress: &mut dyn Progress,
         deadline: Option<&Deadline>,
-        attempt: &mut dyn FnMut(Report) -> Result<T, InstallError>,
+        attempt: &mut dyn FnMut(&mut dyn Progress) -> Result<T, InstallError>,
     ) -> Result<T, InstallError> {
         let attempts = self.backoff.len() + 1;
         let mut number = 1;
@@ -544,7 +542,7 @@ impl<'c> Client<'c> {
                     error.message
                 )));
             };
-            progress(
+            progress.report(
                 &format!("install: {what} failed, retrying"),
                 vec![
                     ("error", error.message),

@@ -7,11 +7,12 @@
 //! It is a blocking library function: it owns the order of the steps, the checksum rules, the
 //! run-config derivation and the half-made folder (removed by a guard on every failure path).
 //! It must not write outside HOME, never leaves a half-made version folder, never replaces a
-//! folder it did not make, does not log (it reports through the progress callback) and decides
+//! folder it did not make, does not log (it reports through a [`Progress`]) and decides
 //! nothing about when to install or switch.
 
 pub mod error;
 pub mod github;
+pub mod progress;
 pub mod staging;
 pub mod zip;
 
@@ -28,6 +29,7 @@ use crate::node::folder_check::{binaries_problems, binary_version, check_upgrade
 use error::{invalid, local, not_found, verification};
 pub use error::{InstallError, InstallErrorKind};
 use github::{Asset, Client, Release};
+pub use progress::{Progress, ToLog};
 use staging::{
     check_inside_home, make_folders, rename_no_replace, write_synced, TempFolder, EXECUTABLE_MODE,
 };
@@ -50,13 +52,13 @@ pub struct InstallRequest {
     pub template: RunConfig,
 }
 
-/// One progress line for the log: message and fields. Called from the installing thread.
-pub type Progress<'a> = &'a mut dyn FnMut(&str, Vec<(&'static str, String)>);
-
 /// Installs release `tag` into `folder`; returns the new folder's run-config after the version
 /// check. A folder that already exists and passes `folder_check::check_upgrade_folder` is a
 /// no-op success.
-pub fn install(req: &InstallRequest, progress: Progress) -> Result<RunConfig, InstallError> {
+pub fn install(
+    req: &InstallRequest,
+    progress: &mut dyn Progress,
+) -> Result<RunConfig, InstallError> {
     install_cancellable(req, &AtomicBool::new(false), progress)
 }
 
@@ -65,14 +67,14 @@ pub fn install(req: &InstallRequest, progress: Progress) -> Result<RunConfig, In
 pub fn install_cancellable(
     req: &InstallRequest,
     cancel: &AtomicBool,
-    progress: Progress,
+    progress: &mut dyn Progress,
 ) -> Result<RunConfig, InstallError> {
     let tag = req.tag.as_str();
     let folder = req.folder.as_path();
     let auto = &req.auto;
     let config_file = req.home.config_file();
     if let Some(run) = already_installed(tag, folder)? {
-        progress(
+        progress.report(
             &format!("install: folder for {tag} is already in place"),
             vec![("folder", folder.display().to_string())],
         );
@@ -95,7 +97,7 @@ pub fn install_cancellable(
     let repo = auto.repository.as_str();
     let client = Client::new(&auto.api_url, token, &github::BACKOFF, cancel)
         .with_download_timeout(auto.download_timeout);
-    progress(
+    progress.report(
         &format!("install: looking up release {tag} of {owner}/{repo}"),
         vec![("url", client.release_url(owner, repo, tag))],
     );
@@ -121,7 +123,7 @@ pub fn install_cancellable(
 
     let temp = TempFolder::create(req.home.temp_path(&format!("install-{tag}")))?;
     let download = temp.path().join(&asset.name);
-    progress(
+    progress.report(
         &format!("install: downloading {}", asset.name),
         vec![
             ("url", asset.browser_download_url.clone()),
@@ -145,7 +147,7 @@ pub fn install_cancellable(
                     downloaded.sha256, downloaded.bytes, asset.browser_download_url
                 )));
             }
-            progress(
+            progress.report(
                 &format!("install: SHA-256 of {} verified", asset.name),
                 vec![
                     ("sha256", downloaded.sha256.clone()),
@@ -153,7 +155,7 @@ pub fn install_cancellable(
                 ],
             );
         }
-        Expected::Unverified => progress(
+        Expected::Unverified => progress.report(
             &format!(
                 "install: WARNING {} is installed unverified (requireChecksum = false)",
                 asset.name
@@ -180,7 +182,7 @@ pub fn install_cancellable(
                 download.display()
             ))
         })?;
-        progress(
+        progress.report(
             &format!("install: unpacked {}", asset.name),
             vec![
                 ("files", extracted.files.len().to_string()),
@@ -236,7 +238,7 @@ pub fn install_cancellable(
              wrong binary: report it to the publisher, nothing was installed"
         )));
     }
-    progress(
+    progress.report(
         &format!("install: binary reports version {version}"),
         vec![("binary", binary_relative.clone())],
     );
@@ -252,7 +254,7 @@ pub fn install_cancellable(
     if let Some(run) = move_into_place(req, &temp, &what)? {
         // Another installer (a `visor prepare` beside `visor run`) finished first; its folder
         // is ready, and this one's half-made copy is removed by the guard.
-        progress(
+        progress.report(
             &format!("install: folder for {tag} was installed meanwhile; using it"),
             vec![("folder", folder.display().to_string())],
         );
@@ -262,7 +264,7 @@ pub fn install_cancellable(
     let final_file = folder.join(RUN_CONFIG_FILE);
     let run = RunConfig::parse(&final_file, &text)
         .map_err(|problems| invalid(format!("{what}: {}", problems.join("; "))))?;
-    progress(
+    progress.report(
         &format!("install: {tag} installed"),
         vec![("folder", folder.display().to_string())],
     );
@@ -386,7 +388,7 @@ fn expected_sha256(
     asset: &Asset,
     req: &InstallRequest,
     what: &str,
-    progress: Progress,
+    progress: &mut dyn Progress,
 ) -> Result<Expected, InstallError> {
     let config_file = req.home.config_file();
     let config_file = config_file.display();
@@ -398,7 +400,7 @@ fn expected_sha256(
                     source: "from the release's digest".to_owned(),
                 })
             }
-            Ok(None) => progress(
+            Ok(None) => progress.report(
                 &format!(
                     "install: the digest of {} is not SHA-256; ignoring it",
                     asset.name
@@ -422,7 +424,7 @@ fn expected_sha256(
             ))
         })?;
         let sums_what = format!("release {} checksum asset {sums_name}", req.tag);
-        progress(
+        progress.report(
             &format!("install: fetching checksums {sums_name}"),
             vec![("url", sums.browser_download_url.clone())],
         );
