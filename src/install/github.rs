@@ -96,6 +96,22 @@ pub struct Release {
     pub assets: Vec<Asset>,
 }
 
+impl Release {
+    /// The asset named `name`, if the release has it.
+    pub fn asset(&self, name: &str) -> Option<&Asset> {
+        self.assets.iter().find(|asset| asset.name == name)
+    }
+
+    /// The release's asset names for messages, or "no assets".
+    pub fn asset_list(&self) -> String {
+        if self.assets.is_empty() {
+            return "no assets".to_owned();
+        }
+        let names: Vec<&str> = self.assets.iter().map(|a| a.name.as_str()).collect();
+        format!("assets {}", names.join(", "))
+    }
+}
+
 /// One file attached to a release.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Asset {

@@ -10,6 +10,7 @@
 //! folder it did not make, does not log (it reports through a [`Progress`]) and decides
 //! nothing about when to install or switch.
 
+pub mod checksum;
 pub mod error;
 pub mod github;
 pub mod progress;
@@ -26,16 +27,14 @@ use crate::config::run_config::RunConfig;
 use crate::config::AutoInstall;
 use crate::home::{fsync_dir, Home, RUN_CONFIG_FILE};
 use crate::node::folder_check::{binaries_problems, binary_version, check_upgrade_folder};
-use error::{invalid, local, not_found, verification};
+use checksum::Sources;
+use error::{invalid, local, not_found};
 pub use error::{InstallError, InstallErrorKind};
-use github::{Asset, Client, Release};
+use github::{Asset, Client};
 pub use progress::{Progress, ToLog};
 use staging::{
     check_inside_home, make_folders, rename_no_replace, write_synced, TempFolder, EXECUTABLE_MODE,
 };
-
-/// The largest checksum file (`checksumAsset`) read; it is held in memory.
-pub const MAX_CHECKSUM_FILE: u64 = 1 << 20;
 
 /// What to install and from what.
 #[derive(Debug, Clone, PartialEq)]
@@ -103,11 +102,11 @@ pub fn install_cancellable(
     );
     let release = client.release(owner, repo, tag, &mut *progress)?;
     let asset_name = asset_file_name(&auto.asset_name, tag)?;
-    let asset = find_asset(&release, &asset_name).ok_or_else(|| {
+    let asset = release.asset(&asset_name).ok_or_else(|| {
         not_found(format!(
             "release {tag} of {owner}/{repo} has no asset {asset_name} (it has {}); check name \
              in [autoInstall.asset] of {}, or wait for the publisher to attach it",
-            asset_list(&release),
+            release.asset_list(),
             config_file.display()
         ))
     })?;
@@ -119,7 +118,15 @@ pub fn install_cancellable(
             config_file.display()
         )));
     }
-    let expected = expected_sha256(&client, &release, asset, req, &what, &mut *progress)?;
+    let sources = Sources {
+        release: &release,
+        asset,
+        auto,
+        tag,
+        config_file: &config_file,
+        what: &what,
+    };
+    let expected = checksum::expected_sha256(&client, &sources, &mut *progress)?;
 
     let temp = TempFolder::create(req.home.temp_path(&format!("install-{tag}")))?;
     let download = temp.path().join(&asset.name);
@@ -137,32 +144,7 @@ pub fn install_cancellable(
         ],
     );
     let downloaded = client.download_to_file(asset, &what, &download, &mut *progress)?;
-    match &expected {
-        Expected::Sha256 { hex, source } => {
-            if !downloaded.sha256.eq_ignore_ascii_case(hex) {
-                return Err(verification(format!(
-                    "{what}: SHA-256 mismatch: expected {hex} ({source}), got {} for {} bytes \
-                     downloaded from {}; nothing was installed: try again, and if it persists \
-                     report it to the publisher, the asset may have been tampered with",
-                    downloaded.sha256, downloaded.bytes, asset.browser_download_url
-                )));
-            }
-            progress.report(
-                &format!("install: SHA-256 of {} verified", asset.name),
-                vec![
-                    ("sha256", downloaded.sha256.clone()),
-                    ("source", source.clone()),
-                ],
-            );
-        }
-        Expected::Unverified => progress.report(
-            &format!(
-                "install: WARNING {} is installed unverified (requireChecksum = false)",
-                asset.name
-            ),
-            vec![("sha256", downloaded.sha256.clone())],
-        ),
-    }
+    checksum::verify(&expected, &downloaded, asset, &what, &mut *progress)?;
 
     let mut folders = vec![temp.path().to_path_buf()];
     let binary_relative = if is_zip_asset(asset) {
@@ -371,157 +353,6 @@ fn github_token() -> Result<Option<String>, InstallError> {
     Ok(Some(token.to_owned()))
 }
 
-/// Where the expected SHA-256 comes from, if any.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Expected {
-    /// The lowercase hex SHA-256 and where it was found, for messages.
-    Sha256 { hex: String, source: String },
-    /// No checksum, allowed by `requireChecksum = false`.
-    Unverified,
-}
-
-/// The SHA-256 the asset must have: its `digest`, else its line in `checksumAsset`; without
-/// either, refused when `requireChecksum` is true.
-fn expected_sha256(
-    client: &Client,
-    release: &Release,
-    asset: &Asset,
-    req: &InstallRequest,
-    what: &str,
-    progress: &mut dyn Progress,
-) -> Result<Expected, InstallError> {
-    let config_file = req.home.config_file();
-    let config_file = config_file.display();
-    if let Some(digest) = asset.digest.as_deref() {
-        match parse_digest(digest) {
-            Ok(Some(hex)) => {
-                return Ok(Expected::Sha256 {
-                    hex,
-                    source: "from the release's digest".to_owned(),
-                })
-            }
-            Ok(None) => progress.report(
-                &format!(
-                    "install: the digest of {} is not SHA-256; ignoring it",
-                    asset.name
-                ),
-                vec![("digest", digest.to_owned())],
-            ),
-            Err(why) => {
-                return Err(verification(format!(
-                    "{what}: the release's digest {digest:?} {why}; report it to the publisher"
-                )))
-            }
-        }
-    }
-    if let Some(sums_name) = &req.auto.checksum_asset {
-        let sums = find_asset(release, sums_name).ok_or_else(|| {
-            not_found(format!(
-                "release {} has no checksum asset {sums_name} (it has {}); fix checksumAsset in \
-                 [autoInstall] of {config_file}",
-                req.tag,
-                asset_list(release)
-            ))
-        })?;
-        let sums_what = format!("release {} checksum asset {sums_name}", req.tag);
-        progress.report(
-            &format!("install: fetching checksums {sums_name}"),
-            vec![("url", sums.browser_download_url.clone())],
-        );
-        let data = client.download_small(sums, &sums_what, MAX_CHECKSUM_FILE, progress)?;
-        let text = String::from_utf8_lossy(&data);
-        return match find_checksum(&text, &asset.name) {
-            Ok(Some(hex)) => Ok(Expected::Sha256 {
-                hex,
-                source: format!("from {sums_name}"),
-            }),
-            Ok(None) => Err(verification(format!(
-                "{what}: {sums_name} has no SHA-256 line for {}; ask the publisher to add it, or \
-                 fix checksumAsset in [autoInstall] of {config_file}",
-                asset.name
-            ))),
-            Err(why) => Err(verification(format!(
-                "{what}: {sums_name} {why}; report it to the publisher"
-            ))),
-        };
-    }
-    if req.auto.require_checksum {
-        return Err(verification(format!(
-            "{what}: the release gives no SHA-256 digest for it and checksumAsset is not set, so \
-             it cannot be verified; set checksumAsset in [autoInstall] of {config_file} to the \
-             release's sha256sum file, ask the publisher to publish digests, or allow unverified \
-             assets with requireChecksum = false in [autoInstall] of {config_file}"
-        )));
-    }
-    Ok(Expected::Unverified)
-}
-
-/// Parses a GitHub asset `digest`: `Some(hex)` for `sha256:<64 hex digits>` (lowercased),
-/// `None` for another algorithm, an error for anything malformed.
-pub fn parse_digest(digest: &str) -> Result<Option<String>, String> {
-    let Some((algorithm, value)) = digest.trim().split_once(':') else {
-        return Err("is not of the form sha256:<hex>".to_owned());
-    };
-    if !algorithm.eq_ignore_ascii_case("sha256") {
-        return Ok(None);
-    }
-    sha256_hex(value)
-        .map(Some)
-        .ok_or_else(|| "is not sha256: followed by 64 hexadecimal digits".to_owned())
-}
-
-/// A SHA-256 as 64 hexadecimal digits, lowercased, or None.
-fn sha256_hex(value: &str) -> Option<String> {
-    (value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit()))
-        .then(|| value.to_ascii_lowercase())
-}
-
-/// Finds the SHA-256 of `name` in a `sha256sum` file: lines `<hex>  <name>` or `<hex> *<name>`
-/// (the BSD form `SHA256 (<name>) = <hex>` too). A listed path matches when its last component
-/// is `name`. `None` when no line names it; an error when its lines disagree or are malformed.
-pub fn find_checksum(text: &str, name: &str) -> Result<Option<String>, String> {
-    let mut found: Option<String> = None;
-    for line in text.lines() {
-        let line = line.trim_end_matches('\r');
-        if line.trim().is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let (hex, listed) = if let Some(rest) = line.strip_prefix("SHA256 (") {
-            match rest.rsplit_once(") = ") {
-                Some((listed, hex)) => (hex.trim(), listed),
-                None => continue,
-            }
-        } else {
-            match line.split_once(' ') {
-                Some((hex, rest)) => (
-                    hex,
-                    rest.strip_prefix(' ')
-                        .or_else(|| rest.strip_prefix('*'))
-                        .unwrap_or(rest),
-                ),
-                None => continue,
-            }
-        };
-        let listed = listed.strip_prefix("./").unwrap_or(listed);
-        let matches = listed == name || listed.rsplit('/').next() == Some(name);
-        if !matches {
-            continue;
-        }
-        let Some(hex) = sha256_hex(hex) else {
-            return Err(format!(
-                "lists {name} with {hex:?}, which is not a SHA-256 of 64 hexadecimal digits"
-            ));
-        };
-        match &found {
-            Some(earlier) if *earlier != hex => {
-                return Err(format!("lists {name} twice with different sums"));
-            }
-            _ => found = Some(hex),
-        }
-    }
-    Ok(found)
-}
-
 /// The asset file name for this machine: `pattern` with `{os}`, `{arch}` and `{version}`
 /// replaced.
 pub fn asset_file_name(pattern: &str, tag: &str) -> Result<String, InstallError> {
@@ -568,20 +399,6 @@ pub fn substitute(pattern: &str, os: &str, arch: &str, version: &str) -> String 
     out
 }
 
-/// The asset named `name`, if the release has it.
-fn find_asset<'r>(release: &'r Release, name: &str) -> Option<&'r Asset> {
-    release.assets.iter().find(|asset| asset.name == name)
-}
-
-/// The release's asset names for messages, or "no assets".
-fn asset_list(release: &Release) -> String {
-    if release.assets.is_empty() {
-        return "no assets".to_owned();
-    }
-    let names: Vec<&str> = release.assets.iter().map(|a| a.name.as_str()).collect();
-    format!("assets {}", names.join(", "))
-}
-
 /// Tells whether an asset is a zip: `application/zip` or a name ending in `.zip`.
 pub fn is_zip_asset(asset: &Asset) -> bool {
     let media = asset
@@ -624,8 +441,6 @@ pub fn derived_run_config_text(template: &RunConfig, tag: &str, binary: &str) ->
 mod tests {
     use super::*;
 
-    const HEX: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
-
     #[test]
     fn asset_names_get_os_arch_and_version() {
         assert_eq!(
@@ -653,64 +468,6 @@ mod tests {
         } else {
             assert_eq!(name.map_err(|e| e.kind), Err(InstallErrorKind::Invalid));
         }
-    }
-
-    #[test]
-    fn digests_are_sha256_hex() {
-        assert_eq!(
-            parse_digest(&format!("sha256:{HEX}")),
-            Ok(Some(HEX.to_owned()))
-        );
-        assert_eq!(
-            parse_digest(&format!("SHA256:{}", HEX.to_uppercase())),
-            Ok(Some(HEX.to_owned()))
-        );
-        assert_eq!(parse_digest("sha512:abcd"), Ok(None));
-        assert!(parse_digest("sha256:abcd").is_err());
-        assert!(parse_digest(&format!("sha256:{}", &HEX.replace('a', "g"))).is_err());
-        assert!(parse_digest(HEX).is_err());
-        assert!(parse_digest("").is_err());
-    }
-
-    #[test]
-    fn checksum_files_in_sha256sum_form() {
-        let other = "0".repeat(64);
-        let text = format!(
-            "# sums\r\n{other}  zeta-linux-arm64.zip\r\n{HEX}  zeta-linux-amd64.zip\r\n\r\n"
-        );
-        assert_eq!(
-            find_checksum(&text, "zeta-linux-amd64.zip"),
-            Ok(Some(HEX.to_owned()))
-        );
-        assert_eq!(find_checksum(&text, "zeta-linux-riscv.zip"), Ok(None));
-        let binary_mode = format!("{}  other\n{} *zeta.zip\n", other, HEX.to_uppercase());
-        assert_eq!(
-            find_checksum(&binary_mode, "zeta.zip"),
-            Ok(Some(HEX.to_owned()))
-        );
-        let with_path = format!("{HEX}  ./dist/zeta.zip\n");
-        assert_eq!(
-            find_checksum(&with_path, "zeta.zip"),
-            Ok(Some(HEX.to_owned()))
-        );
-        let bsd = format!("SHA256 (zeta.zip) = {HEX}\n");
-        assert_eq!(find_checksum(&bsd, "zeta.zip"), Ok(Some(HEX.to_owned())));
-        assert_eq!(
-            find_checksum(&format!("{HEX}  xzeta.zip\n"), "zeta.zip"),
-            Ok(None)
-        );
-        let twice = format!("{HEX}  zeta.zip\n{other}  zeta.zip\n");
-        assert!(find_checksum(&twice, "zeta.zip")
-            .err()
-            .unwrap_or_default()
-            .contains("twice"));
-        let same_twice = format!("{HEX}  zeta.zip\n{HEX}  zeta.zip\n");
-        assert_eq!(
-            find_checksum(&same_twice, "zeta.zip"),
-            Ok(Some(HEX.to_owned()))
-        );
-        assert!(find_checksum("abc  zeta.zip\n", "zeta.zip").is_err());
-        assert_eq!(find_checksum("garbage\n", "zeta.zip"), Ok(None));
     }
 
     #[test]
