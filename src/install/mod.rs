@@ -30,7 +30,7 @@ use crate::node::folder_check::{binaries_problems, binary_version, check_upgrade
 use checksum::Sources;
 use error::{invalid, local, not_found};
 pub use error::{InstallError, InstallErrorKind};
-use github::{Asset, Client};
+use github::{Asset, Client, Downloaded, Release};
 pub use progress::{Progress, ToLog};
 use staging::{
     check_inside_home, make_folders, rename_no_replace, write_synced, TempFolder, EXECUTABLE_MODE,
@@ -63,22 +63,65 @@ pub fn install(
 
 /// [`install`], stopping with a `Local` error (and cleaning up) soon after `cancel` becomes
 /// true: between chunks of a download, between retries and between zip entries.
+///
+/// The steps, in order: the folder already in place, [`check_destination`], [`lookup`], the
+/// expected SHA-256 ([`checksum::expected_sha256`]), [`fetch`] into a fresh half-made folder,
+/// [`checksum::verify`], [`unpack`], [`version_check`] and [`place`]. The half-made folder is
+/// removed by its guard on every failure.
 pub fn install_cancellable(
     req: &InstallRequest,
     cancel: &AtomicBool,
     progress: &mut dyn Progress,
 ) -> Result<RunConfig, InstallError> {
     let tag = req.tag.as_str();
-    let folder = req.folder.as_path();
-    let auto = &req.auto;
-    let config_file = req.home.config_file();
-    if let Some(run) = already_installed(tag, folder)? {
+    if let Some(run) = already_installed(tag, &req.folder)? {
         progress.report(
             &format!("install: folder for {tag} is already in place"),
-            vec![("folder", folder.display().to_string())],
+            vec![("folder", req.folder.display().to_string())],
         );
         return Ok(run);
     }
+    check_destination(req)?;
+    let client = Client::new(&req.auto.api_url, github_token()?, &github::BACKOFF, cancel)
+        .with_download_timeout(req.auto.download_timeout);
+    let found = lookup(&client, req, progress)?;
+    let config_file = req.home.config_file();
+    let sources = Sources {
+        release: &found.release,
+        asset: &found.asset,
+        auto: &req.auto,
+        tag,
+        config_file: &config_file,
+        what: &found.what,
+    };
+    let expected = checksum::expected_sha256(&client, &sources, progress)?;
+    let temp = TempFolder::create(req.home.temp_path(&format!("install-{tag}")))?;
+    let (download, downloaded) = fetch(&client, &found, &temp, progress)?;
+    checksum::verify(&expected, &downloaded, &found.asset, &found.what, progress)?;
+    let unpacked = unpack(req, &found, &temp, &download, cancel, progress)?;
+    let text = version_check(req, &found.what, &temp, &unpacked.binary, progress)?;
+    place(req, &found.what, temp, &unpacked.folders, &text, progress)
+}
+
+/// The release and the asset to install from it, found by [`lookup`].
+struct Found {
+    release: Release,
+    asset: Asset,
+    /// `release TAG asset NAME`, naming the asset in messages.
+    what: String,
+}
+
+/// What [`unpack`] left in the half-made folder.
+struct Unpacked {
+    /// The binary's path relative to the folder.
+    binary: String,
+    /// Every folder made, the half-made folder first (for fsync).
+    folders: Vec<PathBuf>,
+}
+
+/// Refuses a destination outside HOME, saying how to install it by hand instead.
+fn check_destination(req: &InstallRequest) -> Result<(), InstallError> {
+    let (tag, folder) = (req.tag.as_str(), req.folder.as_path());
     check_inside_home(req.home.root(), folder).map_err(|why| {
         local(format!(
             "{}: {why}; Visor installs only inside its home folder {}: create {} by hand with \
@@ -87,22 +130,29 @@ pub fn install_cancellable(
             folder.display(),
             req.home.root().display(),
             folder.display(),
-            config_file.display()
+            req.home.config_file().display()
         ))
-    })?;
-    let token = github_token()?;
+    })
+}
 
+/// Looks the release up and picks the asset for this machine.
+fn lookup(
+    client: &Client,
+    req: &InstallRequest,
+    progress: &mut dyn Progress,
+) -> Result<Found, InstallError> {
+    let tag = req.tag.as_str();
+    let auto = &req.auto;
+    let config_file = req.home.config_file();
     let owner = auto.repository_owner.as_str();
     let repo = auto.repository.as_str();
-    let client = Client::new(&auto.api_url, token, &github::BACKOFF, cancel)
-        .with_download_timeout(auto.download_timeout);
     progress.report(
         &format!("install: looking up release {tag} of {owner}/{repo}"),
         vec![("url", client.release_url(owner, repo, tag))],
     );
-    let release = client.release(owner, repo, tag, &mut *progress)?;
+    let release = client.release(owner, repo, tag, progress)?;
     let asset_name = asset_file_name(&auto.asset_name, tag)?;
-    let asset = release.asset(&asset_name).ok_or_else(|| {
+    let asset = release.asset(&asset_name).cloned().ok_or_else(|| {
         not_found(format!(
             "release {tag} of {owner}/{repo} has no asset {asset_name} (it has {}); check name \
              in [autoInstall.asset] of {}, or wait for the publisher to attach it",
@@ -118,17 +168,21 @@ pub fn install_cancellable(
             config_file.display()
         )));
     }
-    let sources = Sources {
-        release: &release,
+    Ok(Found {
+        release,
         asset,
-        auto,
-        tag,
-        config_file: &config_file,
-        what: &what,
-    };
-    let expected = checksum::expected_sha256(&client, &sources, &mut *progress)?;
+        what,
+    })
+}
 
-    let temp = TempFolder::create(req.home.temp_path(&format!("install-{tag}")))?;
+/// Downloads the asset into the half-made folder; returns the file and its SHA-256.
+fn fetch(
+    client: &Client,
+    found: &Found,
+    temp: &TempFolder,
+    progress: &mut dyn Progress,
+) -> Result<(PathBuf, Downloaded), InstallError> {
+    let asset = &found.asset;
     let download = temp.path().join(&asset.name);
     progress.report(
         &format!("install: downloading {}", asset.name),
@@ -143,22 +197,34 @@ pub fn install_cancellable(
             ("to", download.display().to_string()),
         ],
     );
-    let downloaded = client.download_to_file(asset, &what, &download, &mut *progress)?;
-    checksum::verify(&expected, &downloaded, asset, &what, &mut *progress)?;
+    let downloaded = client.download_to_file(asset, &found.what, &download, progress)?;
+    Ok((download, downloaded))
+}
 
+/// Unpacks a zip asset (and removes the zip), or keeps a plain asset as the binary; then makes
+/// the binary executable.
+fn unpack(
+    req: &InstallRequest,
+    found: &Found,
+    temp: &TempFolder,
+    download: &Path,
+    cancel: &AtomicBool,
+    progress: &mut dyn Progress,
+) -> Result<Unpacked, InstallError> {
+    let (asset, what, auto) = (&found.asset, found.what.as_str(), &req.auto);
     let mut folders = vec![temp.path().to_path_buf()];
     let binary_relative = if is_zip_asset(asset) {
         let extracted = zip::extract(
-            &download,
+            download,
             temp.path(),
-            &what,
+            what,
             &auto.binary_name,
             &[asset.name.as_str()],
             RUN_CONFIG_FILE,
             zip::LIMITS,
             cancel,
         )?;
-        fs::remove_file(&download).map_err(|e| {
+        fs::remove_file(download).map_err(|e| {
             local(format!(
                 "{what}: cannot remove the unpacked download {} ({e}); check the home folder",
                 download.display()
@@ -187,8 +253,23 @@ pub fn install_cancellable(
                 binary.display()
             ))
         })?;
+    Ok(Unpacked {
+        binary: binary_relative,
+        folders,
+    })
+}
 
-    let text = derived_run_config_text(&req.template, tag, &binary_relative);
+/// Writes the derived run-config into the half-made folder and checks that the binary it
+/// names reports version `tag`; returns the run-config's text.
+fn version_check(
+    req: &InstallRequest,
+    what: &str,
+    temp: &TempFolder,
+    binary_relative: &str,
+    progress: &mut dyn Progress,
+) -> Result<String, InstallError> {
+    let tag = req.tag.as_str();
+    let text = derived_run_config_text(&req.template, tag, binary_relative);
     let staged_file = temp.path().join(RUN_CONFIG_FILE);
     write_synced(&staged_file, text.as_bytes()).map_err(|e| {
         local(format!(
@@ -211,7 +292,7 @@ pub fn install_cancellable(
         invalid(format!(
             "{what}: the installed binary does not tell its version: {e}; report it to the \
              publisher, or check binaryName in [autoInstall.asset] of {}",
-            config_file.display()
+            req.home.config_file().display()
         ))
     })?;
     if version != tag {
@@ -222,9 +303,22 @@ pub fn install_cancellable(
     }
     progress.report(
         &format!("install: binary reports version {version}"),
-        vec![("binary", binary_relative.clone())],
+        vec![("binary", binary_relative.to_owned())],
     );
+    Ok(text)
+}
 
+/// Flushes the half-made folder and renames it into place; returns the installed folder's
+/// run-config (`text`), or that of a ready folder another installer put there first.
+fn place(
+    req: &InstallRequest,
+    what: &str,
+    temp: TempFolder,
+    folders: &[PathBuf],
+    text: &str,
+    progress: &mut dyn Progress,
+) -> Result<RunConfig, InstallError> {
+    let (tag, folder) = (req.tag.as_str(), req.folder.as_path());
     for dir in folders.iter().rev() {
         fsync_dir(dir).map_err(|e| {
             local(format!(
@@ -233,7 +327,7 @@ pub fn install_cancellable(
             ))
         })?;
     }
-    if let Some(run) = move_into_place(req, &temp, &what)? {
+    if let Some(run) = move_into_place(req, &temp, what)? {
         // Another installer (a `visor prepare` beside `visor run`) finished first; its folder
         // is ready, and this one's half-made copy is removed by the guard.
         progress.report(
@@ -244,7 +338,7 @@ pub fn install_cancellable(
     }
     temp.disarm();
     let final_file = folder.join(RUN_CONFIG_FILE);
-    let run = RunConfig::parse(&final_file, &text)
+    let run = RunConfig::parse(&final_file, text)
         .map_err(|problems| invalid(format!("{what}: {}", problems.join("; "))))?;
     progress.report(
         &format!("install: {tag} installed"),
