@@ -1256,7 +1256,7 @@ use std::io::{Cursor, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-use zeta_visor::install::zip::{extract, LIMITS};
+use zeta_visor::install::zip::{extract, Extraction, LIMITS};
 use zeta_visor::install::InstallErrorKind;
 
 /// Stands for the absolute path of the case's scratch folder in generated names, so that an
@@ -1822,16 +1822,16 @@ fn check_zip_case(case: &ZipCase, check_message: bool) -> Result<(), TestCaseErr
     fs::write(&archive, &zip).unwrap();
     let expected = zip_model(&stored, &case.binary);
     let before = tree(root, &out);
-    let result = extract(
-        &archive,
-        &out,
-        "release v2 asset zeta-linux-amd64.zip",
-        &case.binary,
-        &[ZIP_ASSET],
-        ZIP_SKIP,
-        LIMITS,
-        &AtomicBool::new(false),
-    );
+    let result = extract(&Extraction {
+        zip: &archive,
+        into: &out,
+        what: "release v2 asset zeta-linux-amd64.zip",
+        binary: &case.binary,
+        reserved: &[ZIP_ASSET],
+        skip: ZIP_SKIP,
+        limits: LIMITS,
+        cancel: &AtomicBool::new(false),
+    });
     let after = tree(root, &out);
     prop_assert_eq!(
         &before,
@@ -1947,16 +1947,16 @@ fn check_damaged_zip(case: &ZipCase, damages: &[Damage]) -> Result<(), TestCaseE
     }
     fs::write(&archive, &zip).unwrap();
     let before = tree(root, &out);
-    let result = extract(
-        &archive,
-        &out,
-        "release v2 asset zeta-linux-amd64.zip",
-        &case.binary,
-        &[ZIP_ASSET],
-        ZIP_SKIP,
-        LIMITS,
-        &AtomicBool::new(false),
-    );
+    let result = extract(&Extraction {
+        zip: &archive,
+        into: &out,
+        what: "release v2 asset zeta-linux-amd64.zip",
+        binary: &case.binary,
+        reserved: &[ZIP_ASSET],
+        skip: ZIP_SKIP,
+        limits: LIMITS,
+        cancel: &AtomicBool::new(false),
+    });
     let after = tree(root, &out);
     let inside = tree(&out, Path::new(""));
     prop_assert_eq!(
@@ -2031,16 +2031,16 @@ fn a_symbolic_link_hidden_behind_a_file_of_the_same_name_refuses_the_zip() {
     assert_eq!(stored.len(), 2);
     let archive = root.join("archive.zip");
     fs::write(&archive, zip).unwrap();
-    let result = extract(
-        &archive,
-        &root.join("a/b/c/out"),
-        "asset",
-        "zeta",
-        &[ZIP_ASSET],
-        ZIP_SKIP,
-        LIMITS,
-        &AtomicBool::new(false),
-    );
+    let result = extract(&Extraction {
+        zip: &archive,
+        into: &root.join("a/b/c/out"),
+        what: "asset",
+        binary: "zeta",
+        reserved: &[ZIP_ASSET],
+        skip: ZIP_SKIP,
+        limits: LIMITS,
+        cancel: &AtomicBool::new(false),
+    });
     let message = result
         .expect_err("a zip holding a symbolic link is refused")
         .message;

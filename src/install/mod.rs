@@ -214,16 +214,16 @@ fn unpack(
     let (asset, what, auto) = (&found.asset, found.what.as_str(), &req.auto);
     let mut folders = vec![temp.path().to_path_buf()];
     let binary_relative = if is_zip_asset(asset) {
-        let extracted = zip::extract(
-            download,
-            temp.path(),
+        let extracted = zip::extract(&zip::Extraction {
+            zip: download,
+            into: temp.path(),
             what,
-            &auto.binary_name,
-            &[asset.name.as_str()],
-            RUN_CONFIG_FILE,
-            zip::LIMITS,
+            binary: &auto.binary_name,
+            reserved: &[asset.name.as_str()],
+            skip: RUN_CONFIG_FILE,
+            limits: zip::LIMITS,
             cancel,
-        )?;
+        })?;
         fs::remove_file(download).map_err(|e| {
             local(format!(
                 "{what}: cannot remove the unpacked download {} ({e}); check the home folder",
