@@ -214,6 +214,163 @@ impl Deadline<'_> {
     }
 }
 
+/// One asset download: what is fetched, into which file, by when.
+struct Download<'d> {
+    asset: &'d Asset,
+    url: &'d str,
+    file: &'d Path,
+    target: Target<'d>,
+    deadline: Deadline<'d>,
+}
+
+/// The state of one download attempt's body: what arrived, its hash, and when the last
+/// progress line was written.
+struct Transfer {
+    hasher: Sha256,
+    bytes: u64,
+    /// The length the release or the answer gives, if any.
+    expected: Option<u64>,
+    /// More bytes than this refuse the download.
+    limit: u64,
+    started: Instant,
+    last_line: Instant,
+    bytes_at_last_line: u64,
+}
+
+impl Transfer {
+    fn new(expected: Option<u64>) -> Transfer {
+        let started = Instant::now();
+        Transfer {
+            hasher: Sha256::new(),
+            bytes: 0,
+            expected,
+            limit: expected.unwrap_or(MAX_ASSET_BYTES).min(MAX_ASSET_BYTES),
+            started,
+            last_line: started,
+            bytes_at_last_line: 0,
+        }
+    }
+
+    /// Receives chunks until the body ends, checking the cancel flag and the deadline at
+    /// least every [`TICK`] and writing the progress lines.
+    fn stream(
+        &mut self,
+        client: &Client,
+        job: &Download,
+        chunks: &Receiver<std::io::Result<Vec<u8>>>,
+        out: &mut File,
+        progress: &mut dyn Progress,
+    ) -> Result<(), InstallError> {
+        let (what, url, deadline) = (job.target.what, job.url, &job.deadline);
+        loop {
+            client.check_cancel(what)?;
+            if deadline.passed() {
+                return Err(deadline.error(Some((self.bytes, self.expected))));
+            }
+            // The wait is short so that a stalled download still gets its progress lines
+            // and a cancel is seen; the reader thread holds at most a few chunks.
+            match chunks.recv_timeout(TICK) {
+                Ok(Ok(chunk)) if chunk.is_empty() => return Ok(()),
+                Ok(Ok(chunk)) => self.receive(job, &chunk, out)?,
+                Ok(Err(_)) if deadline.passed() => {
+                    return Err(deadline.error(Some((self.bytes, self.expected))));
+                }
+                Ok(Err(e)) => return Err(truncated(what, url, self.bytes, self.expected, &e)),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(truncated(
+                        what,
+                        url,
+                        self.bytes,
+                        self.expected,
+                        &"the reading thread stopped",
+                    ))
+                }
+            }
+            self.tick(job, progress);
+        }
+    }
+
+    /// One chunk: counted against the limit, hashed and written.
+    fn receive(
+        &mut self,
+        job: &Download,
+        chunk: &[u8],
+        out: &mut File,
+    ) -> Result<(), InstallError> {
+        let (what, url, limit) = (job.target.what, job.url, self.limit);
+        self.bytes += chunk.len() as u64;
+        if self.bytes > limit {
+            return Err(invalid(format!(
+                "{what}: {url} sends more than the {limit} bytes expected; the asset or the \
+                 mirror is inconsistent: report it to the publisher"
+            )));
+        }
+        self.hasher.update(chunk);
+        out.write_all(chunk).map_err(|e| {
+            local(format!(
+                "{what}: cannot write {} ({e}); check the free space of the home folder",
+                job.file.display()
+            ))
+        })
+    }
+
+    /// The progress line once [`PROGRESS_INTERVAL`] has passed since the last, and the "very
+    /// slow" line after it when little arrived meanwhile.
+    fn tick(&mut self, job: &Download, progress: &mut dyn Progress) {
+        let period = self.last_line.elapsed();
+        if period < PROGRESS_INTERVAL {
+            return;
+        }
+        let name = &job.asset.name;
+        self.last_line = Instant::now();
+        progress.report(
+            &format!("install: downloading {name}"),
+            download_fields(self.bytes, self.expected, self.started.elapsed()),
+        );
+        let recent = self.bytes - self.bytes_at_last_line;
+        self.bytes_at_last_line = self.bytes;
+        if is_very_slow(recent, period) {
+            progress.report(
+                &format!("install: download of {name} is very slow"),
+                slow_fields(recent, period, job.deadline.remaining()),
+            );
+        }
+    }
+
+    /// The end of the body: a short one is truncated, else the file is flushed and the last
+    /// progress line written.
+    fn finish(
+        self,
+        job: &Download,
+        out: &File,
+        progress: &mut dyn Progress,
+    ) -> Result<Downloaded, InstallError> {
+        let (what, url, bytes) = (job.target.what, job.url, self.bytes);
+        if let Some(expected) = self.expected.filter(|expected| bytes < *expected) {
+            return Err(truncated(
+                what,
+                url,
+                bytes,
+                Some(expected),
+                &"the connection closed early",
+            ));
+        }
+        out.sync_all().map_err(|e| {
+            local(format!(
+                "{what}: cannot flush {} to disk ({e}); check the home folder's file system",
+                job.file.display()
+            ))
+        })?;
+        let sha256 = hex(&self.hasher.finalize());
+        let mut fields = download_fields(bytes, Some(bytes), self.started.elapsed());
+        fields.retain(|(key, _)| *key != "eta");
+        fields.push(("sha256", sha256.clone()));
+        progress.report(&format!("install: downloaded {}", job.asset.name), fields);
+        Ok(Downloaded { bytes, sha256 })
+    }
+}
+
 impl<'c> Client<'c> {
     /// A client for `api_url` (already validated by `config`). `token` is sent as a Bearer
     /// token to the API's own origin only; `backoff` is the wait before each retry; when
@@ -395,10 +552,6 @@ impl<'c> Client<'c> {
     ) -> Result<Downloaded, InstallError> {
         let url = asset.browser_download_url.as_str();
         let not_found = asset_not_found(&asset.name);
-        let target = Target {
-            what,
-            not_found: &not_found,
-        };
         if let Some(size) = asset.size.filter(|size| *size > MAX_ASSET_BYTES) {
             return Err(invalid(format!(
                 "{what}: the release lists it at {size} bytes, more than the {} GiB Visor \
@@ -406,121 +559,61 @@ impl<'c> Client<'c> {
                 MAX_ASSET_BYTES >> 30
             )));
         }
-        let deadline = Deadline::new(self.download_timeout, what, url);
-        self.with_retries(what, progress, Some(&deadline), &mut |progress| {
-            let mut out = File::create(file).map_err(|e| {
-                local(format!(
-                    "{what}: cannot create {} ({e}); check the permissions and free space of \
-                     the home folder",
-                    file.display()
-                ))
-            })?;
-            let response = self.get(
-                &self.download,
-                url,
-                DOWNLOAD_ACCEPT,
-                &target,
-                Some(deadline.remaining()),
-            )?;
-            let announced = response.body().content_length();
-            if let (Some(announced), Some(size)) = (announced, asset.size) {
-                if announced != size {
-                    return Err(invalid(format!(
-                        "{what}: {url} sends {announced} bytes but the release lists {size}; \
-                         the asset or the mirror is inconsistent: report it to the publisher"
-                    )));
-                }
-            }
-            let expected = asset.size.or(announced);
-            let limit = expected.unwrap_or(MAX_ASSET_BYTES).min(MAX_ASSET_BYTES);
-            let chunks = spawn_reader(response.into_body().into_reader()).map_err(|e| {
-                local(format!(
-                    "{what}: cannot start a thread to read the download ({e}); check the system's process limits"
-                ))
-            })?;
-            let mut hasher = Sha256::new();
-            let mut bytes: u64 = 0;
-            let started = Instant::now();
-            let mut last_line = started;
-            let mut bytes_at_last_line: u64 = 0;
-            loop {
-                self.check_cancel(what)?;
-                if deadline.passed() {
-                    return Err(deadline.error(Some((bytes, expected))));
-                }
-                // The wait is short so that a stalled download still gets its progress lines
-                // and a cancel is seen; the reader thread holds at most a few chunks.
-                match chunks.recv_timeout(TICK) {
-                    Ok(Ok(chunk)) if chunk.is_empty() => break,
-                    Ok(Ok(chunk)) => {
-                        bytes += chunk.len() as u64;
-                        if bytes > limit {
-                            return Err(invalid(format!(
-                                "{what}: {url} sends more than the {limit} bytes expected; the asset or the mirror is inconsistent: report it to the publisher"
-                            )));
-                        }
-                        hasher.update(&chunk);
-                        out.write_all(&chunk).map_err(|e| {
-                            local(format!(
-                                "{what}: cannot write {} ({e}); check the free space of the home folder",
-                                file.display()
-                            ))
-                        })?;
-                    }
-                    Ok(Err(_)) if deadline.passed() => {
-                        return Err(deadline.error(Some((bytes, expected))));
-                    }
-                    Ok(Err(e)) => return Err(truncated(what, url, bytes, expected, &e)),
-                    Err(RecvTimeoutError::Timeout) => {}
-                    Err(RecvTimeoutError::Disconnected) => {
-                        return Err(truncated(
-                            what,
-                            url,
-                            bytes,
-                            expected,
-                            &"the reading thread stopped",
-                        ))
-                    }
-                }
-                let period = last_line.elapsed();
-                if period >= PROGRESS_INTERVAL {
-                    last_line = Instant::now();
-                    progress.report(
-                        &format!("install: downloading {}", asset.name),
-                        download_fields(bytes, expected, started.elapsed()),
-                    );
-                    let recent = bytes - bytes_at_last_line;
-                    bytes_at_last_line = bytes;
-                    if is_very_slow(recent, period) {
-                        progress.report(
-                            &format!("install: download of {} is very slow", asset.name),
-                            slow_fields(recent, period, deadline.remaining()),
-                        );
-                    }
-                }
-            }
-            if let Some(expected) = expected.filter(|expected| bytes < *expected) {
-                return Err(truncated(
-                    what,
-                    url,
-                    bytes,
-                    Some(expected),
-                    &"the connection closed early",
-                ));
-            }
-            out.sync_all().map_err(|e| {
-                local(format!(
-                    "{what}: cannot flush {} to disk ({e}); check the home folder's file system",
-                    file.display()
-                ))
-            })?;
-            let sha256 = hex(&hasher.finalize());
-            let mut fields = download_fields(bytes, Some(bytes), started.elapsed());
-            fields.retain(|(key, _)| *key != "eta");
-            fields.push(("sha256", sha256.clone()));
-            progress.report(&format!("install: downloaded {}", asset.name), fields);
-            Ok(Downloaded { bytes, sha256 })
+        let job = Download {
+            asset,
+            url,
+            file,
+            target: Target {
+                what,
+                not_found: &not_found,
+            },
+            deadline: Deadline::new(self.download_timeout, what, url),
+        };
+        self.with_retries(what, progress, Some(&job.deadline), &mut |progress| {
+            self.download_attempt(&job, progress)
         })
+    }
+
+    /// One attempt of [`Client::download_to_file`]: the file created, the response opened
+    /// and its length compared with the release's, then the body streamed and finished.
+    fn download_attempt(
+        &self,
+        job: &Download,
+        progress: &mut dyn Progress,
+    ) -> Result<Downloaded, InstallError> {
+        let (what, url, file) = (job.target.what, job.url, job.file);
+        let mut out = File::create(file).map_err(|e| {
+            local(format!(
+                "{what}: cannot create {} ({e}); check the permissions and free space of the \
+                 home folder",
+                file.display()
+            ))
+        })?;
+        let response = self.get(
+            &self.download,
+            url,
+            DOWNLOAD_ACCEPT,
+            &job.target,
+            Some(job.deadline.remaining()),
+        )?;
+        let announced = response.body().content_length();
+        if let (Some(announced), Some(size)) = (announced, job.asset.size) {
+            if announced != size {
+                return Err(invalid(format!(
+                    "{what}: {url} sends {announced} bytes but the release lists {size}; the \
+                     asset or the mirror is inconsistent: report it to the publisher"
+                )));
+            }
+        }
+        let chunks = spawn_reader(response.into_body().into_reader()).map_err(|e| {
+            local(format!(
+                "{what}: cannot start a thread to read the download ({e}); check the system's \
+                 process limits"
+            ))
+        })?;
+        let mut transfer = Transfer::new(job.asset.size.or(announced));
+        transfer.stream(self, job, &chunks, &mut out, progress)?;
+        transfer.finish(job, &out, progress)
     }
 
     /// Runs `attempt` until it succeeds, fails for good, or has failed transiently once more
@@ -607,76 +700,105 @@ impl<'c> Client<'c> {
         let what = target.what;
         let mut current = url.to_owned();
         for _ in 0..=MAX_REDIRECTS {
-            let here = check_url(&current).map_err(|why| {
-                invalid(format!(
-                    "{what}: refusing to fetch {current}: {why}; an asset must be served over \
-                     https:// (http:// only from a loopback host)"
-                ))
-            })?;
-            let mut request = agent
-                .get(current.as_str())
-                .header("Accept", accept)
-                .header("X-GitHub-Api-Version", API_VERSION);
-            if let Some(token) = &self.token {
-                if self.api_origin.as_ref() == Some(&here) {
-                    request = request.header("Authorization", format!("Bearer {token}"));
-                }
-            }
-            if let Some(budget) = budget {
-                request = request.config().timeout_global(Some(budget)).build();
-            }
-            let response = request
-                .call()
-                .map_err(|e| request_error(what, &current, &e))?;
+            let response = self.hop(agent, &current, accept, what, budget)?;
             let status = response.status().as_u16();
             if (200..300).contains(&status) {
                 return Ok(response);
             }
             if matches!(status, 301 | 302 | 303 | 307 | 308) {
-                let location = response
-                    .headers()
-                    .get("location")
-                    .and_then(|value| value.to_str().ok())
-                    .map(str::to_owned);
-                let next = location
-                    .as_deref()
-                    .and_then(|location| resolve_location(&current, location));
-                match next {
-                    Some(next) => {
-                        current = next;
-                        continue;
-                    }
-                    None => {
-                        return Err(invalid(format!(
-                            "{what}: {current} answered {status} with no usable Location \
-                             ({}); check apiUrl in [autoInstall] of config.toml",
-                            location.as_deref().unwrap_or("none")
-                        )))
-                    }
-                }
+                current = redirect_target(what, &current, status, &response)?;
+                continue;
             }
-            let headers = response.headers().clone();
-            let mut body = Vec::new();
-            let _ = response
-                .into_body()
-                .into_reader()
-                .take(MAX_ERROR_BODY)
-                .read_to_end(&mut body);
-            return Err(status_error(
-                target,
-                &current,
-                status,
-                &headers,
-                &body,
-                self.token.is_some(),
-                unix_now(),
-            ));
+            return Err(self.answer_error(target, &current, status, response));
         }
         Err(invalid(format!(
             "{what}: {url} redirected more than {MAX_REDIRECTS} times; check apiUrl in \
              [autoInstall] of config.toml"
         )))
     }
+
+    /// One request of [`Client::get`], to a URL checked first; the token goes only to the
+    /// API's own origin.
+    fn hop(
+        &self,
+        agent: &Agent,
+        url: &str,
+        accept: &str,
+        what: &str,
+        budget: Option<Duration>,
+    ) -> Result<Response<Body>, InstallError> {
+        let here = check_url(url).map_err(|why| {
+            invalid(format!(
+                "{what}: refusing to fetch {url}: {why}; an asset must be served over https:// \
+                 (http:// only from a loopback host)"
+            ))
+        })?;
+        let mut request = agent
+            .get(url)
+            .header("Accept", accept)
+            .header("X-GitHub-Api-Version", API_VERSION);
+        if let Some(token) = &self.token {
+            if self.api_origin.as_ref() == Some(&here) {
+                request = request.header("Authorization", format!("Bearer {token}"));
+            }
+        }
+        if let Some(budget) = budget {
+            request = request.config().timeout_global(Some(budget)).build();
+        }
+        request.call().map_err(|e| request_error(what, url, &e))
+    }
+
+    /// The error a non-2xx, non-redirect answer means, with GitHub's own message from its
+    /// body when it gives one.
+    fn answer_error(
+        &self,
+        target: &Target,
+        url: &str,
+        status: u16,
+        response: Response<Body>,
+    ) -> InstallError {
+        let headers = response.headers().clone();
+        let mut body = Vec::new();
+        let _ = response
+            .into_body()
+            .into_reader()
+            .take(MAX_ERROR_BODY)
+            .read_to_end(&mut body);
+        status_error(
+            target,
+            url,
+            status,
+            &headers,
+            &body,
+            self.token.is_some(),
+            unix_now(),
+        )
+    }
+}
+
+/// Where a redirect answer from `current` points, resolved against it; an error when it has
+/// no usable `Location`.
+fn redirect_target(
+    what: &str,
+    current: &str,
+    status: u16,
+    response: &Response<Body>,
+) -> Result<String, InstallError> {
+    let location = response
+        .headers()
+        .get("location")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    location
+        .as_deref()
+        .and_then(|location| resolve_location(current, location))
+        .ok_or_else(|| {
+            invalid(format!(
+                "{what}: {current} answered {status} with no usable Location ({}); check apiUrl \
+                 in [autoInstall] of config.toml",
+                location.as_deref().unwrap_or("none")
+            ))
+        })
 }
 
 /// Reads a body on its own short-lived thread and hands it over in chunks (an empty chunk is
