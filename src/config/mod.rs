@@ -10,14 +10,15 @@
 //! modules.
 
 pub mod run_config;
+pub mod url;
 pub mod watch;
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use self::doc::{key_path, Entry, Kind, Report};
+use self::url::Refusal;
 
 /// The manual page that documents config.toml, named in messages about unknown keys.
 const MANUAL: &str = "visor-config(5)";
@@ -742,23 +743,25 @@ fn is_valid_github_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || b"._-".contains(&c))
 }
 
-/// Checks `apiUrl` and returns it without trailing slashes. `https://` is accepted for any host,
-/// `http://` only for loopback hosts, so a token never crosses a network in the clear.
-fn check_api_url(url: &str) -> Result<String, String> {
-    let shown = doc::quote(url);
-    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+/// Checks `apiUrl` and returns it without trailing slashes: an API base (no query, fragment
+/// or credentials) that [`url::check_url`] accepts, so a token never crosses a network in the
+/// clear.
+fn check_api_url(value: &str) -> Result<String, String> {
+    let shown = doc::quote(value);
+    let refused = url::check_url(value).err();
+    if refused == Some(Refusal::Unprintable) {
         return Err(format!(
             "{shown} contains whitespace or control characters; give a URL such as \
              \"https://api.github.com\""
         ));
     }
-    let Some((scheme, rest)) = url.split_once("://") else {
+    let Some((scheme, rest)) = value.split_once("://") else {
         return Err(format!(
             "{shown} is not an http(s) URL; give a URL such as \"https://api.github.com\""
         ));
     };
     let rest = rest.trim_end_matches('/');
-    let trimmed = &url[..scheme.len() + 3 + rest.len()];
+    let trimmed = &value[..scheme.len() + 3 + rest.len()];
     if rest.contains(['?', '#']) {
         return Err(format!(
             "{shown} carries a query or fragment; give only the API base, e.g. \
@@ -772,67 +775,20 @@ fn check_api_url(url: &str) -> Result<String, String> {
              environment instead"
         ));
     }
-    let Some(host) = url_host(authority) else {
-        return Err(format!(
-            "{shown} has no valid host; give a URL such as \"https://api.github.com\""
-        ));
-    };
-    if scheme.eq_ignore_ascii_case("https") {
-        Ok(trimmed.to_owned())
-    } else if scheme.eq_ignore_ascii_case("http") {
-        if is_loopback_host(host) {
-            Ok(trimmed.to_owned())
-        } else {
-            Err(format!(
-                "{shown} uses http:// for a host that is not loopback; use https://, as \
-                 http:// is allowed only for 127.0.0.0/8, ::1 and localhost"
-            ))
-        }
-    } else {
-        Err(format!(
+    match refused {
+        None => Ok(trimmed.to_owned()),
+        Some(Refusal::PlainHttp { .. }) => Err(format!(
+            "{shown} uses http:// for a host that is not loopback; use https://, as http:// is \
+             allowed only for 127.0.0.0/8, ::1 and localhost"
+        )),
+        Some(Refusal::Scheme { .. }) => Err(format!(
             "{shown} uses the scheme {}; use https:// (or http:// for a loopback host)",
             doc::quote(scheme)
-        ))
+        )),
+        Some(Refusal::NotAbsolute | Refusal::Unprintable) => Err(format!(
+            "{shown} has no valid host; give a URL such as \"https://api.github.com\""
+        )),
     }
-}
-
-/// Returns the host part of a URL authority (`host`, `host:port` or `[v6]:port`), with the
-/// brackets of an IPv6 literal kept, or None when it is malformed.
-fn url_host(authority: &str) -> Option<&str> {
-    let (host, port) = if authority.starts_with('[') {
-        let end = authority.find(']')?;
-        let (host, rest) = authority.split_at(end + 1);
-        if rest.is_empty() {
-            (host, None)
-        } else {
-            (host, Some(rest.strip_prefix(':')?))
-        }
-    } else {
-        match authority.split_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (authority, None),
-        }
-    };
-    let port_ok = match port {
-        Some(port) => !port.is_empty() && port.bytes().all(|c| c.is_ascii_digit()),
-        None => true,
-    };
-    let host_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        Some(v6) => v6.parse::<Ipv6Addr>().is_ok(),
-        None => !host.is_empty() && !host.contains(['[', ']', ':']),
-    };
-    (port_ok && host_ok).then_some(host)
-}
-
-/// Tells whether a URL host is a loopback address: 127.0.0.0/8, [::1] or localhost.
-fn is_loopback_host(host: &str) -> bool {
-    if host.eq_ignore_ascii_case("localhost") {
-        return true;
-    }
-    if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        return v6.parse::<Ipv6Addr>().is_ok_and(|a| a.is_loopback());
-    }
-    host.parse::<Ipv4Addr>().is_ok_and(|a| a.is_loopback())
 }
 
 /// Checks a file name used inside a release: not empty, no folders, nothing unprintable.
@@ -2000,6 +1956,7 @@ v6.0.0 = "x"
             ("https://user:pw@host", "carries credentials"),
             ("https://host/x?y=1", "carries a query or fragment"),
             ("https://host:port", "has no valid host"),
+            ("https://[zzz]", "has no valid host"),
             ("https://ho st", "contains whitespace"),
         ];
         for (url, part) in bad {

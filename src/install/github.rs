@@ -13,7 +13,6 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
@@ -21,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use ureq::http::{HeaderMap, Response, Uri};
+use ureq::http::{HeaderMap, Response};
 use ureq::{Agent, Body, BodyReader};
 
 use super::error::{
@@ -29,6 +28,7 @@ use super::error::{
     InstallErrorKind,
 };
 use super::progress::Progress;
+use crate::config::url::{check_url, origin, Origin};
 
 /// The waits between attempts of a request that failed transiently; one more attempt is made
 /// than there are entries, so this allows four attempts in all.
@@ -138,14 +138,6 @@ pub struct Asset {
 pub struct Downloaded {
     pub bytes: u64,
     pub sha256: String,
-}
-
-/// The scheme, host and port of a URL: what decides where a request goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Origin {
-    pub scheme: String,
-    pub host: String,
-    pub port: u16,
 }
 
 /// What a request is about, for messages: `what` names it, `not_found` says what to do on 404.
@@ -1029,55 +1021,6 @@ fn github_message(body: &[u8]) -> Option<String> {
     (!line.is_empty()).then_some(line)
 }
 
-/// The origin of a URL, or None when it has no scheme or host.
-pub fn origin(url: &str) -> Option<Origin> {
-    let uri: Uri = url.parse().ok()?;
-    let scheme = uri.scheme_str()?.to_ascii_lowercase();
-    let host = uri.host()?;
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host)
-        .to_ascii_lowercase();
-    if host.is_empty() {
-        return None;
-    }
-    let port = match (uri.port_u16(), scheme.as_str()) {
-        (Some(port), _) => port,
-        (None, "https") => 443,
-        (None, "http") => 80,
-        (None, _) => 0,
-    };
-    Some(Origin { scheme, host, port })
-}
-
-/// Checks that a URL may be fetched: `https://` to any host, `http://` only to a loopback host
-/// (127.0.0.0/8, ::1, localhost). Returns its origin, or why it is refused.
-pub fn check_url(url: &str) -> Result<Origin, String> {
-    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("the URL contains whitespace or control characters".to_owned());
-    }
-    let Some(origin) = origin(url) else {
-        return Err("not an absolute http(s) URL".to_owned());
-    };
-    match origin.scheme.as_str() {
-        "https" => Ok(origin),
-        "http" if is_loopback(&origin.host) => Ok(origin),
-        "http" => Err(format!(
-            "plain http:// to {}, which is not a loopback host",
-            origin.host
-        )),
-        other => Err(format!("the scheme {other} is not http(s)")),
-    }
-}
-
-/// Tells whether a host (without brackets) is a loopback address or `localhost`.
-fn is_loopback(host: &str) -> bool {
-    host.eq_ignore_ascii_case("localhost")
-        || host.parse::<Ipv4Addr>().is_ok_and(|a| a.is_loopback())
-        || host.parse::<Ipv6Addr>().is_ok_and(|a| a.is_loopback())
-}
-
 /// Resolves a redirect's `Location` against the URL that answered: absolute URLs stay,
 /// `//host/path` takes the scheme, `/path` the origin, and anything else the folder.
 pub fn resolve_location(base: &str, location: &str) -> Option<String> {
@@ -1121,47 +1064,6 @@ mod tests {
             what: "release v2 of o/r",
             not_found: "check the tag",
         }
-    }
-
-    #[test]
-    fn urls_over_http_only_to_loopback() {
-        for good in [
-            "https://api.github.com/repos",
-            "https://objects.githubusercontent.com/x?y=1",
-            "http://127.0.0.1:8080/x",
-            "http://127.9.9.9/x",
-            "http://[::1]:9/x",
-            "http://LOCALHOST/x",
-        ] {
-            assert!(check_url(good).is_ok(), "{good}");
-        }
-        for (bad, why) in [
-            ("http://example.com/x", "not a loopback host"),
-            ("http://10.0.0.1/x", "not a loopback host"),
-            ("ftp://127.0.0.1/x", "not http(s)"),
-            ("/relative", "not an absolute"),
-            ("https://host/a b", "whitespace"),
-        ] {
-            let error = check_url(bad).err().unwrap_or_default();
-            assert!(error.contains(why), "{bad}: {error}");
-        }
-    }
-
-    #[test]
-    fn origins_compare_scheme_host_and_port() {
-        let api = origin("https://api.github.com");
-        assert_eq!(origin("https://API.github.com:443/repos/x"), api);
-        assert_ne!(origin("https://github.com/x"), api);
-        assert_ne!(origin("http://api.github.com/x"), api);
-        assert_eq!(
-            origin("http://[::1]:8080/x"),
-            Some(Origin {
-                scheme: "http".into(),
-                host: "::1".into(),
-                port: 8080
-            })
-        );
-        assert_eq!(origin("not a url"), None);
     }
 
     #[test]
