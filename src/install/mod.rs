@@ -25,7 +25,7 @@ use std::sync::atomic::AtomicBool;
 
 use crate::config::run_config::RunConfig;
 use crate::config::AutoInstall;
-use crate::home::{fsync_dir, Home, RUN_CONFIG_FILE};
+use crate::home::{fsync_dir, Home, ReleaseTag, RUN_CONFIG_FILE};
 use crate::node::folder_check::{binaries_problems, binary_version, check_upgrade_folder};
 use checksum::Sources;
 use error::{invalid, local, not_found};
@@ -43,7 +43,7 @@ pub struct InstallRequest {
     pub home: Home,
     /// `[autoInstall]` from config.toml.
     pub auto: AutoInstall,
-    /// The release tag, already validated by `home::validate_tag`.
+    /// The release tag, already checked by `home::ReleaseTag::parse`.
     pub tag: String,
     /// The final folder, from `home::upgrade_folder`; it must be inside HOME to be installed.
     pub folder: PathBuf,
@@ -73,8 +73,8 @@ pub fn install_cancellable(
     cancel: &AtomicBool,
     progress: &mut dyn Progress,
 ) -> Result<RunConfig, InstallError> {
-    let tag = req.tag.as_str();
-    if let Some(run) = already_installed(tag, &req.folder)? {
+    let tag = ReleaseTag::parse(&req.tag).map_err(invalid)?;
+    if let Some(run) = already_installed(tag.as_str(), &req.folder)? {
         progress.report(
             &format!("install: folder for {tag} is already in place"),
             vec![("folder", req.folder.display().to_string())],
@@ -90,7 +90,7 @@ pub fn install_cancellable(
         release: &found.release,
         asset: &found.asset,
         auto: &req.auto,
-        tag,
+        tag: tag.as_str(),
         config_file: &config_file,
         what: &found.what,
     };
