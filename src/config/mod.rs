@@ -4,11 +4,14 @@
 //!
 //! It also owns `doc`, the line-aware TOML reader that `run_config` shares.
 //!
-//! This module must not log, must not look at the home folder and does no IO except reading the
-//! one file it is given (`Config::load`, `read_config_file`: regular files only, at most 1 MiB).
-//! Resolving folders, watching the file for changes and acting on the values belong to other
-//! modules.
+//! `load` is the one reader of `HOME/config.toml`, for every command and the watcher.
+//!
+//! This module must not log, looks at the home folder only to tell a missing HOME from a
+//! missing config.toml (`load::load_config`), and does no IO except reading the one file it is
+//! given (`read_config_file`: regular files only, at most 1 MiB). Resolving folders, watching
+//! the file for changes and acting on the values belong to other modules.
 
+pub mod load;
 pub mod run_config;
 pub mod url;
 pub mod watch;
@@ -16,6 +19,8 @@ pub mod watch;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+pub use self::load::load_config;
 
 use self::doc::{key_path, Entry, Kind, Report};
 use self::url::Refusal;
@@ -303,15 +308,6 @@ impl Config {
             }
         }
         rep.finish(config)
-    }
-
-    /// Reads and parses the file; a read error is one message naming the file and what to do.
-    pub fn load(file: &Path) -> Result<Config, Vec<String>> {
-        let text = doc::read(
-            file,
-            "create it with `visor init` or point --home at the right folder",
-        )?;
-        Config::parse(file, &text)
     }
 }
 
@@ -2135,17 +2131,6 @@ binaryNmae = "zeta"
         assert!(error.contains(":1: logLevel: expected one of"), "{error}");
     }
 
-    #[test]
-    fn load_reports_a_missing_file() {
-        let missing = Path::new("/nonexistent/visor-test/config.toml");
-        let errors = Config::load(missing).err().unwrap_or_default();
-        assert_eq!(
-            errors,
-            ["/nonexistent/visor-test/config.toml: no such file; create it with `visor init` or \
-              point --home at the right folder"]
-        );
-    }
-
     /// A scratch folder for the file-reading tests.
     fn scratch(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("visor-config-{name}-{}", std::process::id()));
@@ -2178,8 +2163,7 @@ binaryNmae = "zeta"
                 file.display()
             )
         );
-        let errors = Config::load(&file).unwrap_err();
-        assert_eq!(errors, [error]);
+        assert_eq!(load::read(&file), Err(error));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -2222,7 +2206,11 @@ binaryNmae = "zeta"
         let link = dir.join("link.toml");
         std::fs::write(dir.join("real.toml"), "logLevel = \"warn\"\n").unwrap();
         std::os::unix::fs::symlink(dir.join("real.toml"), &link).unwrap();
-        assert_eq!(Config::load(&link).map(|c| c.log_level), Ok(LogLevel::Warn));
+        let bytes = load::read(&link).unwrap();
+        assert_eq!(
+            load::parse(&link, &bytes).map(|c| c.log_level),
+            Ok(LogLevel::Warn)
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
