@@ -7,8 +7,8 @@
 //! - `rpc::parse_status_answer`: arbitrary and mutated bodies never panic; generated valid
 //!   answers parse to their tag, height and ready flag; a non-null `error` is `Remote`; an
 //!   answer to another id is refused.
-//! - `home::validate_tag` agrees with a model of `^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$` minus
-//!   `.` and `..` (and with `config::is_valid_release_tag`); an accepted tag never leaves HOME.
+//! - `home::ReleaseTag::parse` agrees with a model of `^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$`
+//!   minus `.` and `..`; an accepted tag never leaves HOME.
 //! - `node::commands`: flags are added once, the segment query copies `datanode` and `--home`,
 //!   and the version and segment outputs parse exactly or fail without panicking.
 //! - Durations the config parser accepts do not crash the state machine (one known failure,
@@ -34,7 +34,7 @@ use serde_json::{json, Value};
 
 use zeta_visor::config::run_config::RunConfig;
 use zeta_visor::config::{Config, LogFormat, LogLevel};
-use zeta_visor::home::{upgrade_folder, validate_tag};
+use zeta_visor::home::{upgrade_folder, ReleaseTag};
 use zeta_visor::node::client::{parse_status_answer, RpcError};
 use zeta_visor::node::commands::{
     latest_segment_args, parse_latest_segment, parse_version, with_flag,
@@ -1047,11 +1047,13 @@ proptest! {
     #![proptest_config(cases(1024))]
 
     #[test]
-    fn validate_tag_agrees_with_the_model(tag in tag_candidate()) {
-        let accepted = validate_tag(&tag).is_ok();
-        prop_assert_eq!(accepted, tag_model(&tag), "{:?}", tag);
-        prop_assert_eq!(accepted, zeta_visor::config::is_valid_release_tag(&tag), "{:?}", tag);
-        if let Err(message) = validate_tag(&tag) {
+    fn release_tags_agree_with_the_model(tag in tag_candidate()) {
+        let parsed = ReleaseTag::parse(&tag);
+        prop_assert_eq!(parsed.is_ok(), tag_model(&tag), "{:?}", tag);
+        if let Ok(parsed) = &parsed {
+            prop_assert_eq!(parsed.as_str(), tag.as_str());
+        }
+        if let Err(message) = parsed {
             prop_assert!(message.contains("not a safe folder name"), "{message}");
         }
     }
@@ -1256,7 +1258,7 @@ use std::io::{Cursor, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-use zeta_visor::install::zip::{extract, LIMITS};
+use zeta_visor::install::zip::{extract, Extraction, LIMITS};
 use zeta_visor::install::InstallErrorKind;
 
 /// Stands for the absolute path of the case's scratch folder in generated names, so that an
@@ -1822,16 +1824,16 @@ fn check_zip_case(case: &ZipCase, check_message: bool) -> Result<(), TestCaseErr
     fs::write(&archive, &zip).unwrap();
     let expected = zip_model(&stored, &case.binary);
     let before = tree(root, &out);
-    let result = extract(
-        &archive,
-        &out,
-        "release v2 asset zeta-linux-amd64.zip",
-        &case.binary,
-        &[ZIP_ASSET],
-        ZIP_SKIP,
-        LIMITS,
-        &AtomicBool::new(false),
-    );
+    let result = extract(&Extraction {
+        zip: &archive,
+        into: &out,
+        what: "release v2 asset zeta-linux-amd64.zip",
+        binary: &case.binary,
+        reserved: &[ZIP_ASSET],
+        skip: ZIP_SKIP,
+        limits: LIMITS,
+        cancel: &AtomicBool::new(false),
+    });
     let after = tree(root, &out);
     prop_assert_eq!(
         &before,
@@ -1947,16 +1949,16 @@ fn check_damaged_zip(case: &ZipCase, damages: &[Damage]) -> Result<(), TestCaseE
     }
     fs::write(&archive, &zip).unwrap();
     let before = tree(root, &out);
-    let result = extract(
-        &archive,
-        &out,
-        "release v2 asset zeta-linux-amd64.zip",
-        &case.binary,
-        &[ZIP_ASSET],
-        ZIP_SKIP,
-        LIMITS,
-        &AtomicBool::new(false),
-    );
+    let result = extract(&Extraction {
+        zip: &archive,
+        into: &out,
+        what: "release v2 asset zeta-linux-amd64.zip",
+        binary: &case.binary,
+        reserved: &[ZIP_ASSET],
+        skip: ZIP_SKIP,
+        limits: LIMITS,
+        cancel: &AtomicBool::new(false),
+    });
     let after = tree(root, &out);
     let inside = tree(&out, Path::new(""));
     prop_assert_eq!(
@@ -2031,16 +2033,16 @@ fn a_symbolic_link_hidden_behind_a_file_of_the_same_name_refuses_the_zip() {
     assert_eq!(stored.len(), 2);
     let archive = root.join("archive.zip");
     fs::write(&archive, zip).unwrap();
-    let result = extract(
-        &archive,
-        &root.join("a/b/c/out"),
-        "asset",
-        "zeta",
-        &[ZIP_ASSET],
-        ZIP_SKIP,
-        LIMITS,
-        &AtomicBool::new(false),
-    );
+    let result = extract(&Extraction {
+        zip: &archive,
+        into: &root.join("a/b/c/out"),
+        what: "asset",
+        binary: "zeta",
+        reserved: &[ZIP_ASSET],
+        skip: ZIP_SKIP,
+        limits: LIMITS,
+        cancel: &AtomicBool::new(false),
+    });
     let message = result
         .expect_err("a zip holding a symbolic link is refused")
         .message;

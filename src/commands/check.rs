@@ -4,10 +4,10 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use super::run::{load_config, startup_check};
+use super::run::startup_check;
 use super::{EXIT_CONFIG, EXIT_FAILURE, EXIT_OK};
 use crate::config::run_config::RunConfig;
-use crate::config::Config;
+use crate::config::{load_config, Config};
 use crate::home::{self, Home, RUN_CONFIG_FILE, TMP_PREFIX};
 use crate::node::client::CoreClient;
 use crate::node::folder_check::{check_upgrade_folder, load_startable};

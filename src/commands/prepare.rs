@@ -17,32 +17,29 @@ use std::sync::Arc;
 use super::run::config_or_exit;
 use super::{EXIT_CONFIG, EXIT_FAILURE, EXIT_OK};
 use crate::config::run_config::RunConfig;
-use crate::home::{self, Home, RUN_CONFIG_FILE};
-use crate::install::{install_cancellable, InstallRequest};
+use crate::home::{self, Home, ReleaseTag, RUN_CONFIG_FILE};
+use crate::install::{install_cancellable, InstallRequest, ToLog};
 use crate::node::folder_check::check_upgrade_folder;
 use crate::ops::log;
 
 pub fn prepare(root: &Path, tag: &str) -> i32 {
-    if let Err(problem) = home::validate_tag(tag) {
-        super::err(&format!(
-            "prepare: {problem}; give the release tag as the core announces it, e.g. v1.3.0"
-        ));
-        return EXIT_FAILURE;
-    }
+    let tag = match ReleaseTag::parse(tag) {
+        Ok(tag) => tag,
+        Err(problem) => {
+            super::err(&format!(
+                "prepare: {problem}; give the release tag as the core announces it, e.g. v1.3.0"
+            ));
+            return EXIT_FAILURE;
+        }
+    };
     let home = Home::new(root.to_path_buf());
     let config = match config_or_exit(&home) {
         Ok((config, _)) => config,
         Err(code) => return code,
     };
     log::configure(config.log_format, config.log_level);
-    let folder = match home::upgrade_folder(root, &config.upgrade_folders, tag) {
-        Ok(folder) => folder,
-        Err(problem) => {
-            log::error(&format!("prepare: {problem}"), &[]);
-            return EXIT_FAILURE;
-        }
-    };
-    if let Ok(run) = check_upgrade_folder(tag, &folder) {
+    let folder = home::release_folder(root, &config.upgrade_folders, &tag);
+    if let Ok(run) = check_upgrade_folder(tag.as_str(), &folder) {
         log::info(
             &format!("prepare: folder for {tag} is already ready; nothing to do"),
             &[("folder", folder.display().to_string()), ("name", run.name)],
@@ -80,12 +77,11 @@ pub fn prepare(root: &Path, tag: &str) -> i32 {
     let request = InstallRequest {
         home,
         auto: config.auto_install,
-        tag: tag.to_owned(),
+        tag: tag.to_string(),
         folder: folder.clone(),
         template,
     };
-    let mut progress = |msg: &str, fields: Vec<(&'static str, String)>| log::info(msg, &fields);
-    match install_cancellable(&request, &cancel, &mut progress) {
+    match install_cancellable(&request, &cancel, &mut ToLog) {
         Ok(_) => {
             super::out(&format!("{}: ready for {tag}", folder.display()));
             EXIT_OK

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, unbounded};
 
 use super::{EXIT_CONFIG, EXIT_FAILURE};
+pub use crate::config::load_config;
 use crate::config::run_config::RunConfig;
-use crate::config::{read_config_file, Config};
+use crate::config::Config;
 use crate::home::supervise_folder::{process_start_time, Lock, LockError, SuperviseFolder};
 use crate::home::{Home, Leftovers};
 use crate::machine::{Machine, StopSignal};
@@ -285,29 +286,4 @@ pub fn config_or_exit(home: &Home) -> Result<(Config, Vec<u8>), i32> {
         }
         EXIT_CONFIG
     })
-}
-
-/// Reads and parses config.toml; also returns the bytes, so the watcher knows the baseline.
-pub fn load_config(home: &Home) -> Result<(Config, Vec<u8>), Vec<String>> {
-    let file = home.config_file();
-    if !home.root().is_dir() {
-        return Err(vec![format!(
-            "{}: no such folder; create it with visor init --home {}",
-            home.root().display(),
-            home.root().display()
-        )]);
-    }
-    let bytes = read_config_file(
-        &file,
-        "create it with visor init or restore it (every key is optional, see visor-config(5))",
-    )
-    .map_err(|message| vec![message])?;
-    let text = std::str::from_utf8(&bytes).map_err(|e| {
-        vec![format!(
-            "{}: not valid UTF-8 ({e}); save it as UTF-8",
-            file.display()
-        )]
-    })?;
-    let config = Config::parse(&file, text)?;
-    Ok((config, bytes))
 }

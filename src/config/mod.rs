@@ -4,21 +4,28 @@
 //!
 //! It also owns `doc`, the line-aware TOML reader that `run_config` shares.
 //!
-//! This module must not log, must not look at the home folder and does no IO except reading the
-//! one file it is given (`Config::load`, `read_config_file`: regular files only, at most 1 MiB).
-//! Resolving folders, watching the file for changes and acting on the values belong to other
-//! modules.
+//! `load` is the one reader of `HOME/config.toml`, for every command and the watcher.
+//!
+//! This module must not log, looks at the home folder only to tell a missing HOME from a
+//! missing config.toml (`load::load_config`), and does no IO except reading the one file it is
+//! given (`read_config_file`: regular files only, at most 1 MiB). Resolving folders, watching
+//! the file for changes and acting on the values belong to other modules.
 
 pub mod hooks;
+pub mod load;
 pub mod run_config;
+pub mod url;
 pub mod watch;
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use self::load::load_config;
+
 use self::doc::{key_path, Entry, Kind, Report};
+use self::url::Refusal;
+use crate::home::ReleaseTag;
 
 /// The manual page that documents config.toml, named in messages about unknown keys.
 const MANUAL: &str = "visor-config(5)";
@@ -308,15 +315,6 @@ impl Config {
         }
         rep.finish(config)
     }
-
-    /// Reads and parses the file; a read error is one message naming the file and what to do.
-    pub fn load(file: &Path) -> Result<Config, Vec<String>> {
-        let text = doc::read(
-            file,
-            "create it with `visor init` or point --home at the right folder",
-        )?;
-        Config::parse(file, &text)
-    }
 }
 
 /// The largest configuration file read (config.toml, run-config.toml): far more than any real
@@ -403,7 +401,7 @@ fn parse_upgrade_folders(rep: &mut Report, entry: &Entry, config: &mut Config) {
     };
     for folder in table {
         let path = key_path(&entry.key, &folder.key);
-        if !is_valid_release_tag(&folder.key) {
+        if ReleaseTag::parse(&folder.key).is_err() {
             rep.error(
                 &folder.span(),
                 &path,
@@ -720,24 +718,6 @@ fn parse_asset(rep: &mut Report, entry: &Entry, grandparent: &str, auto: &mut Au
     }
 }
 
-/// Tells whether `tag` may be used as a folder name for a release:
-/// `^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$`, and neither `.` nor `..`.
-pub fn is_valid_release_tag(tag: &str) -> bool {
-    if tag == "." || tag == ".." {
-        return false;
-    }
-    match tag.as_bytes().split_first() {
-        Some((first, rest)) => {
-            first.is_ascii_alphanumeric()
-                && rest.len() <= 127
-                && rest
-                    .iter()
-                    .all(|c| c.is_ascii_alphanumeric() || b"._+-".contains(c))
-        }
-        None => false,
-    }
-}
-
 /// Tells whether `name` is safe to put into a GitHub API path as an owner or repository.
 fn is_valid_github_name(name: &str) -> bool {
     !name.is_empty()
@@ -748,23 +728,25 @@ fn is_valid_github_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || b"._-".contains(&c))
 }
 
-/// Checks `apiUrl` and returns it without trailing slashes. `https://` is accepted for any host,
-/// `http://` only for loopback hosts, so a token never crosses a network in the clear.
-fn check_api_url(url: &str) -> Result<String, String> {
-    let shown = doc::quote(url);
-    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+/// Checks `apiUrl` and returns it without trailing slashes: an API base (no query, fragment
+/// or credentials) that [`url::check_url`] accepts, so a token never crosses a network in the
+/// clear.
+fn check_api_url(value: &str) -> Result<String, String> {
+    let shown = doc::quote(value);
+    let refused = url::check_url(value).err();
+    if refused == Some(Refusal::Unprintable) {
         return Err(format!(
             "{shown} contains whitespace or control characters; give a URL such as \
              \"https://api.github.com\""
         ));
     }
-    let Some((scheme, rest)) = url.split_once("://") else {
+    let Some((scheme, rest)) = value.split_once("://") else {
         return Err(format!(
             "{shown} is not an http(s) URL; give a URL such as \"https://api.github.com\""
         ));
     };
     let rest = rest.trim_end_matches('/');
-    let trimmed = &url[..scheme.len() + 3 + rest.len()];
+    let trimmed = &value[..scheme.len() + 3 + rest.len()];
     if rest.contains(['?', '#']) {
         return Err(format!(
             "{shown} carries a query or fragment; give only the API base, e.g. \
@@ -778,67 +760,20 @@ fn check_api_url(url: &str) -> Result<String, String> {
              environment instead"
         ));
     }
-    let Some(host) = url_host(authority) else {
-        return Err(format!(
-            "{shown} has no valid host; give a URL such as \"https://api.github.com\""
-        ));
-    };
-    if scheme.eq_ignore_ascii_case("https") {
-        Ok(trimmed.to_owned())
-    } else if scheme.eq_ignore_ascii_case("http") {
-        if is_loopback_host(host) {
-            Ok(trimmed.to_owned())
-        } else {
-            Err(format!(
-                "{shown} uses http:// for a host that is not loopback; use https://, as \
-                 http:// is allowed only for 127.0.0.0/8, ::1 and localhost"
-            ))
-        }
-    } else {
-        Err(format!(
+    match refused {
+        None => Ok(trimmed.to_owned()),
+        Some(Refusal::PlainHttp { .. }) => Err(format!(
+            "{shown} uses http:// for a host that is not loopback; use https://, as http:// is \
+             allowed only for 127.0.0.0/8, ::1 and localhost"
+        )),
+        Some(Refusal::Scheme { .. }) => Err(format!(
             "{shown} uses the scheme {}; use https:// (or http:// for a loopback host)",
             doc::quote(scheme)
-        ))
+        )),
+        Some(Refusal::NotAbsolute | Refusal::Unprintable) => Err(format!(
+            "{shown} has no valid host; give a URL such as \"https://api.github.com\""
+        )),
     }
-}
-
-/// Returns the host part of a URL authority (`host`, `host:port` or `[v6]:port`), with the
-/// brackets of an IPv6 literal kept, or None when it is malformed.
-fn url_host(authority: &str) -> Option<&str> {
-    let (host, port) = if authority.starts_with('[') {
-        let end = authority.find(']')?;
-        let (host, rest) = authority.split_at(end + 1);
-        if rest.is_empty() {
-            (host, None)
-        } else {
-            (host, Some(rest.strip_prefix(':')?))
-        }
-    } else {
-        match authority.split_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (authority, None),
-        }
-    };
-    let port_ok = match port {
-        Some(port) => !port.is_empty() && port.bytes().all(|c| c.is_ascii_digit()),
-        None => true,
-    };
-    let host_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        Some(v6) => v6.parse::<Ipv6Addr>().is_ok(),
-        None => !host.is_empty() && !host.contains(['[', ']', ':']),
-    };
-    (port_ok && host_ok).then_some(host)
-}
-
-/// Tells whether a URL host is a loopback address: 127.0.0.0/8, [::1] or localhost.
-fn is_loopback_host(host: &str) -> bool {
-    if host.eq_ignore_ascii_case("localhost") {
-        return true;
-    }
-    if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        return v6.parse::<Ipv6Addr>().is_ok_and(|a| a.is_loopback());
-    }
-    host.parse::<Ipv4Addr>().is_ok_and(|a| a.is_loopback())
 }
 
 /// Checks a file name used inside a release: not empty, no folders, nothing unprintable.
@@ -1971,16 +1906,6 @@ v6.0.0 = "x"
     }
 
     #[test]
-    fn release_tags() {
-        for good in ["v1.2.3", "1", "V1_2+meta-rc.1", "a..b"] {
-            assert!(is_valid_release_tag(good), "{good}");
-        }
-        for bad in ["", ".", "..", ".v1", "-v1", "v1/2", "v 1", "v1\n", "vé"] {
-            assert!(!is_valid_release_tag(bad), "{bad}");
-        }
-    }
-
-    #[test]
     fn api_url_is_checked() {
         let good = [
             ("https://api.github.com", "https://api.github.com"),
@@ -2019,6 +1944,7 @@ v6.0.0 = "x"
             ("https://user:pw@host", "carries credentials"),
             ("https://host/x?y=1", "carries a query or fragment"),
             ("https://host:port", "has no valid host"),
+            ("https://[zzz]", "has no valid host"),
             ("https://ho st", "contains whitespace"),
         ];
         for (url, part) in bad {
@@ -2224,17 +2150,6 @@ binaryNmae = "zeta"
         assert!(error.contains(":1: logLevel: expected one of"), "{error}");
     }
 
-    #[test]
-    fn load_reports_a_missing_file() {
-        let missing = Path::new("/nonexistent/visor-test/config.toml");
-        let errors = Config::load(missing).err().unwrap_or_default();
-        assert_eq!(
-            errors,
-            ["/nonexistent/visor-test/config.toml: no such file; create it with `visor init` or \
-              point --home at the right folder"]
-        );
-    }
-
     /// A scratch folder for the file-reading tests.
     fn scratch(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("visor-config-{name}-{}", std::process::id()));
@@ -2267,8 +2182,7 @@ binaryNmae = "zeta"
                 file.display()
             )
         );
-        let errors = Config::load(&file).unwrap_err();
-        assert_eq!(errors, [error]);
+        assert_eq!(load::read(&file), Err(error));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -2311,7 +2225,11 @@ binaryNmae = "zeta"
         let link = dir.join("link.toml");
         std::fs::write(dir.join("real.toml"), "logLevel = \"warn\"\n").unwrap();
         std::os::unix::fs::symlink(dir.join("real.toml"), &link).unwrap();
-        assert_eq!(Config::load(&link).map(|c| c.log_level), Ok(LogLevel::Warn));
+        let bytes = load::read(&link).unwrap();
+        assert_eq!(
+            load::parse(&link, &bytes).map(|c| c.log_level),
+            Ok(LogLevel::Warn)
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -1,7 +1,7 @@
 //! The config thread (`visor-config`): reads config.toml every second and, when its content
-//! changed (or a reload was requested after SIGHUP), parses it and reports the result. Reads go
-//! through `config::read_config_file`, so a FIFO or a huge file in its place is reported, not
-//! waited on.
+//! changed (or a reload was requested after SIGHUP), parses it and reports the result. Reads and
+//! parses go through `config::load`, the loader every command uses, so a FIFO or a huge file in
+//! its place is reported, not waited on, in the same words.
 //!
 //! It never applies a configuration; the coordinator and the state machine do.
 
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::config::{read_config_file, Config};
+use crate::config::{load, Config};
 
 pub const CHECK_PERIOD: Duration = Duration::from_secs(1);
 
@@ -35,18 +35,12 @@ pub fn start(
                     Err(crossbeam_channel::RecvTimeoutError::Timeout) => false,
                     Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
                 };
-                let result = match read_config_file(&file, "restore the file") {
+                let result = match load::read(&file) {
                     Ok(content) => {
                         if content == last && !forced {
                             continue;
                         }
-                        let parsed = match std::str::from_utf8(&content) {
-                            Ok(text) => Config::parse(&file, text).map(Box::new),
-                            Err(e) => Err(vec![format!(
-                                "{}: not valid UTF-8 ({e}); save it as UTF-8",
-                                file.display()
-                            )]),
-                        };
+                        let parsed = load::parse(&file, &content).map(Box::new);
                         last = content;
                         parsed
                     }

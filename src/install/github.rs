@@ -9,11 +9,10 @@
 //!
 //! It must not decide what is installed or where: it writes only the one file it is told to,
 //! never holds a whole asset in memory, never logs the token, and reports progress only through
-//! the callback it is given.
+//! the [`Progress`] it is given.
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
@@ -21,10 +20,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use ureq::http::{HeaderMap, Response, Uri};
+use ureq::http::{HeaderMap, Response};
 use ureq::{Agent, Body, BodyReader};
 
-use crate::install::{InstallError, InstallErrorKind};
+use super::error::{
+    forbidden, interrupted, invalid, local, not_found, timed_out, transient, InstallError,
+    InstallErrorKind,
+};
+use super::progress::Progress;
+use crate::config::url::{check_url, origin, Origin};
 
 /// The waits between attempts of a request that failed transiently; one more attempt is made
 /// than there are entries, so this allows four attempts in all.
@@ -81,9 +85,6 @@ const QUEUED_CHUNKS: usize = 4;
 /// flag again.
 const TICK: Duration = Duration::from_millis(250);
 
-/// One progress line: a message and its fields.
-pub type Report<'a> = &'a mut dyn FnMut(&str, Vec<(&'static str, String)>);
-
 /// The part of GitHub's release answer that Visor uses; other fields are ignored.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Release {
@@ -93,6 +94,22 @@ pub struct Release {
     /// The files attached to the release.
     #[serde(default)]
     pub assets: Vec<Asset>,
+}
+
+impl Release {
+    /// The asset named `name`, if the release has it.
+    pub fn asset(&self, name: &str) -> Option<&Asset> {
+        self.assets.iter().find(|asset| asset.name == name)
+    }
+
+    /// The release's asset names for messages, or "no assets".
+    pub fn asset_list(&self) -> String {
+        if self.assets.is_empty() {
+            return "no assets".to_owned();
+        }
+        let names: Vec<&str> = self.assets.iter().map(|a| a.name.as_str()).collect();
+        format!("assets {}", names.join(", "))
+    }
 }
 
 /// One file attached to a release.
@@ -121,14 +138,6 @@ pub struct Asset {
 pub struct Downloaded {
     pub bytes: u64,
     pub sha256: String,
-}
-
-/// The scheme, host and port of a URL: what decides where a request goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Origin {
-    pub scheme: String,
-    pub host: String,
-    pub port: u16,
 }
 
 /// What a request is about, for messages: `what` names it, `not_found` says what to do on 404.
@@ -186,17 +195,171 @@ impl Deadline<'_> {
             Some((bytes, None)) => format!(" after {bytes} bytes"),
             None => String::new(),
         };
-        InstallError::new(
-            InstallErrorKind::TimedOut,
-            format!(
-                "{}: the download from {} did not finish within downloadTimeoutSeconds = {} \
-                 and was stopped{arrived}; raise downloadTimeoutSeconds in [autoInstall] of \
-                 config.toml for a large asset on a slow link, or check the network",
-                self.what,
-                self.url,
-                self.limit.as_secs()
-            ),
-        )
+        timed_out(format!(
+            "{}: the download from {} did not finish within downloadTimeoutSeconds = {} and was \
+             stopped{arrived}; raise downloadTimeoutSeconds in [autoInstall] of config.toml for \
+             a large asset on a slow link, or check the network",
+            self.what,
+            self.url,
+            self.limit.as_secs()
+        ))
+    }
+}
+
+/// One asset download: what is fetched, into which file, by when.
+struct Download<'d> {
+    asset: &'d Asset,
+    url: &'d str,
+    file: &'d Path,
+    target: Target<'d>,
+    deadline: Deadline<'d>,
+}
+
+/// The state of one download attempt's body: what arrived, its hash, and when the last
+/// progress line was written.
+struct Transfer {
+    hasher: Sha256,
+    bytes: u64,
+    /// The length the release or the answer gives, if any.
+    expected: Option<u64>,
+    /// More bytes than this refuse the download.
+    limit: u64,
+    started: Instant,
+    last_line: Instant,
+    bytes_at_last_line: u64,
+}
+
+impl Transfer {
+    fn new(expected: Option<u64>) -> Transfer {
+        let started = Instant::now();
+        Transfer {
+            hasher: Sha256::new(),
+            bytes: 0,
+            expected,
+            limit: expected.unwrap_or(MAX_ASSET_BYTES).min(MAX_ASSET_BYTES),
+            started,
+            last_line: started,
+            bytes_at_last_line: 0,
+        }
+    }
+
+    /// Receives chunks until the body ends, checking the cancel flag and the deadline at
+    /// least every [`TICK`] and writing the progress lines.
+    fn stream(
+        &mut self,
+        client: &Client,
+        job: &Download,
+        chunks: &Receiver<std::io::Result<Vec<u8>>>,
+        out: &mut File,
+        progress: &mut dyn Progress,
+    ) -> Result<(), InstallError> {
+        let (what, url, deadline) = (job.target.what, job.url, &job.deadline);
+        loop {
+            client.check_cancel(what)?;
+            if deadline.passed() {
+                return Err(deadline.error(Some((self.bytes, self.expected))));
+            }
+            // The wait is short so that a stalled download still gets its progress lines
+            // and a cancel is seen; the reader thread holds at most a few chunks.
+            match chunks.recv_timeout(TICK) {
+                Ok(Ok(chunk)) if chunk.is_empty() => return Ok(()),
+                Ok(Ok(chunk)) => self.receive(job, &chunk, out)?,
+                Ok(Err(_)) if deadline.passed() => {
+                    return Err(deadline.error(Some((self.bytes, self.expected))));
+                }
+                Ok(Err(e)) => return Err(truncated(what, url, self.bytes, self.expected, &e)),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(truncated(
+                        what,
+                        url,
+                        self.bytes,
+                        self.expected,
+                        &"the reading thread stopped",
+                    ))
+                }
+            }
+            self.tick(job, progress);
+        }
+    }
+
+    /// One chunk: counted against the limit, hashed and written.
+    fn receive(
+        &mut self,
+        job: &Download,
+        chunk: &[u8],
+        out: &mut File,
+    ) -> Result<(), InstallError> {
+        let (what, url, limit) = (job.target.what, job.url, self.limit);
+        self.bytes += chunk.len() as u64;
+        if self.bytes > limit {
+            return Err(invalid(format!(
+                "{what}: {url} sends more than the {limit} bytes expected; the asset or the \
+                 mirror is inconsistent: report it to the publisher"
+            )));
+        }
+        self.hasher.update(chunk);
+        out.write_all(chunk).map_err(|e| {
+            local(format!(
+                "{what}: cannot write {} ({e}); check the free space of the home folder",
+                job.file.display()
+            ))
+        })
+    }
+
+    /// The progress line once [`PROGRESS_INTERVAL`] has passed since the last, and the "very
+    /// slow" line after it when little arrived meanwhile.
+    fn tick(&mut self, job: &Download, progress: &mut dyn Progress) {
+        let period = self.last_line.elapsed();
+        if period < PROGRESS_INTERVAL {
+            return;
+        }
+        let name = &job.asset.name;
+        self.last_line = Instant::now();
+        progress.report(
+            &format!("install: downloading {name}"),
+            download_fields(self.bytes, self.expected, self.started.elapsed()),
+        );
+        let recent = self.bytes - self.bytes_at_last_line;
+        self.bytes_at_last_line = self.bytes;
+        if is_very_slow(recent, period) {
+            progress.report(
+                &format!("install: download of {name} is very slow"),
+                slow_fields(recent, period, job.deadline.remaining()),
+            );
+        }
+    }
+
+    /// The end of the body: a short one is truncated, else the file is flushed and the last
+    /// progress line written.
+    fn finish(
+        self,
+        job: &Download,
+        out: &File,
+        progress: &mut dyn Progress,
+    ) -> Result<Downloaded, InstallError> {
+        let (what, url, bytes) = (job.target.what, job.url, self.bytes);
+        if let Some(expected) = self.expected.filter(|expected| bytes < *expected) {
+            return Err(truncated(
+                what,
+                url,
+                bytes,
+                Some(expected),
+                &"the connection closed early",
+            ));
+        }
+        out.sync_all().map_err(|e| {
+            local(format!(
+                "{what}: cannot flush {} to disk ({e}); check the home folder's file system",
+                job.file.display()
+            ))
+        })?;
+        let sha256 = hex(&self.hasher.finalize());
+        let mut fields = download_fields(bytes, Some(bytes), self.started.elapsed());
+        fields.retain(|(key, _)| *key != "eta");
+        fields.push(("sha256", sha256.clone()));
+        progress.report(&format!("install: downloaded {}", job.asset.name), fields);
+        Ok(Downloaded { bytes, sha256 })
     }
 }
 
@@ -260,7 +423,7 @@ impl<'c> Client<'c> {
         owner: &str,
         repo: &str,
         tag: &str,
-        progress: Report,
+        progress: &mut dyn Progress,
     ) -> Result<Release, InstallError> {
         let url = self.release_url(owner, repo, tag);
         let what = format!("release {tag} of {owner}/{repo}");
@@ -309,7 +472,7 @@ impl<'c> Client<'c> {
         asset: &Asset,
         what: &str,
         limit: u64,
-        progress: Report,
+        progress: &mut dyn Progress,
     ) -> Result<Vec<u8>, InstallError> {
         let url = asset.browser_download_url.as_str();
         let not_found = asset_not_found(&asset.name);
@@ -377,14 +540,10 @@ impl<'c> Client<'c> {
         asset: &Asset,
         what: &str,
         file: &Path,
-        progress: Report,
+        progress: &mut dyn Progress,
     ) -> Result<Downloaded, InstallError> {
         let url = asset.browser_download_url.as_str();
         let not_found = asset_not_found(&asset.name);
-        let target = Target {
-            what,
-            not_found: &not_found,
-        };
         if let Some(size) = asset.size.filter(|size| *size > MAX_ASSET_BYTES) {
             return Err(invalid(format!(
                 "{what}: the release lists it at {size} bytes, more than the {} GiB Visor \
@@ -392,121 +551,61 @@ impl<'c> Client<'c> {
                 MAX_ASSET_BYTES >> 30
             )));
         }
-        let deadline = Deadline::new(self.download_timeout, what, url);
-        self.with_retries(what, progress, Some(&deadline), &mut |progress| {
-            let mut out = File::create(file).map_err(|e| {
-                local(format!(
-                    "{what}: cannot create {} ({e}); check the permissions and free space of \
-                     the home folder",
-                    file.display()
-                ))
-            })?;
-            let response = self.get(
-                &self.download,
-                url,
-                DOWNLOAD_ACCEPT,
-                &target,
-                Some(deadline.remaining()),
-            )?;
-            let announced = response.body().content_length();
-            if let (Some(announced), Some(size)) = (announced, asset.size) {
-                if announced != size {
-                    return Err(invalid(format!(
-                        "{what}: {url} sends {announced} bytes but the release lists {size}; \
-                         the asset or the mirror is inconsistent: report it to the publisher"
-                    )));
-                }
-            }
-            let expected = asset.size.or(announced);
-            let limit = expected.unwrap_or(MAX_ASSET_BYTES).min(MAX_ASSET_BYTES);
-            let chunks = spawn_reader(response.into_body().into_reader()).map_err(|e| {
-                local(format!(
-                    "{what}: cannot start a thread to read the download ({e}); check the system's process limits"
-                ))
-            })?;
-            let mut hasher = Sha256::new();
-            let mut bytes: u64 = 0;
-            let started = Instant::now();
-            let mut last_line = started;
-            let mut bytes_at_last_line: u64 = 0;
-            loop {
-                self.check_cancel(what)?;
-                if deadline.passed() {
-                    return Err(deadline.error(Some((bytes, expected))));
-                }
-                // The wait is short so that a stalled download still gets its progress lines
-                // and a cancel is seen; the reader thread holds at most a few chunks.
-                match chunks.recv_timeout(TICK) {
-                    Ok(Ok(chunk)) if chunk.is_empty() => break,
-                    Ok(Ok(chunk)) => {
-                        bytes += chunk.len() as u64;
-                        if bytes > limit {
-                            return Err(invalid(format!(
-                                "{what}: {url} sends more than the {limit} bytes expected; the asset or the mirror is inconsistent: report it to the publisher"
-                            )));
-                        }
-                        hasher.update(&chunk);
-                        out.write_all(&chunk).map_err(|e| {
-                            local(format!(
-                                "{what}: cannot write {} ({e}); check the free space of the home folder",
-                                file.display()
-                            ))
-                        })?;
-                    }
-                    Ok(Err(_)) if deadline.passed() => {
-                        return Err(deadline.error(Some((bytes, expected))));
-                    }
-                    Ok(Err(e)) => return Err(truncated(what, url, bytes, expected, &e)),
-                    Err(RecvTimeoutError::Timeout) => {}
-                    Err(RecvTimeoutError::Disconnected) => {
-                        return Err(truncated(
-                            what,
-                            url,
-                            bytes,
-                            expected,
-                            &"the reading thread stopped",
-                        ))
-                    }
-                }
-                let period = last_line.elapsed();
-                if period >= PROGRESS_INTERVAL {
-                    last_line = Instant::now();
-                    progress(
-                        &format!("install: downloading {}", asset.name),
-                        download_fields(bytes, expected, started.elapsed()),
-                    );
-                    let recent = bytes - bytes_at_last_line;
-                    bytes_at_last_line = bytes;
-                    if is_very_slow(recent, period) {
-                        progress(
-                            &format!("install: download of {} is very slow", asset.name),
-                            slow_fields(recent, period, deadline.remaining()),
-                        );
-                    }
-                }
-            }
-            if let Some(expected) = expected.filter(|expected| bytes < *expected) {
-                return Err(truncated(
-                    what,
-                    url,
-                    bytes,
-                    Some(expected),
-                    &"the connection closed early",
-                ));
-            }
-            out.sync_all().map_err(|e| {
-                local(format!(
-                    "{what}: cannot flush {} to disk ({e}); check the home folder's file system",
-                    file.display()
-                ))
-            })?;
-            let sha256 = hex(&hasher.finalize());
-            let mut fields = download_fields(bytes, Some(bytes), started.elapsed());
-            fields.retain(|(key, _)| *key != "eta");
-            fields.push(("sha256", sha256.clone()));
-            progress(&format!("install: downloaded {}", asset.name), fields);
-            Ok(Downloaded { bytes, sha256 })
+        let job = Download {
+            asset,
+            url,
+            file,
+            target: Target {
+                what,
+                not_found: &not_found,
+            },
+            deadline: Deadline::new(self.download_timeout, what, url),
+        };
+        self.with_retries(what, progress, Some(&job.deadline), &mut |progress| {
+            self.download_attempt(&job, progress)
         })
+    }
+
+    /// One attempt of [`Client::download_to_file`]: the file created, the response opened
+    /// and its length compared with the release's, then the body streamed and finished.
+    fn download_attempt(
+        &self,
+        job: &Download,
+        progress: &mut dyn Progress,
+    ) -> Result<Downloaded, InstallError> {
+        let (what, url, file) = (job.target.what, job.url, job.file);
+        let mut out = File::create(file).map_err(|e| {
+            local(format!(
+                "{what}: cannot create {} ({e}); check the permissions and free space of the \
+                 home folder",
+                file.display()
+            ))
+        })?;
+        let response = self.get(
+            &self.download,
+            url,
+            DOWNLOAD_ACCEPT,
+            &job.target,
+            Some(job.deadline.remaining()),
+        )?;
+        let announced = response.body().content_length();
+        if let (Some(announced), Some(size)) = (announced, job.asset.size) {
+            if announced != size {
+                return Err(invalid(format!(
+                    "{what}: {url} sends {announced} bytes but the release lists {size}; the \
+                     asset or the mirror is inconsistent: report it to the publisher"
+                )));
+            }
+        }
+        let chunks = spawn_reader(response.into_body().into_reader()).map_err(|e| {
+            local(format!(
+                "{what}: cannot start a thread to read the download ({e}); check the system's \
+                 process limits"
+            ))
+        })?;
+        let mut transfer = Transfer::new(job.asset.size.or(announced));
+        transfer.stream(self, job, &chunks, &mut out, progress)?;
+        transfer.finish(job, &out, progress)
     }
 
     /// Runs `attempt` until it succeeds, fails for good, or has failed transiently once more
@@ -515,9 +614,9 @@ impl<'c> Client<'c> {
     fn with_retries<T>(
         &self,
         what: &str,
-        progress: Report,
+        progress: &mut dyn Progress,
         deadline: Option<&Deadline>,
-        attempt: &mut dyn FnMut(Report) -> Result<T, InstallError>,
+        attempt: &mut dyn FnMut(&mut dyn Progress) -> Result<T, InstallError>,
     ) -> Result<T, InstallError> {
         let attempts = self.backoff.len() + 1;
         let mut number = 1;
@@ -544,7 +643,7 @@ impl<'c> Client<'c> {
                     error.message
                 )));
             };
-            progress(
+            progress.report(
                 &format!("install: {what} failed, retrying"),
                 vec![
                     ("error", error.message),
@@ -574,9 +673,7 @@ impl<'c> Client<'c> {
     /// An error when the install has been cancelled.
     fn check_cancel(&self, what: &str) -> Result<(), InstallError> {
         if self.cancel.load(Ordering::Relaxed) {
-            Err(local(format!(
-                "{what}: interrupted; nothing was installed, run visor prepare again to retry"
-            )))
+            Err(interrupted(what))
         } else {
             Ok(())
         }
@@ -595,76 +692,105 @@ impl<'c> Client<'c> {
         let what = target.what;
         let mut current = url.to_owned();
         for _ in 0..=MAX_REDIRECTS {
-            let here = check_url(&current).map_err(|why| {
-                invalid(format!(
-                    "{what}: refusing to fetch {current}: {why}; an asset must be served over \
-                     https:// (http:// only from a loopback host)"
-                ))
-            })?;
-            let mut request = agent
-                .get(current.as_str())
-                .header("Accept", accept)
-                .header("X-GitHub-Api-Version", API_VERSION);
-            if let Some(token) = &self.token {
-                if self.api_origin.as_ref() == Some(&here) {
-                    request = request.header("Authorization", format!("Bearer {token}"));
-                }
-            }
-            if let Some(budget) = budget {
-                request = request.config().timeout_global(Some(budget)).build();
-            }
-            let response = request
-                .call()
-                .map_err(|e| request_error(what, &current, &e))?;
+            let response = self.hop(agent, &current, accept, what, budget)?;
             let status = response.status().as_u16();
             if (200..300).contains(&status) {
                 return Ok(response);
             }
             if matches!(status, 301 | 302 | 303 | 307 | 308) {
-                let location = response
-                    .headers()
-                    .get("location")
-                    .and_then(|value| value.to_str().ok())
-                    .map(str::to_owned);
-                let next = location
-                    .as_deref()
-                    .and_then(|location| resolve_location(&current, location));
-                match next {
-                    Some(next) => {
-                        current = next;
-                        continue;
-                    }
-                    None => {
-                        return Err(invalid(format!(
-                            "{what}: {current} answered {status} with no usable Location \
-                             ({}); check apiUrl in [autoInstall] of config.toml",
-                            location.as_deref().unwrap_or("none")
-                        )))
-                    }
-                }
+                current = redirect_target(what, &current, status, &response)?;
+                continue;
             }
-            let headers = response.headers().clone();
-            let mut body = Vec::new();
-            let _ = response
-                .into_body()
-                .into_reader()
-                .take(MAX_ERROR_BODY)
-                .read_to_end(&mut body);
-            return Err(status_error(
-                target,
-                &current,
-                status,
-                &headers,
-                &body,
-                self.token.is_some(),
-                unix_now(),
-            ));
+            return Err(self.answer_error(target, &current, status, response));
         }
         Err(invalid(format!(
             "{what}: {url} redirected more than {MAX_REDIRECTS} times; check apiUrl in \
              [autoInstall] of config.toml"
         )))
     }
+
+    /// One request of [`Client::get`], to a URL checked first; the token goes only to the
+    /// API's own origin.
+    fn hop(
+        &self,
+        agent: &Agent,
+        url: &str,
+        accept: &str,
+        what: &str,
+        budget: Option<Duration>,
+    ) -> Result<Response<Body>, InstallError> {
+        let here = check_url(url).map_err(|why| {
+            invalid(format!(
+                "{what}: refusing to fetch {url}: {why}; an asset must be served over https:// \
+                 (http:// only from a loopback host)"
+            ))
+        })?;
+        let mut request = agent
+            .get(url)
+            .header("Accept", accept)
+            .header("X-GitHub-Api-Version", API_VERSION);
+        if let Some(token) = &self.token {
+            if self.api_origin.as_ref() == Some(&here) {
+                request = request.header("Authorization", format!("Bearer {token}"));
+            }
+        }
+        if let Some(budget) = budget {
+            request = request.config().timeout_global(Some(budget)).build();
+        }
+        request.call().map_err(|e| request_error(what, url, &e))
+    }
+
+    /// The error a non-2xx, non-redirect answer means, with GitHub's own message from its
+    /// body when it gives one.
+    fn answer_error(
+        &self,
+        target: &Target,
+        url: &str,
+        status: u16,
+        response: Response<Body>,
+    ) -> InstallError {
+        let headers = response.headers().clone();
+        let mut body = Vec::new();
+        let _ = response
+            .into_body()
+            .into_reader()
+            .take(MAX_ERROR_BODY)
+            .read_to_end(&mut body);
+        status_error(
+            target,
+            url,
+            status,
+            &headers,
+            &body,
+            self.token.is_some(),
+            unix_now(),
+        )
+    }
+}
+
+/// Where a redirect answer from `current` points, resolved against it; an error when it has
+/// no usable `Location`.
+fn redirect_target(
+    what: &str,
+    current: &str,
+    status: u16,
+    response: &Response<Body>,
+) -> Result<String, InstallError> {
+    let location = response
+        .headers()
+        .get("location")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    location
+        .as_deref()
+        .and_then(|location| resolve_location(current, location))
+        .ok_or_else(|| {
+            invalid(format!(
+                "{what}: {current} answered {status} with no usable Location ({}); check apiUrl \
+                 in [autoInstall] of config.toml",
+                location.as_deref().unwrap_or("none")
+            ))
+        })
 }
 
 /// Reads a body on its own short-lived thread and hands it over in chunks (an empty chunk is
@@ -777,18 +903,6 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-fn transient(message: String) -> InstallError {
-    InstallError::new(InstallErrorKind::Transient, message)
-}
-
-fn invalid(message: String) -> InstallError {
-    InstallError::new(InstallErrorKind::Invalid, message)
-}
-
-fn local(message: String) -> InstallError {
-    InstallError::new(InstallErrorKind::Local, message)
-}
-
 /// A body that ended (or broke) before all its bytes arrived.
 fn truncated(
     what: &str,
@@ -848,10 +962,7 @@ fn status_error(
             .map(str::trim)
     };
     match status {
-        404 | 410 => InstallError::new(
-            InstallErrorKind::NotFound,
-            format!("{answered}; {}", target.not_found),
-        ),
+        404 | 410 => not_found(format!("{answered}; {}", target.not_found)),
         401 => {
             let advice = if token_set {
                 "GITHUB_TOKEN is set but GitHub rejected it: renew it, or unset it for a public \
@@ -859,7 +970,7 @@ fn status_error(
             } else {
                 "the repository needs credentials: set GITHUB_TOKEN in Visor's environment"
             };
-            InstallError::new(InstallErrorKind::Forbidden, format!("{answered}; {advice}"))
+            forbidden(format!("{answered}; {advice}"))
         }
         403 | 429 => {
             let mut limit = String::new();
@@ -884,10 +995,9 @@ fn status_error(
                 "set GITHUB_TOKEN in Visor's environment for a higher limit, or wait for the \
                  limit to reset and try again"
             };
-            InstallError::new(
-                InstallErrorKind::Forbidden,
-                format!("{answered}; this is usually GitHub's API rate limit{limit}; {advice}"),
-            )
+            forbidden(format!(
+                "{answered}; this is usually GitHub's API rate limit{limit}; {advice}"
+            ))
         }
         408 | 500..=599 => transient(format!(
             "{answered}; the server is having trouble, this is usually temporary"
@@ -909,55 +1019,6 @@ fn github_message(body: &[u8]) -> Option<String> {
         .collect();
     line = line.trim().trim_end_matches('.').to_owned();
     (!line.is_empty()).then_some(line)
-}
-
-/// The origin of a URL, or None when it has no scheme or host.
-pub fn origin(url: &str) -> Option<Origin> {
-    let uri: Uri = url.parse().ok()?;
-    let scheme = uri.scheme_str()?.to_ascii_lowercase();
-    let host = uri.host()?;
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host)
-        .to_ascii_lowercase();
-    if host.is_empty() {
-        return None;
-    }
-    let port = match (uri.port_u16(), scheme.as_str()) {
-        (Some(port), _) => port,
-        (None, "https") => 443,
-        (None, "http") => 80,
-        (None, _) => 0,
-    };
-    Some(Origin { scheme, host, port })
-}
-
-/// Checks that a URL may be fetched: `https://` to any host, `http://` only to a loopback host
-/// (127.0.0.0/8, ::1, localhost). Returns its origin, or why it is refused.
-pub fn check_url(url: &str) -> Result<Origin, String> {
-    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("the URL contains whitespace or control characters".to_owned());
-    }
-    let Some(origin) = origin(url) else {
-        return Err("not an absolute http(s) URL".to_owned());
-    };
-    match origin.scheme.as_str() {
-        "https" => Ok(origin),
-        "http" if is_loopback(&origin.host) => Ok(origin),
-        "http" => Err(format!(
-            "plain http:// to {}, which is not a loopback host",
-            origin.host
-        )),
-        other => Err(format!("the scheme {other} is not http(s)")),
-    }
-}
-
-/// Tells whether a host (without brackets) is a loopback address or `localhost`.
-fn is_loopback(host: &str) -> bool {
-    host.eq_ignore_ascii_case("localhost")
-        || host.parse::<Ipv4Addr>().is_ok_and(|a| a.is_loopback())
-        || host.parse::<Ipv6Addr>().is_ok_and(|a| a.is_loopback())
 }
 
 /// Resolves a redirect's `Location` against the URL that answered: absolute URLs stay,
@@ -1003,47 +1064,6 @@ mod tests {
             what: "release v2 of o/r",
             not_found: "check the tag",
         }
-    }
-
-    #[test]
-    fn urls_over_http_only_to_loopback() {
-        for good in [
-            "https://api.github.com/repos",
-            "https://objects.githubusercontent.com/x?y=1",
-            "http://127.0.0.1:8080/x",
-            "http://127.9.9.9/x",
-            "http://[::1]:9/x",
-            "http://LOCALHOST/x",
-        ] {
-            assert!(check_url(good).is_ok(), "{good}");
-        }
-        for (bad, why) in [
-            ("http://example.com/x", "not a loopback host"),
-            ("http://10.0.0.1/x", "not a loopback host"),
-            ("ftp://127.0.0.1/x", "not http(s)"),
-            ("/relative", "not an absolute"),
-            ("https://host/a b", "whitespace"),
-        ] {
-            let error = check_url(bad).err().unwrap_or_default();
-            assert!(error.contains(why), "{bad}: {error}");
-        }
-    }
-
-    #[test]
-    fn origins_compare_scheme_host_and_port() {
-        let api = origin("https://api.github.com");
-        assert_eq!(origin("https://API.github.com:443/repos/x"), api);
-        assert_ne!(origin("https://github.com/x"), api);
-        assert_ne!(origin("http://api.github.com/x"), api);
-        assert_eq!(
-            origin("http://[::1]:8080/x"),
-            Some(Origin {
-                scheme: "http".into(),
-                host: "::1".into(),
-                port: 8080
-            })
-        );
-        assert_eq!(origin("not a url"), None);
     }
 
     #[test]

@@ -7,29 +7,34 @@
 //! It is a blocking library function: it owns the order of the steps, the checksum rules, the
 //! run-config derivation and the half-made folder (removed by a guard on every failure path).
 //! It must not write outside HOME, never leaves a half-made version folder, never replaces a
-//! folder it did not make, does not log (it reports through the progress callback) and decides
+//! folder it did not make, does not log (it reports through a [`Progress`]) and decides
 //! nothing about when to install or switch.
 
+pub mod checksum;
+pub mod error;
 pub mod github;
+pub mod progress;
+pub mod staging;
 pub mod zip;
 
-use std::ffi::CString;
-use std::fmt;
 use std::fs::{self, File};
-use std::io::{self, Write};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use crate::config::run_config::RunConfig;
 use crate::config::AutoInstall;
-use crate::home::{fsync_dir, Home, RUN_CONFIG_FILE};
+use crate::home::{fsync_dir, Home, ReleaseTag, RUN_CONFIG_FILE};
 use crate::node::folder_check::{binaries_problems, binary_version, check_upgrade_folder};
-use github::{Asset, Client, Release};
-
-/// The largest checksum file (`checksumAsset`) read; it is held in memory.
-pub const MAX_CHECKSUM_FILE: u64 = 1 << 20;
+use checksum::Sources;
+use error::{invalid, local, not_found};
+pub use error::{InstallError, InstallErrorKind};
+use github::{Asset, Client, Downloaded, Release};
+pub use progress::{Progress, ToLog};
+use staging::{
+    check_inside_home, make_folders, rename_no_replace, write_synced, TempFolder, EXECUTABLE_MODE,
+};
 
 /// What to install and from what.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,7 +43,7 @@ pub struct InstallRequest {
     pub home: Home,
     /// `[autoInstall]` from config.toml.
     pub auto: AutoInstall,
-    /// The release tag, already validated by `home::validate_tag`.
+    /// The release tag, already checked by `home::ReleaseTag::parse`.
     pub tag: String,
     /// The final folder, from `home::upgrade_folder`; it must be inside HOME to be installed.
     pub folder: PathBuf,
@@ -46,75 +51,77 @@ pub struct InstallRequest {
     pub template: RunConfig,
 }
 
-/// One progress line for the log: message and fields. Called from the installing thread.
-pub type Progress<'a> = &'a mut dyn FnMut(&str, Vec<(&'static str, String)>);
-
-/// Why an install failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InstallErrorKind {
-    /// No such release, or no such asset in it.
-    NotFound,
-    /// GitHub refused: rate limit, or a token that is missing or rejected.
-    Forbidden,
-    /// A 5xx answer, a connection failure or a truncated download, after the retries.
-    Transient,
-    /// No checksum to check against, or the SHA-256 does not match.
-    Verification,
-    /// A bad asset: a zip entry that would land outside, a missing binary, a wrong version.
-    Invalid,
-    /// The local machine: disk, permissions, a folder outside HOME or in the way.
-    Local,
-    /// A download that did not finish within `[autoInstall] downloadTimeoutSeconds`.
-    TimedOut,
-}
-
-/// An install failure: its kind and a message naming the URL, file, asset or tag, and saying
-/// what to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InstallError {
-    pub kind: InstallErrorKind,
-    pub message: String,
-}
-
-impl InstallError {
-    pub fn new(kind: InstallErrorKind, message: String) -> InstallError {
-        InstallError { kind, message }
-    }
-}
-
-impl fmt::Display for InstallError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for InstallError {}
-
 /// Installs release `tag` into `folder`; returns the new folder's run-config after the version
 /// check. A folder that already exists and passes `folder_check::check_upgrade_folder` is a
 /// no-op success.
-pub fn install(req: &InstallRequest, progress: Progress) -> Result<RunConfig, InstallError> {
+pub fn install(
+    req: &InstallRequest,
+    progress: &mut dyn Progress,
+) -> Result<RunConfig, InstallError> {
     install_cancellable(req, &AtomicBool::new(false), progress)
 }
 
 /// [`install`], stopping with a `Local` error (and cleaning up) soon after `cancel` becomes
 /// true: between chunks of a download, between retries and between zip entries.
+///
+/// The steps, in order: the folder already in place, [`check_destination`], [`lookup`], the
+/// expected SHA-256 ([`checksum::expected_sha256`]), [`fetch`] into a fresh half-made folder,
+/// [`checksum::verify`], [`unpack`], [`version_check`] and [`place`]. The half-made folder is
+/// removed by its guard on every failure.
 pub fn install_cancellable(
     req: &InstallRequest,
     cancel: &AtomicBool,
-    progress: Progress,
+    progress: &mut dyn Progress,
 ) -> Result<RunConfig, InstallError> {
-    let tag = req.tag.as_str();
-    let folder = req.folder.as_path();
-    let auto = &req.auto;
-    let config_file = req.home.config_file();
-    if let Some(run) = already_installed(tag, folder)? {
-        progress(
+    let tag = ReleaseTag::parse(&req.tag).map_err(invalid)?;
+    if let Some(run) = already_installed(tag.as_str(), &req.folder)? {
+        progress.report(
             &format!("install: folder for {tag} is already in place"),
-            vec![("folder", folder.display().to_string())],
+            vec![("folder", req.folder.display().to_string())],
         );
         return Ok(run);
     }
+    check_destination(req)?;
+    let client = Client::new(&req.auto.api_url, github_token()?, &github::BACKOFF, cancel)
+        .with_download_timeout(req.auto.download_timeout);
+    let found = lookup(&client, req, progress)?;
+    let config_file = req.home.config_file();
+    let sources = Sources {
+        release: &found.release,
+        asset: &found.asset,
+        auto: &req.auto,
+        tag: tag.as_str(),
+        config_file: &config_file,
+        what: &found.what,
+    };
+    let expected = checksum::expected_sha256(&client, &sources, progress)?;
+    let temp = TempFolder::create(req.home.temp_path(&format!("install-{tag}")))?;
+    let (download, downloaded) = fetch(&client, &found, &temp, progress)?;
+    checksum::verify(&expected, &downloaded, &found.asset, &found.what, progress)?;
+    let unpacked = unpack(req, &found, &temp, &download, cancel, progress)?;
+    let text = version_check(req, &found.what, &temp, &unpacked.binary, progress)?;
+    place(req, &found.what, temp, &unpacked.folders, &text, progress)
+}
+
+/// The release and the asset to install from it, found by [`lookup`].
+struct Found {
+    release: Release,
+    asset: Asset,
+    /// `release TAG asset NAME`, naming the asset in messages.
+    what: String,
+}
+
+/// What [`unpack`] left in the half-made folder.
+struct Unpacked {
+    /// The binary's path relative to the folder.
+    binary: String,
+    /// Every folder made, the half-made folder first (for fsync).
+    folders: Vec<PathBuf>,
+}
+
+/// Refuses a destination outside HOME, saying how to install it by hand instead.
+fn check_destination(req: &InstallRequest) -> Result<(), InstallError> {
+    let (tag, folder) = (req.tag.as_str(), req.folder.as_path());
     check_inside_home(req.home.root(), folder).map_err(|why| {
         local(format!(
             "{}: {why}; Visor installs only inside its home folder {}: create {} by hand with \
@@ -123,26 +130,33 @@ pub fn install_cancellable(
             folder.display(),
             req.home.root().display(),
             folder.display(),
-            config_file.display()
+            req.home.config_file().display()
         ))
-    })?;
-    let token = github_token()?;
+    })
+}
 
+/// Looks the release up and picks the asset for this machine.
+fn lookup(
+    client: &Client,
+    req: &InstallRequest,
+    progress: &mut dyn Progress,
+) -> Result<Found, InstallError> {
+    let tag = req.tag.as_str();
+    let auto = &req.auto;
+    let config_file = req.home.config_file();
     let owner = auto.repository_owner.as_str();
     let repo = auto.repository.as_str();
-    let client = Client::new(&auto.api_url, token, &github::BACKOFF, cancel)
-        .with_download_timeout(auto.download_timeout);
-    progress(
+    progress.report(
         &format!("install: looking up release {tag} of {owner}/{repo}"),
         vec![("url", client.release_url(owner, repo, tag))],
     );
-    let release = client.release(owner, repo, tag, &mut *progress)?;
+    let release = client.release(owner, repo, tag, progress)?;
     let asset_name = asset_file_name(&auto.asset_name, tag)?;
-    let asset = find_asset(&release, &asset_name).ok_or_else(|| {
+    let asset = release.asset(&asset_name).cloned().ok_or_else(|| {
         not_found(format!(
             "release {tag} of {owner}/{repo} has no asset {asset_name} (it has {}); check name \
              in [autoInstall.asset] of {}, or wait for the publisher to attach it",
-            asset_list(&release),
+            release.asset_list(),
             config_file.display()
         ))
     })?;
@@ -154,11 +168,23 @@ pub fn install_cancellable(
             config_file.display()
         )));
     }
-    let expected = expected_sha256(&client, &release, asset, req, &what, &mut *progress)?;
+    Ok(Found {
+        release,
+        asset,
+        what,
+    })
+}
 
-    let temp = TempFolder::create(req.home.temp_path(&format!("install-{tag}")))?;
+/// Downloads the asset into the half-made folder; returns the file and its SHA-256.
+fn fetch(
+    client: &Client,
+    found: &Found,
+    temp: &TempFolder,
+    progress: &mut dyn Progress,
+) -> Result<(PathBuf, Downloaded), InstallError> {
+    let asset = &found.asset;
     let download = temp.path().join(&asset.name);
-    progress(
+    progress.report(
         &format!("install: downloading {}", asset.name),
         vec![
             ("url", asset.browser_download_url.clone()),
@@ -171,53 +197,40 @@ pub fn install_cancellable(
             ("to", download.display().to_string()),
         ],
     );
-    let downloaded = client.download_to_file(asset, &what, &download, &mut *progress)?;
-    match &expected {
-        Expected::Sha256 { hex, source } => {
-            if !downloaded.sha256.eq_ignore_ascii_case(hex) {
-                return Err(verification(format!(
-                    "{what}: SHA-256 mismatch: expected {hex} ({source}), got {} for {} bytes \
-                     downloaded from {}; nothing was installed: try again, and if it persists \
-                     report it to the publisher, the asset may have been tampered with",
-                    downloaded.sha256, downloaded.bytes, asset.browser_download_url
-                )));
-            }
-            progress(
-                &format!("install: SHA-256 of {} verified", asset.name),
-                vec![
-                    ("sha256", downloaded.sha256.clone()),
-                    ("source", source.clone()),
-                ],
-            );
-        }
-        Expected::Unverified => progress(
-            &format!(
-                "install: WARNING {} is installed unverified (requireChecksum = false)",
-                asset.name
-            ),
-            vec![("sha256", downloaded.sha256.clone())],
-        ),
-    }
+    let downloaded = client.download_to_file(asset, &found.what, &download, progress)?;
+    Ok((download, downloaded))
+}
 
+/// Unpacks a zip asset (and removes the zip), or keeps a plain asset as the binary; then makes
+/// the binary executable.
+fn unpack(
+    req: &InstallRequest,
+    found: &Found,
+    temp: &TempFolder,
+    download: &Path,
+    cancel: &AtomicBool,
+    progress: &mut dyn Progress,
+) -> Result<Unpacked, InstallError> {
+    let (asset, what, auto) = (&found.asset, found.what.as_str(), &req.auto);
     let mut folders = vec![temp.path().to_path_buf()];
     let binary_relative = if is_zip_asset(asset) {
-        let extracted = zip::extract(
-            &download,
-            temp.path(),
-            &what,
-            &auto.binary_name,
-            &[asset.name.as_str()],
-            RUN_CONFIG_FILE,
-            zip::LIMITS,
+        let extracted = zip::extract(&zip::Extraction {
+            zip: download,
+            into: temp.path(),
+            what,
+            binary: &auto.binary_name,
+            reserved: &[asset.name.as_str()],
+            skip: RUN_CONFIG_FILE,
+            limits: zip::LIMITS,
             cancel,
-        )?;
-        fs::remove_file(&download).map_err(|e| {
+        })?;
+        fs::remove_file(download).map_err(|e| {
             local(format!(
                 "{what}: cannot remove the unpacked download {} ({e}); check the home folder",
                 download.display()
             ))
         })?;
-        progress(
+        progress.report(
             &format!("install: unpacked {}", asset.name),
             vec![
                 ("files", extracted.files.len().to_string()),
@@ -240,8 +253,23 @@ pub fn install_cancellable(
                 binary.display()
             ))
         })?;
+    Ok(Unpacked {
+        binary: binary_relative,
+        folders,
+    })
+}
 
-    let text = derived_run_config_text(&req.template, tag, &binary_relative);
+/// Writes the derived run-config into the half-made folder and checks that the binary it
+/// names reports version `tag`; returns the run-config's text.
+fn version_check(
+    req: &InstallRequest,
+    what: &str,
+    temp: &TempFolder,
+    binary_relative: &str,
+    progress: &mut dyn Progress,
+) -> Result<String, InstallError> {
+    let tag = req.tag.as_str();
+    let text = derived_run_config_text(&req.template, tag, binary_relative);
     let staged_file = temp.path().join(RUN_CONFIG_FILE);
     write_synced(&staged_file, text.as_bytes()).map_err(|e| {
         local(format!(
@@ -264,7 +292,7 @@ pub fn install_cancellable(
         invalid(format!(
             "{what}: the installed binary does not tell its version: {e}; report it to the \
              publisher, or check binaryName in [autoInstall.asset] of {}",
-            config_file.display()
+            req.home.config_file().display()
         ))
     })?;
     if version != tag {
@@ -273,11 +301,24 @@ pub fn install_cancellable(
              wrong binary: report it to the publisher, nothing was installed"
         )));
     }
-    progress(
+    progress.report(
         &format!("install: binary reports version {version}"),
-        vec![("binary", binary_relative.clone())],
+        vec![("binary", binary_relative.to_owned())],
     );
+    Ok(text)
+}
 
+/// Flushes the half-made folder and renames it into place; returns the installed folder's
+/// run-config (`text`), or that of a ready folder another installer put there first.
+fn place(
+    req: &InstallRequest,
+    what: &str,
+    temp: TempFolder,
+    folders: &[PathBuf],
+    text: &str,
+    progress: &mut dyn Progress,
+) -> Result<RunConfig, InstallError> {
+    let (tag, folder) = (req.tag.as_str(), req.folder.as_path());
     for dir in folders.iter().rev() {
         fsync_dir(dir).map_err(|e| {
             local(format!(
@@ -286,10 +327,10 @@ pub fn install_cancellable(
             ))
         })?;
     }
-    if let Some(run) = move_into_place(req, &temp, &what)? {
+    if let Some(run) = move_into_place(req, &temp, what)? {
         // Another installer (a `visor prepare` beside `visor run`) finished first; its folder
         // is ready, and this one's half-made copy is removed by the guard.
-        progress(
+        progress.report(
             &format!("install: folder for {tag} was installed meanwhile; using it"),
             vec![("folder", folder.display().to_string())],
         );
@@ -297,9 +338,9 @@ pub fn install_cancellable(
     }
     temp.disarm();
     let final_file = folder.join(RUN_CONFIG_FILE);
-    let run = RunConfig::parse(&final_file, &text)
+    let run = RunConfig::parse(&final_file, text)
         .map_err(|problems| invalid(format!("{what}: {}", problems.join("; "))))?;
-    progress(
+    progress.report(
         &format!("install: {tag} installed"),
         vec![("folder", folder.display().to_string())],
     );
@@ -406,157 +447,6 @@ fn github_token() -> Result<Option<String>, InstallError> {
     Ok(Some(token.to_owned()))
 }
 
-/// Where the expected SHA-256 comes from, if any.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Expected {
-    /// The lowercase hex SHA-256 and where it was found, for messages.
-    Sha256 { hex: String, source: String },
-    /// No checksum, allowed by `requireChecksum = false`.
-    Unverified,
-}
-
-/// The SHA-256 the asset must have: its `digest`, else its line in `checksumAsset`; without
-/// either, refused when `requireChecksum` is true.
-fn expected_sha256(
-    client: &Client,
-    release: &Release,
-    asset: &Asset,
-    req: &InstallRequest,
-    what: &str,
-    progress: Progress,
-) -> Result<Expected, InstallError> {
-    let config_file = req.home.config_file();
-    let config_file = config_file.display();
-    if let Some(digest) = asset.digest.as_deref() {
-        match parse_digest(digest) {
-            Ok(Some(hex)) => {
-                return Ok(Expected::Sha256 {
-                    hex,
-                    source: "from the release's digest".to_owned(),
-                })
-            }
-            Ok(None) => progress(
-                &format!(
-                    "install: the digest of {} is not SHA-256; ignoring it",
-                    asset.name
-                ),
-                vec![("digest", digest.to_owned())],
-            ),
-            Err(why) => {
-                return Err(verification(format!(
-                    "{what}: the release's digest {digest:?} {why}; report it to the publisher"
-                )))
-            }
-        }
-    }
-    if let Some(sums_name) = &req.auto.checksum_asset {
-        let sums = find_asset(release, sums_name).ok_or_else(|| {
-            not_found(format!(
-                "release {} has no checksum asset {sums_name} (it has {}); fix checksumAsset in \
-                 [autoInstall] of {config_file}",
-                req.tag,
-                asset_list(release)
-            ))
-        })?;
-        let sums_what = format!("release {} checksum asset {sums_name}", req.tag);
-        progress(
-            &format!("install: fetching checksums {sums_name}"),
-            vec![("url", sums.browser_download_url.clone())],
-        );
-        let data = client.download_small(sums, &sums_what, MAX_CHECKSUM_FILE, progress)?;
-        let text = String::from_utf8_lossy(&data);
-        return match find_checksum(&text, &asset.name) {
-            Ok(Some(hex)) => Ok(Expected::Sha256 {
-                hex,
-                source: format!("from {sums_name}"),
-            }),
-            Ok(None) => Err(verification(format!(
-                "{what}: {sums_name} has no SHA-256 line for {}; ask the publisher to add it, or \
-                 fix checksumAsset in [autoInstall] of {config_file}",
-                asset.name
-            ))),
-            Err(why) => Err(verification(format!(
-                "{what}: {sums_name} {why}; report it to the publisher"
-            ))),
-        };
-    }
-    if req.auto.require_checksum {
-        return Err(verification(format!(
-            "{what}: the release gives no SHA-256 digest for it and checksumAsset is not set, so \
-             it cannot be verified; set checksumAsset in [autoInstall] of {config_file} to the \
-             release's sha256sum file, ask the publisher to publish digests, or allow unverified \
-             assets with requireChecksum = false in [autoInstall] of {config_file}"
-        )));
-    }
-    Ok(Expected::Unverified)
-}
-
-/// Parses a GitHub asset `digest`: `Some(hex)` for `sha256:<64 hex digits>` (lowercased),
-/// `None` for another algorithm, an error for anything malformed.
-pub fn parse_digest(digest: &str) -> Result<Option<String>, String> {
-    let Some((algorithm, value)) = digest.trim().split_once(':') else {
-        return Err("is not of the form sha256:<hex>".to_owned());
-    };
-    if !algorithm.eq_ignore_ascii_case("sha256") {
-        return Ok(None);
-    }
-    sha256_hex(value)
-        .map(Some)
-        .ok_or_else(|| "is not sha256: followed by 64 hexadecimal digits".to_owned())
-}
-
-/// A SHA-256 as 64 hexadecimal digits, lowercased, or None.
-fn sha256_hex(value: &str) -> Option<String> {
-    (value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit()))
-        .then(|| value.to_ascii_lowercase())
-}
-
-/// Finds the SHA-256 of `name` in a `sha256sum` file: lines `<hex>  <name>` or `<hex> *<name>`
-/// (the BSD form `SHA256 (<name>) = <hex>` too). A listed path matches when its last component
-/// is `name`. `None` when no line names it; an error when its lines disagree or are malformed.
-pub fn find_checksum(text: &str, name: &str) -> Result<Option<String>, String> {
-    let mut found: Option<String> = None;
-    for line in text.lines() {
-        let line = line.trim_end_matches('\r');
-        if line.trim().is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let (hex, listed) = if let Some(rest) = line.strip_prefix("SHA256 (") {
-            match rest.rsplit_once(") = ") {
-                Some((listed, hex)) => (hex.trim(), listed),
-                None => continue,
-            }
-        } else {
-            match line.split_once(' ') {
-                Some((hex, rest)) => (
-                    hex,
-                    rest.strip_prefix(' ')
-                        .or_else(|| rest.strip_prefix('*'))
-                        .unwrap_or(rest),
-                ),
-                None => continue,
-            }
-        };
-        let listed = listed.strip_prefix("./").unwrap_or(listed);
-        let matches = listed == name || listed.rsplit('/').next() == Some(name);
-        if !matches {
-            continue;
-        }
-        let Some(hex) = sha256_hex(hex) else {
-            return Err(format!(
-                "lists {name} with {hex:?}, which is not a SHA-256 of 64 hexadecimal digits"
-            ));
-        };
-        match &found {
-            Some(earlier) if *earlier != hex => {
-                return Err(format!("lists {name} twice with different sums"));
-            }
-            _ => found = Some(hex),
-        }
-    }
-    Ok(found)
-}
-
 /// The asset file name for this machine: `pattern` with `{os}`, `{arch}` and `{version}`
 /// replaced.
 pub fn asset_file_name(pattern: &str, tag: &str) -> Result<String, InstallError> {
@@ -603,20 +493,6 @@ pub fn substitute(pattern: &str, os: &str, arch: &str, version: &str) -> String 
     out
 }
 
-/// The asset named `name`, if the release has it.
-fn find_asset<'r>(release: &'r Release, name: &str) -> Option<&'r Asset> {
-    release.assets.iter().find(|asset| asset.name == name)
-}
-
-/// The release's asset names for messages, or "no assets".
-fn asset_list(release: &Release) -> String {
-    if release.assets.is_empty() {
-        return "no assets".to_owned();
-    }
-    let names: Vec<&str> = release.assets.iter().map(|a| a.name.as_str()).collect();
-    format!("assets {}", names.join(", "))
-}
-
 /// Tells whether an asset is a zip: `application/zip` or a name ending in `.zip`.
 pub fn is_zip_asset(asset: &Asset) -> bool {
     let media = asset
@@ -655,186 +531,9 @@ pub fn derived_run_config_text(template: &RunConfig, tag: &str, binary: &str) ->
     run.to_toml()
 }
 
-/// Checks that `folder` (which does not exist yet) would be strictly inside `home`, after
-/// resolving links in the part of its path that exists.
-pub fn check_inside_home(home: &Path, folder: &Path) -> Result<(), String> {
-    let real_home = fs::canonicalize(home)
-        .map_err(|e| format!("cannot resolve the home folder {} ({e})", home.display()))?;
-    let mut existing = folder.to_path_buf();
-    let mut rest = Vec::new();
-    loop {
-        if fs::symlink_metadata(&existing).is_ok() {
-            break;
-        }
-        match existing.file_name() {
-            Some(name) => rest.push(name.to_owned()),
-            None => return Err("the path has a '..' or no folder name".to_owned()),
-        }
-        if !existing.pop() || existing.as_os_str().is_empty() {
-            return Err("no part of the path exists".to_owned());
-        }
-    }
-    let mut real = fs::canonicalize(&existing)
-        .map_err(|e| format!("cannot resolve {} ({e})", existing.display()))?;
-    for name in rest.iter().rev() {
-        real.push(name);
-    }
-    if real.starts_with(&real_home) && real != real_home {
-        Ok(())
-    } else {
-        Err("it is outside the home folder".to_owned())
-    }
-}
-
-/// The mode of every folder an install creates, whatever Visor's umask.
-pub const FOLDER_MODE: u32 = 0o755;
-/// The mode of every file an install writes, except executables, whatever Visor's umask.
-pub const FILE_MODE: u32 = 0o644;
-/// The mode of the binary (and of zip entries marked executable).
-pub const EXECUTABLE_MODE: u32 = 0o755;
-
-/// Creates one folder with mode [`FOLDER_MODE`], set explicitly after creation so the umask
-/// does not narrow it. An existing path is `AlreadyExists`, left as it is.
-pub fn make_folder(path: &Path) -> io::Result<()> {
-    fs::DirBuilder::new().mode(FOLDER_MODE).create(path)?;
-    fs::set_permissions(path, fs::Permissions::from_mode(FOLDER_MODE))
-}
-
-/// Creates `path` and its missing parents, each with mode [`FOLDER_MODE`]; an existing folder
-/// on the way is left as it is.
-fn make_folders(path: &Path) -> io::Result<()> {
-    let mut missing = Vec::new();
-    let mut at = path;
-    while fs::symlink_metadata(at).is_err() {
-        missing.push(at);
-        match at.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => at = parent,
-            _ => break,
-        }
-    }
-    for folder in missing.into_iter().rev() {
-        match make_folder(folder) {
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && folder.is_dir() => {}
-            other => other?,
-        }
-    }
-    Ok(())
-}
-
-/// Writes a new file with mode [`FILE_MODE`] (set explicitly, whatever the umask) and flushes
-/// it to disk.
-fn write_synced(path: &Path, data: &[u8]) -> io::Result<()> {
-    let mut file = File::create(path)?;
-    file.set_permissions(fs::Permissions::from_mode(FILE_MODE))?;
-    file.write_all(data)?;
-    file.sync_all()
-}
-
-/// `rename(2)` that fails with `AlreadyExists` instead of replacing `to` (renameat2 with
-/// RENAME_NOREPLACE; on a file system without it, a check then a rename).
-fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
-    let to_c_string = |path: &Path| {
-        CString::new(path.as_os_str().as_bytes())
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path holds a NUL"))
-    };
-    let (from_c, to_c) = (to_c_string(from)?, to_c_string(to)?);
-    // SAFETY: both pointers are valid NUL-terminated strings that outlive the call; the
-    // syscall only reads them.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_renameat2,
-            libc::AT_FDCWD,
-            from_c.as_ptr(),
-            libc::AT_FDCWD,
-            to_c.as_ptr(),
-            libc::RENAME_NOREPLACE,
-        )
-    };
-    if rc == 0 {
-        return Ok(());
-    }
-    let error = io::Error::last_os_error();
-    match error.raw_os_error() {
-        Some(libc::EINVAL) | Some(libc::ENOSYS) => {
-            if fs::symlink_metadata(to).is_ok() {
-                Err(io::Error::from(io::ErrorKind::AlreadyExists))
-            } else {
-                fs::rename(from, to)
-            }
-        }
-        Some(libc::EEXIST) | Some(libc::ENOTEMPTY) => {
-            Err(io::Error::from(io::ErrorKind::AlreadyExists))
-        }
-        _ => Err(error),
-    }
-}
-
-/// A half-made folder in HOME, removed with everything in it when dropped unless disarmed.
-struct TempFolder {
-    path: PathBuf,
-    armed: bool,
-}
-
-impl TempFolder {
-    fn create(path: PathBuf) -> Result<TempFolder, InstallError> {
-        let failure = |path: &Path, e: io::Error| {
-            local(format!(
-                "cannot create {} ({e}); check the permissions and free space of the home folder",
-                path.display()
-            ))
-        };
-        fs::DirBuilder::new()
-            .mode(FOLDER_MODE)
-            .create(&path)
-            .map_err(|e| failure(&path, e))?;
-        // Armed from here on, so a failure to set the mode removes the folder again.
-        let folder = TempFolder { path, armed: true };
-        fs::set_permissions(&folder.path, fs::Permissions::from_mode(FOLDER_MODE))
-            .map_err(|e| failure(&folder.path, e))?;
-        Ok(folder)
-    }
-
-    fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Keeps the folder (it has been renamed into place).
-    fn disarm(mut self) {
-        self.armed = false;
-    }
-}
-
-impl Drop for TempFolder {
-    fn drop(&mut self) {
-        if self.armed {
-            // A failure to clean up leaves a `.visor-tmp-` name, which `visor run` removes at
-            // its next start; there is nowhere better to report it from a drop.
-            let _ = fs::remove_dir_all(&self.path);
-        }
-    }
-}
-
-fn not_found(message: String) -> InstallError {
-    InstallError::new(InstallErrorKind::NotFound, message)
-}
-
-fn verification(message: String) -> InstallError {
-    InstallError::new(InstallErrorKind::Verification, message)
-}
-
-fn invalid(message: String) -> InstallError {
-    InstallError::new(InstallErrorKind::Invalid, message)
-}
-
-fn local(message: String) -> InstallError {
-    InstallError::new(InstallErrorKind::Local, message)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const HEX: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
 
     #[test]
     fn asset_names_get_os_arch_and_version() {
@@ -863,64 +562,6 @@ mod tests {
         } else {
             assert_eq!(name.map_err(|e| e.kind), Err(InstallErrorKind::Invalid));
         }
-    }
-
-    #[test]
-    fn digests_are_sha256_hex() {
-        assert_eq!(
-            parse_digest(&format!("sha256:{HEX}")),
-            Ok(Some(HEX.to_owned()))
-        );
-        assert_eq!(
-            parse_digest(&format!("SHA256:{}", HEX.to_uppercase())),
-            Ok(Some(HEX.to_owned()))
-        );
-        assert_eq!(parse_digest("sha512:abcd"), Ok(None));
-        assert!(parse_digest("sha256:abcd").is_err());
-        assert!(parse_digest(&format!("sha256:{}", &HEX.replace('a', "g"))).is_err());
-        assert!(parse_digest(HEX).is_err());
-        assert!(parse_digest("").is_err());
-    }
-
-    #[test]
-    fn checksum_files_in_sha256sum_form() {
-        let other = "0".repeat(64);
-        let text = format!(
-            "# sums\r\n{other}  zeta-linux-arm64.zip\r\n{HEX}  zeta-linux-amd64.zip\r\n\r\n"
-        );
-        assert_eq!(
-            find_checksum(&text, "zeta-linux-amd64.zip"),
-            Ok(Some(HEX.to_owned()))
-        );
-        assert_eq!(find_checksum(&text, "zeta-linux-riscv.zip"), Ok(None));
-        let binary_mode = format!("{}  other\n{} *zeta.zip\n", other, HEX.to_uppercase());
-        assert_eq!(
-            find_checksum(&binary_mode, "zeta.zip"),
-            Ok(Some(HEX.to_owned()))
-        );
-        let with_path = format!("{HEX}  ./dist/zeta.zip\n");
-        assert_eq!(
-            find_checksum(&with_path, "zeta.zip"),
-            Ok(Some(HEX.to_owned()))
-        );
-        let bsd = format!("SHA256 (zeta.zip) = {HEX}\n");
-        assert_eq!(find_checksum(&bsd, "zeta.zip"), Ok(Some(HEX.to_owned())));
-        assert_eq!(
-            find_checksum(&format!("{HEX}  xzeta.zip\n"), "zeta.zip"),
-            Ok(None)
-        );
-        let twice = format!("{HEX}  zeta.zip\n{other}  zeta.zip\n");
-        assert!(find_checksum(&twice, "zeta.zip")
-            .err()
-            .unwrap_or_default()
-            .contains("twice"));
-        let same_twice = format!("{HEX}  zeta.zip\n{HEX}  zeta.zip\n");
-        assert_eq!(
-            find_checksum(&same_twice, "zeta.zip"),
-            Ok(Some(HEX.to_owned()))
-        );
-        assert!(find_checksum("abc  zeta.zip\n", "zeta.zip").is_err());
-        assert_eq!(find_checksum("garbage\n", "zeta.zip"), Ok(None));
     }
 
     #[test]
@@ -999,42 +640,5 @@ mod tests {
         };
         let run = RunConfig::parse(file, &derived_run_config_text(&without, "v2", "zeta"));
         assert_eq!(run.map(|r| r.data_node), Ok(None));
-    }
-
-    #[test]
-    fn install_folders_must_be_inside_home() {
-        let dir = std::env::temp_dir().join(format!("visor-install-inside-{}", std::process::id()));
-        let home = dir.join("home");
-        fs::create_dir_all(&home).unwrap();
-        fs::create_dir_all(dir.join("elsewhere")).unwrap();
-        std::os::unix::fs::symlink(dir.join("elsewhere"), home.join("link")).unwrap();
-        assert_eq!(check_inside_home(&home, &home.join("v2")), Ok(()));
-        assert_eq!(check_inside_home(&home, &home.join("a/b/v2")), Ok(()));
-        assert!(check_inside_home(&home, &dir.join("elsewhere/v2")).is_err());
-        assert!(check_inside_home(&home, &home.join("link/v2")).is_err());
-        assert!(check_inside_home(&home, &home.join("../elsewhere/v2")).is_err());
-        assert!(check_inside_home(&home, &home.join("x/../../v2")).is_err());
-        assert!(check_inside_home(&home, &home).is_err());
-        fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn rename_never_replaces() {
-        let dir = std::env::temp_dir().join(format!("visor-install-rename-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(dir.join("a")).unwrap();
-        fs::create_dir_all(dir.join("empty")).unwrap();
-        let error = rename_no_replace(&dir.join("a"), &dir.join("empty")).unwrap_err();
-        assert_eq!(error.kind(), io::ErrorKind::AlreadyExists);
-        rename_no_replace(&dir.join("a"), &dir.join("b")).unwrap();
-        assert!(dir.join("b").is_dir() && !dir.join("a").exists());
-        fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn errors_display_their_message() {
-        let error = local("x: y".to_owned());
-        assert_eq!(error.to_string(), "x: y");
-        assert_eq!(error.kind, InstallErrorKind::Local);
     }
 }

@@ -16,7 +16,8 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::install::{InstallError, InstallErrorKind};
+use super::error::{interrupted, invalid, local, InstallError};
+use super::staging::{make_folder, EXECUTABLE_MODE, FILE_MODE};
 
 /// What an archive may hold at most.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,31 +181,96 @@ fn declared_entries(zip: &Path) -> std::io::Result<Option<u64>> {
     Ok(Some(u64::from_le_bytes(total)))
 }
 
-/// Extracts the zip at `zip` into `into` (an existing folder). `what` names the asset in
-/// messages; `binary` is the path of the binary inside the zip, which must be a file entry;
-/// top-level names in `reserved` are refused (the downloaded asset lives there too), and a
-/// top-level file named `skip` is left out (the caller writes its own). Every entry is checked
-/// before the first byte is written.
-#[allow(clippy::too_many_arguments)]
-pub fn extract(
-    zip: &Path,
-    into: &Path,
-    what: &str,
-    binary: &str,
-    reserved: &[&str],
-    skip: &str,
-    limits: Limits,
-    cancel: &AtomicBool,
-) -> Result<Extracted, InstallError> {
-    let invalid = |message: String| InstallError::new(InstallErrorKind::Invalid, message);
-    let local = |message: String| InstallError::new(InstallErrorKind::Local, message);
+/// One extraction: the zip, the folder it goes into, and what to refuse or leave out.
+#[derive(Debug, Clone, Copy)]
+pub struct Extraction<'a> {
+    /// The zip file.
+    pub zip: &'a Path,
+    /// The existing folder it is extracted into.
+    pub into: &'a Path,
+    /// Names the asset in messages.
+    pub what: &'a str,
+    /// The path of the binary inside the zip, which must be a file entry.
+    pub binary: &'a str,
+    /// Top-level names refused (the downloaded asset lives there too).
+    pub reserved: &'a [&'a str],
+    /// A top-level file left out (the caller writes its own).
+    pub skip: &'a str,
+    /// What the archive may hold at most.
+    pub limits: Limits,
+    /// Stops the write pass, between entries and between chunks.
+    pub cancel: &'a AtomicBool,
+}
+
+/// What the check pass found: the entries to write and the paths they make.
+#[derive(Default)]
+struct Plan {
+    entries: Vec<Planned>,
+    files: BTreeSet<String>,
+    folders: BTreeSet<String>,
+    /// The sum of the files' declared sizes.
+    declared: u64,
+    /// The sum of the files' compressed sizes.
+    compressed: u64,
+}
+
+impl Plan {
+    /// Counts a file entry against the bounds on the total size and on its expansion.
+    fn add_file(
+        &mut self,
+        job: &Extraction,
+        name: &str,
+        size: u64,
+        compressed: u64,
+    ) -> Result<(), InstallError> {
+        let (what, limits) = (job.what, job.limits);
+        self.declared = self.declared.saturating_add(size);
+        if self.declared > limits.max_total_bytes {
+            return Err(invalid(format!(
+                "{what}: the zip's files add up to more than {} bytes uncompressed; refusing it \
+                 as a possible zip bomb",
+                limits.max_total_bytes
+            )));
+        }
+        if exceeds_ratio(size, compressed, limits.max_ratio) {
+            let why = format!(
+                "expands {} ({size} bytes from {compressed} compressed), more than the {}:1 Visor \
+                 accepts, as a possible zip bomb",
+                ratio(size, compressed),
+                limits.max_ratio
+            );
+            return Err(refuse_entry(what, name, &why));
+        }
+        self.compressed = self.compressed.saturating_add(compressed);
+        Ok(())
+    }
+}
+
+/// The refusal of the whole asset because of entry `name`.
+fn refuse_entry(what: &str, name: &str, why: &str) -> InstallError {
+    invalid(format!(
+        "{what}: zip entry {name:?} {why}; refusing the whole asset, report it to the publisher"
+    ))
+}
+
+/// Extracts `job.zip` into `job.into`: a check pass over every entry ([`check`]), so that a
+/// bad one refuses the asset before the first byte is written, then a write pass ([`write`]).
+pub fn extract(job: &Extraction) -> Result<Extracted, InstallError> {
+    let mut archive = open(job)?;
+    let plan = check(job, &mut archive)?;
+    write(job, &mut archive, plan)
+}
+
+/// Opens the archive and refuses one with duplicate names or too many entries.
+fn open(job: &Extraction) -> Result<zip::ZipArchive<File>, InstallError> {
+    let (zip, what, limits) = (job.zip, job.what, job.limits);
     let file = File::open(zip).map_err(|e| {
         local(format!(
             "{what}: cannot open the download {} ({e}); check the home folder",
             zip.display()
         ))
     })?;
-    let mut archive = zip::ZipArchive::new(file).map_err(|e| {
+    let archive = zip::ZipArchive::new(file).map_err(|e| {
         invalid(format!(
             "{what}: not a readable zip archive ({e}); report it to the publisher, or if the \
              asset is the binary itself give it a name that does not end in .zip"
@@ -236,88 +302,18 @@ pub fn extract(
             limits.max_entries
         )));
     }
+    Ok(archive)
+}
 
-    // First pass: check every entry, so a bad one refuses the asset before anything is written.
-    let mut planned: Vec<Planned> = Vec::new();
-    let mut files: BTreeSet<String> = BTreeSet::new();
-    let mut folders: BTreeSet<String> = BTreeSet::new();
-    let mut declared: u64 = 0;
-    let mut compressed: u64 = 0;
+/// The check pass: every entry ([`check_entry`]), then the archive as a whole: its expansion
+/// in all, no path both a file and a folder, and the binary among the files.
+fn check(job: &Extraction, archive: &mut zip::ZipArchive<File>) -> Result<Plan, InstallError> {
+    let (what, limits) = (job.what, job.limits);
+    let mut plan = Plan::default();
     for index in 0..archive.len() {
-        let entry = archive.by_index_raw(index).map_err(|e| {
-            invalid(format!(
-                "{what}: zip entry {index} cannot be read ({e}); report it to the publisher"
-            ))
-        })?;
-        let name = entry.name().to_owned();
-        let refuse = |why: &str| {
-            invalid(format!(
-                "{what}: zip entry {name:?} {why}; refusing the whole asset, report it to the \
-                 publisher"
-            ))
-        };
-        let parts = entry_components(&name).map_err(|why| refuse(&why))?;
-        if entry.enclosed_name().is_none() {
-            return Err(refuse("is not a safe relative path"));
-        }
-        let kind = entry_kind(&name, entry.unix_mode()).map_err(|why| refuse(&why))?;
-        if entry.encrypted() {
-            return Err(refuse("is encrypted"));
-        }
-        let Some(first) = parts.first() else {
-            if kind == EntryKind::Folder {
-                continue;
-            }
-            return Err(refuse("has no file name"));
-        };
-        if reserved.contains(first) {
-            return Err(refuse("would replace the downloaded asset itself"));
-        }
-        let path = parts.join("/");
-        if kind == EntryKind::File && parts.len() == 1 && path == skip {
-            continue;
-        }
-        for depth in 1..parts.len() {
-            folders.insert(parts[..depth].join("/"));
-        }
-        match kind {
-            EntryKind::Folder => {
-                folders.insert(path.clone());
-            }
-            EntryKind::File => {
-                if !files.insert(path.clone()) {
-                    return Err(refuse("appears twice"));
-                }
-                declared = declared.saturating_add(entry.size());
-                if declared > limits.max_total_bytes {
-                    return Err(invalid(format!(
-                        "{what}: the zip's files add up to more than {} bytes uncompressed; \
-                         refusing it as a possible zip bomb",
-                        limits.max_total_bytes
-                    )));
-                }
-                if exceeds_ratio(entry.size(), entry.compressed_size(), limits.max_ratio) {
-                    return Err(refuse(&format!(
-                        "expands {} ({} bytes from {} compressed), more than the {}:1 Visor \
-                         accepts, as a possible zip bomb",
-                        ratio(entry.size(), entry.compressed_size()),
-                        entry.size(),
-                        entry.compressed_size(),
-                        limits.max_ratio
-                    )));
-                }
-                compressed = compressed.saturating_add(entry.compressed_size());
-            }
-        }
-        let executable = entry.unix_mode().is_some_and(|mode| mode & 0o111 != 0);
-        planned.push(Planned {
-            index,
-            path,
-            kind,
-            size: entry.size(),
-            executable,
-        });
+        check_entry(job, archive, index, &mut plan)?;
     }
+    let (declared, compressed) = (plan.declared, plan.compressed);
     if exceeds_ratio(declared, compressed, limits.max_ratio) {
         return Err(invalid(format!(
             "{what}: the zip's files expand {} in all ({declared} bytes from {compressed} \
@@ -327,158 +323,270 @@ pub fn extract(
             limits.max_ratio
         )));
     }
-    if let Some(clash) = files.intersection(&folders).next() {
-        return Err(invalid(format!(
-            "{what}: zip entry {clash:?} is both a file and a folder; refusing the whole asset, \
-             report it to the publisher"
-        )));
+    if let Some(clash) = plan.files.intersection(&plan.folders).next() {
+        return Err(refuse_entry(what, clash, "is both a file and a folder"));
     }
+    check_binary(job, &plan.files)?;
+    Ok(plan)
+}
+
+/// Checks entry `index` and adds it to the plan: a safe relative name, a plain file or folder,
+/// not encrypted, not reserved, not twice, within the size and ratio bounds. The skipped file
+/// and the extraction folder itself are left out.
+fn check_entry(
+    job: &Extraction,
+    archive: &mut zip::ZipArchive<File>,
+    index: usize,
+    plan: &mut Plan,
+) -> Result<(), InstallError> {
+    let what = job.what;
+    let entry = archive.by_index_raw(index).map_err(|e| {
+        invalid(format!(
+            "{what}: zip entry {index} cannot be read ({e}); report it to the publisher"
+        ))
+    })?;
+    let name = entry.name().to_owned();
+    let refuse = |why: &str| refuse_entry(what, &name, why);
+    let parts = entry_components(&name).map_err(|why| refuse(&why))?;
+    if entry.enclosed_name().is_none() {
+        return Err(refuse("is not a safe relative path"));
+    }
+    let kind = entry_kind(&name, entry.unix_mode()).map_err(|why| refuse(&why))?;
+    if entry.encrypted() {
+        return Err(refuse("is encrypted"));
+    }
+    let Some(first) = parts.first() else {
+        if kind == EntryKind::Folder {
+            return Ok(());
+        }
+        return Err(refuse("has no file name"));
+    };
+    if job.reserved.contains(first) {
+        return Err(refuse("would replace the downloaded asset itself"));
+    }
+    let path = parts.join("/");
+    if kind == EntryKind::File && parts.len() == 1 && path == job.skip {
+        return Ok(());
+    }
+    for depth in 1..parts.len() {
+        plan.folders.insert(parts[..depth].join("/"));
+    }
+    match kind {
+        EntryKind::Folder => {
+            plan.folders.insert(path.clone());
+        }
+        EntryKind::File => {
+            if !plan.files.insert(path.clone()) {
+                return Err(refuse("appears twice"));
+            }
+            plan.add_file(job, &name, entry.size(), entry.compressed_size())?;
+        }
+    }
+    let executable = entry.unix_mode().is_some_and(|mode| mode & 0o111 != 0);
+    plan.entries.push(Planned {
+        index,
+        path,
+        kind,
+        size: entry.size(),
+        executable,
+    });
+    Ok(())
+}
+/// Refuses an archive whose files do not include the binary.
+fn check_binary(job: &Extraction, files: &BTreeSet<String>) -> Result<(), InstallError> {
+    let (what, binary) = (job.what, job.binary);
     let binary_parts = entry_components(binary).unwrap_or_default();
     let binary_path = binary_parts.join("/");
-    if !files.contains(&binary_path) {
-        let shown: Vec<&str> = files.iter().take(10).map(String::as_str).collect();
-        let more = files.len().saturating_sub(shown.len());
-        let more = if more > 0 {
-            format!(" and {more} more")
-        } else {
-            String::new()
-        };
-        let held = if shown.is_empty() {
-            "no files".to_owned()
-        } else {
-            format!("{}{more}", shown.join(", "))
-        };
-        return Err(invalid(format!(
-            "{what}: the zip has no file {binary} (it holds {held}); set binaryName in \
-             [autoInstall.asset] of config.toml to the binary's path inside the zip"
-        )));
+    if files.contains(&binary_path) {
+        return Ok(());
     }
+    let shown: Vec<&str> = files.iter().take(10).map(String::as_str).collect();
+    let more = files.len().saturating_sub(shown.len());
+    let more = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    let held = if shown.is_empty() {
+        "no files".to_owned()
+    } else {
+        format!("{}{more}", shown.join(", "))
+    };
+    Err(invalid(format!(
+        "{what}: the zip has no file {binary} (it holds {held}); set binaryName in \
+         [autoInstall.asset] of config.toml to the binary's path inside the zip"
+    )))
+}
 
-    // Second pass: write. Folders come from the checked names only, so nothing is followed.
+/// The write pass, over the checked entries only. Folders come from the checked names only,
+/// so nothing is followed.
+fn write(
+    job: &Extraction,
+    archive: &mut zip::ZipArchive<File>,
+    plan: Plan,
+) -> Result<Extracted, InstallError> {
+    let into = job.into;
     let mut made: BTreeSet<PathBuf> = BTreeSet::new();
     let mut extracted = Extracted::default();
     let mut written: u64 = 0;
-    for plan in planned {
-        if cancel.load(Ordering::Relaxed) {
-            return Err(local(format!(
-                "{what}: interrupted; nothing was installed, run visor prepare again to retry"
-            )));
+    for planned in plan.entries {
+        if job.cancel.load(Ordering::Relaxed) {
+            return Err(interrupted(job.what));
         }
-        let target = into.join(&plan.path);
-        let parent = match plan.kind {
+        let target = into.join(&planned.path);
+        let parent = match planned.kind {
             EntryKind::Folder => target.clone(),
             EntryKind::File => target.parent().unwrap_or(into).to_path_buf(),
         };
-        if parent != into && !made.contains(&parent) {
-            // Each missing folder from `into` down, made by this extraction only (nothing here
-            // existed before it, and it makes no links), with its mode set whatever the umask.
-            let mut folder = into.to_path_buf();
-            for part in parent
-                .strip_prefix(into)
-                .unwrap_or(Path::new(""))
-                .components()
-            {
-                folder.push(part);
-                if made.contains(&folder) {
-                    continue;
-                }
-                crate::install::make_folder(&folder).map_err(|e| {
-                    local(format!(
-                        "{what}: cannot create {} ({e}); check the home folder",
-                        folder.display()
-                    ))
-                })?;
-                made.insert(folder.clone());
-            }
-        }
-        if plan.kind == EntryKind::Folder {
+        make_parents(job, &parent, &mut made)?;
+        if planned.kind == EntryKind::Folder {
             continue;
         }
-        let mut entry = archive.by_index(plan.index).map_err(|e| {
-            invalid(format!(
-                "{what}: zip entry {:?} cannot be read ({e}); report it to the publisher",
-                plan.path
-            ))
-        })?;
-        let mode = if plan.executable {
-            crate::install::EXECUTABLE_MODE
-        } else {
-            crate::install::FILE_MODE
-        };
-        let mut out = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&target)
-            .and_then(|file| {
-                // The mode given to open is narrowed by the umask; set it exactly.
-                file.set_permissions(fs::Permissions::from_mode(mode))?;
-                Ok(file)
-            })
-            .map_err(|e| {
-                local(format!(
-                    "{what}: cannot create {} ({e}); check the home folder",
-                    target.display()
-                ))
-            })?;
-        let mut buffer = vec![0u8; 64 << 10];
-        let mut bytes: u64 = 0;
-        loop {
-            let n = match entry.read(&mut buffer) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    return Err(invalid(format!(
-                        "{what}: zip entry {:?} is corrupt ({e}); report it to the publisher",
-                        plan.path
-                    )))
-                }
-            };
-            bytes += n as u64;
-            written += n as u64;
-            if bytes > plan.size || written > limits.max_total_bytes {
-                return Err(invalid(format!(
-                    "{what}: zip entry {:?} holds more than its declared {} bytes; refusing it \
-                     as a possible zip bomb",
-                    plan.path, plan.size
-                )));
-            }
-            out.write_all(buffer.get(..n).unwrap_or_default())
-                .map_err(|e| {
-                    local(format!(
-                        "{what}: cannot write {} ({e}); check the free space of the home folder",
-                        target.display()
-                    ))
-                })?;
-            if cancel.load(Ordering::Relaxed) {
-                return Err(local(format!(
-                    "{what}: interrupted; nothing was installed, run visor prepare again to \
-                     retry"
-                )));
-            }
-        }
-        if bytes != plan.size {
-            return Err(invalid(format!(
-                "{what}: zip entry {:?} holds {bytes} bytes, not its declared {}; report it to \
-                 the publisher",
-                plan.path, plan.size
-            )));
-        }
-        out.sync_all().map_err(|e| {
-            local(format!(
-                "{what}: cannot flush {} to disk ({e}); check the home folder's file system",
-                target.display()
-            ))
-        })?;
+        write_file(job, archive, &planned, &target, &mut written)?;
         extracted.files.push(target);
     }
     extracted.folders = made.into_iter().collect();
     Ok(extracted)
 }
 
+/// Makes each missing folder from `job.into` down to `parent`, made by this extraction only
+/// (nothing here existed before it, and it makes no links), with its mode set whatever the
+/// umask; `made` holds the folders made so far.
+fn make_parents(
+    job: &Extraction,
+    parent: &Path,
+    made: &mut BTreeSet<PathBuf>,
+) -> Result<(), InstallError> {
+    let into = job.into;
+    if parent == into || made.contains(parent) {
+        return Ok(());
+    }
+    let mut folder = into.to_path_buf();
+    for part in parent
+        .strip_prefix(into)
+        .unwrap_or(Path::new(""))
+        .components()
+    {
+        folder.push(part);
+        if made.contains(&folder) {
+            continue;
+        }
+        make_folder(&folder).map_err(|e| {
+            local(format!(
+                "{}: cannot create {} ({e}); check the home folder",
+                job.what,
+                folder.display()
+            ))
+        })?;
+        made.insert(folder.clone());
+    }
+    Ok(())
+}
+
+/// Writes one checked file entry to `target` (which must not exist) with its mode, and
+/// flushes it; `written` counts the bytes of the whole archive written so far.
+fn write_file(
+    job: &Extraction,
+    archive: &mut zip::ZipArchive<File>,
+    planned: &Planned,
+    target: &Path,
+    written: &mut u64,
+) -> Result<(), InstallError> {
+    let what = job.what;
+    let mut entry = archive.by_index(planned.index).map_err(|e| {
+        invalid(format!(
+            "{what}: zip entry {:?} cannot be read ({e}); report it to the publisher",
+            planned.path
+        ))
+    })?;
+    let mode = if planned.executable {
+        EXECUTABLE_MODE
+    } else {
+        FILE_MODE
+    };
+    let mut out = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(target)
+        .and_then(|file| {
+            // The mode given to open is narrowed by the umask; set it exactly.
+            file.set_permissions(fs::Permissions::from_mode(mode))?;
+            Ok(file)
+        })
+        .map_err(|e| {
+            local(format!(
+                "{what}: cannot create {} ({e}); check the home folder",
+                target.display()
+            ))
+        })?;
+    copy_entry(job, &mut entry, planned, &mut out, target, written)?;
+    out.sync_all().map_err(|e| {
+        local(format!(
+            "{what}: cannot flush {} to disk ({e}); check the home folder's file system",
+            target.display()
+        ))
+    })
+}
+
+/// Copies an entry's bytes to `out`, refusing more than it declared (or than the archive may
+/// hold in all) and fewer than it declared, and stopping at a cancel.
+fn copy_entry(
+    job: &Extraction,
+    entry: &mut impl Read,
+    planned: &Planned,
+    out: &mut File,
+    target: &Path,
+    written: &mut u64,
+) -> Result<(), InstallError> {
+    let what = job.what;
+    let mut buffer = vec![0u8; 64 << 10];
+    let mut bytes: u64 = 0;
+    loop {
+        let n = match entry.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(invalid(format!(
+                    "{what}: zip entry {:?} is corrupt ({e}); report it to the publisher",
+                    planned.path
+                )))
+            }
+        };
+        bytes += n as u64;
+        *written += n as u64;
+        if bytes > planned.size || *written > job.limits.max_total_bytes {
+            return Err(invalid(format!(
+                "{what}: zip entry {:?} holds more than its declared {} bytes; refusing it as a \
+                 possible zip bomb",
+                planned.path, planned.size
+            )));
+        }
+        out.write_all(buffer.get(..n).unwrap_or_default())
+            .map_err(|e| {
+                local(format!(
+                    "{what}: cannot write {} ({e}); check the free space of the home folder",
+                    target.display()
+                ))
+            })?;
+        if job.cancel.load(Ordering::Relaxed) {
+            return Err(interrupted(what));
+        }
+    }
+    if bytes != planned.size {
+        return Err(invalid(format!(
+            "{what}: zip entry {:?} holds {bytes} bytes, not its declared {}; report it to the \
+             publisher",
+            planned.path, planned.size
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
+    use super::super::error::InstallErrorKind;
     use super::*;
     use std::io::Cursor;
     use zip::write::SimpleFileOptions;
@@ -505,16 +613,16 @@ mod tests {
     }
 
     fn run(dir: &Path, binary: &str, limits: Limits) -> Result<Extracted, InstallError> {
-        extract(
-            &dir.join("archive.zip"),
-            &dir.join("out"),
-            "asset a.zip",
+        extract(&Extraction {
+            zip: &dir.join("archive.zip"),
+            into: &dir.join("out"),
+            what: "asset a.zip",
             binary,
-            &["a.zip"],
-            "run-config.toml",
+            reserved: &["a.zip"],
+            skip: "run-config.toml",
             limits,
-            &AtomicBool::new(false),
-        )
+            cancel: &AtomicBool::new(false),
+        })
     }
 
     #[test]

@@ -12,15 +12,16 @@
 
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::config::run_config::RunConfig;
 use crate::home::permissions;
 use crate::home::RUN_CONFIG_FILE;
+use crate::machine::StopSignal;
 use crate::node::commands::parse_version;
+use crate::supervise::child;
 
 /// How long `<binary> version --output json` may take.
 pub const VERSION_TIMEOUT: Duration = Duration::from_secs(30);
@@ -159,14 +160,8 @@ pub fn run_captured(program: &Path, args: &[&str], timeout: Duration) -> Result<
     let deadline = Instant::now()
         .checked_add(timeout)
         .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365));
-    let mut command = Command::new(program);
-    command
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    crate::supervise::child::scrub_environment(&mut command);
+    let mut command = child::group_command(program, args);
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = command
         .spawn()
         .map_err(|e| format!("{}: cannot run: {e}", program.display()))?;
@@ -221,14 +216,14 @@ pub fn run_captured(program: &Path, args: &[&str], timeout: Duration) -> Result<
             }
         }
     }
-    signal_group(pid, libc::SIGKILL);
+    child::signal_group(pid, StopSignal::Kill);
     let status = child
         .wait()
         .map_err(|e| format!("{shown}: wait failed: {e}; check the system's limits"))?;
     let [stdout, stderr] = captured;
     Ok(Captured {
         success: status.success(),
-        status: crate::supervise::child::describe_status(status),
+        status: child::describe_status(status),
         stdout,
         stderr,
     })
@@ -256,19 +251,8 @@ fn describe_limit(limit: Duration) -> String {
 /// SIGKILL to the whole group, then reaps the leader (a reaped leader cannot be waited for
 /// again, and killing before reaping keeps the group id from being reused meanwhile).
 fn kill_group_and_reap(child: &mut Child, pid: u32) {
-    signal_group(pid, libc::SIGKILL);
+    child::signal_group(pid, StopSignal::Kill);
     let _ = child.wait();
-}
-
-fn signal_group(pid: u32, signal: libc::c_int) {
-    let Ok(pgid) = libc::pid_t::try_from(pid) else {
-        return;
-    };
-    // SAFETY: kill(2) with a negative pid signals the process group the command leads; no
-    // memory is involved. A group that is already empty is not an error.
-    unsafe {
-        libc::kill(-pgid, signal);
-    }
 }
 
 /// Whether the child has exited, without reaping it (waitid with WNOWAIT).
@@ -301,7 +285,7 @@ fn read_limited<R: Read + Send + 'static>(
 ) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("visor-capture".into())
-        .stack_size(crate::supervise::child::SMALL_STACK)
+        .stack_size(child::SMALL_STACK)
         .spawn(move || {
             let mut buffer = Vec::new();
             let _ = reader.take(CAPTURE_LIMIT).read_to_end(&mut buffer);

@@ -3,6 +3,7 @@
 //! Only the coordinator calls [`spawn`] and [`signal_group`]. Each child gets a waiter thread
 //! (`visor-wait-<pid>`) that owns the `Child`, blocks in `wait`, and only reports the exit.
 
+use std::ffi::OsStr;
 use std::io;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -27,14 +28,8 @@ pub const PARSER_STACK: usize = 4 * 1024 * 1024;
 /// from the coordinator thread, which lives as long as Visor does.
 pub fn spawn(proc: Proc, program: &Path, args: &[String], exits: Sender<Event>) -> io::Result<u32> {
     let parent = std::process::id() as libc::pid_t;
-    let mut command = Command::new(program);
-    command
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit())
-        .process_group(0);
-    scrub_environment(&mut command);
+    let mut command = group_command(program, args);
+    command.stdout(Stdio::inherit()).stderr(Stdio::inherit());
     // SAFETY: the closure runs between fork and exec and only makes async-signal-safe calls
     // (prctl, getppid); it allocates nothing.
     unsafe {
@@ -86,6 +81,16 @@ pub const WITHHELD_VARIABLES: &[&str] = &[
     "GITHUB_TOKEN",
 ];
 
+/// `program args` with stdin from /dev/null, in its own process group and without
+/// [`WITHHELD_VARIABLES`]; the caller chooses stdout and stderr. Every process Visor starts
+/// (a node, or a short command of `folder_check::run_captured`) is made here.
+pub fn group_command<S: AsRef<OsStr>>(program: &Path, args: &[S]) -> Command {
+    let mut command = Command::new(program);
+    command.args(args).stdin(Stdio::null()).process_group(0);
+    scrub_environment(&mut command);
+    command
+}
+
 /// Removes [`WITHHELD_VARIABLES`] from a command's environment; every process Visor starts
 /// goes through here.
 pub fn scrub_environment(command: &mut Command) {
@@ -125,9 +130,12 @@ pub fn signal_group(pid: u32, signal: StopSignal) {
         StopSignal::Term => libc::SIGTERM,
         StopSignal::Kill => libc::SIGKILL,
     };
+    let Ok(pgid) = libc::pid_t::try_from(pid) else {
+        return;
+    };
     // SAFETY: kill(2) with a negative pid signals the process group; no memory is involved.
     unsafe {
-        libc::kill(-(pid as libc::pid_t), number);
+        libc::kill(-pgid, number);
     }
 }
 

@@ -13,6 +13,7 @@ use std::time::Duration;
 use crossbeam_channel::Sender;
 
 use crate::home::fingerprint::CheckedFolder;
+use crate::install::ToLog;
 use crate::machine::Event;
 use crate::node::commands::parse_latest_segment;
 use crate::node::folder_check::{check_upgrade_folder, run_captured};
@@ -113,11 +114,7 @@ pub fn install(
         "visor-install",
         move || {
             let folder = request.folder.clone();
-            let result =
-                crate::install::install_cancellable(&request, &cancel, &mut |msg, fields| {
-                    let fields: Vec<(&str, String)> = fields.into_iter().collect();
-                    crate::ops::log::info(msg, &fields)
-                })
+            let result = crate::install::install_cancellable(&request, &cancel, &mut ToLog)
                 .map_err(|e| e.to_string())
                 .and_then(|run| CheckedFolder::record(&folder, run))
                 .map(Box::new);
