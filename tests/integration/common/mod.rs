@@ -7,6 +7,7 @@
 
 #![allow(dead_code)]
 
+pub mod fake_github;
 pub mod faults;
 
 use std::fs;

@@ -3,17 +3,14 @@
 //! a failed prefetch is tried once more at the upgrade block; without `prefetch` the install
 //! happens only once the core has stopped.
 
-mod common;
-mod fake_github;
-
 use std::io::{Cursor, Write};
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
 use zip::write::SimpleFileOptions;
 
-use common::*;
-use fake_github::{FakeGithub, Reply};
+use crate::common::fake_github::{FakeGithub, Reply};
+use crate::common::*;
 
 const RELEASE_PATH: &str = "/repos/zeta-protocol/zeta/releases/tags/v2";
 

@@ -24,9 +24,6 @@
 //! `VISOR_FAULT_SEED=<seed>` replays the same kill delays. `VISOR_FAULT_KILLS` (default
 //! [`KILLS`]) sets the number of kills.
 
-mod common;
-mod fake_github;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{Cursor, Read, Seek, SeekFrom, Write};
@@ -39,9 +36,9 @@ use sha2::{Digest, Sha256};
 use zeta_visor::run_config::RunConfig;
 use zip::write::SimpleFileOptions;
 
-use common::faults::*;
-use common::*;
-use fake_github::{FakeGithub, Reply};
+use crate::common::fake_github::{FakeGithub, Reply};
+use crate::common::faults::*;
+use crate::common::*;
 
 /// Kills per CI run; `VISOR_FAULT_KILLS` sets another number.
 const KILLS: usize = 30;

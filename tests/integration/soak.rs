@@ -14,9 +14,7 @@
 //! `VISOR_SOAK_UPGRADES` (default 200) and `VISOR_SOAK_SAMPLE_EVERY` (default 40, or 100
 //! from 500 upgrades on) set the size; `bench/soak.sh` runs 1,000 on the release build.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::fs;
 use std::io::Read;
 use std::os::unix::fs::symlink;

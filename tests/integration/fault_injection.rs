@@ -17,10 +17,8 @@
 //! 105, split over three tests) sets the number of kills; `bench/fault_injection.sh` runs a
 //! longer campaign on the release build.
 
-mod common;
-
-use common::faults::*;
-use common::*;
+use crate::common::faults::*;
+use crate::common::*;
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Seek, SeekFrom};

@@ -1,0 +1,26 @@
+//! The integration tests, one binary (`cargo test --test integration`): every module below
+//! runs the built `visor` and `zeta-core-sim` (or the library, for the properties and the
+//! manual-page checks). One binary is linked once, and its tests share the machine's cores.
+//!
+//! `common` holds the helpers every module may use: a fresh home per test, a running Visor,
+//! the simulator's record, polling with deadlines, the fault-injection support and the fake
+//! GitHub.
+
+mod common;
+
+mod auto_install_run;
+mod bad_config;
+mod docs;
+mod fault_injection;
+mod fault_injection_install;
+mod hostile;
+mod hostile_inputs;
+mod install;
+mod migration;
+mod one_visor;
+mod operations;
+mod properties;
+mod sim_protocol;
+mod soak;
+mod supervision;
+mod upgrade;
