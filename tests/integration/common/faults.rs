@@ -1,8 +1,6 @@
 //! Shared by the fault-injection tests: a seedable random source for kill moments, an
 //! incremental reader of the simulator's record, and the checks of HOME after a kill.
 
-#![allow(dead_code)]
-
 use std::fs;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};

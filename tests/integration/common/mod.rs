@@ -5,8 +5,6 @@
 //! On a failing test the environment prints Visor's log, the simulator's record and a
 //! listing of the home folder, then kills every process it started.
 
-#![allow(dead_code)]
-
 pub mod fake_github;
 pub mod faults;
 
@@ -90,7 +88,6 @@ pub struct Version<'a> {
     pub version: &'a str,
     pub sim_flags: &'a [&'a str],
     pub data_node: bool,
-    pub core_args: Option<Vec<String>>,
 }
 
 impl<'a> Version<'a> {
@@ -100,7 +97,6 @@ impl<'a> Version<'a> {
             version,
             sim_flags: &[],
             data_node: false,
-            core_args: None,
         }
     }
     pub fn flags(mut self, flags: &'a [&'a str]) -> Self {
@@ -109,10 +105,6 @@ impl<'a> Version<'a> {
     }
     pub fn with_data_node(mut self) -> Self {
         self.data_node = true;
-        self
-    }
-    pub fn core_args(mut self, args: &[&str]) -> Self {
-        self.core_args = Some(args.iter().map(|a| a.to_string()).collect());
         self
     }
 }
@@ -175,10 +167,7 @@ impl Env {
         fs::create_dir_all(&folder).unwrap();
         fs::set_permissions(&folder, fs::Permissions::from_mode(0o755)).unwrap();
         self.write_wrapper(&folder, v.version, v.sim_flags);
-        let core_args = v
-            .core_args
-            .clone()
-            .unwrap_or_else(|| vec!["start".into(), "--home".into(), self.node_home()]);
+        let core_args = vec!["start".into(), "--home".into(), self.node_home()];
         let mut text = format!(
             "name = \"{}\"\n[zeta]\n  [zeta.binary]\n    path = \"zeta\"\n    args = {}\n  [zeta.rpc]\n    socketPath = \"{}\"\n    httpPath = \"/rpc\"\n",
             v.version,
