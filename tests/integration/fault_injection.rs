@@ -12,8 +12,9 @@
 //!   past the 5 s deadline, an RPC that never answers, an answer that is not JSON, and a home
 //!   folder that turns read-only just before the switch of `current`.
 //!
-//! The random moments come from a seeded xorshift generator; the seed is printed, and
-//! `VISOR_FAULT_SEED=<seed>` replays the same kill delays. `VISOR_FAULT_ITERATIONS` (default
+//! The random moments come from a seeded xorshift generator; the seed ([`seed`]: fixed
+//! unless `VISOR_SEED` is set) is printed, and `VISOR_SEED=<seed>` replays the same kill
+//! delays. `VISOR_FAULT_ITERATIONS` (default
 //! 105, split over three tests) sets the number of kills; `bench/fault_injection.sh` runs a
 //! longer campaign on the release build.
 

@@ -20,8 +20,9 @@
 //!   the disk is usable again the install at the upgrade block succeeds. These need a mount
 //!   (root); they are skipped with a printed reason otherwise.
 //!
-//! The random moments come from a seeded xorshift generator; the seed is printed, and
-//! `VISOR_FAULT_SEED=<seed>` replays the same kill delays. `VISOR_FAULT_KILLS` (default
+//! The random moments come from a seeded xorshift generator; the seed ([`seed`]: fixed
+//! unless `VISOR_SEED` is set) is printed, and `VISOR_SEED=<seed>` replays the same kill
+//! delays. `VISOR_FAULT_KILLS` (default
 //! [`KILLS`]) sets the number of kills.
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use proptest::collection::{btree_map, vec};
 use proptest::option;
 use proptest::prelude::*;
+use proptest::test_runner::RngSeed;
 use serde_json::{json, Value};
 
 use zeta_visor::config::{Config, LogFormat, LogLevel};
@@ -40,6 +41,8 @@ use zeta_visor::node_commands::{
 use zeta_visor::rpc::{parse_status_answer, RpcError};
 use zeta_visor::run_config::RunConfig;
 
+use crate::common::seed;
+
 const CONFIG_FILE: &str = "/srv/visor/config.toml";
 const RUN_CONFIG_FILE: &str = "/srv/visor/v1.2.3/run-config.toml";
 
@@ -47,8 +50,9 @@ const RUN_CONFIG_FILE: &str = "/srv/visor/v1.2.3/run-config.toml";
 // Shared generators and helpers
 // ---------------------------------------------------------------------------------------------
 
-/// `n` cases per property (or `PROPTEST_CASES`, for the longer runs of bench/properties.sh);
-/// a failure prints its shrunk input instead of writing a regressions file into the source
+/// `n` cases per property (or `PROPTEST_CASES`, for the longer runs of bench/properties.sh),
+/// generated from the run's seed ([`seed`]: fixed unless `VISOR_SEED` says otherwise); a
+/// failure prints its shrunk input instead of writing a regressions file into the source
 /// tree.
 fn cases(n: u32) -> ProptestConfig {
     let n = std::env::var("PROPTEST_CASES")
@@ -58,6 +62,7 @@ fn cases(n: u32) -> ProptestConfig {
     ProptestConfig {
         cases: n,
         failure_persistence: None,
+        rng_seed: RngSeed::Fixed(seed("properties")),
         ..ProptestConfig::default()
     }
 }

@@ -22,6 +22,38 @@ pub const SIM: &str = env!("CARGO_BIN_EXE_zeta-core-sim");
 /// does not wait for it.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
+/// The seed of every random source of the tests when `VISOR_SEED` is not set, so that two
+/// runs of `cargo test` generate the same kill moments and the same property cases.
+pub const DEFAULT_SEED: u64 = 0x7a65_7461_5eed;
+
+/// The seed of this run: `VISOR_SEED=<n>` replays a run, `VISOR_SEED=random` takes one from
+/// the clock (once per run, shared by every test); `VISOR_FAULT_SEED` is an older name for
+/// `VISOR_SEED`. Else [`DEFAULT_SEED`]. Printed by each test that uses it, so a failure shows
+/// the seed that replays it.
+pub fn seed(test: &str) -> u64 {
+    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let seed = *SEED.get_or_init(|| {
+        let (name, value) = match std::env::var("VISOR_SEED") {
+            Ok(value) => ("VISOR_SEED", value),
+            Err(_) => match std::env::var("VISOR_FAULT_SEED") {
+                Ok(value) => ("VISOR_FAULT_SEED", value),
+                Err(_) => return DEFAULT_SEED,
+            },
+        };
+        match value.trim() {
+            "random" => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64,
+            number => number
+                .parse()
+                .unwrap_or_else(|_| panic!("{name}={value:?}: expected a number or \"random\"")),
+        }
+    });
+    println!("{test}: seed {seed} (replay with VISOR_SEED={seed})");
+    seed
+}
+
 /// Polls `check` every 20 ms until it returns `Some` or the deadline passes.
 pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
