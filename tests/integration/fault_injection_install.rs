@@ -22,8 +22,9 @@
 //!
 //! The random moments come from a seeded xorshift generator; the seed ([`seed`]: fixed
 //! unless `VISOR_SEED` is set) is printed, and `VISOR_SEED=<seed>` replays the same kill
-//! delays. `VISOR_FAULT_KILLS` (default
-//! [`KILLS`]) sets the number of kills.
+//! delays. The number of kills is
+//! [`QUICK_KILLS`] by default and [`KILLS`] with `VISOR_SLOW_TESTS=1` (as CI runs it);
+//! `VISOR_FAULT_KILLS` sets another.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -41,7 +42,9 @@ use crate::common::fake_github::{FakeGithub, Reply};
 use crate::common::faults::*;
 use crate::common::*;
 
-/// Kills per CI run; `VISOR_FAULT_KILLS` sets another number.
+/// Kills by default: one aimed at each step.
+const QUICK_KILLS: usize = 5;
+/// Kills per CI run (`VISOR_SLOW_TESTS=1`); `VISOR_FAULT_KILLS` sets another number.
 const KILLS: usize = 30;
 
 /// Parent-death delivery plus the simulator's exit delay must fit in this (SPEC section 3).
@@ -78,11 +81,7 @@ const PART_BYTES: usize = 1024;
 // ---------------------------------------------------------------------------------------------
 
 fn kills() -> usize {
-    std::env::var("VISOR_FAULT_KILLS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(KILLS)
-        .max(1)
+    campaign_size("VISOR_FAULT_KILLS", QUICK_KILLS, KILLS).max(1)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -41,7 +41,10 @@ use zeta_visor::node_commands::{
 use zeta_visor::rpc::{parse_status_answer, RpcError};
 use zeta_visor::run_config::RunConfig;
 
-use crate::common::seed;
+use crate::common::{seed, slow_tests};
+
+/// Cases per property without `VISOR_SLOW_TESTS`.
+const QUICK_CASES: u32 = 64;
 
 const CONFIG_FILE: &str = "/srv/visor/config.toml";
 const RUN_CONFIG_FILE: &str = "/srv/visor/v1.2.3/run-config.toml";
@@ -50,15 +53,16 @@ const RUN_CONFIG_FILE: &str = "/srv/visor/v1.2.3/run-config.toml";
 // Shared generators and helpers
 // ---------------------------------------------------------------------------------------------
 
-/// `n` cases per property (or `PROPTEST_CASES`, for the longer runs of bench/properties.sh),
-/// generated from the run's seed ([`seed`]: fixed unless `VISOR_SEED` says otherwise); a
-/// failure prints its shrunk input instead of writing a regressions file into the source
-/// tree.
+/// `n` cases per property under `VISOR_SLOW_TESTS` (as CI runs them), at most
+/// [`QUICK_CASES`] without it, or `PROPTEST_CASES` (for the longer runs of
+/// bench/properties.sh); generated from the run's seed ([`seed`]: fixed unless `VISOR_SEED`
+/// says otherwise). A failure prints its shrunk input instead of writing a regressions file
+/// into the source tree.
 fn cases(n: u32) -> ProptestConfig {
     let n = std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(n);
+        .unwrap_or(if slow_tests() { n } else { n.min(QUICK_CASES) });
     ProptestConfig {
         cases: n,
         failure_persistence: None,

@@ -22,6 +22,28 @@ pub const SIM: &str = env!("CARGO_BIN_EXE_zeta-core-sim");
 /// does not wait for it.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
+/// True when `VISOR_SLOW_TESTS` is set to anything but `0` or nothing: the long campaigns (the
+/// SIGKILL campaigns, the soak, the property tests) then run at full size, as CI runs them.
+/// Without it they run a handful of kills, a few upgrades and 64 cases per property, so that
+/// `cargo test` stays quick and still goes through every step of each.
+pub fn slow_tests() -> bool {
+    std::env::var("VISOR_SLOW_TESTS").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// The size of a long campaign: the number in the environment variable `var` when it is set
+/// (`VISOR_FAULT_ITERATIONS`, `VISOR_FAULT_KILLS`, `VISOR_SOAK_UPGRADES`), else `full` under
+/// [`slow_tests`], else `quick`.
+pub fn campaign_size(var: &str, quick: usize, full: usize) -> usize {
+    match std::env::var(var) {
+        Ok(value) => value
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{var}={value:?}: expected a number")),
+        Err(_) if slow_tests() => full,
+        Err(_) => quick,
+    }
+}
+
 /// The seed of every random source of the tests when `VISOR_SEED` is not set, so that two
 /// runs of `cargo test` generate the same kill moments and the same property cases.
 pub const DEFAULT_SEED: u64 = 0x7a65_7461_5eed;
