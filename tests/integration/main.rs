@@ -1,6 +1,7 @@
 //! The integration tests, one binary (`cargo test --test integration`): every module below
-//! runs the built `visor` and `zeta-core-sim` (or the library, for the properties and the
-//! manual-page checks). One binary is linked once, and its tests share the machine's cores.
+//! runs the built `visor` and `zeta-core-sim` (or the library, for the properties). One
+//! binary is linked once, and its tests share the machine's cores. tests/docs.rs, which keeps
+//! the manual pages in step with the code, is a binary of its own because the pages name it.
 //!
 //! `common` holds the helpers every module may use: a fresh home per test, a running Visor,
 //! the simulator's record, polling with deadlines, the fault-injection support and the fake
@@ -10,7 +11,6 @@ mod common;
 
 mod auto_install_run;
 mod bad_config;
-mod docs;
 mod fault_injection;
 mod fault_injection_install;
 mod hostile;
