@@ -1,4 +1,4 @@
-//! Auto-install inside `visor run` (SPEC section 7): with `prefetch` the release is installed
+//! Auto-install inside `visor run` (visor(1), AUTO-INSTALL): with `prefetch` the release is installed
 //! as soon as the core accepts it, so the upgrade at the ready moment finds a ready folder;
 //! a failed prefetch is tried once more at the upgrade block; without `prefetch` the install
 //! happens only once the core has stopped.

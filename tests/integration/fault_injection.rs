@@ -1,5 +1,5 @@
-//! Fault injection against the real `visor` and the core-node simulator (SPEC sections 1, 3, 6
-//! and 7): what survives when things go wrong at the worst moment.
+//! Fault injection against the real `visor` and the core-node simulator (visor(1), UPGRADE
+//! SEQUENCE and SUPERVISION): what survives when things go wrong at the worst moment.
 //!
 //! - SIGKILL of Visor at random moments of an upgrade (announce → folder check → ready → stop
 //!   → switch → new start), with the stopping window widened by the simulator's
@@ -29,7 +29,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// Parent-death delivery plus the simulator's exit delay must fit in this (SPEC section 3).
+/// Parent-death delivery plus the simulator's exit delay must fit in this: a node process
+/// gets SIGTERM as its parent-death signal, so it does not outlive a killed Visor.
 const SURVIVOR_LIMIT: Duration = Duration::from_secs(2);
 
 // ---------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-//! Fault injection against auto-install inside `visor run` (SPEC sections 1 and 7): what
+//! Fault injection against auto-install inside `visor run` (visor(1), AUTO-INSTALL): what
 //! survives when an install is interrupted or the home folder fails under it.
 //!
 //! - SIGKILL of Visor at random moments while it installs an accepted release with prefetch
@@ -47,7 +47,8 @@ const QUICK_KILLS: usize = 5;
 /// Kills per CI run (`VISOR_SLOW_TESTS=1`); `VISOR_FAULT_KILLS` sets another number.
 const KILLS: usize = 30;
 
-/// Parent-death delivery plus the simulator's exit delay must fit in this (SPEC section 3).
+/// Parent-death delivery plus the simulator's exit delay must fit in this: a node process
+/// gets SIGTERM as its parent-death signal, so it does not outlive a killed Visor.
 const SURVIVOR_LIMIT: Duration = Duration::from_secs(2);
 
 /// The release lookup's answer stops half-way for this long.

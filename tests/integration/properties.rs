@@ -221,12 +221,13 @@ fn apply(text: &str, edit: &Edit) -> String {
     }
 }
 
-/// A release tag by the SPEC's rule.
+/// A release tag by the tag rule: an ASCII letter or digit, then up to 127 of letters, digits,
+/// `.`, `_`, `+` and `-`.
 fn valid_tag() -> impl Strategy<Value = String> {
     "[A-Za-z0-9][A-Za-z0-9._+-]{0,127}"
 }
 
-/// The SPEC's tag rule, written as a plain model: the regex
+/// The tag rule, written as a plain model: the regex
 /// `^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$`, and neither `.` nor `..`.
 fn tag_model(tag: &str) -> bool {
     const FIRST: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";

@@ -1,6 +1,6 @@
 //! Soak: many consecutive upgrades with the simulator at the fastest poll intervals, proving
 //! that Visor does not leak: its open file descriptors, threads and resident memory, read
-//! from `/proc/<visor pid>/` at regular pause points, stay flat (SPEC sections 3 and 7).
+//! from `/proc/<visor pid>/` at regular pause points, stay flat.
 //!
 //! Versions v0 (genesis) .. vN each accept the next version at once and are ready for it
 //! 30-50 ms after they start. At every `VISOR_SOAK_SAMPLE_EVERY`-th version the core waits for
