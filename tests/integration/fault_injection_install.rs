@@ -2,7 +2,7 @@
 //! survives when an install is interrupted or the home folder fails under it.
 //!
 //! - SIGKILL of Visor at random moments while it installs an accepted release with prefetch
-//!   from a fake GitHub on 127.0.0.1 (tests/fake_github): during the release lookup (its
+//!   from a fake GitHub on 127.0.0.1 (common/fake_github.rs): during the release lookup (its
 //!   answer stalls half-way), during the download of an asset of about 1.4 MiB (which stalls
 //!   half-way too), during the zip extraction (400 small files, each fsynced) and the version
 //!   check (`zeta version` takes 80 ms), and around the rename of the finished folder into

@@ -1,4 +1,4 @@
-//! `visor prepare` against a fake GitHub on 127.0.0.1 (tests/fake_github): the whole
+//! `visor prepare` against a fake GitHub on 127.0.0.1 (common/fake_github.rs): the whole
 //! auto-install pipeline as an operator runs it — release lookup, download
 //! (with redirects, retries and truncation), SHA-256 verification, zip checks, the derived
 //! run-config, the version check — and, after every outcome, a home folder with no
