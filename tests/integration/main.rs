@@ -5,7 +5,9 @@
 //!
 //! `common` holds the helpers every module may use: a fresh home per test, a running Visor,
 //! the simulator's record, polling with deadlines, the fault-injection support and the fake
-//! GitHub.
+//! GitHub; also the run's random seed (`common::seed`: fixed unless `VISOR_SEED` is set) and
+//! the switch to the long campaigns (`common::slow_tests`: `VISOR_SLOW_TESTS=1`, as CI runs
+//! them). ARCHITECTURE.md "Testing" describes both.
 
 mod common;
 
