@@ -1,7 +1,5 @@
-//! Shared by the fault-injection tests: a seedable random source for kill moments, an
-//! incremental reader of the simulator's record, and the checks of HOME after a kill.
-
-#![allow(dead_code)]
+//! Shared by the fault-injection tests: a seedable random source for kill moments (seeded
+//! with [`super::seed`]), an incremental reader of the simulator's record, and the checks of HOME after a kill.
 
 use std::fs;
 use std::io::{Read, Seek, SeekFrom};
@@ -30,21 +28,6 @@ impl XorShift {
     pub fn below(&mut self, bound: u64) -> u64 {
         self.next() % bound.max(1)
     }
-}
-
-/// The seed from `VISOR_FAULT_SEED`, else one taken from the clock; printed either way.
-pub fn seed(test: &str) -> u64 {
-    let seed = std::env::var("VISOR_FAULT_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    println!("{test}: seed {seed} (replay with VISOR_FAULT_SEED={seed})");
-    seed
 }
 
 /// The simulator's record, read incrementally: only what was appended since the last call is

@@ -1,9 +1,8 @@
 //! `visor run` against the simulator: start, crash and restart, restart budget, signals,
-//! parent death, data-node restarts and configuration reload (SPEC sections 1, 3, 4).
+//! parent death, data-node restarts and configuration reload (visor(1), SUPERVISION and
+//! SIGNALS; visor-config(5), RELOADING).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;

@@ -7,8 +7,6 @@
 //!
 //! It must stay a test double: no TLS, no keep-alive, no request bodies.
 
-#![allow(dead_code)]
-
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};

@@ -1,8 +1,8 @@
-//! Fault injection against auto-install inside `visor run` (SPEC sections 1 and 7): what
+//! Fault injection against auto-install inside `visor run` (visor(1), AUTO-INSTALL): what
 //! survives when an install is interrupted or the home folder fails under it.
 //!
 //! - SIGKILL of Visor at random moments while it installs an accepted release with prefetch
-//!   from a fake GitHub on 127.0.0.1 (tests/fake_github): during the release lookup (its
+//!   from a fake GitHub on 127.0.0.1 (common/fake_github.rs): during the release lookup (its
 //!   answer stalls half-way), during the download of an asset of about 1.4 MiB (which stalls
 //!   half-way too), during the zip extraction (400 small files, each fsynced) and the version
 //!   check (`zeta version` takes 80 ms), and around the rename of the finished folder into
@@ -20,12 +20,11 @@
 //!   the disk is usable again the install at the upgrade block succeeds. These need a mount
 //!   (root); they are skipped with a printed reason otherwise.
 //!
-//! The random moments come from a seeded xorshift generator; the seed is printed, and
-//! `VISOR_FAULT_SEED=<seed>` replays the same kill delays. `VISOR_FAULT_KILLS` (default
-//! [`KILLS`]) sets the number of kills.
-
-mod common;
-mod fake_github;
+//! The random moments come from a seeded xorshift generator; the seed ([`seed`]: fixed
+//! unless `VISOR_SEED` is set) is printed, and `VISOR_SEED=<seed>` replays the same kill
+//! delays. The number of kills is
+//! [`QUICK_KILLS`] by default and [`KILLS`] with `VISOR_SLOW_TESTS=1` (as CI runs it);
+//! `VISOR_FAULT_KILLS` sets another.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -39,14 +38,17 @@ use sha2::{Digest, Sha256};
 use zeta_visor::config::run_config::RunConfig;
 use zip::write::SimpleFileOptions;
 
-use common::faults::*;
-use common::*;
-use fake_github::{FakeGithub, Reply};
+use crate::common::fake_github::{FakeGithub, Reply};
+use crate::common::faults::*;
+use crate::common::*;
 
-/// Kills per CI run; `VISOR_FAULT_KILLS` sets another number.
+/// Kills by default: one aimed at each step.
+const QUICK_KILLS: usize = 5;
+/// Kills per CI run (`VISOR_SLOW_TESTS=1`); `VISOR_FAULT_KILLS` sets another number.
 const KILLS: usize = 30;
 
-/// Parent-death delivery plus the simulator's exit delay must fit in this (SPEC section 3).
+/// Parent-death delivery plus the simulator's exit delay must fit in this: a node process
+/// gets SIGTERM as its parent-death signal, so it does not outlive a killed Visor.
 const SURVIVOR_LIMIT: Duration = Duration::from_secs(2);
 
 /// The release lookup's answer stops half-way for this long.
@@ -80,11 +82,7 @@ const PART_BYTES: usize = 1024;
 // ---------------------------------------------------------------------------------------------
 
 fn kills() -> usize {
-    std::env::var("VISOR_FAULT_KILLS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(KILLS)
-        .max(1)
+    campaign_size("VISOR_FAULT_KILLS", QUICK_KILLS, KILLS).max(1)
 }
 
 // ---------------------------------------------------------------------------------------------

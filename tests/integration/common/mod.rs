@@ -5,8 +5,7 @@
 //! On a failing test the environment prints Visor's log, the simulator's record and a
 //! listing of the home folder, then kills every process it started.
 
-#![allow(dead_code)]
-
+pub mod fake_github;
 pub mod faults;
 
 use std::fs;
@@ -22,6 +21,60 @@ pub const SIM: &str = env!("CARGO_BIN_EXE_zeta-core-sim");
 /// Generous, so a loaded two-core machine passes; conditions are polled, so a fast machine
 /// does not wait for it.
 pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// True when `VISOR_SLOW_TESTS` is set to anything but `0` or nothing: the long campaigns (the
+/// SIGKILL campaigns, the soak, the property tests) then run at full size, as CI runs them.
+/// Without it they run a handful of kills, a few upgrades and 64 cases per property, so that
+/// `cargo test` stays quick and still goes through every step of each.
+pub fn slow_tests() -> bool {
+    std::env::var("VISOR_SLOW_TESTS").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// The size of a long campaign: the number in the environment variable `var` when it is set
+/// (`VISOR_FAULT_ITERATIONS`, `VISOR_FAULT_KILLS`, `VISOR_SOAK_UPGRADES`), else `full` under
+/// [`slow_tests`], else `quick`.
+pub fn campaign_size(var: &str, quick: usize, full: usize) -> usize {
+    match std::env::var(var) {
+        Ok(value) => value
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{var}={value:?}: expected a number")),
+        Err(_) if slow_tests() => full,
+        Err(_) => quick,
+    }
+}
+
+/// The seed of every random source of the tests when `VISOR_SEED` is not set, so that two
+/// runs of `cargo test` generate the same kill moments and the same property cases.
+pub const DEFAULT_SEED: u64 = 0x7a65_7461_5eed;
+
+/// The seed of this run: `VISOR_SEED=<n>` replays a run, `VISOR_SEED=random` takes one from
+/// the clock (once per run, shared by every test); `VISOR_FAULT_SEED` is an older name for
+/// `VISOR_SEED`. Else [`DEFAULT_SEED`]. Printed by each test that uses it, so a failure shows
+/// the seed that replays it.
+pub fn seed(test: &str) -> u64 {
+    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let seed = *SEED.get_or_init(|| {
+        let (name, value) = match std::env::var("VISOR_SEED") {
+            Ok(value) => ("VISOR_SEED", value),
+            Err(_) => match std::env::var("VISOR_FAULT_SEED") {
+                Ok(value) => ("VISOR_FAULT_SEED", value),
+                Err(_) => return DEFAULT_SEED,
+            },
+        };
+        match value.trim() {
+            "random" => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64,
+            number => number
+                .parse()
+                .unwrap_or_else(|_| panic!("{name}={value:?}: expected a number or \"random\"")),
+        }
+    });
+    println!("{test}: seed {seed} (replay with VISOR_SEED={seed})");
+    seed
+}
 
 /// Polls `check` every 20 ms until it returns `Some` or the deadline passes.
 pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
@@ -89,7 +142,6 @@ pub struct Version<'a> {
     pub version: &'a str,
     pub sim_flags: &'a [&'a str],
     pub data_node: bool,
-    pub core_args: Option<Vec<String>>,
 }
 
 impl<'a> Version<'a> {
@@ -99,7 +151,6 @@ impl<'a> Version<'a> {
             version,
             sim_flags: &[],
             data_node: false,
-            core_args: None,
         }
     }
     pub fn flags(mut self, flags: &'a [&'a str]) -> Self {
@@ -108,10 +159,6 @@ impl<'a> Version<'a> {
     }
     pub fn with_data_node(mut self) -> Self {
         self.data_node = true;
-        self
-    }
-    pub fn core_args(mut self, args: &[&str]) -> Self {
-        self.core_args = Some(args.iter().map(|a| a.to_string()).collect());
         self
     }
 }
@@ -174,10 +221,7 @@ impl Env {
         fs::create_dir_all(&folder).unwrap();
         fs::set_permissions(&folder, fs::Permissions::from_mode(0o755)).unwrap();
         self.write_wrapper(&folder, v.version, v.sim_flags);
-        let core_args = v
-            .core_args
-            .clone()
-            .unwrap_or_else(|| vec!["start".into(), "--home".into(), self.node_home()]);
+        let core_args = vec!["start".into(), "--home".into(), self.node_home()];
         let mut text = format!(
             "name = \"{}\"\n[zeta]\n  [zeta.binary]\n    path = \"zeta\"\n    args = {}\n  [zeta.rpc]\n    socketPath = \"{}\"\n    httpPath = \"/rpc\"\n",
             v.version,

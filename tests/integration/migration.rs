@@ -1,9 +1,8 @@
 //! A home folder laid out for Vega's visor (`[vega]` sections, only Vega's config keys) runs
-//! unchanged, through an upgrade (SPEC section 4 and 5; README "Migrating from Vega's visor").
+//! unchanged, through an upgrade (visor-config(5), DIFFERENCES FROM VEGA VISOR; README
+//! "Migrating from Vega's visor").
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::fs;
 use std::path::Path;
 

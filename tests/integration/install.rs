@@ -1,11 +1,8 @@
-//! `visor prepare` against a fake GitHub on 127.0.0.1 (tests/fake_github): the whole
+//! `visor prepare` against a fake GitHub on 127.0.0.1 (common/fake_github.rs): the whole
 //! auto-install pipeline as an operator runs it — release lookup, download
 //! (with redirects, retries and truncation), SHA-256 verification, zip checks, the derived
 //! run-config, the version check — and, after every outcome, a home folder with no
 //! `.visor-tmp-*` leftover and no half-made version folder.
-
-mod common;
-mod fake_github;
 
 use std::fs;
 use std::io::{Cursor, Write};
@@ -16,8 +13,8 @@ use std::process::Command;
 use sha2::{Digest, Sha256};
 use zip::write::SimpleFileOptions;
 
-use common::{Env, Version, SIM, VISOR};
-use fake_github::{FakeGithub, Reply};
+use crate::common::fake_github::{FakeGithub, Reply};
+use crate::common::{self, Env, Version, SIM, VISOR};
 
 const RELEASE_PATH: &str = "/repos/zeta-protocol/zeta/releases/tags/v2";
 

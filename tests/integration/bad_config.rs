@@ -2,9 +2,7 @@
 //! `visor check` reports the same problem; both accept the good homes. The cases include files
 //! that group or other users may write.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 

@@ -1,9 +1,7 @@
-//! Protocol upgrades end to end with the simulator (SPEC sections 1, 3, 6, 7): the core
+//! Protocol upgrades end to end with the simulator (visor(1), UPGRADE SEQUENCE): the core
 //! announces an accepted release, later says it is ready, and Visor swaps the binaries.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::fs;
 use std::path::Path;
 

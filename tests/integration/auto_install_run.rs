@@ -1,10 +1,7 @@
-//! Auto-install inside `visor run` (SPEC section 7): with `prefetch` the release is installed
+//! Auto-install inside `visor run` (visor(1), AUTO-INSTALL): with `prefetch` the release is installed
 //! as soon as the core accepts it, so the upgrade at the ready moment finds a ready folder;
 //! a failed prefetch is tried once more at the upgrade block; without `prefetch` the install
 //! happens only once the core has stopped.
-
-mod common;
-mod fake_github;
 
 use std::io::{Cursor, Write};
 use std::path::Path;
@@ -12,8 +9,8 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 use zip::write::SimpleFileOptions;
 
-use common::*;
-use fake_github::{FakeGithub, Reply};
+use crate::common::fake_github::{FakeGithub, Reply};
+use crate::common::*;
 
 const RELEASE_PATH: &str = "/repos/zeta-protocol/zeta/releases/tags/v2";
 

@@ -3,15 +3,12 @@
 //! crashing core leaves in its process group, an upgrade folder changed after its check, and
 //! a stop while an install is retrying.
 
-mod common;
-mod fake_github;
-
 use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
-use common::*;
-use fake_github::{FakeGithub, Reply};
+use crate::common::fake_github::{FakeGithub, Reply};
+use crate::common::*;
 
 fn lookups(github: &FakeGithub) -> usize {
     github

@@ -2,13 +2,11 @@
 //! `visor restart` and `visor switch` with and without a running Visor, and commands whose
 //! standard output is closed or full.
 
-mod common;
-
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::*;
+use crate::common::*;
 
 fn running_env(name: &str) -> Env {
     let mut env = Env::new(name);

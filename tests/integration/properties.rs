@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use proptest::collection::{btree_map, vec};
 use proptest::option;
 use proptest::prelude::*;
+use proptest::test_runner::RngSeed;
 use serde_json::{json, Value};
 
 use zeta_visor::config::run_config::RunConfig;
@@ -40,6 +41,11 @@ use zeta_visor::node::commands::{
     latest_segment_args, parse_latest_segment, parse_version, with_flag,
 };
 
+use crate::common::{seed, slow_tests};
+
+/// Cases per property without `VISOR_SLOW_TESTS`.
+const QUICK_CASES: u32 = 64;
+
 const CONFIG_FILE: &str = "/srv/visor/config.toml";
 const RUN_CONFIG_FILE: &str = "/srv/visor/v1.2.3/run-config.toml";
 
@@ -47,17 +53,20 @@ const RUN_CONFIG_FILE: &str = "/srv/visor/v1.2.3/run-config.toml";
 // Shared generators and helpers
 // ---------------------------------------------------------------------------------------------
 
-/// `n` cases per property (or `PROPTEST_CASES`, for the longer runs of bench/properties.sh);
-/// a failure prints its shrunk input instead of writing a regressions file into the source
-/// tree.
+/// `n` cases per property under `VISOR_SLOW_TESTS` (as CI runs them), at most
+/// [`QUICK_CASES`] without it, or `PROPTEST_CASES` (for the longer runs of
+/// bench/properties.sh); generated from the run's seed ([`seed`]: fixed unless `VISOR_SEED`
+/// says otherwise). A failure prints its shrunk input instead of writing a regressions file
+/// into the source tree.
 fn cases(n: u32) -> ProptestConfig {
     let n = std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(n);
+        .unwrap_or(if slow_tests() { n } else { n.min(QUICK_CASES) });
     ProptestConfig {
         cases: n,
         failure_persistence: None,
+        rng_seed: RngSeed::Fixed(seed("properties")),
         ..ProptestConfig::default()
     }
 }
@@ -212,12 +221,13 @@ fn apply(text: &str, edit: &Edit) -> String {
     }
 }
 
-/// A release tag by the SPEC's rule.
+/// A release tag by the tag rule: an ASCII letter or digit, then up to 127 of letters, digits,
+/// `.`, `_`, `+` and `-`.
 fn valid_tag() -> impl Strategy<Value = String> {
     "[A-Za-z0-9][A-Za-z0-9._+-]{0,127}"
 }
 
-/// The SPEC's tag rule, written as a plain model: the regex
+/// The tag rule, written as a plain model: the regex
 /// `^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$`, and neither `.` nor `..`.
 fn tag_model(tag: &str) -> bool {
     const FIRST: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";

@@ -1,9 +1,8 @@
 //! Operations: JSON logs, the systemd notify protocol and the metrics file, observed from
-//! outside while Visor runs the simulator through a restart and an upgrade (SPEC section 8).
+//! outside while Visor runs the simulator through a restart and an upgrade (visor(1), SYSTEMD
+//! and METRICS).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::path::Path;
 
 #[test]

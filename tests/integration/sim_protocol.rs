@@ -1,5 +1,5 @@
-//! Integration tests of the `zeta-core-sim` binary: its admin RPC must answer every row of the
-//! SPEC section 6 table as the real core's Go server does, follow its upgrade script, answer the
+//! Integration tests of the `zeta-core-sim` binary: its admin RPC must answer every request
+//! Visor sends as the real core's Go server does, follow its upgrade script, answer the
 //! `version` and `network-history` subcommands, and stop cleanly on SIGTERM.
 //!
 //! Each test runs the built binary in its own folder under the system temporary folder and talks

@@ -2,13 +2,11 @@
 //! that children must not inherit, and a config.toml replaced by a FIFO. Each test starts the
 //! real binary against the simulator and polls with deadlines.
 
-mod common;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 
 /// Makes the `zeta` wrapper of `folder` write its environment to
 /// `<test dir>/env-<label>-<first arg>-<pid>` before it execs the simulator.
