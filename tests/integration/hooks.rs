@@ -2,13 +2,11 @@
 //! with their environment, a failing `beforeSwitch` that blocks until config.toml is fixed, a
 //! hook past its time-out killed with the child it forked, and no hook outliving Visor.
 
-mod common;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::common::*;
 
 /// Writes an executable shell script `name` in the test folder; returns its path.
 fn script(env: &Env, name: &str, body: &str) -> PathBuf {

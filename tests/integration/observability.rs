@@ -2,9 +2,7 @@
 //! their priority when stderr is the journal, a metrics file that `promtool check metrics`
 //! accepts, and the manual's series list and alerting rules.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
