@@ -115,7 +115,12 @@ fn template_parser_finds_the_keys() {
     assert!(!keys.iter().any(|k| k.contains("v1")), "{keys:?}");
     assert_eq!(
         tables,
-        ["upgradeFolders", "autoInstall", "autoInstall.asset"],
+        [
+            "upgradeFolders",
+            "autoInstall",
+            "autoInstall.asset",
+            "hooks"
+        ],
         "tables of the template"
     );
 }
@@ -199,4 +204,51 @@ fn every_exit_code_is_documented() {
             "the EXIT STATUS table of man/visor.1 has no row for {code}"
         );
     }
+}
+
+/// Every source file has a row in ARCHITECTURE.md's code map: by its path, or by its name in
+/// a row that names its folder.
+#[test]
+fn every_module_is_in_the_code_map() {
+    let architecture = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("ARCHITECTURE.md"),
+    )
+    .unwrap();
+    let rows: Vec<&str> = architecture
+        .lines()
+        .filter(|l| l.starts_with("| `src/"))
+        .collect();
+    let mut missing = Vec::new();
+    let mut stack = vec![std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let relative = path
+                .strip_prefix(env!("CARGO_MANIFEST_DIR"))
+                .unwrap()
+                .display()
+                .to_string();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let folder = relative.trim_end_matches(&name).to_string();
+            let listed = rows.iter().any(|row| {
+                row.contains(&format!("`{relative}`"))
+                    || (row.contains(&format!("`{folder}")) && row.contains(&format!("`{name}`")))
+            });
+            if !listed {
+                missing.push(relative);
+            }
+        }
+    }
+    missing.sort();
+    assert!(
+        missing.is_empty(),
+        "ARCHITECTURE.md's code map has no row for {missing:?}"
+    );
 }
