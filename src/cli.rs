@@ -19,7 +19,9 @@ Usage:
   visor run --home PATH                       supervise the node (the service command)
   visor check --home PATH                     validate config, run-configs and binaries
   visor status --home PATH [--output json]    show the running version and pending upgrade
-  visor prepare VERSION --home PATH           install the upgrade folder for VERSION now
+  visor prepare VERSION --home PATH [--from FILE|ZIP|URL [--sha256 HEX]]
+                                              install the upgrade folder for VERSION now,
+                                              from GitHub or from the given source
   visor restart --home PATH [--wait SECONDS]  stop the node and start it again (running Visor)
   visor switch TAG --home PATH [--wait SECONDS]
                                               move to the patch release TAG (folder checked
@@ -56,6 +58,10 @@ pub enum Command {
     Prepare {
         home: PathBuf,
         version: String,
+        /// `--from SOURCE`: a local binary or zip, or a URL, instead of the GitHub release.
+        from: Option<String>,
+        /// `--sha256 HEX`: the digest the source must have.
+        sha256: Option<String>,
     },
     Restart {
         home: PathBuf,
@@ -97,6 +103,8 @@ pub fn parse(args: Vec<OsString>, env_home: Option<OsString>) -> Result<Command,
     let mut help = false;
     let mut version_flag = false;
     let mut wait: Option<Duration> = None;
+    let mut from: Option<String> = None;
+    let mut sha256: Option<String> = None;
 
     loop {
         let arg = match parser.next() {
@@ -123,6 +131,22 @@ pub fn parse(args: Vec<OsString>, env_home: Option<OsString>) -> Result<Command,
                 };
             }
             Long("with-data-node") => with_data_node = true,
+            Long("from") | Long("sha256") => {
+                let name = if matches!(arg, Long("from")) {
+                    "from"
+                } else {
+                    "sha256"
+                };
+                let value = parser.value().map_err(|e| UsageError(e.to_string()))?;
+                let value = value.into_string().map_err(|v| {
+                    UsageError(format!("--{name} {}: not valid UTF-8", v.to_string_lossy()))
+                })?;
+                if name == "from" {
+                    from = Some(value);
+                } else {
+                    sha256 = Some(value);
+                }
+            }
             Long("wait") => {
                 let value = parser.value().map_err(|e| UsageError(e.to_string()))?;
                 let seconds = value
@@ -174,6 +198,16 @@ pub fn parse(args: Vec<OsString>, env_home: Option<OsString>) -> Result<Command,
             "{command}: --with-data-node is only for init"
         )));
     }
+    if (from.is_some() || sha256.is_some()) && command != "prepare" {
+        return Err(UsageError(format!(
+            "{command}: --from and --sha256 are only for prepare"
+        )));
+    }
+    if sha256.is_some() && from.is_none() {
+        return Err(UsageError(
+            "prepare: --sha256 goes with --from (a GitHub release carries its own digest)".into(),
+        ));
+    }
     if wait.is_some() && command != "restart" && command != "switch" {
         return Err(UsageError(format!(
             "{command}: --wait is only for restart and switch"
@@ -218,6 +252,8 @@ pub fn parse(args: Vec<OsString>, env_home: Option<OsString>) -> Result<Command,
             Ok(Command::Prepare {
                 home: need_home()?,
                 version,
+                from,
+                sha256,
             })
         }
         "restart" => Ok(Command::Restart {
@@ -293,7 +329,9 @@ mod tests {
             parse_str(&["prepare", "v1.3.0", "--home", "/h"], None),
             Ok(Command::Prepare {
                 home: "/h".into(),
-                version: "v1.3.0".into()
+                version: "v1.3.0".into(),
+                from: None,
+                sha256: None,
             })
         );
         assert_eq!(

@@ -58,7 +58,17 @@ fn dispatch() -> i32 {
         Command::Run { home } => run::run(&absolute(&home)),
         Command::Check { home } => check::check(&absolute(&home)),
         Command::Status { home, output } => status::status(&absolute(&home), output),
-        Command::Prepare { home, version } => prepare::prepare(&absolute(&home), &version),
+        Command::Prepare {
+            home,
+            version,
+            from,
+            sha256,
+        } => prepare::prepare(
+            &absolute(&home),
+            &version,
+            from.as_deref(),
+            sha256.as_deref(),
+        ),
         Command::Restart { home, wait } => control::restart(&absolute(&home), wait),
         Command::Switch { home, tag, wait } => control::switch(&absolute(&home), &tag, wait),
     }

@@ -18,11 +18,27 @@ use super::run::config_or_exit;
 use super::{EXIT_CONFIG, EXIT_FAILURE, EXIT_OK};
 use crate::config::run_config::RunConfig;
 use crate::home::{self, Home, ReleaseTag, RUN_CONFIG_FILE};
+use crate::install::source::{install_from, parse_sha256, Source};
 use crate::install::{install_cancellable, InstallRequest, ToLog};
 use crate::node::folder_check::check_upgrade_folder;
 use crate::ops::log;
 
-pub fn prepare(root: &Path, tag: &str) -> i32 {
+/// `from` and `sha256` are `--from SOURCE` and `--sha256 HEX`: the release from a local
+/// binary or zip, or a URL, instead of the GitHub release.
+pub fn prepare(root: &Path, tag: &str, from: Option<&str>, sha256: Option<&str>) -> i32 {
+    let source = match from.map(Source::parse).transpose() {
+        Ok(source) => source,
+        Err(problem) => {
+            super::err(&format!(
+                "prepare: {problem}; give a local file or an https:// URL"
+            ));
+            return EXIT_FAILURE;
+        }
+    };
+    if let Some(Err(problem)) = sha256.map(parse_sha256) {
+        super::err(&format!("prepare: {problem}"));
+        return EXIT_FAILURE;
+    }
     let tag = match ReleaseTag::parse(tag) {
         Ok(tag) => tag,
         Err(problem) => {
@@ -56,7 +72,7 @@ pub fn prepare(root: &Path, tag: &str) -> i32 {
             return EXIT_CONFIG;
         }
     };
-    if !config.auto_install.enabled {
+    if !config.auto_install.enabled && source.is_none() {
         log::info(
             &format!(
                 "prepare: [autoInstall] enabled = false in {}; installing {tag} anyway because \
@@ -81,7 +97,11 @@ pub fn prepare(root: &Path, tag: &str) -> i32 {
         folder: folder.clone(),
         template,
     };
-    match install_cancellable(&request, &cancel, &mut ToLog) {
+    let installed = match &source {
+        Some(source) => install_from(&request, source, sha256, &cancel, &mut ToLog),
+        None => install_cancellable(&request, &cancel, &mut ToLog),
+    };
+    match installed {
         Ok(_) => {
             super::out(&format!("{}: ready for {tag}", folder.display()));
             EXIT_OK

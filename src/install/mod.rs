@@ -14,6 +14,7 @@ pub mod checksum;
 pub mod error;
 pub mod github;
 pub mod progress;
+pub mod source;
 pub mod staging;
 pub mod zip;
 

@@ -1104,3 +1104,105 @@ fn a_prepare_running_beside_a_starting_visor_keeps_its_download() {
     );
     assert!(case.home().join("v2").join("run-config.toml").is_file());
 }
+
+// ----- visor prepare --from -----
+
+impl Case {
+    /// Runs `visor prepare v2 --from SOURCE [--sha256 HEX]`.
+    fn prepare_from(&self, source: &str, sha256: Option<&str>) -> (i32, String) {
+        // A token in the environment must never reach a mirror.
+        let mut command = self.prepare_command("v2", &[("GITHUB_TOKEN", "secret-token")]);
+        command.args(["--from", source]);
+        if let Some(hex) = sha256 {
+            command.args(["--sha256", hex]);
+        }
+        let output = command.output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status.code().unwrap_or(-1), text)
+    }
+
+    /// Writes `data` as a file of the test folder, outside HOME.
+    fn outside(&self, name: &str, data: &[u8]) -> String {
+        let path = self.env.dir.join(name);
+        fs::write(&path, data).unwrap();
+        path.display().to_string()
+    }
+
+    /// The installed v2 folder holds a copy (not a link) of the binary, version-checked.
+    fn assert_installed_copy(&self, binary: &str) {
+        let folder = self.home().join("v2");
+        let meta = fs::symlink_metadata(folder.join(binary)).unwrap();
+        assert!(
+            meta.is_file(),
+            "{binary} is a regular file in the folder, not a link"
+        );
+        let run = zeta_visor::node::folder_check::check_upgrade_folder("v2", &folder).unwrap();
+        assert_eq!(run.name, "v2");
+        self.assert_no_leftovers();
+    }
+}
+
+#[test]
+fn prepare_from_a_local_binary_copies_it_into_the_folder() {
+    let case = Case::new("fromfile");
+    let source = case.outside("zeta-v2", &binary_script("v2"));
+    let (code, text) = case.prepare_from(&source, None);
+    assert_eq!(code, 0, "{text}");
+    case.assert_installed_copy("zeta-v2");
+    // Already ready: a no-op.
+    let (code, text) = case.prepare_from(&source, None);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("already"), "{text}");
+}
+
+#[test]
+fn prepare_from_a_local_zip_unpacks_it_and_checks_a_given_digest() {
+    let case = Case::new("fromzip");
+    let data = zip_of(&[Entry::File("zeta", binary_script("v2"))]);
+    let source = case.outside("release.zip", &data);
+    let (code, text) = case.prepare_from(&source, Some(&"0".repeat(64)));
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("SHA-256 mismatch"), "{text}");
+    case.assert_nothing_installed("v2");
+    let (code, text) = case.prepare_from(&source, Some(&sha256_hex(&data)));
+    assert_eq!(code, 0, "{text}");
+    case.assert_installed_copy("zeta");
+}
+
+#[test]
+fn prepare_from_a_url_needs_the_right_digest() {
+    let case = Case::new("fromurl");
+    let data = binary_script("v2");
+    case.github.route("/mirror/zeta", vec![Reply::bytes(&data)]);
+    let url = format!("{}/mirror/zeta", case.github.url());
+    let (code, text) = case.prepare_from(&url, None);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("--sha256"), "{text}");
+    let (code, text) = case.prepare_from(&url, Some(&sha256_hex(b"other")));
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("SHA-256 mismatch"), "{text}");
+    case.assert_nothing_installed("v2");
+    let (code, text) = case.prepare_from(&url, Some(&sha256_hex(&data)));
+    assert_eq!(code, 0, "{text}");
+    case.assert_installed_copy("zeta");
+    // No token went to the mirror.
+    assert!(case
+        .github
+        .requests_to("/mirror/zeta")
+        .iter()
+        .all(|r| r.header("authorization").is_none()));
+}
+
+#[test]
+fn prepare_from_a_binary_of_another_version_installs_nothing() {
+    let case = Case::new("fromwrong");
+    let source = case.outside("zeta", &binary_script("v3"));
+    let (code, text) = case.prepare_from(&source, None);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("reports version v3, expected v2"), "{text}");
+    case.assert_nothing_installed("v2");
+}
