@@ -5,8 +5,8 @@
 //! through [`upgrade_folder`] or [`release_folder`]) and the atomic switch. It does not decide
 //! when to switch.
 
-pub mod fingerprint;
 pub mod permissions;
+pub mod read;
 pub mod supervise_folder;
 pub mod tag;
 
@@ -161,8 +161,8 @@ impl Home {
     /// an earlier version left it there).
     pub fn read_upgrade_mark(&self) -> Option<(String, u64)> {
         // Read like a config file: a regular file of bounded size, never a FIFO that blocks.
-        let bytes = crate::config::read_config_file(&self.root.join(UPGRADE_MARK), "")
-            .or_else(|_| crate::config::read_config_file(&self.root.join(LEGACY_UPGRADE_MARK), ""))
+        let bytes = read::read_config_file(&self.root.join(UPGRADE_MARK), "")
+            .or_else(|_| read::read_config_file(&self.root.join(LEGACY_UPGRADE_MARK), ""))
             .ok()?;
         let text = String::from_utf8(bytes).ok()?;
         let (tag, height) = text.trim().split_once(' ')?;

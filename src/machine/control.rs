@@ -15,7 +15,7 @@ use super::{
 use crate::config::run_config::RunConfig;
 use crate::config::LogLevel;
 use crate::home;
-use crate::home::fingerprint::CheckedFolder;
+use crate::node::fingerprint::CheckedFolder;
 
 /// The request being carried out.
 #[derive(Debug)]

@@ -5,5 +5,6 @@
 
 pub mod client;
 pub mod commands;
+pub mod fingerprint;
 pub mod folder_check;
 pub mod poller;

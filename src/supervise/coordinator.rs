@@ -13,13 +13,13 @@ use crossbeam_channel::{select, Receiver, Sender};
 
 use crate::config::run_config::RunConfig;
 use crate::config::watch::ConfigResult;
-use crate::home::fingerprint::Fingerprint;
 use crate::home::supervise_folder::SuperviseFolder;
 use crate::home::{self, Home};
 use crate::install::InstallRequest;
 use crate::machine::{
     Action, ControlReply, Event, Machine, Polling, Proc, ReceivedSignal, SwitchError,
 };
+use crate::node::fingerprint::Fingerprint;
 use crate::node::poller::Polled;
 use crate::ops::log;
 use crate::ops::report::Reporter;

@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use crossbeam_channel::Sender;
 
-use crate::home::fingerprint::CheckedFolder;
 use crate::install::ToLog;
 use crate::machine::Event;
 use crate::node::commands::parse_latest_segment;
+use crate::node::fingerprint::CheckedFolder;
 use crate::node::folder_check::{check_upgrade_folder, run_captured};
 
 /// How long the data node may take to name its latest history segment.
