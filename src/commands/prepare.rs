@@ -26,25 +26,10 @@ use crate::ops::log;
 /// `from` and `sha256` are `--from SOURCE` and `--sha256 HEX`: the release from a local
 /// binary or zip, or a URL, instead of the GitHub release.
 pub fn prepare(root: &Path, tag: &str, from: Option<&str>, sha256: Option<&str>) -> i32 {
-    let source = match from.map(Source::parse).transpose() {
-        Ok(source) => source,
+    let (tag, source) = match arguments(tag, from, sha256) {
+        Ok(checked) => checked,
         Err(problem) => {
-            super::err(&format!(
-                "prepare: {problem}; give a local file or an https:// URL"
-            ));
-            return EXIT_FAILURE;
-        }
-    };
-    if let Some(Err(problem)) = sha256.map(parse_sha256) {
-        super::err(&format!("prepare: {problem}"));
-        return EXIT_FAILURE;
-    }
-    let tag = match ReleaseTag::parse(tag) {
-        Ok(tag) => tag,
-        Err(problem) => {
-            super::err(&format!(
-                "prepare: {problem}; give the release tag as the core announces it, e.g. v1.3.0"
-            ));
+            super::err(&format!("prepare: {problem}"));
             return EXIT_FAILURE;
         }
     };
@@ -111,6 +96,25 @@ pub fn prepare(root: &Path, tag: &str, from: Option<&str>, sha256: Option<&str>)
             EXIT_FAILURE
         }
     }
+}
+
+/// The tag and `--from` source, checked; `--sha256` is checked too (and used as given).
+fn arguments(
+    tag: &str,
+    from: Option<&str>,
+    sha256: Option<&str>,
+) -> Result<(ReleaseTag, Option<Source>), String> {
+    let source = from
+        .map(Source::parse)
+        .transpose()
+        .map_err(|problem| format!("{problem}; give a local file or an https:// URL"))?;
+    if let Some(hex) = sha256 {
+        parse_sha256(hex)?;
+    }
+    let tag = ReleaseTag::parse(tag).map_err(|problem| {
+        format!("{problem}; give the release tag as the core announces it, e.g. v1.3.0")
+    })?;
+    Ok((tag, source))
 }
 
 /// The run-config the new one derives from: the one `current` points at, or genesis's when

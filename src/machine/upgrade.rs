@@ -47,26 +47,7 @@ impl Machine {
             };
         let is_new = self.pending.as_ref().map(|p| &p.tag) != Some(&release.tag);
         if is_new {
-            self.log(
-                LogLevel::Info,
-                format!(
-                    "upgrade: release {} accepted at block {}",
-                    release.tag, release.height
-                ),
-                vec![("folder", folder.display().to_string())],
-            );
-            self.pending = Some(Pending {
-                tag: release.tag.clone(),
-                height: release.height,
-                folder,
-                state: FolderState::Checking,
-                last_complaint: None,
-                gate: Default::default(),
-            });
-            self.clear_timer(Timer::FolderRecheck);
-            self.cancel_superseded_install();
-            self.request_check();
-            self.start_polling();
+            self.accept(&release.tag, release.height, folder);
         } else if let Some(pending) = &mut self.pending {
             pending.height = release.height;
         }
@@ -86,6 +67,28 @@ impl Machine {
             });
             self.begin_stop(now, AfterStop::Upgrade);
         }
+    }
+
+    /// A release the core accepted that is not pending yet: it becomes the pending one, its
+    /// folder is checked, and polling speeds up.
+    fn accept(&mut self, tag: &str, height: u64, folder: PathBuf) {
+        self.log(
+            LogLevel::Info,
+            format!("upgrade: release {tag} accepted at block {height}"),
+            vec![("folder", folder.display().to_string())],
+        );
+        self.pending = Some(Pending {
+            tag: tag.to_string(),
+            height,
+            folder,
+            state: FolderState::Checking,
+            last_complaint: None,
+            gate: Default::default(),
+        });
+        self.clear_timer(Timer::FolderRecheck);
+        self.cancel_superseded_install();
+        self.request_check();
+        self.start_polling();
     }
 
     // ----- upgrading -----

@@ -172,7 +172,6 @@ impl Coordinator {
 
     /// Carries out one action; the event it produced at once, if any.
     fn execute(&mut self, action: Action) -> Option<Event> {
-        let events = || self.channels.events_tx.clone();
         match action {
             Action::Log { level, msg, fields } => {
                 let fields: Vec<(&str, String)> = fields.into_iter().collect();
@@ -203,37 +202,12 @@ impl Coordinator {
                 let _ = self.channels.reload.try_send(());
                 None
             }
-            Action::QuerySegment { program, args } => {
-                workers::query_segment(program, args, events())
-            }
-            Action::CheckFolder { tag, folder } => {
-                workers::check_folder(tag, folder, false, events())
-            }
-            Action::CheckSwitchFolder { tag, folder } => {
-                workers::check_folder(tag, folder, true, events())
-            }
-            Action::ReadRunConfig { folder } => workers::read_run_config(folder, events()),
-            Action::RunHook {
-                id,
-                kind,
-                command,
-                env,
-                timeout,
-            } => {
-                let run = HookRun {
-                    id,
-                    kind,
-                    command,
-                    env,
-                    timeout,
-                };
-                hooks::start(run, self.hook_groups.clone(), events()).err()
-            }
-            Action::StartInstall {
-                tag,
-                folder,
-                template,
-            } => self.start_install(tag, folder, *template),
+            worker @ (Action::QuerySegment { .. }
+            | Action::CheckFolder { .. }
+            | Action::CheckSwitchFolder { .. }
+            | Action::ReadRunConfig { .. }
+            | Action::RunHook { .. }
+            | Action::StartInstall { .. }) => self.start_worker(worker),
             Action::CancelInstall { tag } => {
                 if let Some((_, cancel, _)) = self.install.as_ref().filter(|i| i.0 == tag) {
                     cancel.store(true, Ordering::Relaxed);
@@ -262,6 +236,49 @@ impl Coordinator {
             }
             Action::Exit(_) => None,
         }
+    }
+
+    /// Starts the worker thread an action asks for; the event that says it could not start,
+    /// if so (a worker that never starts must not leave the machine waiting).
+    fn start_worker(&mut self, action: Action) -> Option<Event> {
+        let events = || self.channels.events_tx.clone();
+        match action {
+            Action::QuerySegment { program, args } => {
+                workers::query_segment(program, args, events())
+            }
+            Action::CheckFolder { tag, folder } => {
+                workers::check_folder(tag, folder, false, events())
+            }
+            Action::CheckSwitchFolder { tag, folder } => {
+                workers::check_folder(tag, folder, true, events())
+            }
+            Action::ReadRunConfig { folder } => workers::read_run_config(folder, events()),
+            Action::RunHook {
+                id,
+                kind,
+                command,
+                env,
+                timeout,
+            } => self.run_hook(HookRun {
+                id,
+                kind,
+                command,
+                env,
+                timeout,
+            }),
+            Action::StartInstall {
+                tag,
+                folder,
+                template,
+            } => self.start_install(tag, folder, *template),
+            _ => None,
+        }
+    }
+
+    /// Starts a hook on its own thread; the event that says it could not start, if so.
+    fn run_hook(&self, run: HookRun) -> Option<Event> {
+        let events = self.channels.events_tx.clone();
+        hooks::start(run, self.hook_groups.clone(), events).err()
     }
 
     fn spawn(&self, proc: Proc, program: &Path, args: &[String]) -> Event {
