@@ -94,11 +94,11 @@ def main():
             f'[autoInstall]\nenabled = true\nprefetch = true\napiUrl = "{github.url}"\n')
     else:
         open(os.path.join(home, "config.toml"), "w").write("# defaults\n")
+        for k in range(upgrades + 1):
+            make_version(home, work, sim, k, upgrades, rng)
     if args.before_switch:
         with open(os.path.join(home, "config.toml"), "a") as f:
             f.write(f'[hooks]\nbeforeSwitch = ["{args.before_switch}"]\n')
-        for k in range(upgrades + 1):
-            make_version(home, work, sim, k, upgrades, rng)
     record = os.path.join(work, "record.jsonl")
     log = open(os.path.join(work, "visor.log"), "w")
     env = dict(os.environ, NO_PROXY="*")
