@@ -74,15 +74,10 @@ pub fn install_cancellable(
     cancel: &AtomicBool,
     progress: &mut dyn Progress,
 ) -> Result<RunConfig, InstallError> {
-    let tag = ReleaseTag::parse(&req.tag).map_err(invalid)?;
-    if let Some(run) = already_installed(tag.as_str(), &req.folder)? {
-        progress.report(
-            &format!("install: folder for {tag} is already in place"),
-            vec![("folder", req.folder.display().to_string())],
-        );
-        return Ok(run);
-    }
-    check_destination(req)?;
+    let tag = match begin(req, progress)? {
+        Begin::Ready(run) => return Ok(run),
+        Begin::Install(tag) => tag,
+    };
     let client = Client::new(&req.auto.api_url, github_token()?, &github::BACKOFF, cancel)
         .with_download_timeout(req.auto.download_timeout);
     let found = lookup(&client, req, progress)?;
@@ -102,6 +97,27 @@ pub fn install_cancellable(
     let unpacked = unpack(req, &found, &temp, &download, cancel, progress)?;
     let text = version_check(req, &found.what, &temp, &unpacked.binary, progress)?;
     place(req, &found.what, temp, &unpacked.folders, &text, progress)
+}
+
+/// Where an install starts from: the folder already in place, or a tag to install.
+enum Begin {
+    Ready(RunConfig),
+    Install(ReleaseTag),
+}
+
+/// The first steps of every install: the tag, the folder already in place (a no-op success)
+/// and [`check_destination`].
+fn begin(req: &InstallRequest, progress: &mut dyn Progress) -> Result<Begin, InstallError> {
+    let tag = ReleaseTag::parse(&req.tag).map_err(invalid)?;
+    if let Some(run) = already_installed(tag.as_str(), &req.folder)? {
+        progress.report(
+            &format!("install: folder for {tag} is already in place"),
+            vec![("folder", req.folder.display().to_string())],
+        );
+        return Ok(Begin::Ready(run));
+    }
+    check_destination(req)?;
+    Ok(Begin::Install(tag))
 }
 
 /// The release and the asset to install from it, found by [`lookup`].

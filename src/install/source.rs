@@ -24,10 +24,9 @@ use super::github::{self, Asset, Client, Downloaded, Release};
 use super::progress::Progress;
 use super::staging::{TempFolder, FILE_MODE};
 use super::InstallRequest;
-use super::{already_installed, check_destination, place, unpack, version_check, Found};
+use super::{begin, place, unpack, version_check, Begin, Found};
 use crate::config::run_config::RunConfig;
 use crate::config::url::check_url;
-use crate::home::ReleaseTag;
 use crate::home::RUN_CONFIG_FILE;
 
 /// Where `--from` takes the release from.
@@ -101,15 +100,10 @@ pub fn install_from(
     cancel: &AtomicBool,
     progress: &mut dyn Progress,
 ) -> Result<RunConfig, InstallError> {
-    let tag = ReleaseTag::parse(&req.tag).map_err(invalid)?;
-    if let Some(run) = already_installed(tag.as_str(), &req.folder)? {
-        progress.report(
-            &format!("install: folder for {tag} is already in place"),
-            vec![("folder", req.folder.display().to_string())],
-        );
-        return Ok(run);
-    }
-    check_destination(req)?;
+    let tag = match begin(req, progress)? {
+        Begin::Ready(run) => return Ok(run),
+        Begin::Install(tag) => tag,
+    };
     let what = format!("{tag} from {}", source.shown());
     let expected = expected(req, source, sha256, &what)?;
     let temp = TempFolder::create(req.home.temp_path(&format!("install-{tag}")))?;
