@@ -75,7 +75,7 @@ pub fn install_cancellable(
     progress: &mut dyn Progress,
 ) -> Result<RunConfig, InstallError> {
     let tag = match begin(req, progress)? {
-        Begin::Ready(run) => return Ok(run),
+        Begin::Ready(run) => return Ok(*run),
         Begin::Install(tag) => tag,
     };
     let client = Client::new(&req.auto.api_url, github_token()?, &github::BACKOFF, cancel)
@@ -101,7 +101,7 @@ pub fn install_cancellable(
 
 /// Where an install starts from: the folder already in place, or a tag to install.
 enum Begin {
-    Ready(RunConfig),
+    Ready(Box<RunConfig>),
     Install(ReleaseTag),
 }
 
@@ -114,7 +114,7 @@ fn begin(req: &InstallRequest, progress: &mut dyn Progress) -> Result<Begin, Ins
             &format!("install: folder for {tag} is already in place"),
             vec![("folder", req.folder.display().to_string())],
         );
-        return Ok(Begin::Ready(run));
+        return Ok(Begin::Ready(Box::new(run)));
     }
     check_destination(req)?;
     Ok(Begin::Install(tag))

@@ -101,7 +101,7 @@ pub fn install_from(
     progress: &mut dyn Progress,
 ) -> Result<RunConfig, InstallError> {
     let tag = match begin(req, progress)? {
-        Begin::Ready(run) => return Ok(run),
+        Begin::Ready(run) => return Ok(*run),
         Begin::Install(tag) => tag,
     };
     let what = format!("{tag} from {}", source.shown());
