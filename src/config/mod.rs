@@ -11,11 +11,11 @@
 //! given (`read_config_file`: regular files only, at most 1 MiB). Resolving folders, watching
 //! the file for changes and acting on the values belong to other modules.
 
-pub mod hooks;
-pub mod load;
+pub(crate) mod hooks;
+pub(crate) mod load;
 pub mod run_config;
-pub mod url;
-pub mod watch;
+pub(crate) mod url;
+pub(crate) mod watch;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

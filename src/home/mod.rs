@@ -5,10 +5,10 @@
 //! through [`upgrade_folder`] or [`release_folder`]) and the atomic switch. It does not decide
 //! when to switch.
 
-pub mod permissions;
-pub mod read;
+pub(crate) mod permissions;
+pub(crate) mod read;
 pub mod supervise_folder;
-pub mod tag;
+pub(crate) mod tag;
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -10,9 +10,6 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-/// Mode bits that let users other than the owner write.
-pub const WRITE_BY_OTHERS: u32 = 0o022;
-
 /// Who besides the owner may write a file of this mode, or `None` when nobody may.
 pub fn other_writers(mode: u32) -> Option<&'static str> {
     match (mode & 0o020 != 0, mode & 0o002 != 0) {

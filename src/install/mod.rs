@@ -10,12 +10,12 @@
 //! folder it did not make, does not log (it reports through a [`Progress`]) and decides
 //! nothing about when to install or switch.
 
-pub mod checksum;
-pub mod error;
-pub mod github;
-pub mod progress;
-pub mod source;
-pub mod staging;
+pub(crate) mod checksum;
+pub(crate) mod error;
+pub(crate) mod github;
+pub(crate) mod progress;
+pub(crate) mod source;
+pub(crate) mod staging;
 pub mod zip;
 
 use std::fs::{self, File};

@@ -5,6 +5,6 @@
 
 pub mod client;
 pub mod commands;
-pub mod fingerprint;
+pub(crate) mod fingerprint;
 pub mod folder_check;
-pub mod poller;
+pub(crate) mod poller;

@@ -3,7 +3,7 @@
 //! Prometheus [`metrics`] textfile, and the [`report`] that feeds systemd, the metrics file
 //! and `HOME/.visor/status.json` after each turn of the coordinator.
 
-pub mod log;
+pub(crate) mod log;
 pub mod metrics;
-pub mod notify;
-pub mod report;
+pub(crate) mod notify;
+pub(crate) mod report;

@@ -130,6 +130,7 @@ impl Notifier {
     }
 
     /// The socket's address as `$NOTIFY_SOCKET` spells it (`/run/...` or `@name`).
+    #[cfg(test)]
     pub fn address(&self) -> &str {
         &self.display
     }

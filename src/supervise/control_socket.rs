@@ -12,7 +12,7 @@
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -219,11 +219,6 @@ pub fn request(
 /// The receiving end the coordinator selects on, and the sending end for the thread.
 pub fn channel() -> (Sender<ControlMessage>, Receiver<ControlMessage>) {
     unbounded()
-}
-
-/// Where the control socket of `home` is.
-pub fn socket_of(home: &Path) -> PathBuf {
-    crate::home::supervise_folder::SuperviseFolder::new(home).control_socket()
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@
 //! (folder check, segment query, install).
 
 pub mod child;
-pub mod control_socket;
-pub mod coordinator;
-pub mod hooks;
-pub mod signals;
-pub mod workers;
+pub(crate) mod control_socket;
+pub(crate) mod coordinator;
+pub(crate) mod hooks;
+pub(crate) mod signals;
+pub(crate) mod workers;
