@@ -141,9 +141,12 @@ fn spawn(run: &HookRun) -> std::io::Result<Child> {
     command.spawn()
 }
 
-/// Waits for the hook's exit until `timeout`; past it, kills its group.
+/// Waits for the hook's exit until `timeout`; past it, kills its group. The first looks come
+/// a millisecond apart, then further apart (at most 20 ms), so a quick hook at the upgrade
+/// block adds about its own run time to the downtime, not a polling period.
 fn wait(child: &mut Child, timeout: Duration) -> Result<(), String> {
-    let deadline = Instant::now() + timeout;
+    let started = Instant::now();
+    let deadline = started + timeout;
     loop {
         match child.try_wait() {
             Ok(Some(status)) if status.success() => return Ok(()),
@@ -156,7 +159,11 @@ fn wait(child: &mut Child, timeout: Duration) -> Result<(), String> {
                     timeout.as_secs()
                 ));
             }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Ok(None) => {
+                let pause = (started.elapsed() / 4)
+                    .clamp(Duration::from_millis(1), Duration::from_millis(20));
+                std::thread::sleep(pause);
+            }
             Err(e) => return Err(format!("wait failed: {e}")),
         }
     }
