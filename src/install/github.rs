@@ -5,7 +5,8 @@
 //!
 //! It owns the HTTP side: headers, the token, redirects (followed here, hop by hop, so that
 //! every hop is checked: `http://` only to loopback hosts, and the token only to the API's own
-//! origin), the meaning of status codes, and retries of transient failures with backoff.
+//! origin), the certificates trusted (a [`Trust`] from `trust`), the meaning of status codes
+//! and TLS failures, and retries of transient failures with backoff.
 //!
 //! It must not decide what is installed or where: it writes only the one file it is told to,
 //! never holds a whole asset in memory, never logs the token, and reports progress only through
@@ -28,6 +29,7 @@ use super::error::{
     InstallErrorKind,
 };
 use super::progress::Progress;
+use super::trust::Trust;
 use crate::config::url::{check_url, origin, Origin};
 
 /// The waits between attempts of a request that failed transiently; one more attempt is made
@@ -146,13 +148,16 @@ struct Target<'s> {
     not_found: &'s str,
 }
 
-/// A GitHub client for one install: the API base, the token and the retry schedule.
+/// A GitHub client for one install: the API base, the token, the trusted certificates and the
+/// retry schedule.
 pub struct Client<'c> {
     api: Agent,
     download: Agent,
     api_url: String,
     api_origin: Option<Origin>,
     token: Option<String>,
+    /// Where the trusted certificates come from, for messages.
+    trust: String,
     backoff: Vec<Duration>,
     cancel: &'c AtomicBool,
     download_timeout: Duration,
@@ -365,16 +370,19 @@ impl Transfer {
 
 impl<'c> Client<'c> {
     /// A client for `api_url` (already validated by `config`). `token` is sent as a Bearer
-    /// token to the API's own origin only; `backoff` is the wait before each retry; when
-    /// `cancel` becomes true, the current request stops at its next chunk or wait.
+    /// token to the API's own origin only; `trust` is the certificates HTTPS servers are
+    /// checked against; `backoff` is the wait before each retry; when `cancel` becomes true,
+    /// the current request stops at its next chunk or wait.
     pub fn new(
         api_url: &str,
         token: Option<String>,
+        trust: &Trust,
         backoff: &[Duration],
         cancel: &'c AtomicBool,
     ) -> Client<'c> {
         let user_agent = format!("zeta-visor/{}", env!("CARGO_PKG_VERSION"));
         let api = Agent::config_builder()
+            .tls_config(trust.tls_config())
             .http_status_as_error(false)
             .max_redirects(0)
             .max_redirects_will_error(false)
@@ -384,6 +392,7 @@ impl<'c> Client<'c> {
             .build()
             .into();
         let download = Agent::config_builder()
+            .tls_config(trust.tls_config())
             .http_status_as_error(false)
             .max_redirects(0)
             .max_redirects_will_error(false)
@@ -399,6 +408,7 @@ impl<'c> Client<'c> {
             api_url: api_url.trim_end_matches('/').to_owned(),
             api_origin: origin(api_url),
             token,
+            trust: trust.source.clone(),
             backoff: backoff.to_vec(),
             cancel,
             download_timeout: crate::config::DEFAULT_DOWNLOAD_TIMEOUT,
@@ -737,7 +747,9 @@ impl<'c> Client<'c> {
         if let Some(budget) = budget {
             request = request.config().timeout_global(Some(budget)).build();
         }
-        request.call().map_err(|e| request_error(what, url, &e))
+        request
+            .call()
+            .map_err(|e| request_error(what, url, &here.host, &self.trust, &e))
     }
 
     /// The error a non-2xx, non-redirect answer means, with GitHub's own message from its
@@ -918,8 +930,18 @@ fn truncated(
     ))
 }
 
-/// The error a failed request (no HTTP answer) means.
-fn request_error(what: &str, url: &str, error: &ureq::Error) -> InstallError {
+/// The error a failed request (no HTTP answer) means; `host` is the URL's host and `trust`
+/// where the trusted certificates come from, for a refused certificate.
+fn request_error(
+    what: &str,
+    url: &str,
+    host: &str,
+    trust: &str,
+    error: &ureq::Error,
+) -> InstallError {
+    if let Some(problem) = certificate_problem(error) {
+        return certificate_error(what, url, host, trust, problem);
+    }
     match error {
         ureq::Error::BadUri(_) | ureq::Error::Http(_) => invalid(format!(
             "{what}: cannot request {url} ({error}); check apiUrl in [autoInstall] of \
@@ -931,6 +953,54 @@ fn request_error(what: &str, url: &str, error: &ureq::Error) -> InstallError {
         )),
         _ => transient(format!(
             "{what}: cannot reach {url} ({error}); this is usually a network problem"
+        )),
+    }
+}
+
+/// The certificate problem behind a failed TLS handshake, if that is what failed.
+fn certificate_problem(error: &ureq::Error) -> Option<&rustls::CertificateError> {
+    let tls = match error {
+        ureq::Error::Rustls(tls) => Some(tls),
+        ureq::Error::Io(io) => io
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+        _ => None,
+    };
+    match tls {
+        Some(rustls::Error::InvalidCertificate(problem)) => Some(problem),
+        _ => None,
+    }
+}
+
+/// The error a server certificate Visor refuses means. Not retried: it fails the same way
+/// until the trust store, the URL or the clock changes.
+fn certificate_error(
+    what: &str,
+    url: &str,
+    host: &str,
+    trust: &str,
+    problem: &rustls::CertificateError,
+) -> InstallError {
+    use rustls::CertificateError as Problem;
+    let refused =
+        format!("{what}: refusing the TLS certificate of {host} ({problem}) while fetching {url}");
+    match problem {
+        Problem::NotValidForName | Problem::NotValidForNameContext { .. } => invalid(format!(
+            "{refused}: it is not made out to {host}; check the host in apiUrl in \
+             [autoInstall] of config.toml, or a proxy in Visor's environment that answers for it"
+        )),
+        Problem::Expired
+        | Problem::ExpiredContext { .. }
+        | Problem::NotValidYet
+        | Problem::NotValidYetContext { .. } => local(format!(
+            "{refused}: the certificate is expired or not yet valid; check this machine's clock, \
+             or tell the operator of {host}"
+        )),
+        _ => local(format!(
+            "{refused}: it is not signed by a CA Visor trusts, which are those of {trust}; if \
+             {host} uses a private or company CA, set caFile in [autoInstall] of config.toml, \
+             or SSL_CERT_FILE in Visor's environment, to a PEM file holding that CA's \
+             certificate"
         )),
     }
 }
@@ -1193,6 +1263,61 @@ mod tests {
         assert!(!deadline.passed());
         let never = Deadline::new(Duration::MAX, "x", "y");
         assert!(!never.passed());
+    }
+
+    #[test]
+    fn refused_certificates_name_the_host_and_what_to_trust() {
+        let error = certificate_error(
+            "release v2 of o/r",
+            "https://ghe.example.com/api/v3/x",
+            "ghe.example.com",
+            "the system's trust store /etc/ssl/certs/ca-certificates.crt (140 certificates)",
+            &rustls::CertificateError::UnknownIssuer,
+        );
+        assert_eq!(error.kind, InstallErrorKind::Local);
+        assert!(
+            error.message.starts_with(
+                "release v2 of o/r: refusing the TLS certificate of ghe.example.com ("
+            ),
+            "{}",
+            error.message
+        );
+        assert!(
+            error.message.contains(
+                "it is not signed by a CA Visor trusts, which are those of the system's trust \
+                 store /etc/ssl/certs/ca-certificates.crt (140 certificates); if ghe.example.com \
+                 uses a private or company CA, set caFile in [autoInstall] of config.toml, or \
+                 SSL_CERT_FILE in Visor's environment"
+            ),
+            "{}",
+            error.message
+        );
+        let error = certificate_error(
+            "w",
+            "https://h/x",
+            "h",
+            "t",
+            &rustls::CertificateError::NotValidForName,
+        );
+        assert_eq!(error.kind, InstallErrorKind::Invalid);
+        assert!(
+            error.message.contains("check the host in apiUrl"),
+            "{}",
+            error.message
+        );
+        let error = certificate_error("w", "u", "h", "t", &rustls::CertificateError::Expired);
+        assert!(error.message.contains("clock"), "{}", error.message);
+        // Other failures are not certificate problems.
+        let io = ureq::Error::Io(std::io::Error::other("connection refused"));
+        assert!(certificate_problem(&io).is_none());
+        let tls = ureq::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        ));
+        assert_eq!(
+            certificate_problem(&tls),
+            Some(&rustls::CertificateError::UnknownIssuer)
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use zip::write::SimpleFileOptions;
 
 use crate::common::fake_github::{FakeGithub, Reply};
+use crate::common::tls::TestCa;
 use crate::common::{self, Env, Version, SIM, VISOR};
 
 const RELEASE_PATH: &str = "/repos/zeta-protocol/zeta/releases/tags/v2";
@@ -124,12 +125,14 @@ struct Case {
 
 impl Case {
     fn new(name: &str) -> Case {
+        Case::with_github(name, FakeGithub::start())
+    }
+
+    /// A case whose fake GitHub is `github` (an HTTPS one, say).
+    fn with_github(name: &str, github: FakeGithub) -> Case {
         let env = Env::new(name);
         env.add_version(Version::new("genesis", "v1"));
-        let case = Case {
-            env,
-            github: FakeGithub::start(),
-        };
+        let case = Case { env, github };
         case.config("");
         case
     }
@@ -213,6 +216,8 @@ impl Case {
             .arg(self.home())
             .env_remove("VISOR_HOME")
             .env_remove("GITHUB_TOKEN")
+            .env_remove("SSL_CERT_FILE")
+            .env_remove("SSL_CERT_DIR")
             .env_remove("JOURNAL_STREAM")
             .env("NO_PROXY", "*");
         for key in [
@@ -1204,5 +1209,138 @@ fn prepare_from_a_binary_of_another_version_installs_nothing() {
     let (code, text) = case.prepare_from(&source, None);
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("reports version v3, expected v2"), "{text}");
+    case.assert_nothing_installed("v2");
+}
+
+// ----- HTTPS: the certificates trusted -----
+
+/// A case whose fake GitHub speaks HTTPS with a certificate of its own CA, and a release v2
+/// with a good zip on it.
+fn https_case(name: &str) -> (Case, TestCa) {
+    let ca = TestCa::new(name);
+    let case = Case::with_github(name, FakeGithub::start_tls(&ca));
+    assert!(case.github.url().starts_with("https://127.0.0.1:"));
+    let data = zip_of(&[Entry::File("zeta", binary_script("v2"))]);
+    case.release(&[AssetSpec::zip(data)]);
+    (case, ca)
+}
+
+#[test]
+fn installs_over_https_from_a_server_whose_ca_is_in_ca_file() {
+    let (case, ca) = https_case("tlscafile");
+    let ca_file = ca.write_ca(&case.env.dir.join("test-ca.pem"));
+    case.config(&format!("caFile = \"{ca_file}\"\n"));
+    let (code, out) = case.prepare("v2", &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("trust=\"caFile {ca_file} (1 certificate)\"")),
+        "{out}"
+    );
+    assert_eq!(reported_version(&case.home().join("v2/zeta")), "v2");
+    assert_eq!(case.github.requests_to(RELEASE_PATH).len(), 1);
+    case.assert_no_leftovers();
+}
+
+#[test]
+fn installs_over_https_from_a_server_whose_ca_is_in_ssl_cert_file() {
+    let (case, ca) = https_case("tlsenv");
+    let ca_file = ca.write_ca(&case.env.dir.join("test-ca.pem"));
+    let (code, out) = case.prepare("v2", &[("SSL_CERT_FILE", &ca_file)]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!(
+            "trust=\"SSL_CERT_FILE {ca_file} (1 certificate)\""
+        )),
+        "{out}"
+    );
+    assert_eq!(reported_version(&case.home().join("v2/zeta")), "v2");
+    case.assert_no_leftovers();
+}
+
+#[test]
+fn an_untrusted_certificate_is_refused_at_once_naming_the_host_and_the_fix() {
+    let (case, _ca) = https_case("tlsrefused");
+    // Neither caFile nor SSL_CERT_FILE: the system's store (or the built-in roots) does not
+    // know the test's CA.
+    let (code, out) = case.prepare("v2", &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("refusing the TLS certificate of 127.0.0.1"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "while fetching {}{RELEASE_PATH}",
+            case.github.url()
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("set caFile in [autoInstall] of config.toml, or SSL_CERT_FILE in Visor's environment, to a PEM file holding that CA's certificate"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("retrying"),
+        "a refused certificate is not retried: {out}"
+    );
+    assert!(
+        case.github.requests().is_empty(),
+        "a request reached a server whose certificate was refused"
+    );
+    case.assert_nothing_installed("v2");
+
+    // Another CA in caFile is refused the same way, naming the file trusted.
+    let other = TestCa::new("other");
+    let other_file = other.write_ca(&case.env.dir.join("other-ca.pem"));
+    case.config(&format!("caFile = \"{other_file}\"\n"));
+    let (code, out) = case.prepare("v2", &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!(
+            "Visor trusts, which are those of caFile {other_file} (1 certificate);"
+        )),
+        "{out}"
+    );
+    case.assert_nothing_installed("v2");
+}
+
+#[test]
+fn an_unreadable_or_empty_ca_file_fails_before_any_request() {
+    let (case, _ca) = https_case("tlsbadfile");
+    let missing = case.env.dir.join("missing-ca.pem");
+    case.config(&format!("caFile = \"{}\"\n", missing.display()));
+    let (code, out) = case.prepare("v2", &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!("{}: cannot be read (", missing.display())),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "caFile in [autoInstall] of {} names it",
+            case.home().join("config.toml").display()
+        )),
+        "{out}"
+    );
+
+    let empty = case.env.dir.join("empty-ca.pem");
+    fs::write(&empty, "not a certificate\n").unwrap();
+    case.config(&format!("caFile = \"{}\"\n", empty.display()));
+    let (code, out) = case.prepare("v2", &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!("{}: holds no usable certificate", empty.display())),
+        "{out}"
+    );
+
+    // SSL_CERT_FILE naming a missing file is refused too, not silently replaced.
+    case.config("");
+    let (code, out) = case.prepare("v2", &[("SSL_CERT_FILE", &missing.display().to_string())]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("SSL_CERT_FILE in Visor's environment names it"),
+        "{out}"
+    );
+    assert!(case.github.requests().is_empty());
     case.assert_nothing_installed("v2");
 }
