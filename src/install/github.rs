@@ -8,6 +8,11 @@
 //! origin), the certificates trusted (a [`Trust`] from `trust`), the meaning of status codes
 //! and TLS failures, and retries of transient failures with backoff.
 //!
+//! With a token, an asset is downloaded through its API `url` (which serves the assets of
+//! private repositories) with `Accept: application/octet-stream`; the token goes with that
+//! first request only, never with the redirect to the storage that serves the bytes. Without a
+//! token, the asset's `browser_download_url` is used.
+//!
 //! It must not decide what is installed or where: it writes only the one file it is told to,
 //! never holds a whole asset in memory, never logs the token, and reports progress only through
 //! the [`Progress`] it is given.
@@ -135,17 +140,30 @@ pub struct Asset {
     pub digest: Option<String>,
 }
 
-/// A finished download: its length and SHA-256 (lowercase hex).
+/// A finished download: its length, SHA-256 (lowercase hex) and where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Downloaded {
     pub bytes: u64,
     pub sha256: String,
+    /// The URL (or file) the bytes were fetched from, for messages.
+    pub from: String,
 }
 
 /// What a request is about, for messages: `what` names it, `not_found` says what to do on 404.
 struct Target<'s> {
     what: &'s str,
     not_found: &'s str,
+}
+
+/// Which hops of a request carry the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Auth {
+    /// Every hop to the API's origin: API calls, whose redirects (a renamed repository) stay
+    /// on the API and need the token again.
+    ApiHops,
+    /// The first hop only, when it goes to the API's origin: asset downloads, whose redirect
+    /// goes to storage with its own signed URL, where a second credential is refused.
+    FirstHop,
 }
 
 /// A GitHub client for one install: the API base, the token, the trusted certificates and the
@@ -364,7 +382,11 @@ impl Transfer {
         fields.retain(|(key, _)| *key != "eta");
         fields.push(("sha256", sha256.clone()));
         progress.report(&format!("install: downloaded {}", job.asset.name), fields);
-        Ok(Downloaded { bytes, sha256 })
+        Ok(Downloaded {
+            bytes,
+            sha256,
+            from: url.to_owned(),
+        })
     }
 }
 
@@ -422,6 +444,18 @@ impl<'c> Client<'c> {
         self
     }
 
+    /// Where `asset` is downloaded from: with a token, its API `url` when that is on the API's
+    /// origin (the only way to a private repository's assets); else its
+    /// `browser_download_url`.
+    pub fn asset_url<'a>(&self, asset: &'a Asset) -> &'a str {
+        let api = asset.url.as_deref().filter(|url| {
+            self.token.is_some()
+                && self.api_origin.is_some()
+                && check_url(url).ok() == self.api_origin
+        });
+        api.unwrap_or(&asset.browser_download_url)
+    }
+
     /// The URL of release `tag` of `owner/repo`.
     pub fn release_url(&self, owner: &str, repo: &str, tag: &str) -> String {
         format!("{}/repos/{owner}/{repo}/releases/tags/{tag}", self.api_url)
@@ -447,7 +481,7 @@ impl<'c> Client<'c> {
             not_found: &not_found,
         };
         self.with_retries(&what, progress, None, &mut |_| {
-            let response = self.get(&self.api, &url, API_ACCEPT, &target, None)?;
+            let response = self.get(&self.api, &url, API_ACCEPT, &target, None, Auth::ApiHops)?;
             let mut text = Vec::new();
             response
                 .into_body()
@@ -484,7 +518,7 @@ impl<'c> Client<'c> {
         limit: u64,
         progress: &mut dyn Progress,
     ) -> Result<Vec<u8>, InstallError> {
-        let url = asset.browser_download_url.as_str();
+        let url = self.asset_url(asset);
         let not_found = asset_not_found(&asset.name);
         let target = Target {
             what,
@@ -507,6 +541,7 @@ impl<'c> Client<'c> {
                 DOWNLOAD_ACCEPT,
                 &target,
                 Some(deadline.remaining()),
+                Auth::FirstHop,
             )?;
             let announced = response.body().content_length();
             if let Some(size) = announced.filter(|size| *size > limit) {
@@ -552,7 +587,7 @@ impl<'c> Client<'c> {
         file: &Path,
         progress: &mut dyn Progress,
     ) -> Result<Downloaded, InstallError> {
-        let url = asset.browser_download_url.as_str();
+        let url = self.asset_url(asset);
         let not_found = asset_not_found(&asset.name);
         if let Some(size) = asset.size.filter(|size| *size > MAX_ASSET_BYTES) {
             return Err(invalid(format!(
@@ -597,6 +632,7 @@ impl<'c> Client<'c> {
             DOWNLOAD_ACCEPT,
             &job.target,
             Some(job.deadline.remaining()),
+            Auth::FirstHop,
         )?;
         let announced = response.body().content_length();
         if let (Some(announced), Some(size)) = (announced, job.asset.size) {
@@ -690,7 +726,8 @@ impl<'c> Client<'c> {
     }
 
     /// One GET, following redirects hop by hop; returns a 2xx response, or the error its
-    /// status or failure means. `budget` bounds each hop, its body included.
+    /// status or failure means. `budget` bounds each hop, its body included; `auth` says which
+    /// hops carry the token.
     fn get(
         &self,
         agent: &Agent,
@@ -698,11 +735,13 @@ impl<'c> Client<'c> {
         accept: &str,
         target: &Target,
         budget: Option<Duration>,
+        auth: Auth,
     ) -> Result<Response<Body>, InstallError> {
         let what = target.what;
         let mut current = url.to_owned();
-        for _ in 0..=MAX_REDIRECTS {
-            let response = self.hop(agent, &current, accept, what, budget)?;
+        for hop in 0..=MAX_REDIRECTS {
+            let may_authorize = auth == Auth::ApiHops || hop == 0;
+            let response = self.hop(agent, &current, accept, what, budget, may_authorize)?;
             let status = response.status().as_u16();
             if (200..300).contains(&status) {
                 return Ok(response);
@@ -720,7 +759,7 @@ impl<'c> Client<'c> {
     }
 
     /// One request of [`Client::get`], to a URL checked first; the token goes only to the
-    /// API's own origin.
+    /// API's own origin, and only when `may_authorize`.
     fn hop(
         &self,
         agent: &Agent,
@@ -728,6 +767,7 @@ impl<'c> Client<'c> {
         accept: &str,
         what: &str,
         budget: Option<Duration>,
+        may_authorize: bool,
     ) -> Result<Response<Body>, InstallError> {
         let here = check_url(url).map_err(|why| {
             invalid(format!(
@@ -739,7 +779,7 @@ impl<'c> Client<'c> {
             .get(url)
             .header("Accept", accept)
             .header("X-GitHub-Api-Version", API_VERSION);
-        if let Some(token) = &self.token {
+        if let Some(token) = self.token.as_ref().filter(|_| may_authorize) {
             if self.api_origin.as_ref() == Some(&here) {
                 request = request.header("Authorization", format!("Bearer {token}"));
             }
@@ -1263,6 +1303,37 @@ mod tests {
         assert!(!deadline.passed());
         let never = Deadline::new(Duration::MAX, "x", "y");
         assert!(!never.passed());
+    }
+
+    #[test]
+    fn with_a_token_assets_come_through_the_api_url() {
+        let cancel = AtomicBool::new(false);
+        let trust = Trust::built_in();
+        let asset = Asset {
+            name: "a.zip".to_owned(),
+            url: Some("https://api.example.com/repos/o/r/releases/assets/7".to_owned()),
+            browser_download_url: "https://example.com/o/r/releases/download/v2/a.zip".to_owned(),
+            content_type: None,
+            size: None,
+            digest: None,
+        };
+        let api = "https://api.example.com";
+        let client = Client::new(api, Some("t".to_owned()), &trust, &[], &cancel);
+        assert_eq!(client.asset_url(&asset), asset.url.as_deref().unwrap());
+        // Without a token the public download URL; an API URL elsewhere is not trusted with it.
+        let client = Client::new(api, None, &trust, &[], &cancel);
+        assert_eq!(client.asset_url(&asset), asset.browser_download_url);
+        let elsewhere = Asset {
+            url: Some("https://evil.example.com/repos/o/r/releases/assets/7".to_owned()),
+            ..asset.clone()
+        };
+        let client = Client::new(api, Some("t".to_owned()), &trust, &[], &cancel);
+        assert_eq!(client.asset_url(&elsewhere), asset.browser_download_url);
+        let none = Asset {
+            url: None,
+            ..asset.clone()
+        };
+        assert_eq!(client.asset_url(&none), asset.browser_download_url);
     }
 
     #[test]

@@ -214,7 +214,7 @@ fn fetch(
     progress.report(
         &format!("install: downloading {}", asset.name),
         vec![
-            ("url", asset.browser_download_url.clone()),
+            ("url", client.asset_url(asset).to_owned()),
             (
                 "total",
                 asset

@@ -253,7 +253,11 @@ fn copy_hashing(
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    Ok(Downloaded { bytes, sha256 })
+    Ok(Downloaded {
+        bytes,
+        sha256,
+        from: from.display().to_string(),
+    })
 }
 
 /// Whether a file begins with a zip's local-header signature.

@@ -160,7 +160,14 @@ impl Case {
         self.github.route(RELEASE_PATH, vec![Reply::json(json)]);
     }
 
-    /// Scripts the downloads of these assets and returns the release JSON listing them.
+    /// The path of asset number `id`'s API URL, as the release JSON lists it.
+    fn asset_api_path(id: usize) -> String {
+        format!("/repos/zeta-protocol/zeta/releases/assets/{id}")
+    }
+
+    /// Scripts the downloads of these assets and returns the release JSON listing them. Like
+    /// GitHub, each asset's API URL (asked for with a token) redirects to its
+    /// `browser_download_url`, unless a test scripts it otherwise afterwards.
     fn release_json(&self, assets: &[AssetSpec]) -> String {
         let mut listed = Vec::new();
         for asset in assets {
@@ -174,9 +181,12 @@ impl Case {
             let url = asset.listed_url.clone().unwrap_or_else(|| {
                 format!("{}{}", self.github.url(), Case::download_path(&asset.name))
             });
+            let api_path = Case::asset_api_path(listed.len() + 1);
+            self.github
+                .route(&api_path, vec![Reply::Redirect(url.clone())]);
             let mut json = serde_json::json!({
                 "name": asset.name,
-                "url": format!("{}/repos/zeta-protocol/zeta/releases/assets/{}", self.github.url(), listed.len() + 1),
+                "url": format!("{}{api_path}", self.github.url()),
                 "browser_download_url": url,
                 "content_type": asset.content_type,
                 "size": asset.data.len(),
@@ -1343,4 +1353,117 @@ fn an_unreadable_or_empty_ca_file_fails_before_any_request() {
     );
     assert!(case.github.requests().is_empty());
     case.assert_nothing_installed("v2");
+}
+
+// ----- private repositories: assets through the API with the token -----
+
+#[test]
+fn with_a_token_assets_come_through_the_api_and_the_token_stays_on_it() {
+    let case = Case::new("private");
+    // The object storage GitHub redirects asset downloads to: another origin.
+    let storage = FakeGithub::start();
+    let data = zip_of(&[Entry::File("zeta", binary_script("v2"))]);
+    case.config("checksumAsset = \"SHA256SUMS\"\n");
+    case.release(&[
+        AssetSpec::zip(data.clone()).digest(DigestField::Absent),
+        AssetSpec::new("SHA256SUMS", case_sums(&data).into_bytes(), "text/plain"),
+    ]);
+    // A private repository: the browser URLs serve nothing.
+    let zip_browser = Case::download_path(&zip_name());
+    let sums_browser = Case::download_path("SHA256SUMS");
+    case.github
+        .route(&zip_browser, vec![Reply::status(404, "Not Found")]);
+    case.github
+        .route(&sums_browser, vec![Reply::status(404, "Not Found")]);
+    // The API URLs redirect: the zip to the storage, the checksum file to another path of
+    // the same server.
+    let stored_zip = format!("/objects/{}?X-Amz-Signature=abc", zip_name());
+    let stored_sums = "/storage/SHA256SUMS?token=signed".to_owned();
+    case.github.route(
+        &Case::asset_api_path(1),
+        vec![Reply::Redirect(format!("{}{stored_zip}", storage.url()))],
+    );
+    case.github.route(
+        &Case::asset_api_path(2),
+        vec![Reply::Redirect(stored_sums.clone())],
+    );
+    storage.route(&stored_zip, vec![Reply::bytes(&data)]);
+    case.github.route(
+        &stored_sums,
+        vec![Reply::bytes(case_sums(&data).as_bytes())],
+    );
+
+    let (code, out) = case.prepare("v2", &[("GITHUB_TOKEN", "ghp_private42")]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        !out.contains("ghp_private42"),
+        "the token was logged: {out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "url={}{}",
+            case.github.url(),
+            Case::asset_api_path(1)
+        )),
+        "the download line names the API URL: {out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "install: fetching checksums SHA256SUMS url={}{}",
+            case.github.url(),
+            Case::asset_api_path(2)
+        )),
+        "{out}"
+    );
+    assert_eq!(reported_version(&case.home().join("v2/zeta")), "v2");
+
+    for id in [1, 2] {
+        let asked = case.github.requests_to(&Case::asset_api_path(id));
+        assert_eq!(asked.len(), 1, "asset {id}");
+        assert_eq!(
+            asked[0].header("authorization"),
+            Some("Bearer ghp_private42"),
+            "asset {id}"
+        );
+        assert_eq!(
+            asked[0].header("accept"),
+            Some("application/octet-stream"),
+            "asset {id}"
+        );
+    }
+    let stored = storage.requests_to(&stored_zip);
+    assert_eq!(stored.len(), 1);
+    assert_eq!(
+        stored[0].header("authorization"),
+        None,
+        "the token went to the storage"
+    );
+    let stored = case.github.requests_to(&stored_sums);
+    assert_eq!(stored.len(), 1);
+    assert_eq!(
+        stored[0].header("authorization"),
+        None,
+        "the token went along a download's redirect"
+    );
+    assert!(case.github.requests_to(&zip_browser).is_empty());
+    assert!(case.github.requests_to(&sums_browser).is_empty());
+    case.assert_no_leftovers();
+}
+
+/// The checksum file for `data` under the zip's name.
+fn case_sums(data: &[u8]) -> String {
+    format!("{}  {}\n", sha256_hex(data), zip_name())
+}
+
+#[test]
+fn without_a_token_assets_come_from_their_browser_url() {
+    let case = Case::new("public");
+    let data = zip_of(&[Entry::File("zeta", binary_script("v2"))]);
+    case.release(&[AssetSpec::zip(data)]);
+    let (code, out) = case.prepare("v2", &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(case.github.requests_to(&Case::asset_api_path(1)).is_empty());
+    let fetched = case.github.requests_to(&Case::download_path(&zip_name()));
+    assert_eq!(fetched.len(), 1);
+    assert_eq!(fetched[0].header("authorization"), None);
 }
