@@ -146,6 +146,9 @@ pub struct AutoInstall {
     /// `downloadTimeoutSeconds`: how long one asset download may take in all, retries
     /// included.
     pub download_timeout: Duration,
+    /// `caFile`: an absolute path to PEM CA certificates trusted instead of the system's trust
+    /// store, when set. Only its form is checked here; it is read at each install.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for AutoInstall {
@@ -161,6 +164,7 @@ impl Default for AutoInstall {
             asset_name: "zeta-{os}-{arch}.zip".to_owned(),
             binary_name: "zeta".to_owned(),
             download_timeout: DEFAULT_DOWNLOAD_TIMEOUT,
+            ca_file: None,
         }
     }
 }
@@ -216,6 +220,7 @@ const AUTO_INSTALL_KEYS: &[&str] = &[
     "requireChecksum",
     "checksumAsset",
     "downloadTimeoutSeconds",
+    "caFile",
     "asset",
 ];
 
@@ -417,17 +422,24 @@ fn parse_metrics_file(rep: &mut Report, entry: &Entry, config: &mut Config) {
     let Some(value) = rep.string(entry, "", todo) else {
         return;
     };
-    let what = if value.is_empty() {
-        "empty path".to_owned()
+    match check_absolute_path(value) {
+        Ok(path) => config.metrics_file = Some(path),
+        Err(what) => rep.error(&entry.value_span(), &entry.key, &format!("{what}; {todo}")),
+    }
+}
+
+/// Checks a path key's value: not empty, no NUL, absolute (Visor's working folder is not part
+/// of its contract). Returns the path, or what is wrong with it.
+fn check_absolute_path(value: &str) -> Result<PathBuf, String> {
+    if value.is_empty() {
+        Err("empty path".to_owned())
     } else if value.contains('\0') {
-        "the path contains a NUL character".to_owned()
+        Err("the path contains a NUL character".to_owned())
     } else if !Path::new(value).is_absolute() {
-        format!("{} is not an absolute path", doc::quote(value))
+        Err(format!("{} is not an absolute path", doc::quote(value)))
     } else {
-        config.metrics_file = Some(PathBuf::from(value));
-        return;
-    };
-    rep.error(&entry.value_span(), &entry.key, &format!("{what}; {todo}"));
+        Ok(PathBuf::from(value))
+    }
 }
 
 /// Why `metricsFile` would overwrite one of Visor's own files, if it would. Each write of the
@@ -604,6 +616,18 @@ fn parse_auto_install(rep: &mut Report, entry: &Entry, auto: &mut AutoInstall) {
                 };
                 match check_file_name(value) {
                     Ok(()) => auto.checksum_asset = Some(value.to_owned()),
+                    Err(what) => rep.error(&item.value_span(), &path, &format!("{what}; {todo}")),
+                }
+            }
+            "caFile" => {
+                let todo = "set it to the absolute path of a PEM file holding the CA \
+                            certificates to trust, e.g. caFile = \"/etc/visor/ca.pem\", or \
+                            remove it to use the system's trust store";
+                let Some(value) = rep.string(item, parent, todo) else {
+                    continue;
+                };
+                match check_absolute_path(value) {
+                    Ok(path) => auto.ca_file = Some(path),
                     Err(what) => rep.error(&item.value_span(), &path, &format!("{what}; {todo}")),
                 }
             }
@@ -844,6 +868,11 @@ requireChecksum = true
 # Seconds one asset download may take in all, retries included (at least 1). A download still
 # running then fails; raise it for a large asset on a slow link.
 downloadTimeoutSeconds = 3600
+
+# A PEM file of CA certificates to trust for apiUrl and the downloads, instead of the system's
+# trust store (itself replaced by SSL_CERT_FILE or SSL_CERT_DIR when set, and by Visor's
+# built-in Mozilla roots when it holds none). Unset by default.
+# caFile = "/etc/visor/ca.pem"
 
 # The release asset to download.
 [autoInstall.asset]
@@ -1493,6 +1522,7 @@ mod tests {
         assert_eq!(auto.asset_name, "zeta-{os}-{arch}.zip");
         assert_eq!(auto.binary_name, "zeta");
         assert_eq!(auto.download_timeout, Duration::from_secs(3600));
+        assert_eq!(auto.ca_file, None);
     }
 
     #[test]
@@ -1507,6 +1537,7 @@ mod tests {
         }
         assert!(CONFIG_TEMPLATE.contains("[autoInstall.asset]"));
         assert!(CONFIG_TEMPLATE.contains("# metricsFile = "));
+        assert!(CONFIG_TEMPLATE.contains("# caFile = "));
     }
 
     #[test]
@@ -1538,6 +1569,7 @@ prefetch = false
 requireChecksum = false
 checksumAsset = "SHA256SUMS"
 downloadTimeoutSeconds = 120
+caFile = "/etc/visor/ca.pem"
 
 [autoInstall.asset]
 name = "zeta-{version}-{os}-{arch}.zip"
@@ -1571,6 +1603,7 @@ binaryName = "bin/zeta"
                 asset_name: "zeta-{version}-{os}-{arch}.zip".to_owned(),
                 binary_name: "bin/zeta".to_owned(),
                 download_timeout: Duration::from_secs(120),
+                ca_file: Some(PathBuf::from("/etc/visor/ca.pem")),
             },
             hooks: hooks::Hooks::default(),
         };
@@ -1741,6 +1774,32 @@ stopDelaySeconds = 0
         assert_eq!(
             config.map(|c| c.auto_install.download_timeout),
             Ok(Duration::from_secs(1))
+        );
+    }
+
+    #[test]
+    fn ca_file_is_an_absolute_path() {
+        let config = parse("[autoInstall]\ncaFile = \"/etc/visor/ca.pem\"\n");
+        assert_eq!(
+            config.map(|c| c.auto_install.ca_file),
+            Ok(Some(PathBuf::from("/etc/visor/ca.pem")))
+        );
+        let error = one_error("[autoInstall]\ncaFile = \"ca.pem\"\n");
+        assert_eq!(
+            error,
+            "/srv/visor/config.toml:2: autoInstall.caFile: \"ca.pem\" is not an absolute path; \
+             set it to the absolute path of a PEM file holding the CA certificates to trust, \
+             e.g. caFile = \"/etc/visor/ca.pem\", or remove it to use the system's trust store"
+        );
+        let error = one_error("[autoInstall]\ncaFile = \"\"\n");
+        assert!(
+            error.starts_with("/srv/visor/config.toml:2: autoInstall.caFile: empty path; "),
+            "{error}"
+        );
+        let error = one_error("[autoInstall]\ncaFile = true\n");
+        assert!(
+            error.starts_with("/srv/visor/config.toml:2: autoInstall.caFile: expected a string"),
+            "{error}"
         );
     }
 

@@ -113,7 +113,7 @@ fn from_checksum_asset(
     let sums_what = format!("release {tag} checksum asset {sums_name}");
     progress.report(
         &format!("install: fetching checksums {sums_name}"),
-        vec![("url", sums.browser_download_url.clone())],
+        vec![("url", client.asset_url(sums).to_owned())],
     );
     let data = client.download_small(sums, &sums_what, MAX_CHECKSUM_FILE, progress)?;
     let text = String::from_utf8_lossy(&data);
@@ -149,7 +149,7 @@ pub fn verify(
                     "{what}: SHA-256 mismatch: expected {hex} ({source}), got {} for {} bytes \
                      downloaded from {}; nothing was installed: try again, and if it persists \
                      report it to the publisher, the asset may have been tampered with",
-                    downloaded.sha256, downloaded.bytes, asset.browser_download_url
+                    downloaded.sha256, downloaded.bytes, downloaded.from
                 )));
             }
             progress.report(

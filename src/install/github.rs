@@ -5,7 +5,13 @@
 //!
 //! It owns the HTTP side: headers, the token, redirects (followed here, hop by hop, so that
 //! every hop is checked: `http://` only to loopback hosts, and the token only to the API's own
-//! origin), the meaning of status codes, and retries of transient failures with backoff.
+//! origin), the certificates trusted (a [`Trust`] from `trust`), the meaning of status codes
+//! and TLS failures, and retries of transient failures with backoff.
+//!
+//! With a token, an asset is downloaded through its API `url` (which serves the assets of
+//! private repositories) with `Accept: application/octet-stream`; the token goes with that
+//! first request only, never with the redirect to the storage that serves the bytes. Without a
+//! token, the asset's `browser_download_url` is used.
 //!
 //! It must not decide what is installed or where: it writes only the one file it is told to,
 //! never holds a whole asset in memory, never logs the token, and reports progress only through
@@ -28,6 +34,7 @@ use super::error::{
     InstallErrorKind,
 };
 use super::progress::Progress;
+use super::trust::Trust;
 use crate::config::url::{check_url, origin, Origin};
 
 /// The waits between attempts of a request that failed transiently; one more attempt is made
@@ -133,11 +140,13 @@ pub struct Asset {
     pub digest: Option<String>,
 }
 
-/// A finished download: its length and SHA-256 (lowercase hex).
+/// A finished download: its length, SHA-256 (lowercase hex) and where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Downloaded {
     pub bytes: u64,
     pub sha256: String,
+    /// The URL (or file) the bytes were fetched from, for messages.
+    pub from: String,
 }
 
 /// What a request is about, for messages: `what` names it, `not_found` says what to do on 404.
@@ -146,13 +155,27 @@ struct Target<'s> {
     not_found: &'s str,
 }
 
-/// A GitHub client for one install: the API base, the token and the retry schedule.
+/// Which hops of a request carry the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Auth {
+    /// Every hop to the API's origin: API calls, whose redirects (a renamed repository) stay
+    /// on the API and need the token again.
+    ApiHops,
+    /// The first hop only, when it goes to the API's origin: asset downloads, whose redirect
+    /// goes to storage with its own signed URL, where a second credential is refused.
+    FirstHop,
+}
+
+/// A GitHub client for one install: the API base, the token, the trusted certificates and the
+/// retry schedule.
 pub struct Client<'c> {
     api: Agent,
     download: Agent,
     api_url: String,
     api_origin: Option<Origin>,
     token: Option<String>,
+    /// Where the trusted certificates come from, for messages.
+    trust: String,
     backoff: Vec<Duration>,
     cancel: &'c AtomicBool,
     download_timeout: Duration,
@@ -359,22 +382,29 @@ impl Transfer {
         fields.retain(|(key, _)| *key != "eta");
         fields.push(("sha256", sha256.clone()));
         progress.report(&format!("install: downloaded {}", job.asset.name), fields);
-        Ok(Downloaded { bytes, sha256 })
+        Ok(Downloaded {
+            bytes,
+            sha256,
+            from: url.to_owned(),
+        })
     }
 }
 
 impl<'c> Client<'c> {
     /// A client for `api_url` (already validated by `config`). `token` is sent as a Bearer
-    /// token to the API's own origin only; `backoff` is the wait before each retry; when
-    /// `cancel` becomes true, the current request stops at its next chunk or wait.
+    /// token to the API's own origin only; `trust` is the certificates HTTPS servers are
+    /// checked against; `backoff` is the wait before each retry; when `cancel` becomes true,
+    /// the current request stops at its next chunk or wait.
     pub fn new(
         api_url: &str,
         token: Option<String>,
+        trust: &Trust,
         backoff: &[Duration],
         cancel: &'c AtomicBool,
     ) -> Client<'c> {
         let user_agent = format!("zeta-visor/{}", env!("CARGO_PKG_VERSION"));
         let api = Agent::config_builder()
+            .tls_config(trust.tls_config())
             .http_status_as_error(false)
             .max_redirects(0)
             .max_redirects_will_error(false)
@@ -384,6 +414,7 @@ impl<'c> Client<'c> {
             .build()
             .into();
         let download = Agent::config_builder()
+            .tls_config(trust.tls_config())
             .http_status_as_error(false)
             .max_redirects(0)
             .max_redirects_will_error(false)
@@ -399,6 +430,7 @@ impl<'c> Client<'c> {
             api_url: api_url.trim_end_matches('/').to_owned(),
             api_origin: origin(api_url),
             token,
+            trust: trust.source.clone(),
             backoff: backoff.to_vec(),
             cancel,
             download_timeout: crate::config::DEFAULT_DOWNLOAD_TIMEOUT,
@@ -410,6 +442,18 @@ impl<'c> Client<'c> {
     pub fn with_download_timeout(mut self, limit: Duration) -> Client<'c> {
         self.download_timeout = limit;
         self
+    }
+
+    /// Where `asset` is downloaded from: with a token, its API `url` when that is on the API's
+    /// origin (the only way to a private repository's assets); else its
+    /// `browser_download_url`.
+    pub fn asset_url<'a>(&self, asset: &'a Asset) -> &'a str {
+        let api = asset.url.as_deref().filter(|url| {
+            self.token.is_some()
+                && self.api_origin.is_some()
+                && check_url(url).ok() == self.api_origin
+        });
+        api.unwrap_or(&asset.browser_download_url)
     }
 
     /// The URL of release `tag` of `owner/repo`.
@@ -437,7 +481,7 @@ impl<'c> Client<'c> {
             not_found: &not_found,
         };
         self.with_retries(&what, progress, None, &mut |_| {
-            let response = self.get(&self.api, &url, API_ACCEPT, &target, None)?;
+            let response = self.get(&self.api, &url, API_ACCEPT, &target, None, Auth::ApiHops)?;
             let mut text = Vec::new();
             response
                 .into_body()
@@ -474,7 +518,7 @@ impl<'c> Client<'c> {
         limit: u64,
         progress: &mut dyn Progress,
     ) -> Result<Vec<u8>, InstallError> {
-        let url = asset.browser_download_url.as_str();
+        let url = self.asset_url(asset);
         let not_found = asset_not_found(&asset.name);
         let target = Target {
             what,
@@ -497,6 +541,7 @@ impl<'c> Client<'c> {
                 DOWNLOAD_ACCEPT,
                 &target,
                 Some(deadline.remaining()),
+                Auth::FirstHop,
             )?;
             let announced = response.body().content_length();
             if let Some(size) = announced.filter(|size| *size > limit) {
@@ -542,7 +587,7 @@ impl<'c> Client<'c> {
         file: &Path,
         progress: &mut dyn Progress,
     ) -> Result<Downloaded, InstallError> {
-        let url = asset.browser_download_url.as_str();
+        let url = self.asset_url(asset);
         let not_found = asset_not_found(&asset.name);
         if let Some(size) = asset.size.filter(|size| *size > MAX_ASSET_BYTES) {
             return Err(invalid(format!(
@@ -587,6 +632,7 @@ impl<'c> Client<'c> {
             DOWNLOAD_ACCEPT,
             &job.target,
             Some(job.deadline.remaining()),
+            Auth::FirstHop,
         )?;
         let announced = response.body().content_length();
         if let (Some(announced), Some(size)) = (announced, job.asset.size) {
@@ -680,7 +726,8 @@ impl<'c> Client<'c> {
     }
 
     /// One GET, following redirects hop by hop; returns a 2xx response, or the error its
-    /// status or failure means. `budget` bounds each hop, its body included.
+    /// status or failure means. `budget` bounds each hop, its body included; `auth` says which
+    /// hops carry the token.
     fn get(
         &self,
         agent: &Agent,
@@ -688,11 +735,13 @@ impl<'c> Client<'c> {
         accept: &str,
         target: &Target,
         budget: Option<Duration>,
+        auth: Auth,
     ) -> Result<Response<Body>, InstallError> {
         let what = target.what;
         let mut current = url.to_owned();
-        for _ in 0..=MAX_REDIRECTS {
-            let response = self.hop(agent, &current, accept, what, budget)?;
+        for hop in 0..=MAX_REDIRECTS {
+            let may_authorize = auth == Auth::ApiHops || hop == 0;
+            let response = self.hop(agent, &current, accept, what, budget, may_authorize)?;
             let status = response.status().as_u16();
             if (200..300).contains(&status) {
                 return Ok(response);
@@ -710,7 +759,7 @@ impl<'c> Client<'c> {
     }
 
     /// One request of [`Client::get`], to a URL checked first; the token goes only to the
-    /// API's own origin.
+    /// API's own origin, and only when `may_authorize`.
     fn hop(
         &self,
         agent: &Agent,
@@ -718,6 +767,7 @@ impl<'c> Client<'c> {
         accept: &str,
         what: &str,
         budget: Option<Duration>,
+        may_authorize: bool,
     ) -> Result<Response<Body>, InstallError> {
         let here = check_url(url).map_err(|why| {
             invalid(format!(
@@ -729,7 +779,7 @@ impl<'c> Client<'c> {
             .get(url)
             .header("Accept", accept)
             .header("X-GitHub-Api-Version", API_VERSION);
-        if let Some(token) = &self.token {
+        if let Some(token) = self.token.as_ref().filter(|_| may_authorize) {
             if self.api_origin.as_ref() == Some(&here) {
                 request = request.header("Authorization", format!("Bearer {token}"));
             }
@@ -737,7 +787,9 @@ impl<'c> Client<'c> {
         if let Some(budget) = budget {
             request = request.config().timeout_global(Some(budget)).build();
         }
-        request.call().map_err(|e| request_error(what, url, &e))
+        request
+            .call()
+            .map_err(|e| request_error(what, url, &here.host, &self.trust, &e))
     }
 
     /// The error a non-2xx, non-redirect answer means, with GitHub's own message from its
@@ -918,8 +970,18 @@ fn truncated(
     ))
 }
 
-/// The error a failed request (no HTTP answer) means.
-fn request_error(what: &str, url: &str, error: &ureq::Error) -> InstallError {
+/// The error a failed request (no HTTP answer) means; `host` is the URL's host and `trust`
+/// where the trusted certificates come from, for a refused certificate.
+fn request_error(
+    what: &str,
+    url: &str,
+    host: &str,
+    trust: &str,
+    error: &ureq::Error,
+) -> InstallError {
+    if let Some(problem) = certificate_problem(error) {
+        return certificate_error(what, url, host, trust, problem);
+    }
     match error {
         ureq::Error::BadUri(_) | ureq::Error::Http(_) => invalid(format!(
             "{what}: cannot request {url} ({error}); check apiUrl in [autoInstall] of \
@@ -931,6 +993,54 @@ fn request_error(what: &str, url: &str, error: &ureq::Error) -> InstallError {
         )),
         _ => transient(format!(
             "{what}: cannot reach {url} ({error}); this is usually a network problem"
+        )),
+    }
+}
+
+/// The certificate problem behind a failed TLS handshake, if that is what failed.
+fn certificate_problem(error: &ureq::Error) -> Option<&rustls::CertificateError> {
+    let tls = match error {
+        ureq::Error::Rustls(tls) => Some(tls),
+        ureq::Error::Io(io) => io
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+        _ => None,
+    };
+    match tls {
+        Some(rustls::Error::InvalidCertificate(problem)) => Some(problem),
+        _ => None,
+    }
+}
+
+/// The error a server certificate Visor refuses means. Not retried: it fails the same way
+/// until the trust store, the URL or the clock changes.
+fn certificate_error(
+    what: &str,
+    url: &str,
+    host: &str,
+    trust: &str,
+    problem: &rustls::CertificateError,
+) -> InstallError {
+    use rustls::CertificateError as Problem;
+    let refused =
+        format!("{what}: refusing the TLS certificate of {host} ({problem}) while fetching {url}");
+    match problem {
+        Problem::NotValidForName | Problem::NotValidForNameContext { .. } => invalid(format!(
+            "{refused}: it is not made out to {host}; check the host in apiUrl in \
+             [autoInstall] of config.toml, or a proxy in Visor's environment that answers for it"
+        )),
+        Problem::Expired
+        | Problem::ExpiredContext { .. }
+        | Problem::NotValidYet
+        | Problem::NotValidYetContext { .. } => local(format!(
+            "{refused}: the certificate is expired or not yet valid; check this machine's clock, \
+             or tell the operator of {host}"
+        )),
+        _ => local(format!(
+            "{refused}: it is not signed by a CA Visor trusts, which are those of {trust}; if \
+             {host} uses a private or company CA, set caFile in [autoInstall] of config.toml, \
+             or SSL_CERT_FILE in Visor's environment, to a PEM file holding that CA's \
+             certificate"
         )),
     }
 }
@@ -1193,6 +1303,92 @@ mod tests {
         assert!(!deadline.passed());
         let never = Deadline::new(Duration::MAX, "x", "y");
         assert!(!never.passed());
+    }
+
+    #[test]
+    fn with_a_token_assets_come_through_the_api_url() {
+        let cancel = AtomicBool::new(false);
+        let trust = Trust::built_in();
+        let asset = Asset {
+            name: "a.zip".to_owned(),
+            url: Some("https://api.example.com/repos/o/r/releases/assets/7".to_owned()),
+            browser_download_url: "https://example.com/o/r/releases/download/v2/a.zip".to_owned(),
+            content_type: None,
+            size: None,
+            digest: None,
+        };
+        let api = "https://api.example.com";
+        let client = Client::new(api, Some("t".to_owned()), &trust, &[], &cancel);
+        assert_eq!(client.asset_url(&asset), asset.url.as_deref().unwrap());
+        // Without a token the public download URL; an API URL elsewhere is not trusted with it.
+        let client = Client::new(api, None, &trust, &[], &cancel);
+        assert_eq!(client.asset_url(&asset), asset.browser_download_url);
+        let elsewhere = Asset {
+            url: Some("https://evil.example.com/repos/o/r/releases/assets/7".to_owned()),
+            ..asset.clone()
+        };
+        let client = Client::new(api, Some("t".to_owned()), &trust, &[], &cancel);
+        assert_eq!(client.asset_url(&elsewhere), asset.browser_download_url);
+        let none = Asset {
+            url: None,
+            ..asset.clone()
+        };
+        assert_eq!(client.asset_url(&none), asset.browser_download_url);
+    }
+
+    #[test]
+    fn refused_certificates_name_the_host_and_what_to_trust() {
+        let error = certificate_error(
+            "release v2 of o/r",
+            "https://ghe.example.com/api/v3/x",
+            "ghe.example.com",
+            "the system's trust store /etc/ssl/certs/ca-certificates.crt (140 certificates)",
+            &rustls::CertificateError::UnknownIssuer,
+        );
+        assert_eq!(error.kind, InstallErrorKind::Local);
+        assert!(
+            error.message.starts_with(
+                "release v2 of o/r: refusing the TLS certificate of ghe.example.com ("
+            ),
+            "{}",
+            error.message
+        );
+        assert!(
+            error.message.contains(
+                "it is not signed by a CA Visor trusts, which are those of the system's trust \
+                 store /etc/ssl/certs/ca-certificates.crt (140 certificates); if ghe.example.com \
+                 uses a private or company CA, set caFile in [autoInstall] of config.toml, or \
+                 SSL_CERT_FILE in Visor's environment"
+            ),
+            "{}",
+            error.message
+        );
+        let error = certificate_error(
+            "w",
+            "https://h/x",
+            "h",
+            "t",
+            &rustls::CertificateError::NotValidForName,
+        );
+        assert_eq!(error.kind, InstallErrorKind::Invalid);
+        assert!(
+            error.message.contains("check the host in apiUrl"),
+            "{}",
+            error.message
+        );
+        let error = certificate_error("w", "u", "h", "t", &rustls::CertificateError::Expired);
+        assert!(error.message.contains("clock"), "{}", error.message);
+        // Other failures are not certificate problems.
+        let io = ureq::Error::Io(std::io::Error::other("connection refused"));
+        assert!(certificate_problem(&io).is_none());
+        let tls = ureq::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        ));
+        assert_eq!(
+            certificate_problem(&tls),
+            Some(&rustls::CertificateError::UnknownIssuer)
+        );
     }
 
     #[test]

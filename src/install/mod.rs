@@ -16,6 +16,7 @@ pub(crate) mod github;
 pub(crate) mod progress;
 pub(crate) mod source;
 pub(crate) mod staging;
+pub(crate) mod trust;
 pub mod zip;
 
 use std::fs::{self, File};
@@ -78,9 +79,16 @@ pub fn install_cancellable(
         Begin::Ready(run) => return Ok(*run),
         Begin::Install(tag) => tag,
     };
-    let client = Client::new(&req.auto.api_url, github_token()?, &github::BACKOFF, cancel)
-        .with_download_timeout(req.auto.download_timeout);
-    let found = lookup(&client, req, progress)?;
+    let trust = load_trust(req, progress)?;
+    let client = Client::new(
+        &req.auto.api_url,
+        github_token()?,
+        &trust,
+        &github::BACKOFF,
+        cancel,
+    )
+    .with_download_timeout(req.auto.download_timeout);
+    let found = lookup(&client, &trust, req, progress)?;
     let config_file = req.home.config_file();
     let sources = Sources {
         release: &found.release,
@@ -152,9 +160,24 @@ fn check_destination(req: &InstallRequest) -> Result<(), InstallError> {
     })
 }
 
+/// The certificates this install trusts (see [`trust`]), with a warning line for each thing
+/// skipped or fallen back from on the way.
+pub fn load_trust(
+    req: &InstallRequest,
+    progress: &mut dyn Progress,
+) -> Result<trust::Trust, InstallError> {
+    let places = trust::Places::from_process(req.auto.ca_file.as_deref());
+    let trust = trust::load(&places, &req.home.config_file())?;
+    for note in &trust.notes {
+        progress.report(&format!("install: WARNING {note}"), Vec::new());
+    }
+    Ok(trust)
+}
+
 /// Looks the release up and picks the asset for this machine.
 fn lookup(
     client: &Client,
+    trust: &trust::Trust,
     req: &InstallRequest,
     progress: &mut dyn Progress,
 ) -> Result<Found, InstallError> {
@@ -165,7 +188,10 @@ fn lookup(
     let repo = auto.repository.as_str();
     progress.report(
         &format!("install: looking up release {tag} of {owner}/{repo}"),
-        vec![("url", client.release_url(owner, repo, tag))],
+        vec![
+            ("url", client.release_url(owner, repo, tag)),
+            ("trust", trust.source.clone()),
+        ],
     );
     let release = client.release(owner, repo, tag, progress)?;
     let asset_name = asset_file_name(&auto.asset_name, tag)?;
@@ -204,7 +230,7 @@ fn fetch(
     progress.report(
         &format!("install: downloading {}", asset.name),
         vec![
-            ("url", asset.browser_download_url.clone()),
+            ("url", client.asset_url(asset).to_owned()),
             (
                 "total",
                 asset

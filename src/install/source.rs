@@ -177,12 +177,16 @@ fn take(
             copy_hashing(path, kept, what, cancel)
         }
         Source::Url(url) => {
+            let trust = super::load_trust(req, progress)?;
             progress.report(
                 &format!("install: downloading {url}"),
-                vec![("to", kept.display().to_string())],
+                vec![
+                    ("to", kept.display().to_string()),
+                    ("trust", trust.source.clone()),
+                ],
             );
             // No token: it belongs to the GitHub API alone.
-            let client = Client::new(&req.auto.api_url, None, &github::BACKOFF, cancel)
+            let client = Client::new(&req.auto.api_url, None, &trust, &github::BACKOFF, cancel)
                 .with_download_timeout(req.auto.download_timeout);
             client.download_to_file(asset, what, kept, progress)
         }
@@ -243,7 +247,11 @@ fn copy_hashing(
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    Ok(Downloaded { bytes, sha256 })
+    Ok(Downloaded {
+        bytes,
+        sha256,
+        from: from.display().to_string(),
+    })
 }
 
 /// Whether a file begins with a zip's local-header signature.

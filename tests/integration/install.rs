@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use zip::write::SimpleFileOptions;
 
 use crate::common::fake_github::{FakeGithub, Reply};
+use crate::common::tls::TestCa;
 use crate::common::{self, Env, Version, SIM, VISOR};
 
 const RELEASE_PATH: &str = "/repos/zeta-protocol/zeta/releases/tags/v2";
@@ -124,12 +125,14 @@ struct Case {
 
 impl Case {
     fn new(name: &str) -> Case {
+        Case::with_github(name, FakeGithub::start())
+    }
+
+    /// A case whose fake GitHub is `github` (an HTTPS one, say).
+    fn with_github(name: &str, github: FakeGithub) -> Case {
         let env = Env::new(name);
         env.add_version(Version::new("genesis", "v1"));
-        let case = Case {
-            env,
-            github: FakeGithub::start(),
-        };
+        let case = Case { env, github };
         case.config("");
         case
     }
@@ -157,7 +160,14 @@ impl Case {
         self.github.route(RELEASE_PATH, vec![Reply::json(json)]);
     }
 
-    /// Scripts the downloads of these assets and returns the release JSON listing them.
+    /// The path of asset number `id`'s API URL, as the release JSON lists it.
+    fn asset_api_path(id: usize) -> String {
+        format!("/repos/zeta-protocol/zeta/releases/assets/{id}")
+    }
+
+    /// Scripts the downloads of these assets and returns the release JSON listing them. Like
+    /// GitHub, each asset's API URL (asked for with a token) redirects to its
+    /// `browser_download_url`, unless a test scripts it otherwise afterwards.
     fn release_json(&self, assets: &[AssetSpec]) -> String {
         let mut listed = Vec::new();
         for asset in assets {
@@ -171,9 +181,12 @@ impl Case {
             let url = asset.listed_url.clone().unwrap_or_else(|| {
                 format!("{}{}", self.github.url(), Case::download_path(&asset.name))
             });
+            let api_path = Case::asset_api_path(listed.len() + 1);
+            self.github
+                .route(&api_path, vec![Reply::Redirect(url.clone())]);
             let mut json = serde_json::json!({
                 "name": asset.name,
-                "url": format!("{}/repos/zeta-protocol/zeta/releases/assets/{}", self.github.url(), listed.len() + 1),
+                "url": format!("{}{api_path}", self.github.url()),
                 "browser_download_url": url,
                 "content_type": asset.content_type,
                 "size": asset.data.len(),
@@ -213,6 +226,8 @@ impl Case {
             .arg(self.home())
             .env_remove("VISOR_HOME")
             .env_remove("GITHUB_TOKEN")
+            .env_remove("SSL_CERT_FILE")
+            .env_remove("SSL_CERT_DIR")
             .env_remove("JOURNAL_STREAM")
             .env("NO_PROXY", "*");
         for key in [
@@ -1205,4 +1220,250 @@ fn prepare_from_a_binary_of_another_version_installs_nothing() {
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("reports version v3, expected v2"), "{text}");
     case.assert_nothing_installed("v2");
+}
+
+// ----- HTTPS: the certificates trusted -----
+
+/// A case whose fake GitHub speaks HTTPS with a certificate of its own CA, and a release v2
+/// with a good zip on it.
+fn https_case(name: &str) -> (Case, TestCa) {
+    let ca = TestCa::new(name);
+    let case = Case::with_github(name, FakeGithub::start_tls(&ca));
+    assert!(case.github.url().starts_with("https://127.0.0.1:"));
+    let data = zip_of(&[Entry::File("zeta", binary_script("v2"))]);
+    case.release(&[AssetSpec::zip(data)]);
+    (case, ca)
+}
+
+#[test]
+fn installs_over_https_from_a_server_whose_ca_is_in_ca_file() {
+    let (case, ca) = https_case("tlscafile");
+    let ca_file = ca.write_ca(&case.env.dir.join("test-ca.pem"));
+    case.config(&format!("caFile = \"{ca_file}\"\n"));
+    let (code, out) = case.prepare("v2", &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("trust=\"caFile {ca_file} (1 certificate)\"")),
+        "{out}"
+    );
+    assert_eq!(reported_version(&case.home().join("v2/zeta")), "v2");
+    assert_eq!(case.github.requests_to(RELEASE_PATH).len(), 1);
+    case.assert_no_leftovers();
+}
+
+#[test]
+fn installs_over_https_from_a_server_whose_ca_is_in_ssl_cert_file() {
+    let (case, ca) = https_case("tlsenv");
+    let ca_file = ca.write_ca(&case.env.dir.join("test-ca.pem"));
+    let (code, out) = case.prepare("v2", &[("SSL_CERT_FILE", &ca_file)]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!(
+            "trust=\"SSL_CERT_FILE {ca_file} (1 certificate)\""
+        )),
+        "{out}"
+    );
+    assert_eq!(reported_version(&case.home().join("v2/zeta")), "v2");
+    case.assert_no_leftovers();
+}
+
+#[test]
+fn an_untrusted_certificate_is_refused_at_once_naming_the_host_and_the_fix() {
+    let (case, _ca) = https_case("tlsrefused");
+    // Neither caFile nor SSL_CERT_FILE: the system's store (or the built-in roots) does not
+    // know the test's CA.
+    let (code, out) = case.prepare("v2", &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("refusing the TLS certificate of 127.0.0.1"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "while fetching {}{RELEASE_PATH}",
+            case.github.url()
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("set caFile in [autoInstall] of config.toml, or SSL_CERT_FILE in Visor's environment, to a PEM file holding that CA's certificate"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("retrying"),
+        "a refused certificate is not retried: {out}"
+    );
+    assert!(
+        case.github.requests().is_empty(),
+        "a request reached a server whose certificate was refused"
+    );
+    case.assert_nothing_installed("v2");
+
+    // Another CA in caFile is refused the same way, naming the file trusted.
+    let other = TestCa::new("other");
+    let other_file = other.write_ca(&case.env.dir.join("other-ca.pem"));
+    case.config(&format!("caFile = \"{other_file}\"\n"));
+    let (code, out) = case.prepare("v2", &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!(
+            "Visor trusts, which are those of caFile {other_file} (1 certificate);"
+        )),
+        "{out}"
+    );
+    case.assert_nothing_installed("v2");
+}
+
+#[test]
+fn an_unreadable_or_empty_ca_file_fails_before_any_request() {
+    let (case, _ca) = https_case("tlsbadfile");
+    let missing = case.env.dir.join("missing-ca.pem");
+    case.config(&format!("caFile = \"{}\"\n", missing.display()));
+    let (code, out) = case.prepare("v2", &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!("{}: cannot be read (", missing.display())),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "caFile in [autoInstall] of {} names it",
+            case.home().join("config.toml").display()
+        )),
+        "{out}"
+    );
+
+    let empty = case.env.dir.join("empty-ca.pem");
+    fs::write(&empty, "not a certificate\n").unwrap();
+    case.config(&format!("caFile = \"{}\"\n", empty.display()));
+    let (code, out) = case.prepare("v2", &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!("{}: holds no usable certificate", empty.display())),
+        "{out}"
+    );
+
+    // SSL_CERT_FILE naming a missing file is refused too, not silently replaced.
+    case.config("");
+    let (code, out) = case.prepare("v2", &[("SSL_CERT_FILE", &missing.display().to_string())]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("SSL_CERT_FILE in Visor's environment names it"),
+        "{out}"
+    );
+    assert!(case.github.requests().is_empty());
+    case.assert_nothing_installed("v2");
+}
+
+// ----- private repositories: assets through the API with the token -----
+
+#[test]
+fn with_a_token_assets_come_through_the_api_and_the_token_stays_on_it() {
+    let case = Case::new("private");
+    // The object storage GitHub redirects asset downloads to: another origin.
+    let storage = FakeGithub::start();
+    let data = zip_of(&[Entry::File("zeta", binary_script("v2"))]);
+    case.config("checksumAsset = \"SHA256SUMS\"\n");
+    case.release(&[
+        AssetSpec::zip(data.clone()).digest(DigestField::Absent),
+        AssetSpec::new("SHA256SUMS", case_sums(&data).into_bytes(), "text/plain"),
+    ]);
+    // A private repository: the browser URLs serve nothing.
+    let zip_browser = Case::download_path(&zip_name());
+    let sums_browser = Case::download_path("SHA256SUMS");
+    case.github
+        .route(&zip_browser, vec![Reply::status(404, "Not Found")]);
+    case.github
+        .route(&sums_browser, vec![Reply::status(404, "Not Found")]);
+    // The API URLs redirect: the zip to the storage, the checksum file to another path of
+    // the same server.
+    let stored_zip = format!("/objects/{}?X-Amz-Signature=abc", zip_name());
+    let stored_sums = "/storage/SHA256SUMS?token=signed".to_owned();
+    case.github.route(
+        &Case::asset_api_path(1),
+        vec![Reply::Redirect(format!("{}{stored_zip}", storage.url()))],
+    );
+    case.github.route(
+        &Case::asset_api_path(2),
+        vec![Reply::Redirect(stored_sums.clone())],
+    );
+    storage.route(&stored_zip, vec![Reply::bytes(&data)]);
+    case.github.route(
+        &stored_sums,
+        vec![Reply::bytes(case_sums(&data).as_bytes())],
+    );
+
+    let (code, out) = case.prepare("v2", &[("GITHUB_TOKEN", "ghp_private42")]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        !out.contains("ghp_private42"),
+        "the token was logged: {out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "url={}{}",
+            case.github.url(),
+            Case::asset_api_path(1)
+        )),
+        "the download line names the API URL: {out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "install: fetching checksums SHA256SUMS url={}{}",
+            case.github.url(),
+            Case::asset_api_path(2)
+        )),
+        "{out}"
+    );
+    assert_eq!(reported_version(&case.home().join("v2/zeta")), "v2");
+
+    for id in [1, 2] {
+        let asked = case.github.requests_to(&Case::asset_api_path(id));
+        assert_eq!(asked.len(), 1, "asset {id}");
+        assert_eq!(
+            asked[0].header("authorization"),
+            Some("Bearer ghp_private42"),
+            "asset {id}"
+        );
+        assert_eq!(
+            asked[0].header("accept"),
+            Some("application/octet-stream"),
+            "asset {id}"
+        );
+    }
+    let stored = storage.requests_to(&stored_zip);
+    assert_eq!(stored.len(), 1);
+    assert_eq!(
+        stored[0].header("authorization"),
+        None,
+        "the token went to the storage"
+    );
+    let stored = case.github.requests_to(&stored_sums);
+    assert_eq!(stored.len(), 1);
+    assert_eq!(
+        stored[0].header("authorization"),
+        None,
+        "the token went along a download's redirect"
+    );
+    assert!(case.github.requests_to(&zip_browser).is_empty());
+    assert!(case.github.requests_to(&sums_browser).is_empty());
+    case.assert_no_leftovers();
+}
+
+/// The checksum file for `data` under the zip's name.
+fn case_sums(data: &[u8]) -> String {
+    format!("{}  {}\n", sha256_hex(data), zip_name())
+}
+
+#[test]
+fn without_a_token_assets_come_from_their_browser_url() {
+    let case = Case::new("public");
+    let data = zip_of(&[Entry::File("zeta", binary_script("v2"))]);
+    case.release(&[AssetSpec::zip(data)]);
+    let (code, out) = case.prepare("v2", &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(case.github.requests_to(&Case::asset_api_path(1)).is_empty());
+    let fetched = case.github.requests_to(&Case::download_path(&zip_name()));
+    assert_eq!(fetched.len(), 1);
+    assert_eq!(fetched[0].header("authorization"), None);
 }

@@ -1,19 +1,26 @@
 //! Test support: a fake GitHub (API and download host in one) on 127.0.0.1, scripted per test.
 //!
-//! It is a small std-only HTTP/1.1 server on its own thread: every path is given a list of
+//! It is a small HTTP/1.1 server on its own thread: every path is given a list of
 //! replies, used in order, the last one repeating (so "500 twice then OK" is three replies),
 //! and every request is recorded with its headers so tests can check what Visor sent. Each
 //! connection serves one request and is closed. Unknown paths answer GitHub's 404 JSON.
+//! [`FakeGithub::start`] speaks plain HTTP; [`FakeGithub::start_tls`] speaks HTTPS with a
+//! certificate of a [`TestCa`](super::tls::TestCa), and records only requests whose TLS
+//! handshake succeeded.
 //!
-//! It must stay a test double: no TLS, no keep-alive, no request bodies.
+//! It must stay a test double: no keep-alive, no request bodies.
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+use rustls::{ServerConfig, ServerConnection, StreamOwned};
+
+use super::tls::TestCa;
 
 /// One scripted answer.
 #[derive(Debug, Clone)]
@@ -89,17 +96,29 @@ struct State {
 /// The running server; stopped when dropped.
 pub struct FakeGithub {
     addr: SocketAddr,
+    tls: bool,
     state: Arc<Mutex<State>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl FakeGithub {
+    /// A server speaking plain HTTP.
     pub fn start() -> FakeGithub {
+        FakeGithub::start_with(None)
+    }
+
+    /// A server speaking HTTPS with a certificate for 127.0.0.1 signed by `ca`.
+    pub fn start_tls(ca: &TestCa) -> FakeGithub {
+        FakeGithub::start_with(Some(ca.server_config()))
+    }
+
+    fn start_with(tls: Option<Arc<ServerConfig>>) -> FakeGithub {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local address");
         let state = Arc::new(Mutex::new(State::default()));
         let stop = Arc::new(AtomicBool::new(false));
+        let is_tls = tls.is_some();
         let thread = {
             let state = Arc::clone(&state);
             let stop = Arc::clone(&stop);
@@ -108,23 +127,38 @@ impl FakeGithub {
                     if stop.load(Ordering::Relaxed) {
                         break;
                     }
-                    if let Ok(stream) = stream {
-                        serve(stream, &state, &stop);
+                    let Ok(stream) = stream else {
+                        continue;
+                    };
+                    match &tls {
+                        None => serve(Conn::Plain(stream), &state, &stop),
+                        Some(config) => {
+                            let Ok(server) = ServerConnection::new(Arc::clone(config)) else {
+                                continue;
+                            };
+                            serve(
+                                Conn::Tls(Box::new(StreamOwned::new(server, stream))),
+                                &state,
+                                &stop,
+                            );
+                        }
                     }
                 }
             })
         };
         FakeGithub {
             addr,
+            tls: is_tls,
             state,
             stop,
             thread: Some(thread),
         }
     }
 
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>`, or `https://` for a TLS server.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Scripts the replies for a path (query strings are part of the path).
@@ -158,13 +192,61 @@ impl Drop for FakeGithub {
     }
 }
 
-/// Reads one request, records it and answers with the next scripted reply.
-fn serve(stream: TcpStream, state: &Mutex<State>, stop: &AtomicBool) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let Ok(read_half) = stream.try_clone() else {
-        return;
-    };
-    let mut reader = BufReader::new(read_half);
+/// One accepted connection, plain or TLS.
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<StreamOwned<ServerConnection, TcpStream>>),
+}
+
+impl Conn {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Conn::Plain(stream) => stream,
+            Conn::Tls(stream) => &stream.sock,
+        }
+    }
+
+    /// Ends the connection: TLS's close_notify first, then the TCP shutdown.
+    fn close(&mut self) -> std::io::Result<()> {
+        if let Conn::Tls(stream) = self {
+            stream.conn.send_close_notify();
+            stream.flush()?;
+        }
+        self.tcp().shutdown(Shutdown::Both)
+    }
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(stream) => stream.read(buf),
+            Conn::Tls(stream) => stream.read(buf),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(stream) => stream.write(buf),
+            Conn::Tls(stream) => stream.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Conn::Plain(stream) => stream.flush(),
+            Conn::Tls(stream) => stream.flush(),
+        }
+    }
+}
+
+/// Reads one request, records it and answers with the next scripted reply. A TLS connection
+/// whose handshake fails (a client that refuses the certificate) is dropped unrecorded.
+fn serve(mut stream: Conn, state: &Mutex<State>, stop: &AtomicBool) {
+    let _ = stream.tcp().set_read_timeout(Some(Duration::from_secs(5)));
+    // Requests have no body, so the reader never holds bytes past the headers.
+    let mut reader = BufReader::new(&mut stream);
     let mut line = String::new();
     if reader.read_line(&mut line).unwrap_or(0) == 0 {
         return;
@@ -186,6 +268,7 @@ fn serve(stream: TcpStream, state: &Mutex<State>, stop: &AtomicBool) {
             headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
         }
     }
+    drop(reader);
     let reply = {
         let mut state = state.lock().unwrap();
         state.requests.push(Request {
@@ -218,7 +301,7 @@ fn reason(status: u16) -> &'static str {
 }
 
 /// Writes the reply; a stall ends early when the server is stopped.
-fn answer(mut stream: TcpStream, reply: Reply, stop: &AtomicBool) -> std::io::Result<()> {
+fn answer(mut stream: Conn, reply: Reply, stop: &AtomicBool) -> std::io::Result<()> {
     let mut pause = None;
     let (status, content_type, body, length, extra) = match reply {
         Reply::Json {
@@ -289,5 +372,5 @@ fn answer(mut stream: TcpStream, reply: Reply, stop: &AtomicBool) -> std::io::Re
     }
     stream.write_all(second)?;
     stream.flush()?;
-    stream.shutdown(Shutdown::Both)
+    stream.close()
 }
