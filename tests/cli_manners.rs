@@ -129,3 +129,34 @@ fn version_names_the_commit() {
     assert_eq!(code, 2);
     assert!(stderr.contains("use text (or human) or json"), "{stderr}");
 }
+
+/// The hand-written completions in contrib/completions/ know every command and option.
+#[test]
+fn completions_list_every_command_and_option() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/completions");
+    let mut words: Vec<String> = vec!["--version".into(), "human".into(), "json".into()];
+    for command in zeta_visor::cli::COMMANDS {
+        words.push(command.name.to_owned());
+        for option in command.options {
+            for flag in option.flags.split(", ") {
+                let flag = flag.split(' ').next().unwrap_or(flag);
+                if let Some(long) = flag.strip_prefix("--") {
+                    words.push(format!("--{long}"));
+                }
+            }
+        }
+    }
+    for file in ["visor.bash", "_visor", "visor.fish"] {
+        let path = dir.join(file);
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        // fish spells a long option `-l home`.
+        let spelled = |word: &str| match word.strip_prefix("--") {
+            Some(long) if file.ends_with(".fish") => format!("-l {long}"),
+            _ => word.to_owned(),
+        };
+        for word in &words {
+            assert!(text.contains(&spelled(word)), "{file} lacks {word}");
+        }
+    }
+}
