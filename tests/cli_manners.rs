@@ -160,3 +160,32 @@ fn completions_list_every_command_and_option() {
         }
     }
 }
+
+/// `visor check` right after `visor init` reports what the operator must still do in
+/// genesis/, not the example folder vX.X.X/ they were told to copy.
+#[test]
+fn check_after_init_skips_the_example_folder() {
+    let dir = std::env::temp_dir().join(format!("visor-cli-manners-init-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let home = dir.join("home");
+    let home_arg = home
+        .to_str()
+        .unwrap_or_else(|| panic!("{}", home.display()));
+    let (code, stdout, stderr) = visor(&["init", "--home", home_arg, "--with-data-node"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(home.join("vX.X.X/run-config.toml").is_file());
+    let run_config = std::fs::read_to_string(home.join("genesis/run-config.toml")).unwrap();
+    assert!(
+        run_config.contains("socketPath = \"/run/zeta/core.sock\""),
+        "{run_config}"
+    );
+
+    let (code, stdout, stderr) = visor(&["check", "--home", home_arg]);
+    assert_eq!(code, 78, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("/genesis/run-config.toml: [zeta.binary]"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("vX.X.X"), "{stdout}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
