@@ -13,9 +13,10 @@
 # for), the commit is stamped (visor version), and every timestamp is the commit's
 # (SOURCE_DATE_EPOCH). Verify a build with: (cd dist && sha256sum -c SHA256SUMS).
 #
-# Usage: release/build.sh [--no-deb] [--no-install]
+# Usage: release/build.sh [--no-deb] [--no-install | --tools-only]
 #   --no-deb      build the tarball only (no cargo-deb needed)
 #   --no-install  install nothing; fail if a tool is missing
+#   --tools-only  install what the build needs, then stop
 # Environment: VISOR_ALLOW_DIRTY=1 builds from a tree with uncommitted changes (the stamped
 # commit then does not describe the binary; never for a published release).
 set -euo pipefail
@@ -26,10 +27,12 @@ target=x86_64-unknown-linux-musl
 cargo_deb_version=3.8.0
 with_deb=1
 install=1
+tools_only=0
 for arg in "$@"; do
   case $arg in
     --no-deb) with_deb=0 ;;
     --no-install) install=0 ;;
+    --tools-only) tools_only=1 ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "release/build.sh: unknown argument $arg (try --help)" >&2; exit 2 ;;
   esac
@@ -68,6 +71,8 @@ if [ "$with_deb" = 1 ]; then
     cargo install cargo-deb --locked --version "$cargo_deb_version"
   fi
 fi
+
+[ "$tools_only" = 0 ] || exit 0
 
 # --- what is built -----------------------------------------------------------------------
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
