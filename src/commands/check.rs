@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
+use super::init::EXAMPLE_FOLDER;
 use super::run::startup_check;
 use super::{EXIT_CONFIG, EXIT_FAILURE, EXIT_OK};
 use crate::config::run_config::RunConfig;
@@ -66,7 +67,8 @@ fn report(config_problems: Vec<String>, upgrade_problems: Vec<String>) -> i32 {
     }
 }
 
-/// Every folder in HOME holding a run-config.toml, plus absolute `upgradeFolders`.
+/// Every folder in HOME holding a run-config.toml, except `current`, leftovers and the
+/// example folder `vX.X.X`, plus absolute `upgradeFolders`.
 fn version_folders(root: &Path, config: Option<&Config>) -> Vec<PathBuf> {
     let mut folders: Vec<PathBuf> = std::fs::read_dir(root)
         .into_iter()
@@ -75,7 +77,8 @@ fn version_folders(root: &Path, config: Option<&Config>) -> Vec<PathBuf> {
         .filter(|entry| {
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            !name.starts_with(TMP_PREFIX) && name != home::CURRENT_LINK
+            // The example folder `init` writes is for copying, not a broken version folder.
+            !name.starts_with(TMP_PREFIX) && name != home::CURRENT_LINK && name != EXAMPLE_FOLDER
         })
         .map(|entry| entry.path())
         .filter(|path| path.join(RUN_CONFIG_FILE).is_file())
@@ -123,4 +126,35 @@ fn pending_upgrade_problem(root: &Path, config: &Config, run: &RunConfig) -> Opt
                 release.tag, release.height
             )
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_folders_skip_the_example_current_and_leftovers() {
+        let root = std::env::temp_dir().join(format!("visor-check-folders-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        for folder in [
+            "genesis",
+            "v1.3.0",
+            "vX.X.X",
+            "vX.X.X.1",
+            ".visor-tmp-install-v2-1-0",
+            "empty",
+        ] {
+            std::fs::create_dir_all(root.join(folder)).unwrap();
+            if folder != "empty" {
+                std::fs::write(root.join(folder).join(RUN_CONFIG_FILE), "").unwrap();
+            }
+        }
+        std::os::unix::fs::symlink("genesis", root.join(home::CURRENT_LINK)).unwrap();
+        let names: Vec<String> = version_folders(&root, None)
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["genesis", "v1.3.0", "vX.X.X.1"]);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }

@@ -34,21 +34,26 @@ fn dispatch() -> i32 {
     let command = match cli::parse(args, std::env::var_os("VISOR_HOME")) {
         Ok(command) => command,
         Err(e) => {
-            err(&format!("{e}\nRun 'visor help' for usage."));
+            err(&format!("{e}\n{}", e.hint()));
             return EXIT_USAGE;
         }
     };
     match command {
-        Command::Help => {
+        Command::Help { command: None } => {
             out(cli::USAGE.trim_end());
             EXIT_OK
         }
-        Command::Version { output } => {
-            let version = env!("CARGO_PKG_VERSION");
-            match output {
-                Output::Text => out(&format!("visor {version}")),
-                Output::Json => out(&serde_json::json!({ "version": version }).to_string()),
+        Command::Help {
+            command: Some(name),
+        } => {
+            match cli::command_help(name) {
+                Some(help) => out(&help.render()),
+                None => out(cli::USAGE.trim_end()),
             }
+            EXIT_OK
+        }
+        Command::Version { output } => {
+            version(output);
             EXIT_OK
         }
         Command::Init {
@@ -71,6 +76,24 @@ fn dispatch() -> i32 {
         ),
         Command::Restart { home, wait } => control::restart(&absolute(&home), wait),
         Command::Switch { home, tag, wait } => control::switch(&absolute(&home), &tag, wait),
+    }
+}
+
+/// The git commit this binary was built from (`build.rs`), or `unknown`.
+pub const COMMIT: &str = match option_env!("VISOR_COMMIT") {
+    Some(commit) => commit,
+    None => "unknown",
+};
+
+/// `visor version` and `visor --version`: the version and the commit, as text or JSON (the
+/// form of the node's own `version --output json`).
+fn version(output: Output) {
+    let version = env!("CARGO_PKG_VERSION");
+    match output {
+        Output::Text => out(&format!("visor {version} (commit {COMMIT})")),
+        Output::Json => {
+            out(&serde_json::json!({ "version": version, "hash": COMMIT }).to_string());
+        }
     }
 }
 

@@ -403,8 +403,9 @@ name = {}
     # The arguments it is started with.
     args = ["start", "--home", "/var/lib/zeta"]
   [zeta.rpc]
-    # The core node's admin socket, where Visor asks for the upgrade status.
-    socketPath = "/var/run/zeta.sock"
+    # The core node's admin socket, where Visor asks for the upgrade status. /run/zeta is
+    # the folder the systemd unit creates for the zeta user (RuntimeDirectory=zeta).
+    socketPath = "/run/zeta/core.sock"
     # The HTTP path of the admin JSON-RPC endpoint on that socket.
     httpPath = "/rpc"
 "#,
@@ -568,7 +569,7 @@ mod tests {
             plain.core.args,
             strings(&["start", "--home", "/var/lib/zeta"])
         );
-        assert_eq!(plain.rpc.socket_path, PathBuf::from("/var/run/zeta.sock"));
+        assert_eq!(plain.rpc.socket_path, PathBuf::from("/run/zeta/core.sock"));
         assert_eq!(plain.rpc.http_path, "/rpc");
         assert_eq!(plain.data_node, None);
         let with = ok(&run_config_template("vX.X.X", true));

@@ -13,6 +13,7 @@ mod common;
 
 mod auto_install_run;
 mod bad_config;
+mod cli_manners;
 mod fault_injection;
 mod fault_injection_install;
 mod hooks;

@@ -1,0 +1,66 @@
+//! Stamps the git commit into the binaries as `VISOR_COMMIT` (shown by `visor version`).
+//!
+//! `VISOR_COMMIT` from the environment wins (release/build.sh sets it); otherwise the commit
+//! of the git checkout this crate is the top of; otherwise `unknown` (a source tarball, no
+//! git, or a checkout git refuses to read).
+
+use std::path::Path;
+use std::process::Command;
+
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=VISOR_COMMIT");
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".into());
+    let dir = Path::new(&manifest_dir);
+    let commit = match std::env::var("VISOR_COMMIT") {
+        Ok(commit) if !commit.trim().is_empty() => commit.trim().to_owned(),
+        _ => git_commit(dir).unwrap_or_else(|| "unknown".to_owned()),
+    };
+    println!("cargo:rustc-env=VISOR_COMMIT={commit}");
+}
+
+/// The commit of HEAD when `dir` is the top of a git checkout, and the files whose change
+/// means HEAD may have moved are watched.
+fn git_commit(dir: &Path) -> Option<String> {
+    let top = git(dir, &["rev-parse", "--show-toplevel"])?;
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    // A tarball unpacked inside another project's checkout is not that project's commit.
+    if !same(Path::new(&top), dir) {
+        return None;
+    }
+    let commit = git(dir, &["rev-parse", "HEAD"])?;
+    if commit.len() != 40 || !commit.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut watched = vec!["HEAD".to_owned(), "packed-refs".to_owned()];
+    if let Some(branch) = git(dir, &["symbolic-ref", "-q", "HEAD"]) {
+        watched.push(branch);
+    }
+    for name in watched {
+        if let Some(path) = git(dir, &["rev-parse", "--git-path", &name]) {
+            let path = dir.join(path);
+            // Watching a file that does not exist would rerun this script on every build.
+            if path.exists() {
+                println!("cargo:rerun-if-changed={}", path.display());
+            }
+        }
+    }
+    Some(commit)
+}
+
+/// The trimmed standard output of `git ARGS` run in `dir`, when it succeeds.
+fn git(dir: &Path, args: &[&str]) -> Option<String> {
+    let output = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    let text = String::from_utf8(output.stdout).ok()?;
+    Some(text.trim().to_owned())
+}
