@@ -20,6 +20,17 @@ fn hooks_config(extra: &str) -> String {
     quick_config(&format!("[hooks]\n{extra}"))
 }
 
+/// Writes config.toml with `[hooks]` `keys`, makes genesis (v1) and v2, starts Visor and has
+/// the core accept v2 at block 55.
+fn upgrade_env(env: &mut Env, keys: &str) {
+    env.write_config(&hooks_config(keys));
+    env.add_version(Version::new("genesis", "v1"));
+    env.add_version(Version::new("v2", "v2"));
+    env.start_visor();
+    env.wait_log("rpc: core is answering");
+    env.control_write("v1", "announce", "v2@55");
+}
+
 /// A hook that appends its event, environment and the target of `current` to `trace`.
 fn tracing_hook(env: &Env, name: &str) -> PathBuf {
     let trace = env.dir.join("trace.txt");
@@ -47,17 +58,15 @@ fn the_three_hooks_run_in_order_with_their_environment() {
     let accepted = tracing_hook(&env, "accepted.sh");
     let before = tracing_hook(&env, "before.sh");
     let after = tracing_hook(&env, "after.sh");
-    env.write_config(&hooks_config(&format!(
-        "onAccepted = [\"{}\"]\nbeforeSwitch = [\"{}\"]\nafterUpgrade = [\"{}\"]",
-        accepted.display(),
-        before.display(),
-        after.display()
-    )));
-    env.add_version(Version::new("genesis", "v1"));
-    env.add_version(Version::new("v2", "v2"));
-    env.start_visor();
-    env.wait_log("rpc: core is answering");
-    env.control_write("v1", "announce", "v2@55");
+    upgrade_env(
+        &mut env,
+        &format!(
+            "onAccepted = [\"{}\"]\nbeforeSwitch = [\"{}\"]\nafterUpgrade = [\"{}\"]",
+            accepted.display(),
+            before.display(),
+            after.display()
+        ),
+    );
     env.wait_log("hook onAccepted: finished");
     env.control_write("v1", "ready", "");
     env.wait_log("hook afterUpgrade: finished");
@@ -84,15 +93,10 @@ fn the_three_hooks_run_in_order_with_their_environment() {
 fn a_failing_before_switch_blocks_until_the_config_is_fixed() {
     let mut env = Env::new("hookfail");
     let failing = script(&env, "fail.sh", "echo cannot snapshot >&2\nexit 3");
-    env.write_config(&hooks_config(&format!(
-        "beforeSwitch = [\"{}\"]",
-        failing.display()
-    )));
-    env.add_version(Version::new("genesis", "v1"));
-    env.add_version(Version::new("v2", "v2"));
-    env.start_visor();
-    env.wait_log("rpc: core is answering");
-    env.control_write("v1", "announce", "v2@55");
+    upgrade_env(
+        &mut env,
+        &format!("beforeSwitch = [\"{}\"]", failing.display()),
+    );
     env.control_write("v1", "ready", "");
     env.wait_log("hook beforeSwitch failed (exit status 3)");
     assert!(env.log().contains("hook beforeSwitch: cannot snapshot"));
@@ -123,15 +127,10 @@ fn a_hook_past_its_timeout_is_killed_with_the_child_it_forked() {
         "slow.sh",
         &format!("sleep 300 &\necho $! > '{}'\nwait", pids.display()),
     );
-    env.write_config(&hooks_config(&format!(
-        "onAccepted = [\"{}\"]\ntimeoutSeconds = 1",
-        slow.display()
-    )));
-    env.add_version(Version::new("genesis", "v1"));
-    env.add_version(Version::new("v2", "v2"));
-    env.start_visor();
-    env.wait_log("rpc: core is answering");
-    env.control_write("v1", "announce", "v2@55");
+    upgrade_env(
+        &mut env,
+        &format!("onAccepted = [\"{}\"]\ntimeoutSeconds = 1", slow.display()),
+    );
     env.wait_log("hook onAccepted failed (still running after timeoutSeconds = 1");
     let child: u32 = fs::read_to_string(&pids).unwrap().trim().parse().unwrap();
     wait_until("the hook's child to be gone", DEADLINE, || !alive(child));
@@ -150,15 +149,10 @@ fn no_hook_process_outlives_visor_on_sigterm() {
             pids.display()
         ),
     );
-    env.write_config(&hooks_config(&format!(
-        "beforeSwitch = [\"{}\"]",
-        hanging.display()
-    )));
-    env.add_version(Version::new("genesis", "v1"));
-    env.add_version(Version::new("v2", "v2"));
-    env.start_visor();
-    env.wait_log("rpc: core is answering");
-    env.control_write("v1", "announce", "v2@55");
+    upgrade_env(
+        &mut env,
+        &format!("beforeSwitch = [\"{}\"]", hanging.display()),
+    );
     env.control_write("v1", "ready", "");
     env.wait_log("hook beforeSwitch: running");
     wait_until("the hook to write its pids", DEADLINE, || {
