@@ -184,8 +184,8 @@ fn print_supervisor(report: &Value) {
         ));
         for child in report["children"].as_array().into_iter().flatten() {
             out(&format!(
-                "{:<18}pid {}",
-                format!("{}:", text(&child["process"])),
+                "{:<18}{}",
+                format!("{} pid:", text(&child["process"])),
                 text(&child["pid"])
             ));
         }
