@@ -406,7 +406,7 @@ fn check_upgrade_folder(value: &str) -> Result<(), String> {
              name such as \"v1.2.3\" or an absolute path such as \"/srv/zeta/v1.2.3\""
         ));
     }
-    if value == "current" || value.starts_with(".visor-tmp-") {
+    if value == "current" || value == ".visor" || value.starts_with(".visor-tmp-") {
         return Err(format!(
             "{shown} is a name Visor manages in HOME; choose another folder name"
         ));
@@ -1854,10 +1854,11 @@ v6.0.0 = "x"
 "v7.0.0" = "current"
 "v8.0.0" = ".visor-tmp-1"
 "v9.0.0" = "/abs/ok"
+"v10.0.0" = ".visor"
 "#;
         let errors = errors(text);
         let lines: Vec<&str> = errors.iter().map(|e| e.as_str()).collect();
-        assert_eq!(errors.len(), 9, "{errors:#?}");
+        assert_eq!(errors.len(), 10, "{errors:#?}");
         assert!(
             lines[0].starts_with(
                 "/srv/visor/config.toml:3: upgradeFolders.-bad: not a valid release tag; "
@@ -1890,6 +1891,7 @@ v6.0.0 = "x"
         assert!(lines[6].starts_with("/srv/visor/config.toml:9: upgradeFolders.v6: expected a folder name or absolute path in quotes, found a table; quote tags that contain dots"), "{}", lines[6]);
         assert!(lines[7].starts_with("/srv/visor/config.toml:10: upgradeFolders.\"v7.0.0\": \"current\" is a name Visor manages"), "{}", lines[7]);
         assert!(lines[8].starts_with("/srv/visor/config.toml:11: upgradeFolders.\"v8.0.0\": \".visor-tmp-1\" is a name Visor manages"), "{}", lines[8]);
+        assert!(lines[9].starts_with("/srv/visor/config.toml:13: upgradeFolders.\"v10.0.0\": \".visor\" is a name Visor manages"), "{}", lines[9]);
         let long = format!("[upgradeFolders]\n\"v{}\" = \"x\"\n", "1".repeat(128));
         assert!(one_error(&long).contains("not a valid release tag"));
         let longest = format!("[upgradeFolders]\n\"v{}\" = \"x\"\n", "1".repeat(127));
