@@ -48,7 +48,7 @@ pub fn restart(root: &Path, wait: Duration) -> i32 {
         return code;
     }
     super::err(&format!(
-        "no Visor is running on {} (its lock {} is free); start it with systemctl start visor or visor run --home {}",
+        "no Visor is running on {} (its lock {} is free); start it with systemctl start zeta-visor or visor run --home {}",
         root.display(),
         SuperviseFolder::new(root).lock_file().display(),
         root.display()

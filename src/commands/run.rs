@@ -176,7 +176,7 @@ fn take_lock(supervise: &SuperviseFolder) -> Result<Lock, i32> {
         match e {
             LockError::Held(pid) => log::error(
                 &format!(
-                    "{}: another Visor{} is running on this home; stop it first (systemctl stop visor), or ask it with visor status, visor restart or visor switch",
+                    "{}: another Visor{} is running on this home; stop it first (systemctl stop zeta-visor), or ask it with visor status, visor restart or visor switch",
                     supervise.lock_file().display(),
                     pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
                 ),
