@@ -21,8 +21,6 @@ pub const LOCK_FILE: &str = "lock";
 pub const STATUS_FILE: &str = "status.json";
 pub const CONTROL_SOCKET: &str = "control";
 pub const UPGRADE_MARK: &str = "upgrade";
-/// Largest `status.json` a reader accepts.
-const STATUS_LIMIT: u64 = 1 << 20;
 
 /// The supervise folder of one home.
 #[derive(Debug, Clone)]
@@ -85,19 +83,13 @@ impl SuperviseFolder {
         let path = self.lock_file();
         // The descriptor that holds the lock is read-only, so a home remounted read-only
         // while Visor runs is not kept busy by it; the pid is written through another one.
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(false)
-            .custom_flags(libc::O_CREAT)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| {
-                LockError::Io(format!(
-                    "{}: cannot open ({e}); check the permissions of {}",
-                    path.display(),
-                    self.dir.display()
-                ))
-            })?;
+        let mut file = open_lock_file(&path, libc::O_CREAT).map_err(|e| {
+            LockError::Io(format!(
+                "{}: cannot open ({e}); check the permissions of {}, and that lock is a plain file",
+                path.display(),
+                self.dir.display()
+            ))
+        })?;
         // SAFETY: flock(2) on a descriptor this function owns; no memory is involved.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             let e = io::Error::last_os_error();
@@ -126,7 +118,7 @@ impl SuperviseFolder {
     /// The pid of the Visor holding the lock, or `None` when no Visor runs on this home. It
     /// never creates anything.
     pub fn holder(&self) -> Option<u32> {
-        let mut file = File::open(self.lock_file()).ok()?;
+        let mut file = open_lock_file(&self.lock_file(), 0).ok()?;
         // SAFETY: flock(2) on a descriptor this function owns; no memory is involved.
         let free = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0;
         if free {
@@ -146,11 +138,24 @@ impl SuperviseFolder {
 
     /// The last `status.json`, if there is one that parses.
     pub fn read_status(&self) -> Option<serde_json::Value> {
-        let file = File::open(self.status_file()).ok()?;
-        let mut text = String::new();
-        file.take(STATUS_LIMIT).read_to_string(&mut text).ok()?;
-        serde_json::from_str(&text).ok()
+        // The bounded reader: a FIFO planted in its place cannot block `run` or `status`.
+        let bytes = crate::home::read::read_config_file(&self.status_file(), "").ok()?;
+        serde_json::from_slice(&bytes).ok()
     }
+}
+
+/// Opens the lock file read-only (creating it with `extra` = `O_CREAT`), never blocking on
+/// something that is not a plain file put in its place, and never following a link.
+fn open_lock_file(path: &Path, extra: libc::c_int) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(extra | libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .mode(0o600)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::other("not a plain file"));
+    }
+    Ok(file)
 }
 
 fn read_pid(file: &mut File) -> Option<u32> {
@@ -246,6 +251,24 @@ mod tests {
             .map(|e| e.file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from(STATUS_FILE)]);
+        fs::remove_dir_all(folder.path().parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn a_fifo_in_place_of_the_lock_or_the_status_blocks_nothing() {
+        let folder = folder("fifo");
+        for path in [folder.lock_file(), folder.status_file()] {
+            let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+            // SAFETY: mkfifo(3) with a valid NUL-terminated path.
+            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        }
+        // Each would block forever on a FIFO opened for reading without a writer.
+        assert_eq!(folder.read_status(), None);
+        assert_eq!(folder.holder(), None);
+        match folder.lock() {
+            Err(LockError::Io(message)) => assert!(message.contains("plain file"), "{message}"),
+            other => panic!("lock on a FIFO: {other:?}"),
+        }
         fs::remove_dir_all(folder.path().parent().unwrap()).unwrap();
     }
 
