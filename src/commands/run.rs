@@ -204,7 +204,9 @@ fn stop_orphaned_nodes(supervise: &SuperviseFolder, timeout: Duration) {
         let Ok(pid) = u32::try_from(pid) else {
             continue;
         };
-        if process_start_time(pid) != Some(start_time) {
+        // The same process as recorded (pid and start time), and leading its own group as a
+        // node process Visor started does: never an unrelated process that reused the pid.
+        if process_start_time(pid) != Some(start_time) || !child::leads_group(pid) {
             continue;
         }
         let process = child["process"].as_str().unwrap_or("node process");

@@ -130,7 +130,7 @@ pub fn signal_group(pid: u32, signal: StopSignal) {
         StopSignal::Term => libc::SIGTERM,
         StopSignal::Kill => libc::SIGKILL,
     };
-    let Ok(pgid) = libc::pid_t::try_from(pid) else {
+    let Some(pgid) = group_id(pid) else {
         return;
     };
     // SAFETY: kill(2) with a negative pid signals the process group; no memory is involved.
@@ -139,13 +139,25 @@ pub fn signal_group(pid: u32, signal: StopSignal) {
     }
 }
 
+/// `pid` as a process group id Visor may signal: never 0 (Visor's own group), 1 (`kill(-1)`
+/// would signal every process), Visor's own group, or a number beyond `pid_t`.
+fn group_id(pid: u32) -> Option<libc::pid_t> {
+    let pgid = libc::pid_t::try_from(pid).ok().filter(|p| *p > 1)?;
+    // SAFETY: getpgrp(2) has no arguments and cannot fail.
+    let own = unsafe { libc::getpgrp() };
+    (pgid != own).then_some(pgid)
+}
+
 /// Whether process group `pgid` still has a member that is not a zombie. A group whose
 /// leader has exited may keep helpers the leader forked; they are not Visor's children, so
 /// only this look tells when they are gone. Zombies do not count: their parent (init, or
 /// whatever adopted them) reaps them, and no signal can end them.
 pub fn group_alive(pgid: u32) -> bool {
+    let Some(group) = group_id(pgid) else {
+        return false;
+    };
     // SAFETY: kill(2) with signal 0 only checks for existence; no memory is involved.
-    let exists = unsafe { libc::kill(-(pgid as libc::pid_t), 0) } == 0
+    let exists = unsafe { libc::kill(-group, 0) } == 0
         || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
     if !exists {
         return false;
@@ -168,6 +180,15 @@ pub fn group_alive(pgid: u32) -> bool {
     })
 }
 
+/// Whether process `pid` leads its own process group, as every node process Visor starts
+/// does.
+pub fn leads_group(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| parse_state_and_group(&stat))
+        .is_some_and(|(_, group)| group == pid)
+}
+
 /// The state letter and process group of a `/proc/PID/stat` line (the command name, in
 /// parentheses, may itself hold spaces and parentheses).
 fn parse_state_and_group(stat: &str) -> Option<(char, u32)> {
@@ -182,6 +203,17 @@ fn parse_state_and_group(stat: &str) -> Option<(char, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn groups_that_are_not_a_node_s_are_never_signalled() {
+        assert_eq!(group_id(0), None);
+        assert_eq!(group_id(1), None, "kill(-1) would signal every process");
+        assert_eq!(group_id(u32::MAX), None);
+        // SAFETY: getpgrp(2) has no arguments and cannot fail.
+        let own = unsafe { libc::getpgrp() } as u32;
+        assert_eq!(group_id(own), None);
+        assert!(!group_alive(1));
+    }
 
     #[test]
     fn stat_lines_give_state_and_group() {
