@@ -334,23 +334,11 @@ fn kill_loop(name: &str, profile: Profile, iterations: usize) -> Tally {
             tally.new_version_started_without_snapshot_flag += 1;
         }
         let following = version_name(running + 1);
-        let upgraded = wait_for(
-            &format!("{context}: upgrade to {following} after restart"),
-            DEADLINE,
-            || {
-                records
-                    .core_starts_since(rec_mark)
-                    .into_iter()
-                    .find(|r| r.version() == following)
-            },
-        );
-        let height = (1000 * (running + 1)).to_string();
-        assert!(
-            upgraded
-                .args()
-                .ends_with(&["--snapshot.load-from-block-height".to_string(), height]),
-            "{context}: the upgrade after the restart starts from the upgrade block: {:?}",
-            upgraded.args()
+        records.wait_upgrade_from_its_block(
+            &following,
+            1000 * (running + 1) as u64,
+            rec_mark,
+            &context,
         );
         if waiting_at_block {
             tally.completed_after_restart += 1;

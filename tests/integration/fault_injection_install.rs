@@ -686,23 +686,11 @@ fn kill_campaign(name: &str, kills: usize) -> Tally {
             "{context}: restart ran another version"
         );
         let following = version_name(running + 1);
-        let upgraded = wait_for(
-            &format!("{context}: upgrade to {following} after restart"),
-            DEADLINE,
-            || {
-                records
-                    .core_starts_since(rec_mark)
-                    .into_iter()
-                    .find(|r| r.version() == following)
-            },
-        );
-        let height = (1000 * (running + 1)).to_string();
-        assert!(
-            upgraded
-                .args()
-                .ends_with(&["--snapshot.load-from-block-height".to_string(), height]),
-            "{context}: the upgrade after the restart starts from the upgrade block: {:?}",
-            upgraded.args()
+        records.wait_upgrade_from_its_block(
+            &following,
+            1000 * (running + 1) as u64,
+            rec_mark,
+            &context,
         );
         log.refresh();
         let restarted_log = log.since(instance_mark);

@@ -15,7 +15,7 @@ use zip::write::SimpleFileOptions;
 
 use crate::common::fake_github::{FakeGithub, Reply};
 use crate::common::tls::TestCa;
-use crate::common::{self, Env, Version, SIM, VISOR};
+use crate::common::{self, isolate, Env, Version, SIM, VISOR};
 
 const RELEASE_PATH: &str = "/repos/zeta-protocol/zeta/releases/tags/v2";
 
@@ -224,25 +224,10 @@ impl Case {
         command
             .args(["prepare", tag, "--home"])
             .arg(self.home())
-            .env_remove("VISOR_HOME")
-            .env_remove("GITHUB_TOKEN")
+            // This machine's own trust store settings must not decide the TLS tests.
             .env_remove("SSL_CERT_FILE")
-            .env_remove("SSL_CERT_DIR")
-            .env_remove("JOURNAL_STREAM")
-            .env("NO_PROXY", "*");
-        for key in [
-            "HTTP_PROXY",
-            "HTTPS_PROXY",
-            "ALL_PROXY",
-            "http_proxy",
-            "https_proxy",
-            "all_proxy",
-        ] {
-            command.env_remove(key);
-        }
-        for (key, value) in env {
-            command.env(key, value);
-        }
+            .env_remove("SSL_CERT_DIR");
+        isolate(&mut command, env);
         command
     }
 

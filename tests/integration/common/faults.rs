@@ -80,6 +80,34 @@ impl RecordReader {
     }
 
     /// The core start records from record `from` on.
+    /// Waits for the core of `version` to start after record `from`, and checks it starts
+    /// from the upgrade block `height` (`--snapshot.load-from-block-height`).
+    pub fn wait_upgrade_from_its_block(
+        &mut self,
+        version: &str,
+        height: u64,
+        from: usize,
+        context: &str,
+    ) {
+        let upgraded = super::wait_for(
+            &format!("{context}: upgrade to {version} after restart"),
+            super::DEADLINE,
+            || {
+                self.core_starts_since(from)
+                    .into_iter()
+                    .find(|r| r.version() == version)
+            },
+        );
+        assert!(
+            upgraded.args().ends_with(&[
+                "--snapshot.load-from-block-height".to_string(),
+                height.to_string()
+            ]),
+            "{context}: the upgrade after the restart starts from the upgrade block: {:?}",
+            upgraded.args()
+        );
+    }
+
     pub fn core_starts_since(&mut self, from: usize) -> Vec<Record> {
         self.refresh()
             .iter()

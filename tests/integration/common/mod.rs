@@ -287,25 +287,8 @@ impl Env {
             .arg(&self.home)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .env_remove("VISOR_HOME")
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("JOURNAL_STREAM")
-            .env_remove("GITHUB_TOKEN")
-            .env("NO_PROXY", "*");
-        for key in [
-            "HTTP_PROXY",
-            "HTTPS_PROXY",
-            "ALL_PROXY",
-            "http_proxy",
-            "https_proxy",
-            "all_proxy",
-        ] {
-            command.env_remove(key);
-        }
-        for (key, value) in env {
-            command.env(key, value);
-        }
+            .stderr(log);
+        isolate(&mut command, env);
         self.visor = Some(command.spawn().unwrap());
         self.visor_status = None;
     }
@@ -498,6 +481,30 @@ impl Drop for Env {
         if !std::thread::panicking() {
             let _ = fs::remove_dir_all(&self.dir);
         }
+    }
+}
+
+/// Takes from a `visor` command the environment of the machine running the tests that would
+/// change what it does (its home, systemd's sockets, the journal, a token, proxies), then adds
+/// `env`.
+pub fn isolate(command: &mut Command, env: &[(&str, &str)]) {
+    for key in [
+        "VISOR_HOME",
+        "NOTIFY_SOCKET",
+        "JOURNAL_STREAM",
+        "GITHUB_TOKEN",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+    ] {
+        command.env_remove(key);
+    }
+    command.env("NO_PROXY", "*");
+    for (key, value) in env {
+        command.env(key, value);
     }
 }
 
