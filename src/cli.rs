@@ -19,13 +19,16 @@ Usage:
   visor run --home PATH                       supervise the node (the service command)
   visor check --home PATH                     validate config, run-configs and binaries
   visor status --home PATH [--output json]    show the running version and pending upgrade
+  visor list --home PATH [--output json] [--no-exec]
+                                              list every version folder, ready or why not
   visor prepare VERSION --home PATH [--from FILE|ZIP|URL [--sha256 HEX]]
                                               install the upgrade folder for VERSION now
   visor restart --home PATH [--wait SECONDS]  stop the node and start it again (running Visor)
-  visor switch TAG --home PATH [--wait SECONDS]
-                                              move to the patch release TAG (folder checked
-                                              first; nothing stops if it is not ready)
-  visor version [--output json]               print Visor's version and commit (also -V)
+  visor switch TAG --home PATH [--wait SECONDS] [--force]
+                                              move to the patch release TAG (version and
+                                              folder checked first; nothing stops if refused)
+  visor version [--home PATH] [--output json]
+                                              print Visor's version (also -V), and the node's
   visor help [COMMAND]                        print this help, or COMMAND's (also -h)
 
 --home defaults to $VISOR_HOME. Exit codes: 0 success or clean stop, 1 runtime failure,
@@ -127,6 +130,28 @@ what the core answers and the pending upgrade. It changes nothing.",
         ],
     },
     CommandHelp {
+        name: "list",
+        usage: "list --home PATH [--output json] [--no-exec]",
+        summary: "list every version folder, ready or why not",
+        details: "\
+Lists genesis, every upgrade folder in HOME and every [upgradeFolders] entry: its tag,
+run-config name, the versions its binaries report, whether it is ready (or why not), which
+one current points at and which one a running Visor holds as pending. It writes nothing.
+Exit 0, or 78 when config.toml is missing or invalid (after listing all it can).",
+        options: &[
+            HOME_OPTION,
+            OptionHelp {
+                flags: "-o, --output FORMAT",
+                text: "text (or human; the default) or json, one object on one line",
+            },
+            OptionHelp {
+                flags: "--no-exec",
+                text: "do not run the binaries to ask their versions",
+            },
+            HELP_OPTION,
+        ],
+    },
+    CommandHelp {
         name: "prepare",
         usage: "prepare VERSION --home PATH [--from FILE|ZIP|URL [--sha256 HEX]]",
         summary: "install the upgrade folder for VERSION now",
@@ -159,23 +184,39 @@ running (exit 1).",
     },
     CommandHelp {
         name: "switch",
-        usage: "switch TAG --home PATH [--wait SECONDS]",
+        usage: "switch TAG --home PATH [--wait SECONDS] [--force]",
         summary: "move to the patch release TAG",
         details: "\
-Moves to the patch release TAG without an upgrade block. Its folder (HOME/TAG) is checked
-before anything stops: not ready, nothing stops (exit 1). Then the binaries stop, current
-moves to TAG and TAG starts; exit 0 once its core answers. Without a running Visor it only
-moves current, under the lock.",
-        options: &[HOME_OPTION, WAIT_OPTION, HELP_OPTION],
+Moves to the patch release TAG without an upgrade block. TAG must be a higher patch of the
+version current's core reports (v1.2.3 to v1.2.4); another minor or major, a downgrade, the
+same version or a TAG that is not vMAJOR.MINOR.PATCH is refused (exit 1) unless --force.
+Its folder (HOME/TAG) is checked before anything stops: not ready, nothing stops (exit 1).
+Then the binaries stop, current moves to TAG and TAG starts; exit 0 once its core answers.
+Without a running Visor it only moves current, under the lock.",
+        options: &[
+            HOME_OPTION,
+            WAIT_OPTION,
+            OptionHelp {
+                flags: "--force",
+                text: "skip the version guard (the folder is still checked)",
+            },
+            HELP_OPTION,
+        ],
     },
     CommandHelp {
         name: "version",
-        usage: "version [--output json]",
-        summary: "print Visor's version and commit (also --version, -V)",
+        usage: "version [--home PATH] [--output json]",
+        summary: "print Visor's version and commit (also --version, -V), and the node's",
         details: "\
 Prints 'visor VERSION (commit HASH)', or {\"hash\":HASH,\"version\":VERSION} with
---output json; HASH is the git commit Visor was built from, or unknown.",
+--output json; HASH is the git commit Visor was built from, or unknown. With a home
+(--home or $VISOR_HOME) also the versions current's binaries report (a \"node\" object in
+JSON); without one it runs nothing. --version and -V print Visor's alone.",
         options: &[
+            OptionHelp {
+                flags: "--home PATH",
+                text: "also ask the binaries of this home's current (default: $VISOR_HOME)",
+            },
             OptionHelp {
                 flags: "-o, --output FORMAT",
                 text: "text (or human; the default) or json",
@@ -202,6 +243,8 @@ const LONG_OPTIONS: &[&str] = &[
     "wait",
     "from",
     "sha256",
+    "force",
+    "no-exec",
     "help",
     "version",
 ];
@@ -254,6 +297,12 @@ pub enum Command {
         home: PathBuf,
         output: Output,
     },
+    List {
+        home: PathBuf,
+        output: Output,
+        /// `--no-exec`: do not run the binaries to ask their versions.
+        no_exec: bool,
+    },
     Prepare {
         home: PathBuf,
         version: String,
@@ -270,9 +319,14 @@ pub enum Command {
         home: PathBuf,
         tag: String,
         wait: Duration,
+        /// `--force`: skip the version guard.
+        force: bool,
     },
     Version {
         output: Output,
+        /// The home whose `current` binaries are asked too (`--home` or `$VISOR_HOME`); `None`
+        /// for `--version` and `-V`, which print Visor's alone.
+        home: Option<PathBuf>,
     },
     /// The usage (`None`) or one command's help.
     Help {
@@ -322,6 +376,8 @@ struct Scanned {
     wait: Option<Duration>,
     from: Option<String>,
     sha256: Option<String>,
+    force: bool,
+    no_exec: bool,
     help: bool,
     version_flag: bool,
     /// The first problem met; reported unless `--help` was given.
@@ -352,6 +408,7 @@ pub fn parse(args: Vec<OsString>, env_home: Option<OsString>) -> Result<Command,
         }),
         None if scanned.version_flag => Ok(Command::Version {
             output: scanned.output.unwrap_or(Output::Text),
+            home: None,
         }),
         None => Err(UsageError::new("no command given")),
     }
@@ -424,6 +481,8 @@ fn scan(args: Vec<OsString>) -> Scanned {
                     Err(e) => fail(&mut s, e.to_string()),
                 }
             }
+            Long("force") => s.force = true,
+            Long("no-exec") => s.no_exec = true,
             Long("help") | Short('h') => s.help = true,
             Long("version") | Short('V') => s.version_flag = true,
             Long(other) => {
@@ -543,6 +602,16 @@ fn resolve(
             "{command}: --wait is only for restart and switch"
         )));
     }
+    if s.force && command != "switch" {
+        return Err(UsageError::new(format!(
+            "{command}: --force is only for switch"
+        )));
+    }
+    if s.no_exec && command != "list" {
+        return Err(UsageError::new(format!(
+            "{command}: --no-exec is only for list"
+        )));
+    }
     let wait = s.wait.unwrap_or(DEFAULT_WAIT);
     let output = s.output.unwrap_or(Output::Text);
     let argument = s.positional.first().cloned();
@@ -568,6 +637,11 @@ fn resolve(
             home: home()?,
             output,
         },
+        "list" => Command::List {
+            home: home()?,
+            output,
+            no_exec: s.no_exec,
+        },
         "prepare" => Command::Prepare {
             version: argument.ok_or_else(|| missing("VERSION"))?,
             home: home()?,
@@ -582,8 +656,12 @@ fn resolve(
             tag: argument.ok_or_else(|| missing("TAG"))?,
             home: home()?,
             wait,
+            force: s.force,
         },
-        "version" => Command::Version { output },
+        "version" => Command::Version {
+            output,
+            home: home().ok(),
+        },
         _ => Command::Help {
             command: argument.as_deref().map(known_command).transpose()?,
         },
@@ -662,9 +740,11 @@ mod tests {
         );
         let text = Ok(Command::Version {
             output: Output::Text,
+            home: None,
         });
         let json = Ok(Command::Version {
             output: Output::Json,
+            home: None,
         });
         assert_eq!(parse_str(&["-V"], None), text);
         assert_eq!(parse_str(&["--version"], None), text);
@@ -808,7 +888,17 @@ mod tests {
             Ok(Command::Switch {
                 home: "/h".into(),
                 tag: "v1.2.4".into(),
-                wait: Duration::from_secs(30)
+                wait: Duration::from_secs(30),
+                force: false,
+            })
+        );
+        assert_eq!(
+            parse_str(&["switch", "--force", "v1.3.0"], Some("/h")),
+            Ok(Command::Switch {
+                home: "/h".into(),
+                tag: "v1.3.0".into(),
+                wait: DEFAULT_WAIT,
+                force: true,
             })
         );
         for args in [
@@ -816,8 +906,58 @@ mod tests {
             &["switch", "a", "b", "--home", "/h"][..],
             &["restart", "--wait", "0", "--home", "/h"][..],
             &["status", "--wait", "5", "--home", "/h"][..],
+            &["restart", "--force", "--home", "/h"][..],
+            &["status", "--no-exec", "--home", "/h"][..],
         ] {
             assert!(parse_str(args, None).is_err(), "{args:?} should fail");
+        }
+    }
+
+    #[test]
+    fn list_and_version_with_a_home() {
+        assert_eq!(
+            parse_str(&["list", "--output", "json", "--no-exec"], Some("/h")),
+            Ok(Command::List {
+                home: "/h".into(),
+                output: Output::Json,
+                no_exec: true,
+            })
+        );
+        assert_eq!(
+            parse_str(&["list", "--home", "/x"], None),
+            Ok(Command::List {
+                home: "/x".into(),
+                output: Output::Text,
+                no_exec: false,
+            })
+        );
+        assert!(error(&["list"]).message.contains("VISOR_HOME"));
+        assert_eq!(
+            error(&["list", "--force", "--home", "/h"]).message,
+            "list: --force is only for switch"
+        );
+        assert_eq!(
+            error(&["switch", "v1", "--no-exec", "--home", "/h"]).message,
+            "switch: --no-exec is only for list"
+        );
+        // `version` asks the node of the home given, or of $VISOR_HOME; -V never does.
+        for (args, env, home) in [
+            (&["version", "--home", "/h"][..], None, Some("/h")),
+            (&["version"][..], Some("/e"), Some("/e")),
+            (&["version", "--home", "/h"][..], Some("/e"), Some("/h")),
+            (&["version"][..], Some(""), None),
+            (&["version"][..], None, None),
+            (&["-V"][..], Some("/e"), None),
+            (&["--version", "--home", "/h"][..], None, None),
+        ] {
+            assert_eq!(
+                parse_str(args, env),
+                Ok(Command::Version {
+                    output: Output::Text,
+                    home: home.map(PathBuf::from),
+                }),
+                "{args:?} with VISOR_HOME={env:?}"
+            );
         }
     }
 

@@ -13,7 +13,7 @@ _visor() {
         cword=$COMP_CWORD
     fi
 
-    local commands="init run check status prepare restart switch version help"
+    local commands="init run check status list prepare restart switch version help"
 
     # The value of an option.
     case $prev in
@@ -66,8 +66,10 @@ _visor() {
             run | check) options="--home --help -h" ;;
             prepare) options="--home --from --sha256 --help -h" ;;
             status) options="--home --output -o --help -h" ;;
-            restart | switch) options="--home --wait --help -h" ;;
-            version) options="--output -o --help -h" ;;
+            list) options="--home --output -o --no-exec --help -h" ;;
+            restart) options="--home --wait --help -h" ;;
+            switch) options="--home --wait --force --help -h" ;;
+            version) options="--home --output -o --help -h" ;;
         esac
         mapfile -t COMPREPLY < <(compgen -W "$options" -- "$cur")
         return

@@ -2,7 +2,7 @@
 # /usr/share/fish/vendor_completions.d/visor.fish; or put it in
 # ~/.config/fish/completions/. Keep in step with USAGE and COMMANDS in src/cli.rs.
 
-set -l visor_commands init run check status prepare restart switch version help
+set -l visor_commands init run check status list prepare restart switch version help
 
 complete -c visor -f
 
@@ -11,10 +11,11 @@ complete -c visor -n "not __fish_seen_subcommand_from $visor_commands" -a init -
 complete -c visor -n "not __fish_seen_subcommand_from $visor_commands" -a run -d 'supervise the node (the service command)'
 complete -c visor -n "not __fish_seen_subcommand_from $visor_commands" -a check -d 'validate config, run-configs and binaries'
 complete -c visor -n "not __fish_seen_subcommand_from $visor_commands" -a status -d 'show the running version and pending upgrade'
+complete -c visor -n "not __fish_seen_subcommand_from $visor_commands" -a list -d 'list every version folder, ready or why not'
 complete -c visor -n "not __fish_seen_subcommand_from $visor_commands" -a prepare -d 'install the upgrade folder for VERSION now'
 complete -c visor -n "not __fish_seen_subcommand_from $visor_commands" -a restart -d 'stop the node and start it again'
 complete -c visor -n "not __fish_seen_subcommand_from $visor_commands" -a switch -d 'move to the patch release TAG'
-complete -c visor -n "not __fish_seen_subcommand_from $visor_commands" -a version -d "print Visor's version and commit"
+complete -c visor -n "not __fish_seen_subcommand_from $visor_commands" -a version -d "print Visor's version and commit, and the node's"
 complete -c visor -n "not __fish_seen_subcommand_from $visor_commands" -a help -d "print the usage, or a command's"
 
 # `visor help COMMAND`.
@@ -23,10 +24,12 @@ complete -c visor -n "__fish_seen_subcommand_from help; and test (count (command
 # Options, each with the commands that take it.
 complete -c visor -s h -l help -d 'print the help (of the command given)'
 complete -c visor -s V -l version -n "not __fish_seen_subcommand_from $visor_commands" -d "print Visor's version and commit"
-complete -c visor -l home -x -a '(__fish_complete_directories (commandline -ct))' -n "not __fish_seen_subcommand_from version help" -d 'the home folder (default: $VISOR_HOME)'
-complete -c visor -s o -l output -x -a 'text human json' -n "not __fish_seen_subcommand_from $visor_commands; or __fish_seen_subcommand_from status version" -d 'output format'
+complete -c visor -l home -x -a '(__fish_complete_directories (commandline -ct))' -n "not __fish_seen_subcommand_from help" -d 'the home folder (default: $VISOR_HOME)'
+complete -c visor -s o -l output -x -a 'text human json' -n "not __fish_seen_subcommand_from $visor_commands; or __fish_seen_subcommand_from status list version" -d 'output format'
 complete -c visor -l with-data-node -n "__fish_seen_subcommand_from init" -d 'write run-configs that start a data node too'
 complete -c visor -l wait -x -n "__fish_seen_subcommand_from restart switch" -d 'seconds to wait for the outcome, 1 to 86400'
+complete -c visor -l force -n "__fish_seen_subcommand_from switch" -d 'skip the version guard (the folder is still checked)'
+complete -c visor -l no-exec -n "__fish_seen_subcommand_from list" -d 'do not run the binaries to ask their versions'
 
 # `visor switch TAG`: the release folders of the home folder (--home, or $VISOR_HOME).
 function __visor_tags

@@ -56,7 +56,11 @@ pub fn restart(root: &Path, wait: Duration) -> i32 {
     EXIT_FAILURE
 }
 
-pub fn switch(root: &Path, tag: &str, wait: Duration) -> i32 {
+pub fn switch(root: &Path, tag: &str, wait: Duration, force: bool) -> i32 {
+    // Before the running Visor is asked or the lock taken: a refusal changes nothing.
+    if let Err(code) = super::switch_guard::guard(root, tag, force) {
+        return code;
+    }
     let request = ControlRequest::Switch {
         tag: tag.to_string(),
     };

@@ -1,18 +1,22 @@
-//! One file per command of `USAGE`; this file dispatches and holds the exit codes (0, 1, 2, 78).
+//! One file per command of `USAGE` (and `switch_guard`, the version rule of `switch`); this
+//! file dispatches and holds the exit codes (0, 1, 2, 78).
 
 mod check;
 mod control;
 mod init;
+mod list;
 mod output;
 mod prepare;
 mod run;
 mod status;
+mod switch_guard;
+mod version;
 
 pub use output::{err, out};
 
 use std::path::{Path, PathBuf};
 
-use crate::cli::{self, Command, Output};
+use crate::cli::{self, Command};
 
 /// Success, or a clean stop after a signal.
 pub const EXIT_OK: i32 = 0;
@@ -52,9 +56,8 @@ fn dispatch() -> i32 {
             }
             EXIT_OK
         }
-        Command::Version { output } => {
-            version(output);
-            EXIT_OK
+        Command::Version { output, home } => {
+            version::version(output, home.as_deref().map(absolute).as_deref())
         }
         Command::Init {
             home,
@@ -63,6 +66,11 @@ fn dispatch() -> i32 {
         Command::Run { home } => run::run(&absolute(&home)),
         Command::Check { home } => check::check(&absolute(&home)),
         Command::Status { home, output } => status::status(&absolute(&home), output),
+        Command::List {
+            home,
+            output,
+            no_exec,
+        } => list::list(&absolute(&home), output, no_exec),
         Command::Prepare {
             home,
             version,
@@ -75,7 +83,12 @@ fn dispatch() -> i32 {
             sha256.as_deref(),
         ),
         Command::Restart { home, wait } => control::restart(&absolute(&home), wait),
-        Command::Switch { home, tag, wait } => control::switch(&absolute(&home), &tag, wait),
+        Command::Switch {
+            home,
+            tag,
+            wait,
+            force,
+        } => control::switch(&absolute(&home), &tag, wait, force),
     }
 }
 
@@ -84,18 +97,6 @@ pub const COMMIT: &str = match option_env!("VISOR_COMMIT") {
     Some(commit) => commit,
     None => "unknown",
 };
-
-/// `visor version` and `visor --version`: the version and the commit, as text or JSON (the
-/// form of the node's own `version --output json`).
-fn version(output: Output) {
-    let version = env!("CARGO_PKG_VERSION");
-    match output {
-        Output::Text => out(&format!("visor {version} (commit {COMMIT})")),
-        Output::Json => {
-            out(&serde_json::json!({ "version": version, "hash": COMMIT }).to_string());
-        }
-    }
-}
 
 /// Adds 022 to the umask, so nothing Visor creates (an installed folder, its run-config, the
 /// `current` link's temporary, the metrics file) is writable by group or other users, which

@@ -29,3 +29,4 @@ mod sim_protocol;
 mod soak;
 mod supervision;
 mod upgrade;
+mod versions;

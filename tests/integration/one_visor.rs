@@ -9,9 +9,14 @@ use std::process::{Command, Stdio};
 use crate::common::*;
 
 fn running_env(name: &str) -> Env {
+    running_env_of(name, "v1")
+}
+
+/// A running Visor whose genesis reports `version`.
+fn running_env_of(name: &str, version: &str) -> Env {
     let mut env = Env::new(name);
     env.write_config(&quick_config(""));
-    env.add_version(Version::new("genesis", "v1"));
+    env.add_version(Version::new("genesis", version));
     env.start_visor();
     env.wait_log("rpc: core is answering");
     env
@@ -92,7 +97,8 @@ fn restart_without_a_running_visor_is_an_error() {
 
 #[test]
 fn switch_with_a_running_visor_to_a_ready_and_to_a_missing_folder() {
-    let env = running_env("switch");
+    // v1.0.0 to its patch v1.0.1: a move the version guard allows.
+    let env = running_env_of("switch", "v1.0.0");
     env.add_version(Version::new("v1.0.1", "v1.0.1"));
     // A missing folder: refused, nothing stopped.
     let (code, _, stderr) = env.run_visor_command(&["switch", "v1.0.2"]);
@@ -119,7 +125,7 @@ fn switch_with_a_running_visor_to_a_ready_and_to_a_missing_folder() {
 fn switch_without_a_running_visor_moves_current_only_to_a_ready_folder() {
     let env = Env::new("switchoff");
     env.write_config(&quick_config(""));
-    env.add_version(Version::new("genesis", "v1"));
+    env.add_version(Version::new("genesis", "v1.0.0"));
     fs::create_dir_all(env.home.join(".visor")).unwrap();
     std::os::unix::fs::symlink("genesis", env.home.join("current")).unwrap();
     env.add_version(Version::new("v1.0.1", "v1.0.1"));
