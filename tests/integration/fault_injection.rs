@@ -242,7 +242,7 @@ fn kill_loop(name: &str, profile: Profile, iterations: usize) -> Tally {
         wait_until(
             &format!("{context}: the lock of the killed Visor to be free"),
             SURVIVOR_LIMIT,
-            || supervise.holder().is_none(),
+            || supervise.holder() == Ok(None),
         );
         if let Ok(text) = fs::read_to_string(supervise.status_file()) {
             assert!(
@@ -314,7 +314,11 @@ fn kill_loop(name: &str, profile: Profile, iterations: usize) -> Tally {
             leftovers.is_empty(),
             "{context}: left after restart: {leftovers:?}"
         );
-        assert_eq!(supervise.holder(), Some(fresh as u32), "{context}: lock");
+        assert_eq!(
+            supervise.holder(),
+            Ok(Some(fresh as u32)),
+            "{context}: lock"
+        );
         let first = wait_for(
             &format!("{context}: first core after restart"),
             DEADLINE,
