@@ -16,6 +16,7 @@ mod bad_config;
 mod cli_manners;
 mod fault_injection;
 mod fault_injection_install;
+mod folder_trust;
 mod hooks;
 mod hostile;
 mod hostile_inputs;

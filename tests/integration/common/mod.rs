@@ -508,6 +508,42 @@ pub fn isolate(command: &mut Command, env: &[(&str, &str)]) {
     }
 }
 
+/// The uid (and gid) of `nobody`, the other user of the tests that run as root.
+pub const NOBODY: u32 = 65534;
+
+/// True when the tests run as root: only then can they give files to another user or run
+/// Visor as one. Tests that need it print why they are skipped otherwise.
+pub fn as_root() -> bool {
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Gives `path` and everything below it (links themselves, not what they point at) to `uid`
+/// and its group of the same number.
+pub fn give_to(path: &Path, uid: u32) {
+    std::os::unix::fs::lchown(path, Some(uid), Some(uid)).unwrap();
+    if fs::symlink_metadata(path).unwrap().is_dir() {
+        for entry in fs::read_dir(path).unwrap().flatten() {
+            give_to(&entry.path(), uid);
+        }
+    }
+}
+
+/// `visor ARGS` as user `uid` (through `setpriv`, so the tests must run as root), with the
+/// environment isolated as for every Visor the tests start; `None` when setpriv cannot run.
+pub fn visor_as(uid: u32, args: &[&str], home: &Path) -> Option<std::process::Output> {
+    let mut command = Command::new("setpriv");
+    command
+        .arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={uid}"))
+        .args(["--clear-groups", VISOR])
+        .args(args)
+        .arg("--home")
+        .arg(home)
+        .stdin(Stdio::null());
+    isolate(&mut command, &[]);
+    command.output().ok()
+}
+
 /// True when the process exists and is not a zombie.
 pub fn alive(pid: u32) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
