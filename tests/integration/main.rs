@@ -14,6 +14,7 @@ mod common;
 mod auto_install_run;
 mod bad_config;
 mod cli_manners;
+mod control_channel;
 mod fault_injection;
 mod fault_injection_install;
 mod folder_trust;
