@@ -430,3 +430,38 @@ fn run_takes_the_lock_before_it_reads_current() {
     env.signal_visor(libc::SIGTERM);
     assert_eq!(env.wait_visor_exit(DEADLINE), 0);
 }
+
+/// A home on a file system that turned read-only: the lock is taken but its pid cannot be
+/// written. A configuration error (78) naming the cause, not a runtime failure that a service
+/// manager would restart in a loop.
+#[test]
+fn a_lock_on_a_read_only_home_is_a_configuration_error() {
+    let mut env = Env::new("rolock");
+    let mount = match Tmpfs::mount(&env.home) {
+        Ok(mount) => mount,
+        Err(reason) => {
+            println!("SKIPPED a_lock_on_a_read_only_home_is_a_configuration_error: {reason}; a read-only home needs a mount");
+            return;
+        }
+    };
+    env.write_config(&quick_config(""));
+    env.add_version(Version::new("genesis", "v1"));
+    let folder = env.home.join(".visor");
+    fs::create_dir(&folder).unwrap();
+    chmod(&folder, 0o700);
+    fs::write(folder.join("lock"), "").unwrap();
+    chmod(&folder.join("lock"), 0o600);
+    mount.remount("ro");
+    let (code, log) = run_once(&mut env);
+    assert_eq!(code, 78, "{log}");
+    assert!(
+        log.contains(&format!(
+            "{}: cannot write (Read-only file system (os error 30)); the home folder must be on a \
+             writable file system",
+            folder.join("lock").display()
+        )),
+        "{log}"
+    );
+    assert!(env.starts("core").is_empty());
+    drop(mount);
+}

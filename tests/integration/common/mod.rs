@@ -544,6 +544,42 @@ pub fn visor_as(uid: u32, args: &[&str], home: &Path) -> Option<std::process::Ou
     command.output().ok()
 }
 
+/// A tmpfs mounted over a folder, unmounted on drop. Its root is 0755: a tmpfs root is 1777
+/// by default, a HOME that Visor refuses.
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// Mounts a tmpfs over `dir`, or says why it cannot.
+    pub fn mount(dir: &Path) -> Result<Tmpfs, String> {
+        if unsafe { libc::geteuid() } != 0 {
+            return Err("not running as root".into());
+        }
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=16m,mode=0755", "tmpfs"])
+            .arg(dir)
+            .status()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if !status.success() {
+            return Err(format!("mount -t tmpfs failed ({status})"));
+        }
+        Ok(Tmpfs(dir.to_path_buf()))
+    }
+    pub fn remount(&self, mode: &str) {
+        let status = Command::new("mount")
+            .args(["-o", &format!("remount,{mode}")])
+            .arg(&self.0)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount -o remount,{mode} failed");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
 /// True when the process exists and is not a zombie.
 pub fn alive(pid: u32) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
