@@ -5,7 +5,10 @@
 use std::path::PathBuf;
 
 use zeta_visor::cli::USAGE;
-use zeta_visor::commands::{EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_USAGE};
+use zeta_visor::commands::{
+    EXIT_BUSY, EXIT_CONFIG, EXIT_FAILURE, EXIT_NOPERM, EXIT_NOT_RUNNING, EXIT_OK, EXIT_UNKNOWN,
+    EXIT_USAGE,
+};
 use zeta_visor::config::CONFIG_TEMPLATE;
 
 /// The keys of run-config.toml, including its tables and the `[vega]` alias.
@@ -197,7 +200,16 @@ fn every_command_is_documented() {
 fn every_exit_code_is_documented() {
     let manual = page("visor.1");
     let exit_status = section(&manual, "EXIT STATUS");
-    for code in [EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_CONFIG] {
+    for code in [
+        EXIT_OK,
+        EXIT_FAILURE,
+        EXIT_USAGE,
+        EXIT_NOT_RUNNING,
+        EXIT_UNKNOWN,
+        EXIT_BUSY,
+        EXIT_NOPERM,
+        EXIT_CONFIG,
+    ] {
         let row = format!(".It {code} Ta ");
         assert!(
             exit_status.iter().any(|line| line.starts_with(&row)),

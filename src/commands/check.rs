@@ -1,4 +1,5 @@
-//! `visor check`: every problem `visor run` would stop on, and a pending upgrade whose folder
+//! `visor check`: every problem `visor run` would stop on, what in HOME belongs to another user
+//! than HOME's owner, a control socket that cannot be made, and a pending upgrade whose folder
 //! is not ready, one line each.
 
 use std::collections::HashSet;
@@ -9,7 +10,8 @@ use super::run::startup_check;
 use super::{EXIT_CONFIG, EXIT_FAILURE, EXIT_OK};
 use crate::config::run_config::RunConfig;
 use crate::config::{load_config, Config};
-use crate::home::{self, Home, RUN_CONFIG_FILE, TMP_PREFIX};
+use crate::home::supervise_folder::SuperviseFolder;
+use crate::home::{self, owner, Home, RUN_CONFIG_FILE, TMP_PREFIX};
 use crate::node::client::CoreClient;
 use crate::node::folder_check::{check_upgrade_folder, load_startable};
 
@@ -42,6 +44,11 @@ pub fn check(root: &Path) -> i32 {
             config_problems.extend(problems);
         }
     }
+    // What a command run as another user left: `run` may be unable to take its lock, remove a
+    // leftover or replace a file.
+    let visor_user = owner::home_owner(root).unwrap_or_else(owner::effective_uid);
+    config_problems.extend(owner::foreign_entries(root, visor_user));
+    config_problems.extend(SuperviseFolder::new(root).control_problem());
     let mut seen = HashSet::new();
     config_problems.retain(|problem| seen.insert(problem.clone()));
     let mut upgrade_problems = Vec::new();

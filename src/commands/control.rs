@@ -6,23 +6,35 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::run::config_or_exit;
-use super::{EXIT_FAILURE, EXIT_OK};
+use super::{EXIT_BUSY, EXIT_CONFIG, EXIT_FAILURE, EXIT_OK};
 use crate::home::supervise_folder::{LockError, SuperviseFolder};
-use crate::home::{self, Home};
+use crate::home::{self, owner, Home};
 use crate::machine::{ControlReply, ControlRequest};
-use crate::node::folder_check::check_upgrade_folder;
-use crate::supervise::control_socket;
+use crate::node::folder_check::check_and_record;
+use crate::supervise::control_socket::{self, RequestError};
 
 /// Asks the running Visor; `None` when no Visor runs on this home.
 fn ask_running(root: &Path, request: &ControlRequest, wait: Duration) -> Option<i32> {
     let supervise = SuperviseFolder::new(root);
-    let pid = supervise.holder()?;
-    let socket = supervise.control_socket();
+    let pid = match supervise.holder() {
+        Ok(pid) => pid?,
+        Err(cause) => {
+            super::err(&cannot_tell(root, &cause));
+            return Some(EXIT_FAILURE);
+        }
+    };
     super::out(&format!(
         "asking the Visor running on {} (pid {pid})",
         root.display()
     ));
-    let answer = control_socket::request(&socket, request, wait, &mut |line| super::out(line));
+    let address = match supervise.control_address() {
+        Ok(address) => address,
+        Err(e) => {
+            super::err(&e);
+            return Some(EXIT_FAILURE);
+        }
+    };
+    let answer = control_socket::request(&address, request, wait, &mut |line| super::out(line));
     Some(match answer {
         Ok(ControlReply::Done(text)) => {
             super::out(&text);
@@ -36,11 +48,34 @@ fn ask_running(root: &Path, request: &ControlRequest, wait: Duration) -> Option<
             super::err(&format!("failed: {text}"));
             EXIT_FAILURE
         }
-        Err(e) => {
+        Err(RequestError::Busy(text)) => {
+            super::err(&text);
+            EXIT_BUSY
+        }
+        Err(RequestError::Failed(e)) => {
             super::err(&e);
             EXIT_FAILURE
         }
     })
+}
+
+/// "cannot tell whether Visor runs", with the cause and, when this user is not the owner of
+/// HOME, the command to run as the owner.
+pub(super) fn cannot_tell(root: &Path, cause: &str) -> String {
+    let mut text = format!(
+        "cannot tell whether Visor runs on {}: {cause}",
+        root.display()
+    );
+    if let Some(owner) = owner::home_owner(root).filter(|o| *o != owner::effective_uid()) {
+        text.push_str(&format!(
+            "; this command runs as {}, and Visor's folder belongs to {}: run it as that user \
+             ({})",
+            owner::describe(owner::effective_uid()),
+            owner::describe(owner),
+            super::as_owner(root, owner)
+        ));
+    }
+    text
 }
 
 pub fn restart(root: &Path, wait: Duration) -> i32 {
@@ -69,21 +104,25 @@ pub fn switch(root: &Path, tag: &str, wait: Duration, force: bool) -> i32 {
     }
     // No Visor runs: check the folder and move `current` under the lock, so none starts
     // meanwhile.
+    // It writes HOME (the lock, `current`): only as the owner of HOME.
+    if let Err(code) = super::refuse_other_user(root) {
+        return code;
+    }
     let home = Home::new(root.to_path_buf());
     let config = match config_or_exit(&home) {
         Ok((config, _)) => config,
         Err(code) => return code,
     };
     let supervise = SuperviseFolder::new(root);
-    if let Err(e) = supervise.create() {
-        super::err(&e);
-        return EXIT_FAILURE;
-    }
     let _lock = match supervise.lock() {
         Ok(lock) => lock,
         Err(LockError::Held(_)) => {
             super::err("a Visor started on this home meanwhile; run visor switch again");
             return EXIT_FAILURE;
+        }
+        Err(LockError::Unusable(e)) => {
+            super::err(&e);
+            return EXIT_CONFIG;
         }
         Err(LockError::Io(e)) => {
             super::err(&e);
@@ -104,9 +143,22 @@ pub fn switch(root: &Path, tag: &str, wait: Duration, force: bool) -> i32 {
         ));
         return EXIT_OK;
     }
-    if let Err(problem) = check_upgrade_folder(tag, &folder) {
+    // The folder is recorded before its binaries are asked their version and compared just
+    // before `current` moves, as the running Visor does at a switch: what was checked is
+    // what `current` names.
+    let checked = match check_and_record(tag, &folder) {
+        Ok(checked) => checked,
+        Err(problem) => {
+            super::err(&format!(
+                "the folder for {tag} is not ready: {problem}; current was not changed"
+            ));
+            return EXIT_FAILURE;
+        }
+    };
+    if let Some(change) = checked.fingerprint.changed() {
         super::err(&format!(
-            "the folder for {tag} is not ready: {problem}; current was not changed"
+            "the folder for {tag} changed while it was checked ({change}); current was not \
+             changed: run visor switch again once nothing changes it"
         ));
         return EXIT_FAILURE;
     }

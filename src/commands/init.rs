@@ -13,6 +13,13 @@ use crate::home::{CONFIG_FILE, GENESIS_FOLDER, RUN_CONFIG_FILE};
 pub const EXAMPLE_FOLDER: &str = "vX.X.X";
 
 pub fn init(home: &Path, with_data_node: bool) -> i32 {
+    // An existing folder stays its owner's: filling it as another user would leave files
+    // Visor, running as that owner, could not use.
+    if home.exists() {
+        if let Err(code) = super::refuse_other_user(home) {
+            return code;
+        }
+    }
     match fs::read_dir(home) {
         Ok(mut entries) => {
             if entries.next().is_some() {

@@ -7,8 +7,9 @@
 //! alone, so running it twice is harmless. It must not touch `current`, start or stop a node,
 //! or remove other `.visor-tmp-` leftovers (a running `visor run` may be installing).
 //!
-//! Exit status: 0 ready, 1 failure (bad tag, fetch or verification failed), 78 configuration
-//! error (config.toml, or the running version's run-config.toml that the new one derives from).
+//! Exit status: 0 ready, 1 failure (bad tag, fetch or verification failed), 77 run by another
+//! user than HOME's owner, 78 configuration error (config.toml, or the running version's
+//! run-config.toml that the new one derives from).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -33,6 +34,10 @@ pub fn prepare(root: &Path, tag: &str, from: Option<&str>, sha256: Option<&str>)
             return EXIT_FAILURE;
         }
     };
+    // It installs into HOME: only as the owner of HOME.
+    if let Err(code) = super::refuse_other_user(root) {
+        return code;
+    }
     let home = Home::new(root.to_path_buf());
     let config = match config_or_exit(&home) {
         Ok((config, _)) => config,

@@ -27,6 +27,9 @@ pub fn run(root: &Path) -> i32 {
 /// The start-up steps in order, then the coordinator; `Err` is the exit status of a start
 /// that failed (every problem is logged first).
 fn start(root: &Path) -> Result<i32, i32> {
+    // Visor writes HOME, so it runs as HOME's owner: files made by another user would stop
+    // the next start.
+    super::refuse_other_user(root)?;
     let home = Home::new(root.to_path_buf());
     let (config, config_bytes) = config_or_exit(&home)?;
     log::configure(config.log_format, config.log_level);
@@ -34,22 +37,30 @@ fn start(root: &Path) -> Result<i32, i32> {
         &format!("visor {} starting", env!("CARGO_PKG_VERSION")),
         &[("home", root.display().to_string())],
     );
+    // Lock first. One Visor per home: nothing is written in HOME before the lock is held. And
+    // what the start depends on (`current`, its folder) is read only once it is held, so a
+    // `visor switch` without a running Visor cannot move `current` between the check and the
+    // start.
+    let supervise = SuperviseFolder::new(root);
+    let _lock = take_lock(&supervise)?;
     let startable = startup_check(&home).map_err(|problems| {
         for problem in problems {
             log::error(&problem, &[]);
         }
         EXIT_CONFIG
     })?;
-    // One Visor per home: nothing is written in HOME before the lock is held (the checks
-    // above only read).
-    let supervise = SuperviseFolder::new(root);
-    let _lock = take_lock(&supervise)?;
     // Handlers first, so a SIGTERM during start-up is not lost.
     let (signal_tx, signal_rx) = unbounded();
     signals::start(signal_tx).map_err(|e| {
         log::error(&format!("cannot install signal handlers: {e}"), &[]);
         EXIT_FAILURE
     })?;
+    if let Err(warning) = supervise.read_status_or_warning() {
+        log::warn(
+            &format!("supervise: ignoring the state a Visor that is gone left: {warning}"),
+            &[],
+        );
+    }
     stop_orphaned_nodes(&supervise, config.stop_signal_timeout);
     clean_leftovers(&home)?;
     link_current(&home, &startable)?;
@@ -119,7 +130,10 @@ fn start_threads(
     let (poll_tx, poll_rx) = unbounded();
     let (polled_tx, polled_rx) = unbounded();
     let (control_tx, control_rx) = control_socket::channel();
-    if let Err(e) = control_socket::start(&supervise.control_socket(), control_tx) {
+    let control = supervise
+        .control_address()
+        .and_then(|address| control_socket::start(&address, control_tx));
+    if let Err(e) = control {
         log::warn(
             &format!("{e}; visor restart and visor switch will not reach this Visor"),
             &[],
@@ -147,7 +161,11 @@ fn start_threads(
 /// not answered when the last Visor stopped.
 fn machine_for(home: &Home, config: Config, run_config: RunConfig) -> Machine {
     let mut machine = Machine::new(config, home.root().to_path_buf(), run_config.clone());
-    match home.read_upgrade_mark() {
+    let mark = home.read_upgrade_mark().unwrap_or_else(|warning| {
+        log::warn(&format!("home: ignoring the upgrade mark: {warning}"), &[]);
+        None
+    });
+    match mark {
         Some((tag, height)) if tag == run_config.name => {
             log::info(
                 &format!(
@@ -166,25 +184,30 @@ fn machine_for(home: &Home, config: Config, run_config: RunConfig) -> Machine {
     machine
 }
 
-/// Creates the supervise folder and takes its lock, or says which Visor holds it.
+/// Creates the supervise folder and takes its lock, or says which Visor holds it. A folder
+/// or lock file Visor cannot use (another user's, a link, a read-only file system) is a
+/// configuration error.
 fn take_lock(supervise: &SuperviseFolder) -> Result<Lock, i32> {
-    if let Err(e) = supervise.create() {
-        log::error(&e, &[]);
-        return Err(EXIT_CONFIG);
-    }
-    supervise.lock().map_err(|e| {
-        match e {
-            LockError::Held(pid) => log::error(
+    supervise.lock().map_err(|e| match e {
+        LockError::Held(pid) => {
+            log::error(
                 &format!(
                     "{}: another Visor{} is running on this home; stop it first (systemctl stop zeta-visor), or ask it with visor status, visor restart or visor switch",
                     supervise.lock_file().display(),
                     pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
                 ),
                 &[],
-            ),
-            LockError::Io(e) => log::error(&e, &[]),
+            );
+            EXIT_FAILURE
         }
-        EXIT_FAILURE
+        LockError::Unusable(e) => {
+            log::error(&e, &[]);
+            EXIT_CONFIG
+        }
+        LockError::Io(e) => {
+            log::error(&e, &[]);
+            EXIT_FAILURE
+        }
     })
 }
 
@@ -251,6 +274,8 @@ pub fn startup_check(home: &Home) -> Result<Startable, Vec<String>> {
         (home.root(), "HOME"),
         (&config_file, "Visor's configuration"),
     ]);
+    // A supervise folder others could write (or a link to one) cannot be trusted.
+    problems.extend(SuperviseFolder::new(home.root()).problem());
     // `run` lists HOME to remove leftovers; one it cannot list stops it.
     if let Err(e) = std::fs::read_dir(home.root()) {
         problems.push(cannot_list_home(home.root(), &e));

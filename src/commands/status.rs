@@ -1,7 +1,9 @@
 //! `visor status`: whether a Visor runs on the home (from the lock in `HOME/.visor/`) and what
 //! it is doing (from its `status.json`), what `current` points at, the core's answer about
 //! upgrades, and whether a pending release's folder is ready. A broken config.toml is named
-//! among the rest (exit 78), not instead of it.
+//! among the rest (exit 78), not instead of it. Otherwise the exit status says whether Visor
+//! runs, as LSB init scripts and `systemctl status` do: 0 running, 3 not running, 4 cannot
+//! tell.
 
 use std::path::Path;
 
@@ -9,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::check::QUICK_RPC_TIMEOUT;
 use super::run::load_config;
-use super::{out, EXIT_CONFIG, EXIT_OK};
+use super::{out, EXIT_CONFIG, EXIT_NOT_RUNNING, EXIT_OK, EXIT_UNKNOWN};
 use crate::cli::Output;
 use crate::config::run_config::RunConfig;
 use crate::config::Config;
@@ -50,7 +52,11 @@ pub fn status(root: &Path, output: Output) -> i32 {
     if config_problems_in(&report) {
         EXIT_CONFIG
     } else {
-        EXIT_OK
+        match report["running"] {
+            Value::Bool(true) => EXIT_OK,
+            Value::Bool(false) => EXIT_NOT_RUNNING,
+            _ => EXIT_UNKNOWN,
+        }
     }
 }
 
@@ -60,22 +66,36 @@ fn config_problems_in(report: &Value) -> bool {
         .is_some_and(|p| !p.is_empty())
 }
 
-/// Whether a Visor runs (from the lock, so one killed outright reads as not running) and what
-/// it is doing (from the status file it keeps).
+/// Whether a Visor runs (from the lock, so one killed outright reads as not running; `null`
+/// with the cause in `cannot_tell` when the lock cannot be tested) and what it is doing (from
+/// the status file it keeps).
 fn supervisor_report(root: &Path) -> Value {
     let supervise = SuperviseFolder::new(root);
     let holder = supervise.holder();
+    let pid = holder.as_ref().ok().copied().flatten();
     // A status file written by another Visor than the one holding the lock (the holder has
     // just started) says nothing about the holder yet.
-    let supervisor = supervise
-        .read_status()
-        .filter(|s| holder.is_some_and(|pid| s["visor"]["pid"] == pid))
-        .unwrap_or(Value::Null);
+    let supervisor = match pid {
+        Some(pid) => match supervise.read_status_or_warning() {
+            Ok(status) => status
+                .filter(|s| s["visor"]["pid"] == pid)
+                .unwrap_or(Value::Null),
+            Err(warning) => {
+                super::err(&format!(
+                    "warning: ignored: {}",
+                    log::escape_controls(&warning)
+                ));
+                Value::Null
+            }
+        },
+        None => Value::Null,
+    };
     let live = |key: &str| supervisor[key].clone();
     json!({
         "home": root.display().to_string(),
-        "running": holder.is_some(),
-        "pid": holder.filter(|pid| *pid != 0),
+        "running": holder.as_ref().ok().map(Option::is_some),
+        "cannot_tell": holder.as_ref().err().map(|cause| super::control::cannot_tell(root, cause)),
+        "pid": pid.filter(|pid| *pid != 0),
         "since": supervisor["visor"]["started_at"].clone(),
         "phase": live("phase"),
         "status": live("status"),
@@ -210,8 +230,13 @@ fn print_supervisor(report: &Value) {
                 text(&report["refused_reload"])
             ));
         }
-    } else {
+    } else if report["running"] == Value::Bool(false) {
         out("visor:            not running");
+    } else {
+        out(&format!(
+            "visor:            {}",
+            text(&report["cannot_tell"])
+        ));
     }
 }
 

@@ -5,6 +5,7 @@
 //! through [`upgrade_folder`] or [`release_folder`]) and the atomic switch. It does not decide
 //! when to switch.
 
+pub(crate) mod owner;
 pub(crate) mod permissions;
 pub(crate) mod read;
 pub mod supervise_folder;
@@ -158,15 +159,25 @@ impl Home {
     }
 
     /// The upgrade mark, if there is a readable one (at its old place in HOME when a Visor of
-    /// an earlier version left it there).
-    pub fn read_upgrade_mark(&self) -> Option<(String, u64)> {
-        // Read like a config file: a regular file of bounded size, never a FIFO that blocks.
-        let bytes = read::read_config_file(&self.root.join(UPGRADE_MARK), "")
-            .or_else(|_| read::read_config_file(&self.root.join(LEGACY_UPGRADE_MARK), ""))
-            .ok()?;
-        let text = String::from_utf8(bytes).ok()?;
-        let (tag, height) = text.trim().split_once(' ')?;
-        Some((tag.to_string(), height.parse().ok()?))
+    /// an earlier version left it there); an error, the reason it is ignored, when the mark is
+    /// not a regular file of HOME's owner that nobody else may write.
+    pub fn read_upgrade_mark(&self) -> Result<Option<(String, u64)>, String> {
+        // Read as Visor's own files are: never through a link, never a FIFO that blocks.
+        let owner = owner::home_owner(&self.root).unwrap_or_else(owner::effective_uid);
+        let bytes = match supervise_folder::read_owned(&self.root.join(UPGRADE_MARK), owner)? {
+            Some(bytes) => bytes,
+            None => {
+                match supervise_folder::read_owned(&self.root.join(LEGACY_UPGRADE_MARK), owner)? {
+                    Some(bytes) => bytes,
+                    None => return Ok(None),
+                }
+            }
+        };
+        let parsed = String::from_utf8(bytes).ok().and_then(|text| {
+            let (tag, height) = text.trim().split_once(' ')?;
+            Some((tag.to_string(), height.parse().ok()?))
+        });
+        Ok(parsed)
     }
 
     pub fn clear_upgrade_mark(&self) -> io::Result<()> {
@@ -321,15 +332,15 @@ mod tests {
     fn the_upgrade_mark_moved_to_the_supervise_folder_and_the_old_one_is_read_once() {
         let home = temp_home("mark");
         fs::write(home.root().join(LEGACY_UPGRADE_MARK), "v2 120\n").unwrap();
-        assert_eq!(home.read_upgrade_mark(), Some(("v2".into(), 120)));
+        assert_eq!(home.read_upgrade_mark(), Ok(Some(("v2".into(), 120))));
         home.clear_upgrade_mark().unwrap();
         assert!(!home.root().join(LEGACY_UPGRADE_MARK).exists());
         fs::create_dir(home.root().join(".visor")).unwrap();
         home.write_upgrade_mark("v3", 7).unwrap();
         assert!(home.root().join(UPGRADE_MARK).is_file());
-        assert_eq!(home.read_upgrade_mark(), Some(("v3".into(), 7)));
+        assert_eq!(home.read_upgrade_mark(), Ok(Some(("v3".into(), 7))));
         home.clear_upgrade_mark().unwrap();
-        assert_eq!(home.read_upgrade_mark(), None);
+        assert_eq!(home.read_upgrade_mark(), Ok(None));
         fs::remove_dir_all(home.root()).unwrap();
     }
 

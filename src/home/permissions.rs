@@ -58,7 +58,7 @@ pub fn problems(paths: &[(&Path, &str)]) -> Vec<String> {
 }
 
 /// A path as one shell word, quoted only when it needs to be.
-fn shell_word(path: &Path) -> String {
+pub(crate) fn shell_word(path: &Path) -> String {
     let text = path.display().to_string();
     let plain = !text.is_empty()
         && text

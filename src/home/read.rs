@@ -1,5 +1,6 @@
-//! The one bounded reader of Visor's own small files under HOME: config.toml, every
-//! run-config.toml, the upgrade mark. It never blocks on something that is not a regular file
+//! The one bounded reader of the configuration files under HOME: config.toml and every
+//! run-config.toml (the files of the supervise folder go through
+//! `supervise_folder::read_owned`, which also checks their owner). It never blocks on something that is not a regular file
 //! and never holds more than [`MAX_CONFIG_BYTES`] in memory. It decides nothing and logs
 //! nothing; the caller turns its message into a configuration error or ignores the file.
 

@@ -21,6 +21,7 @@ use crate::home::permissions;
 use crate::home::RUN_CONFIG_FILE;
 use crate::machine::StopSignal;
 use crate::node::commands::parse_version;
+use crate::node::fingerprint::CheckedFolder;
 use crate::supervise::child;
 
 /// How long `<binary> version --output json` may take.
@@ -95,10 +96,31 @@ pub fn load_startable(folder: &Path) -> Result<RunConfig, Vec<String>> {
 
 /// The full readiness check of an upgrade folder for release `tag`.
 pub fn check_upgrade_folder(tag: &str, folder: &Path) -> Result<RunConfig, String> {
+    let run = startable_folder(folder)?;
+    check_versions(tag, folder, &run)?;
+    Ok(run)
+}
+
+/// [`check_upgrade_folder`], recording the folder ([`CheckedFolder`]) after its run-config is
+/// read and *before* its binaries are asked their version, so that comparing the record with
+/// the folder later also sees a change made while the binaries ran.
+pub fn check_and_record(tag: &str, folder: &Path) -> Result<CheckedFolder, String> {
+    let run = startable_folder(folder)?;
+    let checked = CheckedFolder::record(folder, run)?;
+    check_versions(tag, folder, &checked.run)?;
+    Ok(checked)
+}
+
+/// The first half of the check: an existing folder whose run-config and binaries are usable.
+fn startable_folder(folder: &Path) -> Result<RunConfig, String> {
     if !folder.is_dir() {
         return Err(format!("{}: no such folder", folder.display()));
     }
-    let run = load_startable(folder).map_err(|problems| problems.join("; "))?;
+    load_startable(folder).map_err(|problems| problems.join("; "))
+}
+
+/// The second half: every binary reports `tag` as its version.
+fn check_versions(tag: &str, folder: &Path, run: &RunConfig) -> Result<(), String> {
     let mut binaries: Vec<PathBuf> = vec![run.core.path.clone()];
     if let Some(data_node) = &run.data_node {
         if data_node.path != run.core.path {
@@ -115,7 +137,7 @@ pub fn check_upgrade_folder(tag: &str, folder: &Path) -> Result<RunConfig, Strin
             ));
         }
     }
-    Ok(run)
+    Ok(())
 }
 
 /// Runs `<binary> version --output json` and returns the version it reports.

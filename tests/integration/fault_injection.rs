@@ -26,7 +26,6 @@ use std::fs;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Parent-death delivery plus the simulator's exit delay must fit in this: a node process
@@ -242,7 +241,7 @@ fn kill_loop(name: &str, profile: Profile, iterations: usize) -> Tally {
         wait_until(
             &format!("{context}: the lock of the killed Visor to be free"),
             SURVIVOR_LIMIT,
-            || supervise.holder().is_none(),
+            || supervise.holder() == Ok(None),
         );
         if let Ok(text) = fs::read_to_string(supervise.status_file()) {
             assert!(
@@ -314,7 +313,11 @@ fn kill_loop(name: &str, profile: Profile, iterations: usize) -> Tally {
             leftovers.is_empty(),
             "{context}: left after restart: {leftovers:?}"
         );
-        assert_eq!(supervise.holder(), Some(fresh as u32), "{context}: lock");
+        assert_eq!(
+            supervise.holder(),
+            Ok(Some(fresh as u32)),
+            "{context}: lock"
+        );
         let first = wait_for(
             &format!("{context}: first core after restart"),
             DEADLINE,
@@ -542,42 +545,6 @@ fn an_answer_that_is_not_json_is_a_failure() {
 // ---------------------------------------------------------------------------------------------
 // A read-only home
 // ---------------------------------------------------------------------------------------------
-
-/// A tmpfs mounted over a folder, unmounted on drop. Its root is 0755: a tmpfs root is 1777
-/// by default, a HOME that Visor refuses.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    /// Mounts a tmpfs over `dir`, or says why it cannot.
-    fn mount(dir: &Path) -> Result<Tmpfs, String> {
-        if unsafe { libc::geteuid() } != 0 {
-            return Err("not running as root".into());
-        }
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=16m,mode=0755", "tmpfs"])
-            .arg(dir)
-            .status()
-            .map_err(|e| format!("cannot run mount: {e}"))?;
-        if !status.success() {
-            return Err(format!("mount -t tmpfs failed ({status})"));
-        }
-        Ok(Tmpfs(dir.to_path_buf()))
-    }
-    fn remount(&self, mode: &str) {
-        let status = Command::new("mount")
-            .args(["-o", &format!("remount,{mode}")])
-            .arg(&self.0)
-            .status()
-            .unwrap();
-        assert!(status.success(), "mount -o remount,{mode} failed");
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
 
 #[test]
 fn a_read_only_home_keeps_binaries_stopped_and_current_intact_until_writable() {

@@ -245,11 +245,11 @@ fn status_says_whether_visor_runs_and_what_it_does() {
     env.write_config(&quick_config(""));
     env.wait_log("config: config.toml read; no setting changed");
 
-    // Stopped: not running, and no release claimed to run.
+    // Stopped: not running (exit 3, as LSB's status), and no release claimed to run.
     env.signal_visor(libc::SIGTERM);
     assert_eq!(env.wait_visor_exit(DEADLINE), 0);
     let (code, status) = json(&env);
-    assert_eq!(code, 0);
+    assert_eq!(code, 3);
     assert_eq!(status["running"], false);
     assert_eq!(status["running_release"], serde_json::Value::Null);
     assert_eq!(status["current_release"], "v1");
@@ -300,4 +300,40 @@ fn restart_starts_from_the_run_config_as_it_is_now_and_refuses_a_broken_one() {
     assert_eq!(code, 0, "{stdout}{stderr}");
     let cores = env.wait_starts("core", 2);
     assert_eq!(cores[1].args().last().map(String::as_str), Some("--edited"));
+}
+
+/// Without a running Visor, `switch` records the folder before its binary is asked its version
+/// and compares it just before it moves `current`: a binary whose `version` edits the folder's
+/// run-config while it is checked leaves `current` where it was.
+#[test]
+fn switch_without_a_running_visor_refuses_a_folder_changed_while_it_was_checked() {
+    let env = Env::new("switchchanged");
+    env.write_config(&quick_config(""));
+    env.add_version(Version::new("genesis", "v1"));
+    std::os::unix::fs::symlink("genesis", env.home.join("current")).unwrap();
+    let folder = env.add_version(Version::new("v1.0.1", "v1.0.1"));
+    fs::rename(folder.join("zeta"), folder.join("zeta-real")).unwrap();
+    let script = format!(
+        "#!/bin/sh\nif [ \"$1\" = version ]; then echo '# edited while checked' >> '{}'; fi\nexec '{}' \"$@\"\n",
+        folder.join("run-config.toml").display(),
+        folder.join("zeta-real").display()
+    );
+    fs::write(folder.join("zeta"), script).unwrap();
+    fs::set_permissions(
+        folder.join("zeta"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+
+    let (code, stdout, stderr) = env.run_visor_command(&["switch", "v1.0.1"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "the folder for v1.0.1 changed while it was checked ({}: replaced or modified since \
+             it was checked); current was not changed",
+            folder.join("run-config.toml").display()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(env.current_target(), Path::new("genesis"));
 }

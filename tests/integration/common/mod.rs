@@ -508,6 +508,78 @@ pub fn isolate(command: &mut Command, env: &[(&str, &str)]) {
     }
 }
 
+/// The uid (and gid) of `nobody`, the other user of the tests that run as root.
+pub const NOBODY: u32 = 65534;
+
+/// True when the tests run as root: only then can they give files to another user or run
+/// Visor as one. Tests that need it print why they are skipped otherwise.
+pub fn as_root() -> bool {
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Gives `path` and everything below it (links themselves, not what they point at) to `uid`
+/// and its group of the same number.
+pub fn give_to(path: &Path, uid: u32) {
+    std::os::unix::fs::lchown(path, Some(uid), Some(uid)).unwrap();
+    if fs::symlink_metadata(path).unwrap().is_dir() {
+        for entry in fs::read_dir(path).unwrap().flatten() {
+            give_to(&entry.path(), uid);
+        }
+    }
+}
+
+/// `visor ARGS` as user `uid` (through `setpriv`, so the tests must run as root), with the
+/// environment isolated as for every Visor the tests start; `None` when setpriv cannot run.
+pub fn visor_as(uid: u32, args: &[&str], home: &Path) -> Option<std::process::Output> {
+    let mut command = Command::new("setpriv");
+    command
+        .arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={uid}"))
+        .args(["--clear-groups", VISOR])
+        .args(args)
+        .arg("--home")
+        .arg(home)
+        .stdin(Stdio::null());
+    isolate(&mut command, &[]);
+    command.output().ok()
+}
+
+/// A tmpfs mounted over a folder, unmounted on drop. Its root is 0755: a tmpfs root is 1777
+/// by default, a HOME that Visor refuses.
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// Mounts a tmpfs over `dir`, or says why it cannot.
+    pub fn mount(dir: &Path) -> Result<Tmpfs, String> {
+        if unsafe { libc::geteuid() } != 0 {
+            return Err("not running as root".into());
+        }
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=16m,mode=0755", "tmpfs"])
+            .arg(dir)
+            .status()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if !status.success() {
+            return Err(format!("mount -t tmpfs failed ({status})"));
+        }
+        Ok(Tmpfs(dir.to_path_buf()))
+    }
+    pub fn remount(&self, mode: &str) {
+        let status = Command::new("mount")
+            .args(["-o", &format!("remount,{mode}")])
+            .arg(&self.0)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount -o remount,{mode} failed");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
 /// True when the process exists and is not a zombie.
 pub fn alive(pid: u32) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
