@@ -92,6 +92,20 @@ pub fn restart(root: &Path, wait: Duration) -> i32 {
 }
 
 pub fn switch(root: &Path, tag: &str, wait: Duration, force: bool) -> i32 {
+    // Who may switch comes first: without a running Visor only HOME's owner (the switch
+    // writes HOME), and nobody when it cannot be told whether one runs.
+    match SuperviseFolder::new(root).holder() {
+        Err(cause) => {
+            super::err(&cannot_tell(root, &cause));
+            return EXIT_FAILURE;
+        }
+        Ok(None) => {
+            if let Err(code) = super::refuse_other_user(root) {
+                return code;
+            }
+        }
+        Ok(Some(_)) => {}
+    }
     // Before the running Visor is asked or the lock taken: a refusal changes nothing.
     if let Err(code) = super::switch_guard::guard(root, tag, force) {
         return code;

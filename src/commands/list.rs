@@ -121,6 +121,7 @@ pub fn list(root: &Path, output: Output, no_exec: bool) -> i32 {
     let report = json!({
         "home": root.display().to_string(),
         "running": supervisor["running"],
+        "cannot_tell": supervisor["cannot_tell"],
         "pid": supervisor["pid"],
         "current": current.as_ref().map(|c| c.display().to_string()),
         "pending": pending,
@@ -146,14 +147,16 @@ pub fn list(root: &Path, output: Output, no_exec: bool) -> i32 {
 fn supervisor(root: &Path) -> Value {
     let supervise = SuperviseFolder::new(root);
     let holder = supervise.holder();
+    let running = holder.as_ref().ok().copied().flatten();
     let pending = supervise
         .read_status()
-        .filter(|s| holder.is_some_and(|pid| s["visor"]["pid"] == pid))
+        .filter(|s| running.is_some_and(|pid| s["visor"]["pid"] == pid))
         .map(|s| s["pending"].clone())
         .unwrap_or(Value::Null);
     json!({
-        "running": holder.is_some(),
-        "pid": holder.filter(|pid| *pid != 0),
+        "running": holder.as_ref().ok().map(Option::is_some),
+        "cannot_tell": holder.as_ref().err(),
+        "pid": running.filter(|pid| *pid != 0),
         "pending": pending,
     })
 }
@@ -400,7 +403,12 @@ fn print_text(report: &Value) {
 /// The lines under the table: which marks mean what, and how the versions were found.
 fn print_marks(report: &Value) {
     let pending = &report["pending"];
-    let pending = if report["running"] != true {
+    let pending = if let Some(cause) = report["cannot_tell"].as_str() {
+        format!(
+            "cannot tell whether Visor runs: {}",
+            text(&Value::from(cause))
+        )
+    } else if report["running"] != true {
         "none known (no Visor runs; visor status asks the core)".to_owned()
     } else if pending.is_null() {
         format!("none (Visor pid {})", text(&report["pid"]))

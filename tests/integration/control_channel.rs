@@ -119,30 +119,52 @@ fn another_user_is_told_it_cannot_tell_whether_visor_runs() {
 }
 
 /// A client that sends a byte every 3 s, never a whole line: how long after connecting Visor
-/// closed the connection, or `None` if it had not after `give_up`.
+/// closed the connection, or `None` if it had not after `give_up`. A connection answered
+/// `busy` (the slots were all taken at that moment) is made again.
 fn slow_client(socket: &Path, give_up: Duration) -> Option<Duration> {
-    let start = Instant::now();
-    let mut stream = UnixStream::connect(socket).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_millis(50)))
-        .unwrap();
-    let mut last_byte = Instant::now() - Duration::from_secs(3);
-    let mut buffer = [0u8; 512];
-    while start.elapsed() < give_up {
-        if last_byte.elapsed() >= Duration::from_secs(3) {
-            if stream.write_all(b"r").is_err() {
-                return Some(start.elapsed());
+    let first = Instant::now();
+    'connect: while first.elapsed() < give_up {
+        let start = Instant::now();
+        let mut stream = UnixStream::connect(socket).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let mut last_byte = Instant::now() - Duration::from_secs(3);
+        let mut buffer = [0u8; 512];
+        while first.elapsed() < give_up {
+            if last_byte.elapsed() >= Duration::from_secs(3) {
+                if stream.write_all(b"r").is_err() {
+                    return Some(start.elapsed());
+                }
+                last_byte = Instant::now();
             }
-            last_byte = Instant::now();
-        }
-        match stream.read(&mut buffer) {
-            Ok(0) => return Some(start.elapsed()),
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(_) => return Some(start.elapsed()),
+            match stream.read(&mut buffer) {
+                Ok(n) if buffer[..n].starts_with(b"busy") => {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue 'connect;
+                }
+                Ok(0) => return Some(start.elapsed()),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return Some(start.elapsed()),
+            }
         }
     }
     None
+}
+
+/// Waits until a new connection to `socket` is answered `busy`: every slot is held.
+fn wait_until_busy(socket: &Path) {
+    wait_until("a new connection answered busy", DEADLINE, || {
+        let Ok(mut stream) = UnixStream::connect(socket) else {
+            return false;
+        };
+        stream
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut answer = [0u8; 4];
+        matches!(stream.read(&mut answer), Ok(4)) && &answer == b"busy"
+    });
 }
 
 #[test]
@@ -155,8 +177,8 @@ fn slow_clients_are_cut_at_5_s_and_a_full_visor_answers_busy() {
             std::thread::spawn(move || slow_client(&socket, Duration::from_secs(12)))
         })
         .collect();
-    // Wait until the four hold their slots (each has sent its first byte).
-    std::thread::sleep(Duration::from_millis(300));
+    // The four hold every slot once a fifth connection is answered busy.
+    wait_until_busy(&socket);
     let (code, stdout, stderr) = env.run_visor_command(&["restart"]);
     println!("restart beside four slow clients: exit {code}: {stderr}");
     assert!(!stderr.contains("Broken pipe"), "{stderr}");

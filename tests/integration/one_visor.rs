@@ -309,7 +309,7 @@ fn restart_starts_from_the_run_config_as_it_is_now_and_refuses_a_broken_one() {
 fn switch_without_a_running_visor_refuses_a_folder_changed_while_it_was_checked() {
     let env = Env::new("switchchanged");
     env.write_config(&quick_config(""));
-    env.add_version(Version::new("genesis", "v1"));
+    env.add_version(Version::new("genesis", "v1.0.0"));
     std::os::unix::fs::symlink("genesis", env.home.join("current")).unwrap();
     let folder = env.add_version(Version::new("v1.0.1", "v1.0.1"));
     fs::rename(folder.join("zeta"), folder.join("zeta-real")).unwrap();
