@@ -118,6 +118,12 @@ fn level_rank(level: LogLevel) -> u8 {
     }
 }
 
+/// True when lines written to stderr start with their syslog priority (stderr is the
+/// journal); set by [`configure`], which `commands::main` calls before anything is written.
+pub fn priority_prefixed() -> bool {
+    PRIORITY.load(Ordering::Relaxed)
+}
+
 /// True when a line of this level would be written.
 pub fn enabled(level: LogLevel) -> bool {
     level_rank(level) >= LEVEL.load(Ordering::Relaxed)
@@ -217,12 +223,28 @@ pub fn is_control(c: char) -> bool {
 /// ASCII controls and DEL as `\x1b`, the others as `\u{9b}`. Everything else, backslashes
 /// included, is unchanged, so ordinary text reads as before.
 pub fn escape_controls(text: &str) -> Cow<'_, str> {
-    if !text.contains(is_control) {
+    escape_controls_but(text, |_| false)
+}
+
+/// [`escape_controls`] keeping newlines and tabs, the layout of a command's own output (a
+/// list, an aligned table, a usage text). Carriage returns, escape sequences and every other
+/// control are escaped, so no text printed this way can move the cursor, retitle or clear a
+/// terminal.
+pub fn escape_controls_keep_layout(text: &str) -> Cow<'_, str> {
+    escape_controls_but(text, |c| matches!(c, '\n' | '\t'))
+}
+
+fn escape_controls_but(text: &str, keep: impl Fn(char) -> bool) -> Cow<'_, str> {
+    if !text.contains(|c| is_control(c) && !keep(c)) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
-        push_escaped(&mut out, c);
+        if keep(c) {
+            out.push(c);
+        } else {
+            push_escaped(&mut out, c);
+        }
     }
     Cow::Owned(out)
 }

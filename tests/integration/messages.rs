@@ -1,0 +1,72 @@
+//! What commands print: no terminal escape sequence from a binary, the core or the running
+//! Visor reaches the operator's terminal raw, no credential of a URL is shown, and messages
+//! say what to do.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use crate::common::*;
+
+/// What a hostile binary reports as its version: retitle the terminal, ring, clear it.
+const HOSTILE_VERSION: &str = r"v2\u001b]0;pwned\u0007\u001b[2J";
+
+/// Replaces the `zeta` of `folder` with one that reports [`HOSTILE_VERSION`] and otherwise
+/// runs as the simulator of v2.
+fn hostile_binary(env: &Env, folder: &Path) {
+    env.write_wrapper(folder, "v2", &[]);
+    let wrapper = fs::read_to_string(folder.join("zeta")).unwrap();
+    let script = wrapper.replacen(
+        "#!/bin/sh\n",
+        &format!(
+            "#!/bin/sh\nif [ \"$1\" = version ]; then printf '%s\\n' '{{\"version\":\"{HOSTILE_VERSION}\"}}'; exit 0; fi\n"
+        ),
+        1,
+    );
+    let path = folder.join("zeta");
+    fs::write(&path, script).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Asserts that `text` holds no ESC, BEL or other control character but newline and tab.
+fn assert_no_raw_controls(what: &str, text: &str) {
+    let raw: Vec<char> = text
+        .chars()
+        .filter(|c| c.is_control() && *c != '\n' && *c != '\t')
+        .collect();
+    assert!(raw.is_empty(), "{what} printed raw {raw:?}:\n{text:?}");
+}
+
+#[test]
+fn a_version_with_escape_sequences_never_reaches_the_terminal_raw() {
+    let mut env = Env::new("escapes");
+    env.write_config(&quick_config(""));
+    env.add_version(Version::new("genesis", "v1"));
+    let v2 = env.add_version(Version::new("v2", "v2"));
+    hostile_binary(&env, &v2);
+
+    // Without a running Visor, `switch` checks the folder itself.
+    let (code, stdout, stderr) = env.run_visor_command(&["switch", "v2"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.contains(r"reports version v2\x1b]0;pwned\x07\x1b[2J"),
+        "{stderr}"
+    );
+    assert_no_raw_controls("switch", &format!("{stdout}{stderr}"));
+
+    // With one, its refusal is relayed; `check` and `status` see the core accept v2.
+    env.start_visor();
+    env.wait_log("rpc: core is answering");
+    env.control_write("v1", "announce", "v2@900000");
+    env.wait_log("upgrade: release v2 accepted");
+    let (code, stdout, stderr) = env.run_visor_command(&["switch", "v2"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stderr.contains(r"\x1b]0;pwned"), "{stdout}{stderr}");
+    assert_no_raw_controls("switch (running Visor)", &format!("{stdout}{stderr}"));
+    for command in [&["check"][..], &["status"], &["status", "--output", "json"]] {
+        let (_, stdout, stderr) = env.run_visor_command(command);
+        assert!(stdout.contains("pwned"), "{command:?}: {stdout}{stderr}");
+        assert_no_raw_controls(&format!("{command:?}"), &format!("{stdout}{stderr}"));
+    }
+    assert_no_raw_controls("the log", &env.log());
+}
