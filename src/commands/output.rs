@@ -6,7 +6,8 @@
 //! Everything a command prints goes through [`shown`] first: a version string a binary
 //! reported, a tag the core sent, a reply relayed from the running Visor or an error quoting
 //! any of them may hold terminal escape sequences, so control characters are escaped as in
-//! log lines (newlines and tabs are kept as the layout of the output). On stderr, each line
+//! log lines (newlines and tabs are kept as the layout of the output), and the credentials of
+//! any URL are redacted (`config::url::redact_credentials`). On stderr, each line
 //! starts with its syslog priority when stderr is the journal, as log lines do, so an error
 //! that stops `visor run` before its logger is set up is still filed as an error.
 
@@ -14,6 +15,7 @@ use std::borrow::Cow;
 use std::io::{self, Write};
 use std::sync::Mutex;
 
+use crate::config::url::redact_credentials;
 use crate::ops::log;
 
 /// The first error writing to stdout, if any.
@@ -43,9 +45,13 @@ pub fn err(text: &str) {
     let _ = io::stderr().lock().write_all(lines.as_bytes());
 }
 
-/// `text` as a terminal may show it: control characters escaped but for newlines and tabs.
+/// `text` as a terminal may show it: credentials of URLs redacted, control characters
+/// escaped but for newlines and tabs.
 fn shown(text: &str) -> Cow<'_, str> {
-    log::escape_controls_keep_layout(text)
+    match redact_credentials(text) {
+        Cow::Borrowed(text) => log::escape_controls_keep_layout(text),
+        Cow::Owned(text) => Cow::Owned(log::escape_controls_keep_layout(&text).into_owned()),
+    }
 }
 
 /// `visor: text` and a newline, every line prefixed with `<3>` when `journal`.
@@ -93,6 +99,10 @@ mod tests {
             "v1\\x1b]0;pwned\\x07\\x1b[2J\tcolumn\nnext\\rover"
         );
         assert!(matches!(shown("plain\ttext\n"), Cow::Borrowed(_)));
+        assert_eq!(
+            shown("from http://u:secret@h/\u{1b}x"),
+            "from http://***@h/\\x1bx"
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@ use std::os::unix::fs::MetadataExt as _;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::config::url::redact_credentials;
 pub use crate::config::{LogFormat, LogLevel};
 
 static LEVEL: AtomicU8 = AtomicU8::new(1);
@@ -94,10 +95,22 @@ pub fn format_line(
     msg: &str,
     fields: &[(&str, String)],
 ) -> String {
-    let line = if style.json {
-        format_json(unix_ms, level, msg, fields)
+    // No credential of a URL is ever written, whichever message or field holds it.
+    let msg = redact_credentials(msg);
+    let redacted: Vec<(&str, String)>;
+    let fields = if fields.iter().any(|(_, v)| v.contains("://")) {
+        redacted = fields
+            .iter()
+            .map(|(key, value)| (*key, redact_credentials(value).into_owned()))
+            .collect();
+        &redacted[..]
     } else {
-        format_text(style.timestamp.then_some(unix_ms), level, msg, fields)
+        fields
+    };
+    let line = if style.json {
+        format_json(unix_ms, level, &msg, fields)
+    } else {
+        format_text(style.timestamp.then_some(unix_ms), level, &msg, fields)
     };
     if style.priority {
         let mut prefixed = String::with_capacity(line.len() + 3);
@@ -399,6 +412,29 @@ mod tests {
         timestamp: true,
         priority: false,
     };
+
+    #[test]
+    fn no_line_shows_the_credentials_of_a_url() {
+        for json in [false, true] {
+            let style = Style { json, ..TEXT };
+            let line = format_line(
+                style,
+                0,
+                LogLevel::Error,
+                "prepare: v2 from http://user:secret@127.0.0.1:1/z: cannot reach it",
+                &[
+                    ("url", "http://user:secret@127.0.0.1:1/z".to_string()),
+                    ("to", "/h/.visor-tmp-install-v2-1-0/z".to_string()),
+                ],
+            );
+            assert!(!line.contains("secret") && !line.contains("user"), "{line}");
+            assert_eq!(
+                line.matches("http://***@127.0.0.1:1/z").count(),
+                2,
+                "{line}"
+            );
+        }
+    }
 
     #[test]
     fn journal_lines_start_with_the_syslog_priority() {

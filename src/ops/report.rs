@@ -11,6 +11,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::config::url::redact_credentials;
 use crate::home::supervise_folder::{process_start_time, SuperviseFolder};
 use crate::machine::{Machine, Proc};
 use crate::ops::log;
@@ -204,7 +205,7 @@ impl Reporter {
         }
         let status = machine.status_line();
         if status != self.last_status {
-            self.send(&notify::status(&status));
+            self.send(&notify::status(&redact_credentials(&status)));
             self.last_status = status;
         }
         self.write_metrics(machine, now, false);
@@ -283,6 +284,7 @@ impl Reporter {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
         written["updated_at"] = log::rfc3339_millis(unix_ms).into();
+        redact_strings(&mut written);
         warn_once(
             &mut file.last_error,
             "status",
@@ -318,6 +320,21 @@ impl Reporter {
         warn_once(&mut self.last_metrics_error, "metrics", written);
         self.last_snapshot = Some(snapshot);
         self.metrics_next = Some(now + METRICS_PERIOD);
+    }
+}
+
+/// Every string in `value` with the credentials of URLs redacted: `status.json` is readable
+/// by anyone who may list `.visor`, and `status` prints it.
+fn redact_strings(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::String(text) => {
+            if let std::borrow::Cow::Owned(redacted) = redact_credentials(text) {
+                *text = redacted;
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(redact_strings),
+        serde_json::Value::Object(members) => members.values_mut().for_each(redact_strings),
+        _ => {}
     }
 }
 
@@ -389,6 +406,23 @@ mod tests {
         if let Some(earlier) = now.checked_sub(Duration::from_secs(2)) {
             assert_eq!(clock.unix_at(earlier), Duration::from_secs(998));
         }
+    }
+
+    #[test]
+    fn status_records_hold_no_credentials() {
+        let mut record = serde_json::json!({
+            "last_error": "install: v2 from http://u:secret@h/z failed",
+            "pending": {"folder_state": "not ready: https://tok@h/x", "height": 3},
+            "list": ["https://a:b@h"],
+        });
+        redact_strings(&mut record);
+        assert!(!record.to_string().contains("secret"), "{record}");
+        assert_eq!(
+            record["pending"]["folder_state"],
+            "not ready: https://***@h/x"
+        );
+        assert_eq!(record["list"][0], "https://***@h");
+        assert_eq!(record["pending"]["height"], 3);
     }
 
     #[test]

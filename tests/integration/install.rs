@@ -1207,6 +1207,43 @@ fn prepare_from_a_binary_of_another_version_installs_nothing() {
     case.assert_nothing_installed("v2");
 }
 
+#[test]
+fn credentials_in_a_from_url_are_never_shown() {
+    let case = Case::new("fromcreds");
+    let data = binary_script("v2");
+    case.github.route("/mirror/zeta", vec![Reply::bytes(&data)]);
+    let host = case.github.url().replacen("http://", "", 1);
+    // A redirect whose Location carries credentials of its own.
+    case.github.route(
+        "/mirror/moved",
+        vec![Reply::Redirect(format!(
+            "http://other:secret2@{host}/mirror/gone"
+        ))],
+    );
+    let url = format!("http://user:secret@{host}/mirror/zeta");
+    let wrong = sha256_hex(b"other");
+    for (source, sha256, code) in [
+        (url.clone(), wrong.as_str(), 1),
+        (format!("http://user:secret@{host}/mirror/moved"), &wrong, 1),
+        (url.clone(), &sha256_hex(&data), 0),
+    ] {
+        let (status, text) = case.prepare_from(&source, Some(sha256));
+        assert_eq!(status, code, "{text}");
+        assert!(!text.contains("secret"), "{text}");
+        assert!(
+            text.contains(&format!("http://***@{host}/mirror/")),
+            "{text}"
+        );
+    }
+    // The credentials still went to the server, as Basic authorization.
+    assert!(case
+        .github
+        .requests_to("/mirror/zeta")
+        .iter()
+        .all(|r| r.header("authorization") == Some("Basic dXNlcjpzZWNyZXQ=")));
+    case.assert_installed_copy("zeta");
+}
+
 // ----- HTTPS: the certificates trusted -----
 
 /// A case whose fake GitHub speaks HTTPS with a certificate of its own CA, and a release v2
