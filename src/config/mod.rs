@@ -39,6 +39,10 @@ const MAX_POLL_INTERVAL_MS: u64 = 3_600_000;
 const MAX_SECONDS: u64 = 10 * 365 * 86_400;
 /// The default of `[autoInstall] downloadTimeoutSeconds`: an hour.
 pub const DEFAULT_DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(3600);
+/// The default of `[autoInstall] maxDownloadBytes`: 4 GiB.
+pub const DEFAULT_MAX_DOWNLOAD_BYTES: u64 = 4 << 30;
+/// The default of `[autoInstall] minFreeBytes`: 1 GiB.
+pub const DEFAULT_MIN_FREE_BYTES: u64 = 1 << 30;
 
 /// The format of Visor's log lines on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,6 +150,12 @@ pub struct AutoInstall {
     /// `downloadTimeoutSeconds`: how long one asset download may take in all, retries
     /// included.
     pub download_timeout: Duration,
+    /// `maxDownloadBytes`: the most one install downloads or copies, and the most a zip asset
+    /// may expand to.
+    pub max_download_bytes: u64,
+    /// `minFreeBytes`: the free space a download, copy or extraction must leave on HOME's file
+    /// system; 0 turns the check off.
+    pub min_free_bytes: u64,
     /// `caFile`: an absolute path to PEM CA certificates trusted instead of the system's trust
     /// store, when set. Only its form is checked here; it is read at each install.
     pub ca_file: Option<PathBuf>,
@@ -164,6 +174,8 @@ impl Default for AutoInstall {
             asset_name: "zeta-{os}-{arch}.zip".to_owned(),
             binary_name: "zeta".to_owned(),
             download_timeout: DEFAULT_DOWNLOAD_TIMEOUT,
+            max_download_bytes: DEFAULT_MAX_DOWNLOAD_BYTES,
+            min_free_bytes: DEFAULT_MIN_FREE_BYTES,
             ca_file: None,
         }
     }
@@ -220,6 +232,8 @@ const AUTO_INSTALL_KEYS: &[&str] = &[
     "requireChecksum",
     "checksumAsset",
     "downloadTimeoutSeconds",
+    "maxDownloadBytes",
+    "minFreeBytes",
     "caFile",
     "asset",
 ];
@@ -576,6 +590,18 @@ fn parse_auto_install(rep: &mut Report, entry: &Entry, auto: &mut AutoInstall) {
                     rep.seconds_at_least(item, parent, 1, 3600),
                 );
             }
+            "maxDownloadBytes" => {
+                set(
+                    &mut auto.max_download_bytes,
+                    rep.bytes(item, parent, 1, DEFAULT_MAX_DOWNLOAD_BYTES),
+                );
+            }
+            "minFreeBytes" => {
+                set(
+                    &mut auto.min_free_bytes,
+                    rep.bytes(item, parent, 0, DEFAULT_MIN_FREE_BYTES),
+                );
+            }
             "repositoryOwner" | "repository" => {
                 let todo = "give the GitHub name, e.g. repositoryOwner = \"zeta-protocol\" or \
                             repository = \"zeta\"";
@@ -868,6 +894,16 @@ requireChecksum = true
 # Seconds one asset download may take in all, retries included (at least 1). A download still
 # running then fails; raise it for a large asset on a slow link.
 downloadTimeoutSeconds = 3600
+
+# The most one install downloads (or copies, for visor prepare --from), and the most a zip
+# asset may expand to, in bytes (at least 1; 4 GiB). A download that announces or sends more
+# is refused.
+maxDownloadBytes = 4294967296
+
+# The free space, in bytes, that a download, a copy or a zip extraction must leave on the home
+# folder's file system, which the node's data often shares (1 GiB). It is checked before and
+# while writing; an install that would go below it stops. 0 turns the check off.
+minFreeBytes = 1073741824
 
 # A PEM file of CA certificates to trust for apiUrl and the downloads, instead of the system's
 # trust store (itself replaced by SSL_CERT_FILE or SSL_CERT_DIR when set, and by Visor's
@@ -1295,6 +1331,21 @@ pub(crate) mod doc {
             .map(std::time::Duration::from_secs)
         }
 
+        /// Reads a number of bytes >= `min`; `example` is a sensible value for the advice.
+        pub(crate) fn bytes(
+            &mut self,
+            entry: &Entry,
+            parent: &str,
+            min: u64,
+            example: u64,
+        ) -> Option<u64> {
+            let todo = format!(
+                "write a bare number of bytes without a unit, e.g. {} = {example}",
+                bare_or_quoted(&entry.key)
+            );
+            self.whole(entry, parent, " of bytes", (min, u64::MAX), &todo)
+        }
+
         /// Reads a poll interval in whole milliseconds, at least the minimum that keeps a poller
         /// from busy-looping; `example` is a sensible value for the advice.
         pub(crate) fn poll_interval(
@@ -1522,6 +1573,8 @@ mod tests {
         assert_eq!(auto.asset_name, "zeta-{os}-{arch}.zip");
         assert_eq!(auto.binary_name, "zeta");
         assert_eq!(auto.download_timeout, Duration::from_secs(3600));
+        assert_eq!(auto.max_download_bytes, 4_294_967_296);
+        assert_eq!(auto.min_free_bytes, 1_073_741_824);
         assert_eq!(auto.ca_file, None);
     }
 
@@ -1569,6 +1622,8 @@ prefetch = false
 requireChecksum = false
 checksumAsset = "SHA256SUMS"
 downloadTimeoutSeconds = 120
+maxDownloadBytes = 1000000
+minFreeBytes = 0
 caFile = "/etc/visor/ca.pem"
 
 [autoInstall.asset]
@@ -1603,6 +1658,8 @@ binaryName = "bin/zeta"
                 asset_name: "zeta-{version}-{os}-{arch}.zip".to_owned(),
                 binary_name: "bin/zeta".to_owned(),
                 download_timeout: Duration::from_secs(120),
+                max_download_bytes: 1_000_000,
+                min_free_bytes: 0,
                 ca_file: Some(PathBuf::from("/etc/visor/ca.pem")),
             },
             hooks: hooks::Hooks::default(),
@@ -1775,6 +1832,35 @@ stopDelaySeconds = 0
             config.map(|c| c.auto_install.download_timeout),
             Ok(Duration::from_secs(1))
         );
+    }
+
+    #[test]
+    fn download_bounds_are_whole_numbers_of_bytes() {
+        let errors = errors("[autoInstall]\nmaxDownloadBytes = 0\nminFreeBytes = \"1G\"\n");
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert_eq!(
+            errors[0],
+            "/srv/visor/config.toml:2: autoInstall.maxDownloadBytes: expected a whole number of \
+             bytes >= 1, found 0; write a bare number of bytes without a unit, e.g. \
+             maxDownloadBytes = 4294967296"
+        );
+        assert!(
+            errors[1].starts_with(
+                "/srv/visor/config.toml:3: autoInstall.minFreeBytes: expected a whole number of \
+                 bytes >= 0, found \"1G\"; "
+            ),
+            "{errors:?}"
+        );
+        let error = one_error("[autoInstall]\nminFreeBytes = -1\n");
+        assert!(
+            error.contains(
+                "autoInstall.minFreeBytes: expected a whole number of bytes >= 0, found -1"
+            ),
+            "{error}"
+        );
+        let config = parse("[autoInstall]\nmaxDownloadBytes = 1\nminFreeBytes = 0\n").unwrap();
+        assert_eq!(config.auto_install.max_download_bytes, 1);
+        assert_eq!(config.auto_install.min_free_bytes, 0);
     }
 
     #[test]
