@@ -1,4 +1,5 @@
-//! The logger: one line per event on stderr, as text or JSON (`logFormat` in visor-config(5)).
+//! The logger: one line per event on stderr, as text or JSON (`logFormat` in visor-config(5));
+//! in JSON, `pid` is a number and every other field a string (docs/protocol.md, section 7).
 //!
 //! It owns the output format and the level filter and nothing else: it never decides what
 //! happens, and it never buffers (each line is one `write` to stderr, so lines from threads do
@@ -277,14 +278,27 @@ fn push_escaped(out: &mut String, c: char) {
     }
 }
 
-/// One JSON object per line with `ts`, `level`, `msg` and the fields as strings.
+/// The fields written as JSON numbers (when their value is a whole number); every other field
+/// is a string.
+const NUMERIC_FIELDS: &[&str] = &["pid"];
+
+/// One JSON object per line with `ts`, `level`, `msg` and the fields: `pid` as a number, the
+/// others as strings.
 pub fn format_json(unix_ms: u64, level: LogLevel, msg: &str, fields: &[(&str, String)]) -> String {
     let mut object = serde_json::Map::new();
     object.insert("ts".into(), rfc3339_millis(unix_ms).into());
     object.insert("level".into(), level.as_str().into());
     object.insert("msg".into(), msg.into());
     for (key, value) in fields {
-        object.insert((*key).to_string(), value.clone().into());
+        let number = NUMERIC_FIELDS
+            .contains(key)
+            .then(|| value.parse::<u64>().ok())
+            .flatten();
+        let value = match number {
+            Some(number) => number.into(),
+            None => value.clone().into(),
+        };
+        object.insert((*key).to_string(), value);
     }
     let mut line = serde_json::Value::Object(object).to_string();
     line.push('\n');
@@ -360,12 +374,23 @@ mod tests {
 
     #[test]
     fn json_line_parses_and_carries_fields() {
-        let line = format_json(0, LogLevel::Error, "boom \"q\"", &[("pid", "12".into())]);
+        let line = format_json(
+            0,
+            LogLevel::Error,
+            "boom \"q\"",
+            &[
+                ("pid", "12".into()),
+                ("release", "12".into()),
+                ("status", "x".into()),
+            ],
+        );
         assert!(line.ends_with('\n'));
         let value: serde_json::Value = serde_json::from_str(line.trim_end()).unwrap();
         assert_eq!(value["level"], "error");
         assert_eq!(value["msg"], "boom \"q\"");
-        assert_eq!(value["pid"], "12");
+        assert_eq!(value["pid"], 12, "pid is a number");
+        assert_eq!(value["release"], "12", "other fields stay strings");
+        assert_eq!(value["status"], "x");
         assert_eq!(value["ts"], "1970-01-01T00:00:00.000Z");
     }
 
