@@ -70,3 +70,29 @@ fn a_version_with_escape_sequences_never_reaches_the_terminal_raw() {
     }
     assert_no_raw_controls("the log", &env.log());
 }
+
+#[test]
+fn init_lists_what_it_made_in_aligned_columns() {
+    let env = Env::new("initcolumns");
+    let home = env.dir.join("new-home");
+    let output = std::process::Command::new(VISOR)
+        .args(["init", "--home"])
+        .arg(&home)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let columns: Vec<usize> = stdout
+        .lines()
+        .filter_map(|line| line.strip_prefix("  "))
+        .map(|rest| {
+            let path_end = rest.find(' ').unwrap();
+            path_end + rest[path_end..].find(|c: char| c != ' ').unwrap()
+        })
+        .collect();
+    assert_eq!(columns.len(), 3, "{stdout}");
+    assert!(
+        columns.iter().all(|c| *c == columns[0]),
+        "{columns:?}\n{stdout}"
+    );
+}
