@@ -574,6 +574,9 @@ impl Machine {
     /// upgrade mark and a request under way are done with, and the downtime is known.
     fn on_first_answer(&mut self, now: Instant, kind: StartKind) {
         self.clear_timer(Timer::ConnectBudget);
+        // Running and answering again: whatever went wrong before this start is over, except
+        // a refused config.toml, which a good reload ends.
+        self.resolve_error(now, |message| !message.starts_with("config:"));
         if self.first_start_height.take().is_some() {
             self.actions.push_back(Action::ClearUpgradeMark);
         }
@@ -641,6 +644,7 @@ impl Machine {
         };
         self.refused_reload = None;
         self.last_reload = Some(now);
+        self.resolve_error(now, |message| message.starts_with("config:"));
         if *config == self.config {
             self.log(
                 LogLevel::Info,

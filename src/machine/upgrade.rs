@@ -245,6 +245,7 @@ impl Machine {
         pending.state = FolderState::Ready(checked);
         let tag = pending.tag.clone();
         let folder = pending.folder.display().to_string();
+        self.resolve_error(now, |message| message.starts_with("upgrade:"));
         self.log(
             LogLevel::Info,
             format!("upgrade: folder for {tag} is ready ({how})"),

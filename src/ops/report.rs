@@ -103,8 +103,10 @@ fn process_start_unix() -> Option<Duration> {
 struct StatusFile {
     folder: SuperviseFolder,
     visor: serde_json::Value,
-    /// Start times of child pids, read once per pid.
-    start_times: Vec<(u32, Option<u64>)>,
+    /// Start times of child pids, read once per pid: clock ticks after boot (`start_time`), and
+    /// the wall clock when the reporter first saw the pid, right after the turn that spawned
+    /// it (`started_at`).
+    start_times: Vec<(u32, Option<u64>, String)>,
     last: Option<serde_json::Value>,
     last_error: Option<String>,
 }
@@ -143,15 +145,12 @@ impl Reporter {
     /// Also keeps `status.json` in `folder` up to date.
     pub fn with_status_file(mut self, folder: SuperviseFolder) -> Reporter {
         let pid = std::process::id();
-        let unix_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
         self.status = Some(StatusFile {
             folder,
             visor: serde_json::json!({
                 "pid": pid,
                 "start_time": process_start_time(pid),
-                "started_at": log::rfc3339_millis(unix_ms),
+                "started_at": log::rfc3339_millis(unix_now_ms()),
                 "version": env!("CARGO_PKG_VERSION"),
             }),
             start_times: Vec::new(),
@@ -229,22 +228,25 @@ impl Reporter {
             let Some(pid) = machine.child_pid(proc) else {
                 continue;
             };
-            let start_time = match file.start_times.iter().find(|(p, _)| *p == pid) {
-                Some((_, time)) => *time,
+            let (start_time, started_at) = match file.start_times.iter().find(|(p, _, _)| *p == pid)
+            {
+                Some((_, ticks, at)) => (*ticks, at.clone()),
                 None => {
-                    let time = process_start_time(pid);
-                    file.start_times.retain(|(p, _)| {
+                    let ticks = process_start_time(pid);
+                    let at = log::rfc3339_millis(unix_now_ms());
+                    file.start_times.retain(|(p, _, _)| {
                         machine.child_pid(Proc::Core) == Some(*p)
                             || machine.child_pid(Proc::DataNode) == Some(*p)
                     });
-                    file.start_times.push((pid, time));
-                    time
+                    file.start_times.push((pid, ticks, at.clone()));
+                    (ticks, at)
                 }
             };
             children.push(serde_json::json!({
                 "process": proc.name(),
                 "pid": pid,
                 "start_time": start_time,
+                "started_at": started_at,
             }));
         }
         let pending = machine
@@ -257,6 +259,7 @@ impl Reporter {
                     "folder_state": state,
                 })
             });
+        let (last_error, resolved_error) = error_records(machine, &self.clock);
         let (hooks_running, hook_failing) = machine.hook_status();
         let record = serde_json::json!({
             "visor": file.visor,
@@ -269,7 +272,8 @@ impl Reporter {
             "restarts_total": machine.restarts_total(),
             "upgrades_total": machine.upgrades(),
             "pending": pending,
-            "last_error": machine.last_error(),
+            "last_error": last_error,
+            "resolved_error": resolved_error,
             "refused_reload": machine.refused_reload(),
             "hooks": {
                 "running": hooks_running,
@@ -280,10 +284,7 @@ impl Reporter {
             return;
         }
         let mut written = record.clone();
-        let unix_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        written["updated_at"] = log::rfc3339_millis(unix_ms).into();
+        written["updated_at"] = log::rfc3339_millis(unix_now_ms()).into();
         redact_strings(&mut written);
         warn_once(
             &mut file.last_error,
@@ -321,6 +322,31 @@ impl Reporter {
         self.last_snapshot = Some(snapshot);
         self.metrics_next = Some(now + METRICS_PERIOD);
     }
+}
+
+/// `last_error` and `resolved_error` of `status.json`: the last error logged, with its time,
+/// while its condition lasts; once it is gone, the same with the time it was seen gone, under
+/// the other name (one of the two is null).
+fn error_records(machine: &Machine, clock: &WallClock) -> (serde_json::Value, serde_json::Value) {
+    let Some(error) = machine.last_error() else {
+        return (serde_json::Value::Null, serde_json::Value::Null);
+    };
+    let time = |at| log::rfc3339_millis(clock.unix_at(at).as_millis() as u64);
+    let mut record = serde_json::json!({ "message": error.message, "at": time(error.at) });
+    match error.resolved_at {
+        None => (record, serde_json::Value::Null),
+        Some(resolved) => {
+            record["resolved_at"] = time(resolved).into();
+            (serde_json::Value::Null, record)
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+fn unix_now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Every string in `value` with the credentials of URLs redacted: `status.json` is readable

@@ -96,3 +96,78 @@ fn init_lists_what_it_made_in_aligned_columns() {
         "{columns:?}\n{stdout}"
     );
 }
+
+/// `visor status --output json`, parsed.
+fn status_json(env: &Env) -> serde_json::Value {
+    let (_, stdout, stderr) = env.run_visor_command(&["status", "--output", "json"]);
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}{stderr}"))
+}
+
+/// An RFC 3339 UTC time with milliseconds, as Visor writes them.
+fn is_rfc3339(value: &serde_json::Value) -> bool {
+    value.as_str().is_some_and(|t| {
+        t.len() == 24 && t.ends_with('Z') && t.as_bytes()[10] == b'T' && t.as_bytes()[19] == b'.'
+    })
+}
+
+#[test]
+fn status_dates_the_last_error_and_marks_it_resolved_after_the_upgrade_it_held_up() {
+    let mut env = Env::new("lasterror");
+    env.write_config(&quick_config(""));
+    env.add_version(Version::new("genesis", "v1"));
+    env.start_visor();
+    env.wait_log("rpc: core is answering");
+    let status = status_json(&env);
+    assert!(is_rfc3339(&status["children"][0]["started_at"]), "{status}");
+    assert!(status["children"][0]["start_time"].is_u64(), "{status}");
+    // The block arrives before the folder: an error, dated, while it lasts.
+    env.control_write("v1", "announce", "v2@40");
+    env.control_write("v1", "ready", "");
+    env.wait_log("upgrade: binaries stopped for v2 but its folder is not ready");
+    let status = status_json(&env);
+    let error = &status["last_error"];
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("upgrade: binaries stopped for v2")),
+        "{status}"
+    );
+    assert!(is_rfc3339(&error["at"]), "{status}");
+    assert_eq!(status["resolved_error"], serde_json::Value::Null);
+    let (_, text, _) = env.run_visor_command(&["status"]);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("last error:"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        line.contains(&format!(
+            "{} upgrade: binaries stopped for v2",
+            error["at"].as_str().unwrap()
+        )),
+        "{line}"
+    );
+    // The folder appears, the upgrade goes through: the error is marked resolved.
+    env.add_version(Version::new("v2", "v2"));
+    env.wait_log("upgrade: v2 is answering");
+    wait_until("status to show the error resolved", DEADLINE, || {
+        status_json(&env)["last_error"].is_null()
+    });
+    let status = status_json(&env);
+    let resolved = &status["resolved_error"];
+    assert_eq!(resolved["message"], error["message"], "{status}");
+    assert_eq!(resolved["at"], error["at"], "{status}");
+    assert!(is_rfc3339(&resolved["resolved_at"]), "{status}");
+    assert!(resolved["resolved_at"].as_str() >= resolved["at"].as_str());
+    let (_, text, _) = env.run_visor_command(&["status"]);
+    assert!(!text.contains("last error:"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "resolved error:   {} upgrade: binaries stopped for v2",
+            resolved["at"].as_str().unwrap()
+        )) && text.contains(&format!(
+            "(resolved {})",
+            resolved["resolved_at"].as_str().unwrap()
+        )),
+        "{text}"
+    );
+}
