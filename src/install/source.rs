@@ -149,14 +149,23 @@ fn expected(
             source: "--sha256".to_string(),
         });
     }
-    if matches!(source, Source::Url(_)) && req.auto.require_checksum {
-        return Err(verification(format!(
-            "{what}: a download needs the SHA-256 it must have; give it with --sha256 HEX (from \
-             the publisher's checksum file), or set requireChecksum = false in [autoInstall] of {}",
-            req.home.config_file().display()
-        )));
-    }
-    Ok(Expected::Unverified)
+    let why = match source {
+        Source::Url(_) if req.auto.require_checksum => {
+            return Err(verification(format!(
+                "{what}: a download needs the SHA-256 it must have; give it with --sha256 HEX \
+                 (from the publisher's checksum file), or set requireChecksum = false in \
+                 [autoInstall] of {}",
+                req.home.config_file().display()
+            )));
+        }
+        Source::Url(_) => "(no --sha256 given, and requireChecksum = false)".to_owned(),
+        // requireChecksum is about downloads; a file the operator names is checked only
+        // against --sha256 (visor(1), prepare).
+        Source::File(_) => "(no --sha256 given: a local file is checked only against --sha256, \
+                            whatever requireChecksum says; give --sha256 HEX to check it)"
+            .to_owned(),
+    };
+    Ok(Expected::Unverified { why })
 }
 
 /// Copies or downloads the source to `kept` in the half-made folder, hashing it on the way.

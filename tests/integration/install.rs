@@ -1160,6 +1160,24 @@ fn prepare_from_a_local_binary_copies_it_into_the_folder() {
 }
 
 #[test]
+fn prepare_from_a_file_without_sha256_says_what_was_not_checked_and_why() {
+    let case = Case::new("fromnosum");
+    // requireChecksum is true (the default): it is about downloads, not about this file.
+    let source = case.outside("zeta-v2", &binary_script("v2"));
+    let (code, text) = case.prepare_from(&source, None);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains(
+            "install: WARNING zeta-v2 is installed unverified (no --sha256 given: a local file \
+             is checked only against --sha256, whatever requireChecksum says; give --sha256 HEX \
+             to check it)"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("requireChecksum = false"), "{text}");
+}
+
+#[test]
 fn prepare_from_a_local_zip_unpacks_it_and_checks_a_given_digest() {
     let case = Case::new("fromzip");
     let data = zip_of(&[Entry::File("zeta", binary_script("v2"))]);
