@@ -123,6 +123,8 @@ pub enum Event {
         result: Result<UpgradeStatus, String>,
     },
     ConfigReloaded(Result<Box<Config>, Vec<String>>),
+    /// A read of config.toml after SIGHUP found the content last read and accepted.
+    ConfigUnchanged,
     SegmentQueried(Result<Option<u64>, String>),
     /// The upgrade folder of `tag` was checked: its run-config parsed, its binaries exist and
     /// report `tag` as their version; or the reason it is not ready.
@@ -648,6 +650,7 @@ impl Machine {
                 }
             }
             Event::ConfigReloaded(result) => self.on_config(now, result),
+            Event::ConfigUnchanged => self.on_config_unchanged(now),
             Event::SegmentQueried(result) => {
                 if let State::QueryingSegment { kind } = self.state {
                     let height = match result {

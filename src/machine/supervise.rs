@@ -626,6 +626,17 @@ impl Machine {
 
     // ----- configuration -----
 
+    /// A SIGHUP's read found the file as it was last read (and reported) and accepted: said
+    /// once, in other words than that report, which an edit already got.
+    pub(super) fn on_config_unchanged(&mut self, now: Instant) {
+        self.last_reload = Some(now);
+        self.log(
+            LogLevel::Info,
+            "config: config.toml unchanged since it was last read; nothing to reload".into(),
+            vec![],
+        );
+    }
+
     pub(super) fn on_config(&mut self, now: Instant, result: Result<Box<Config>, Vec<String>>) {
         let config = match result {
             Ok(config) => config,

@@ -606,6 +606,23 @@ fn the_last_error_keeps_its_time_and_is_resolved_once_its_condition_is_gone() {
 }
 
 #[test]
+fn a_sighup_read_of_an_unchanged_file_says_so_once_and_counts_as_a_reload() {
+    let mut h = Harness::new(Config::default(), false);
+    h.event(Event::Started);
+    h.at_ms(500);
+    assert!(h.event(Event::ConfigUnchanged).is_empty());
+    assert_eq!(h.logged(LogLevel::Info, "config:"), 1);
+    assert_eq!(
+        h.logged(LogLevel::Info, "unchanged since it was last read"),
+        1
+    );
+    assert_eq!(
+        h.machine.last_reload(),
+        Some(h.base + Duration::from_millis(500))
+    );
+}
+
+#[test]
 fn a_valid_reload_applies_and_retargets_polling_when_intervals_change() {
     let mut h = Harness::new(Config::default(), false);
     h.event(Event::Started);

@@ -171,3 +171,38 @@ fn status_dates_the_last_error_and_marks_it_resolved_after_the_upgrade_it_held_u
         "{text}"
     );
 }
+
+#[test]
+fn an_edit_then_a_sighup_report_the_reading_once() {
+    let mut env = Env::new("sighuponce");
+    env.write_config(&quick_config(""));
+    env.add_version(Version::new("genesis", "v1"));
+    env.start_visor();
+    env.wait_log("rpc: core is answering");
+    // An edit that changes no setting, seen by the watcher within a second...
+    env.write_config(&format!("# edited\n{}", quick_config("")));
+    env.wait_log("config: config.toml read; no setting changed");
+    // ... then the operator's systemctl reload.
+    env.signal_visor(libc::SIGHUP);
+    env.wait_log("config: config.toml unchanged since it was last read; nothing to reload");
+    let log = env.log();
+    assert_eq!(
+        log.matches("config: config.toml read; no setting changed")
+            .count(),
+        1,
+        "{log}"
+    );
+    assert_eq!(log.matches("config: SIGHUP received").count(), 1, "{log}");
+    // A SIGHUP after an edit the watcher has not seen yet reads it, once.
+    env.write_config(&quick_config("maxNumberOfRestarts = 7"));
+    env.signal_visor(libc::SIGHUP);
+    env.wait_log("config: configuration reloaded");
+    env.signal_visor(libc::SIGTERM);
+    assert_eq!(env.wait_visor_exit(DEADLINE), 0);
+    let log = env.log();
+    assert_eq!(
+        log.matches("config: configuration reloaded").count(),
+        1,
+        "{log}"
+    );
+}
