@@ -259,7 +259,8 @@ impl Config {
     /// message per problem, in the order of their lines.
     pub fn parse(file: &Path, text: &str) -> Result<Config, Vec<String>> {
         let root = doc::parse(file, text).map_err(|message| vec![message])?;
-        let mut rep = Report::new(file, text, MANUAL);
+        let mut rep = Report::new(file, text, MANUAL)
+            .with_top_level(TOP_KEYS, doc::first_header(text, &root));
         let mut config = Config::default();
         let mut status_ms = None;
         let mut upgrade_ms = None;
@@ -352,6 +353,11 @@ fn parse_upgrade_folders(rep: &mut Report, entry: &Entry, config: &mut Config) {
     };
     for folder in table {
         let path = key_path(&entry.key, &folder.key);
+        // A setting written under [upgradeFolders] would read as a release tag.
+        if TOP_KEYS.contains(&folder.key.as_str()) {
+            rep.unknown(folder, &entry.key, &[]);
+            continue;
+        }
         if ReleaseTag::parse(&folder.key).is_err() {
             rep.error(
                 &folder.span(),
@@ -1166,6 +1172,39 @@ pub(crate) mod doc {
         out
     }
 
+    /// The first table header of a document (`[name]` or `[[name]]`): its line and its text.
+    /// Every key written after it belongs to a table.
+    pub(crate) fn first_header(text: &str, entries: &[Entry]) -> Option<(usize, String)> {
+        let mut first: Option<usize> = None;
+        let mut stack: Vec<&Node> = entries.iter().map(|e| &e.node).collect();
+        while let Some(node) = stack.pop() {
+            let children: Vec<&Node> = match &node.kind {
+                Kind::Table(entries) => entries.iter().map(|e| &e.node).collect(),
+                Kind::Array(items) => items.iter().collect(),
+                _ => continue,
+            };
+            stack.extend(children);
+            let Some(start) = node.span.as_ref().map(|span| span.start) else {
+                continue;
+            };
+            // A header starts with '['; an inline table's span starts with '{'.
+            if matches!(node.kind, Kind::Table(_)) && text.as_bytes().get(start) == Some(&b'[') {
+                first = Some(first.map_or(start, |f| f.min(start)));
+            }
+        }
+        let start = first?;
+        let rest = text.get(start..)?;
+        let header = rest.find(']').map_or(rest, |end| {
+            let end = if rest.as_bytes().get(end + 1) == Some(&b']') {
+                end + 2
+            } else {
+                end + 1
+            };
+            &rest[..end]
+        });
+        Some((line_column(text, start).0, header.to_owned()))
+    }
+
     /// Collects the messages about one file.
     pub(crate) struct Report<'a> {
         file: &'a Path,
@@ -1173,6 +1212,11 @@ pub(crate) mod doc {
         manual: &'static str,
         /// The messages with their line, when known, for sorting.
         errors: Vec<(Option<usize>, String)>,
+        /// The keys of the top level and the document's first table header, so that a
+        /// top-level key found in a table (appended at the end of the file, under its last
+        /// table) is said to belong above that header.
+        top_level: &'static [&'static str],
+        first_header: Option<(usize, String)>,
     }
 
     impl<'a> Report<'a> {
@@ -1183,7 +1227,20 @@ pub(crate) mod doc {
                 text,
                 manual,
                 errors: Vec::new(),
+                top_level: &[],
+                first_header: None,
             }
+        }
+
+        /// Knows the top-level keys and where the first table starts, for [`Report::unknown`].
+        pub(crate) fn with_top_level(
+            mut self,
+            keys: &'static [&'static str],
+            first_header: Option<(usize, String)>,
+        ) -> Self {
+            self.top_level = keys;
+            self.first_header = first_header;
+            self
         }
 
         /// Returns the value when nothing was reported, else the messages in line order, with
@@ -1224,6 +1281,19 @@ pub(crate) mod doc {
         /// Reports a key that is not allowed in its table, suggesting a known key that looks
         /// like it.
         pub(crate) fn unknown(&mut self, entry: &Entry, parent: &str, known: &[&str]) {
+            if !parent.is_empty() && self.top_level.contains(&entry.key.as_str()) {
+                let above = match &self.first_header {
+                    Some((line, header)) => format!("the first table ({header} at line {line})"),
+                    None => "the first table".to_owned(),
+                };
+                let what = format!(
+                    "unknown key in [{parent}]; {key} is a top-level key, and a key written after \
+                     a [table] header belongs to that table: move it above {above}",
+                    key = bare_or_quoted(&entry.key)
+                );
+                self.error(&entry.span(), &key_path(parent, &entry.key), &what);
+                return;
+            }
             let hint = match suggest(&entry.key, known) {
                 Some(near) => format!(", did you mean {near}?"),
                 None => String::new(),
@@ -1749,6 +1819,47 @@ stopDelaySeconds = 0
         assert_eq!(errors.len(), 3, "{errors:#?}");
         assert!(errors[1].starts_with("/srv/visor/config.toml:2: something: unknown key"));
         assert!(errors[2].starts_with("/srv/visor/config.toml:4: b: unknown key"));
+    }
+
+    #[test]
+    fn a_top_level_key_appended_under_the_last_table_is_said_to_belong_above_the_first() {
+        let text = format!("{CONFIG_TEMPLATE}maxNumberOfRestarts = 5\n");
+        let line = text.lines().count();
+        let header_line = CONFIG_TEMPLATE
+            .lines()
+            .position(|l| l == "[upgradeFolders]")
+            .unwrap()
+            + 1;
+        assert_eq!(
+            one_error(&text),
+            format!(
+                "/srv/visor/config.toml:{line}: hooks.maxNumberOfRestarts: unknown key in \
+                 [hooks]; maxNumberOfRestarts is a top-level key, and a key written after a \
+                 [table] header belongs to that table: move it above the first table \
+                 ([upgradeFolders] at line {header_line})"
+            )
+        );
+        // The same in [autoInstall.asset], and where the first table is a sub-table.
+        let error = one_error("[autoInstall.asset]\nname = \"z\"\nlogLevel = \"debug\"\n");
+        assert!(
+            error.starts_with(
+                "/srv/visor/config.toml:3: autoInstall.asset.logLevel: unknown key in \
+                 [autoInstall.asset]; logLevel is a top-level key"
+            ) && error.ends_with("move it above the first table ([autoInstall.asset] at line 1)"),
+            "{error}"
+        );
+        // Under [upgradeFolders] it would read as a release tag.
+        let error = one_error("[upgradeFolders]\n\"v2\" = \"v2\"\nlogLevel = \"debug\"\n");
+        assert!(
+            error.starts_with(
+                "/srv/visor/config.toml:3: upgradeFolders.logLevel: unknown key in \
+                 [upgradeFolders]; logLevel is a top-level key"
+            ),
+            "{error}"
+        );
+        // An inline table is no header: the first header is the one after it.
+        let error = one_error("hooks = { timeoutSeconds = 5 }\n[autoInstall]\nlogLevel = \"x\"\n");
+        assert!(error.ends_with("([autoInstall] at line 2)"), "{error}");
     }
 
     #[test]

@@ -206,3 +206,49 @@ fn an_edit_then_a_sighup_report_the_reading_once() {
         "{log}"
     );
 }
+
+#[test]
+fn a_setting_appended_under_the_last_table_is_said_to_belong_above_the_first() {
+    let env = Env::new("appended");
+    env.add_version(Version::new("genesis", "v1"));
+    let template = zeta_visor::config::CONFIG_TEMPLATE;
+    env.write_config(&format!("{template}maxNumberOfRestarts = 5\n"));
+    let line = template.lines().count() + 1;
+    let header = template.lines().position(|l| l.starts_with('[')).unwrap() + 1;
+    let (code, stdout, stderr) = env.run_visor_command(&["check"]);
+    assert_eq!(code, 78, "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "config.toml:{line}: hooks.maxNumberOfRestarts: unknown key in [hooks]; \
+             maxNumberOfRestarts is a top-level key, and a key written after a [table] header \
+             belongs to that table: move it above the first table ([upgradeFolders] at line \
+             {header})"
+        )),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn bad_download_bounds_are_refused_by_check_with_their_lines() {
+    let env = Env::new("badbounds");
+    env.add_version(Version::new("genesis", "v1"));
+    env.write_config("[autoInstall]\nmaxDownloadBytes = 0\n\nminFreeBytes = \"1 GiB\"\n");
+    let (code, stdout, stderr) = env.run_visor_command(&["check"]);
+    assert_eq!(code, 78, "{stdout}{stderr}");
+    assert!(
+        stdout.contains(
+            "config.toml:2: autoInstall.maxDownloadBytes: expected a whole number of bytes >= 1, \
+             found 0; write a bare number of bytes without a unit, e.g. maxDownloadBytes = \
+             4294967296"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "config.toml:4: autoInstall.minFreeBytes: expected a whole number of bytes >= 0, \
+             found \"1 GiB\"; write a bare number of bytes without a unit, e.g. minFreeBytes = \
+             1073741824"
+        ),
+        "{stdout}"
+    );
+}
