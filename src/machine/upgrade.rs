@@ -286,7 +286,7 @@ impl Machine {
             if waiting {
                 self.log(
                     LogLevel::Error,
-                    format!("upgrade: binaries stopped for {tag} but its folder is not ready: {problem}; create the folder (or enable [autoInstall]) and Visor will continue"),
+                    format!("upgrade: binaries stopped for {tag} but its folder is not ready: {problem}; put the folder in place (visor prepare {tag}, which can also take it --from a file or a mirror, or by hand) and Visor will continue"),
                     vec![("folder", folder)],
                 );
             } else if install_coming {

@@ -252,3 +252,76 @@ fn bad_download_bounds_are_refused_by_check_with_their_lines() {
         "{stdout}"
     );
 }
+
+#[test]
+fn prepare_says_how_to_install_without_github_when_it_cannot_reach_it() {
+    let env = Env::new("offline");
+    env.add_version(Version::new("genesis", "v1"));
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    env.write_config(&format!(
+        "[autoInstall]\napiUrl = \"http://127.0.0.1:{port}\"\n"
+    ));
+    let (code, stdout, stderr) = env.run_visor_command(&["prepare", "v2"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stderr.contains("cannot reach"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "; if this host cannot reach GitHub, install the release from a file or a mirror \
+             instead: visor prepare v2 --from FILE-OR-URL --sha256 HEX"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_names_visor_prepare_for_a_pending_folder_that_is_not_ready() {
+    let mut env = Env::new("checkprepare");
+    env.write_config(&quick_config(""));
+    env.add_version(Version::new("genesis", "v1"));
+    env.start_visor();
+    env.wait_log("rpc: core is answering");
+    env.control_write("v1", "announce", "v2@900000");
+    env.wait_log("upgrade: release v2 accepted");
+    let (code, stdout, stderr) = env.run_visor_command(&["check"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "upgrade v2 accepted at block 900000 but its folder is not ready: {}/v2: no such \
+             folder; install it with visor prepare v2 --home {} (from GitHub, or --from a file \
+             or a mirror), or put it in place by hand, before the block",
+            env.home.display(),
+            env.home.display()
+        )),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn switching_to_genesis_by_name_says_to_map_its_tag() {
+    let env = Env::new("genesisname");
+    env.write_config(&quick_config(""));
+    env.add_version(Version::new("genesis", "v1"));
+    env.add_version(Version::new("v2", "v2"));
+    let (code, stdout, stderr) = env.run_visor_command(&["switch", "v2"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let (code, stdout, stderr) = env.run_visor_command(&["switch", "genesis"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.contains(
+            "reports version v1, expected genesis: genesis is the folder of the first version, \
+             not a release tag; to run it again, map its tag to it in config.toml, \
+             [upgradeFolders] \"v1\" = \"genesis\", and use v1, e.g. visor switch v1"
+        ),
+        "{stderr}"
+    );
+    // The advice works.
+    env.write_config(&quick_config("[upgradeFolders]\n\"v1\" = \"genesis\""));
+    let (code, stdout, stderr) = env.run_visor_command(&["switch", "v1"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(env.current_target(), std::path::Path::new("genesis"));
+}
