@@ -325,3 +325,28 @@ fn switching_to_genesis_by_name_says_to_map_its_tag() {
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert_eq!(env.current_target(), std::path::Path::new("genesis"));
 }
+
+#[test]
+fn an_api_url_with_credentials_is_refused_without_showing_them() {
+    let env = Env::new("apicreds");
+    env.add_version(Version::new("genesis", "v1"));
+    env.write_config("[autoInstall]\napiUrl = \"https://deploy:s3cret@ghe.example.com/api/v3\"\n");
+    for command in [
+        &["check"][..],
+        &["status"],
+        &["status", "--output", "json"],
+        &["prepare", "v2"],
+    ] {
+        let (code, stdout, stderr) = env.run_visor_command(command);
+        assert_eq!(code, 78, "{command:?}: {stdout}{stderr}");
+        let text = format!("{stdout}{stderr}");
+        assert!(
+            text.contains("https://***@ghe.example.com/api/v3"),
+            "{command:?}: {text}"
+        );
+        assert!(
+            !text.contains("s3cret") && !text.contains("deploy"),
+            "{command:?}: {text}"
+        );
+    }
+}
