@@ -264,3 +264,33 @@ fn every_module_is_in_the_code_map() {
         "ARCHITECTURE.md's code map has no row for {missing:?}"
     );
 }
+
+/// `visor restart` reads the running version's run-config again (visor(1), restart), so
+/// nothing may tell an operator to restart Visor itself to pick up an edit to it.
+#[test]
+fn the_readme_and_the_pages_say_that_visor_restart_rereads_the_run_config() {
+    let readme =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .expect("README.md");
+    let config_page = page("visor-config.5");
+    for (name, text) in [("README.md", &readme), ("visor-config(5)", &config_page)] {
+        let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            !flat.contains("restart Visor itself")
+                && !flat.contains("takes effect at the next .Ql visor run ."),
+            "{name} sends operators to restart Visor for a run-config edit"
+        );
+    }
+    let flat = readme.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        flat.contains("It reads the running version's `run-config.toml` again first"),
+        "README.md does not say that visor restart re-reads the run-config"
+    );
+    let flat = config_page.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        flat.contains(
+            ".Ql visor restart reads the running version's file again before it stops anything"
+        ),
+        "visor-config(5) does not say that visor restart re-reads the run-config"
+    );
+}

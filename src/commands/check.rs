@@ -129,8 +129,12 @@ fn pending_upgrade_problem(root: &Path, config: &Config, run: &RunConfig) -> Opt
         .err()
         .map(|problem| {
             format!(
-                "upgrade {} accepted at block {} but its folder is not ready: {problem}",
-                release.tag, release.height
+                "upgrade {tag} accepted at block {} but its folder is not ready: {problem}; \
+                 install it with visor prepare {tag} --home {} (from GitHub, or --from a file \
+                 or a mirror), or put it in place by hand, before the block",
+                release.height,
+                root.display(),
+                tag = release.tag,
             )
         })
 }

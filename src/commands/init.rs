@@ -39,11 +39,9 @@ pub fn init(home: &Path, with_data_node: bool) -> i32 {
     match write_home(home, with_data_node) {
         Ok(()) => {
             super::out(&format!("created {}", home.display()));
-            super::out(&format!(
-                "  {CONFIG_FILE}                   Visor's settings, every key at its default"
-            ));
-            super::out(&format!("  {GENESIS_FOLDER}/{RUN_CONFIG_FILE}   put the first version's binary and settings here"));
-            super::out(&format!("  {EXAMPLE_FOLDER}/{RUN_CONFIG_FILE}    an example upgrade folder: copy it to the release tag's name"));
+            for line in created_lines() {
+                super::out(&line);
+            }
             super::out(&format!(
                 "next: edit the run-configs, then run: visor check --home {}",
                 home.display()
@@ -55,6 +53,28 @@ pub fn init(home: &Path, with_data_node: bool) -> i32 {
             EXIT_FAILURE
         }
     }
+}
+
+/// What `init` made, one line each, the descriptions in one column.
+fn created_lines() -> Vec<String> {
+    let made = [
+        (
+            CONFIG_FILE.to_string(),
+            "Visor's settings, every key at its default",
+        ),
+        (
+            format!("{GENESIS_FOLDER}/{RUN_CONFIG_FILE}"),
+            "put the first version's binary and settings here",
+        ),
+        (
+            format!("{EXAMPLE_FOLDER}/{RUN_CONFIG_FILE}"),
+            "an example upgrade folder: copy it to the release tag's name",
+        ),
+    ];
+    let width = made.iter().map(|(path, _)| path.len()).max().unwrap_or(0);
+    made.iter()
+        .map(|(path, what)| format!("  {path:<width$}   {what}"))
+        .collect()
 }
 
 fn write_home(home: &Path, with_data_node: bool) -> Result<(), String> {

@@ -18,6 +18,7 @@ pub use output::{err, out};
 use std::path::{Path, PathBuf};
 
 use crate::cli::{self, Command};
+use crate::ops::log::{self, LogFormat, LogLevel};
 
 /// Success, or a clean stop after a signal.
 pub const EXIT_OK: i32 = 0;
@@ -40,6 +41,9 @@ pub const EXIT_CONFIG: i32 = 78;
 /// Parses the command line and runs the command; returns the process exit status.
 pub fn main() -> i32 {
     restrict_umask();
+    // The journal's priority prefixes from the first line on, before config.toml (which may
+    // be what fails) sets the format and level.
+    log::configure(LogFormat::Text, LogLevel::Info);
     output::finish(dispatch())
 }
 

@@ -20,7 +20,7 @@ use super::{EXIT_CONFIG, EXIT_FAILURE, EXIT_OK};
 use crate::config::run_config::RunConfig;
 use crate::home::{self, Home, ReleaseTag, RUN_CONFIG_FILE};
 use crate::install::source::{install_from, parse_sha256, Source};
-use crate::install::{install_cancellable, InstallRequest, ToLog};
+use crate::install::{install_cancellable, InstallError, InstallErrorKind, InstallRequest, ToLog};
 use crate::node::folder_check::check_upgrade_folder;
 use crate::ops::log;
 
@@ -97,10 +97,28 @@ pub fn prepare(root: &Path, tag: &str, from: Option<&str>, sha256: Option<&str>)
             EXIT_OK
         }
         Err(e) => {
-            log::error(&format!("prepare: {e}"), &[]);
+            log::error(
+                &format!("prepare: {e}{}", offline_advice(&e, &source, &tag)),
+                &[],
+            );
             EXIT_FAILURE
         }
     }
+}
+
+/// After a failure to reach GitHub (the network, not an answer), how to install without it.
+fn offline_advice(error: &InstallError, source: &Option<Source>, tag: &ReleaseTag) -> String {
+    let unreachable = matches!(
+        error.kind,
+        InstallErrorKind::Transient | InstallErrorKind::TimedOut
+    );
+    if source.is_some() || !unreachable {
+        return String::new();
+    }
+    format!(
+        "; if this host cannot reach GitHub, install the release from a file or a mirror \
+         instead: visor prepare {tag} --from FILE-OR-URL --sha256 HEX"
+    )
 }
 
 /// The tag and `--from` source, checked; `--sha256` is checked too (and used as given).

@@ -104,6 +104,7 @@ fn supervisor_report(root: &Path) -> Value {
         "restarts": live("restarts"),
         "supervisor_pending": live("pending"),
         "last_error": live("last_error"),
+        "resolved_error": live("resolved_error"),
         "refused_reload": live("refused_reload"),
         "hooks": live("hooks"),
     })
@@ -209,12 +210,7 @@ fn print_supervisor(report: &Value) {
                 text(&child["pid"])
             ));
         }
-        if !report["last_error"].is_null() {
-            out(&format!(
-                "last error:       {}",
-                text(&report["last_error"])
-            ));
-        }
+        print_errors(report);
         for hook in report["hooks"]["running"].as_array().into_iter().flatten() {
             out(&format!("hook:             {} running", text(hook)));
         }
@@ -236,6 +232,33 @@ fn print_supervisor(report: &Value) {
         out(&format!(
             "visor:            {}",
             text(&report["cannot_tell"])
+        ));
+    }
+}
+
+/// The last error with its time while its condition lasts, or once resolved, when that was
+/// seen (a string from an older Visor is shown as it is).
+fn print_errors(report: &Value) {
+    let error = &report["last_error"];
+    if let Some(message) = error.as_str() {
+        out(&format!(
+            "last error:       {}",
+            log::escape_controls(message)
+        ));
+    } else if !error.is_null() {
+        out(&format!(
+            "last error:       {} {}",
+            text(&error["at"]),
+            text(&error["message"])
+        ));
+    }
+    let resolved = &report["resolved_error"];
+    if !resolved.is_null() {
+        out(&format!(
+            "resolved error:   {} {} (resolved {})",
+            text(&resolved["at"]),
+            text(&resolved["message"]),
+            text(&resolved["resolved_at"])
         ));
     }
 }

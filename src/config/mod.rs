@@ -39,6 +39,10 @@ const MAX_POLL_INTERVAL_MS: u64 = 3_600_000;
 const MAX_SECONDS: u64 = 10 * 365 * 86_400;
 /// The default of `[autoInstall] downloadTimeoutSeconds`: an hour.
 pub const DEFAULT_DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(3600);
+/// The default of `[autoInstall] maxDownloadBytes`: 4 GiB.
+pub const DEFAULT_MAX_DOWNLOAD_BYTES: u64 = 4 << 30;
+/// The default of `[autoInstall] minFreeBytes`: 1 GiB.
+pub const DEFAULT_MIN_FREE_BYTES: u64 = 1 << 30;
 
 /// The format of Visor's log lines on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,6 +150,12 @@ pub struct AutoInstall {
     /// `downloadTimeoutSeconds`: how long one asset download may take in all, retries
     /// included.
     pub download_timeout: Duration,
+    /// `maxDownloadBytes`: the most one install downloads or copies, and the most a zip asset
+    /// may expand to.
+    pub max_download_bytes: u64,
+    /// `minFreeBytes`: the free space a download, copy or extraction must leave on HOME's file
+    /// system; 0 turns the check off.
+    pub min_free_bytes: u64,
     /// `caFile`: an absolute path to PEM CA certificates trusted instead of the system's trust
     /// store, when set. Only its form is checked here; it is read at each install.
     pub ca_file: Option<PathBuf>,
@@ -164,6 +174,8 @@ impl Default for AutoInstall {
             asset_name: "zeta-{os}-{arch}.zip".to_owned(),
             binary_name: "zeta".to_owned(),
             download_timeout: DEFAULT_DOWNLOAD_TIMEOUT,
+            max_download_bytes: DEFAULT_MAX_DOWNLOAD_BYTES,
+            min_free_bytes: DEFAULT_MIN_FREE_BYTES,
             ca_file: None,
         }
     }
@@ -220,6 +232,8 @@ const AUTO_INSTALL_KEYS: &[&str] = &[
     "requireChecksum",
     "checksumAsset",
     "downloadTimeoutSeconds",
+    "maxDownloadBytes",
+    "minFreeBytes",
     "caFile",
     "asset",
 ];
@@ -245,7 +259,8 @@ impl Config {
     /// message per problem, in the order of their lines.
     pub fn parse(file: &Path, text: &str) -> Result<Config, Vec<String>> {
         let root = doc::parse(file, text).map_err(|message| vec![message])?;
-        let mut rep = Report::new(file, text, MANUAL);
+        let mut rep = Report::new(file, text, MANUAL)
+            .with_top_level(TOP_KEYS, doc::first_header(text, &root));
         let mut config = Config::default();
         let mut status_ms = None;
         let mut upgrade_ms = None;
@@ -338,6 +353,11 @@ fn parse_upgrade_folders(rep: &mut Report, entry: &Entry, config: &mut Config) {
     };
     for folder in table {
         let path = key_path(&entry.key, &folder.key);
+        // A setting written under [upgradeFolders] would read as a release tag.
+        if TOP_KEYS.contains(&folder.key.as_str()) {
+            rep.unknown(folder, &entry.key, &[]);
+            continue;
+        }
         if ReleaseTag::parse(&folder.key).is_err() {
             rep.error(
                 &folder.span(),
@@ -574,6 +594,18 @@ fn parse_auto_install(rep: &mut Report, entry: &Entry, auto: &mut AutoInstall) {
                 set(
                     &mut auto.download_timeout,
                     rep.seconds_at_least(item, parent, 1, 3600),
+                );
+            }
+            "maxDownloadBytes" => {
+                set(
+                    &mut auto.max_download_bytes,
+                    rep.bytes(item, parent, 1, DEFAULT_MAX_DOWNLOAD_BYTES),
+                );
+            }
+            "minFreeBytes" => {
+                set(
+                    &mut auto.min_free_bytes,
+                    rep.bytes(item, parent, 0, DEFAULT_MIN_FREE_BYTES),
                 );
             }
             "repositoryOwner" | "repository" => {
@@ -869,6 +901,16 @@ requireChecksum = true
 # running then fails; raise it for a large asset on a slow link.
 downloadTimeoutSeconds = 3600
 
+# The most one install downloads (or copies, for visor prepare --from), and the most a zip
+# asset may expand to, in bytes (at least 1; 4 GiB). A download that announces or sends more
+# is refused.
+maxDownloadBytes = 4294967296
+
+# The free space, in bytes, that a download, a copy or a zip extraction must leave on the home
+# folder's file system, which the node's data often shares (1 GiB). It is checked before and
+# while writing; an install that would go below it stops. 0 turns the check off.
+minFreeBytes = 1073741824
+
 # A PEM file of CA certificates to trust for apiUrl and the downloads, instead of the system's
 # trust store (itself replaced by SSL_CERT_FILE or SSL_CERT_DIR when set, and by Visor's
 # built-in Mozilla roots when it holds none). Unset by default.
@@ -1130,6 +1172,39 @@ pub(crate) mod doc {
         out
     }
 
+    /// The first table header of a document (`[name]` or `[[name]]`): its line and its text.
+    /// Every key written after it belongs to a table.
+    pub(crate) fn first_header(text: &str, entries: &[Entry]) -> Option<(usize, String)> {
+        let mut first: Option<usize> = None;
+        let mut stack: Vec<&Node> = entries.iter().map(|e| &e.node).collect();
+        while let Some(node) = stack.pop() {
+            let children: Vec<&Node> = match &node.kind {
+                Kind::Table(entries) => entries.iter().map(|e| &e.node).collect(),
+                Kind::Array(items) => items.iter().collect(),
+                _ => continue,
+            };
+            stack.extend(children);
+            let Some(start) = node.span.as_ref().map(|span| span.start) else {
+                continue;
+            };
+            // A header starts with '['; an inline table's span starts with '{'.
+            if matches!(node.kind, Kind::Table(_)) && text.as_bytes().get(start) == Some(&b'[') {
+                first = Some(first.map_or(start, |f| f.min(start)));
+            }
+        }
+        let start = first?;
+        let rest = text.get(start..)?;
+        let header = rest.find(']').map_or(rest, |end| {
+            let end = if rest.as_bytes().get(end + 1) == Some(&b']') {
+                end + 2
+            } else {
+                end + 1
+            };
+            &rest[..end]
+        });
+        Some((line_column(text, start).0, header.to_owned()))
+    }
+
     /// Collects the messages about one file.
     pub(crate) struct Report<'a> {
         file: &'a Path,
@@ -1137,6 +1212,11 @@ pub(crate) mod doc {
         manual: &'static str,
         /// The messages with their line, when known, for sorting.
         errors: Vec<(Option<usize>, String)>,
+        /// The keys of the top level and the document's first table header, so that a
+        /// top-level key found in a table (appended at the end of the file, under its last
+        /// table) is said to belong above that header.
+        top_level: &'static [&'static str],
+        first_header: Option<(usize, String)>,
     }
 
     impl<'a> Report<'a> {
@@ -1147,7 +1227,20 @@ pub(crate) mod doc {
                 text,
                 manual,
                 errors: Vec::new(),
+                top_level: &[],
+                first_header: None,
             }
+        }
+
+        /// Knows the top-level keys and where the first table starts, for [`Report::unknown`].
+        pub(crate) fn with_top_level(
+            mut self,
+            keys: &'static [&'static str],
+            first_header: Option<(usize, String)>,
+        ) -> Self {
+            self.top_level = keys;
+            self.first_header = first_header;
+            self
         }
 
         /// Returns the value when nothing was reported, else the messages in line order, with
@@ -1188,6 +1281,19 @@ pub(crate) mod doc {
         /// Reports a key that is not allowed in its table, suggesting a known key that looks
         /// like it.
         pub(crate) fn unknown(&mut self, entry: &Entry, parent: &str, known: &[&str]) {
+            if !parent.is_empty() && self.top_level.contains(&entry.key.as_str()) {
+                let above = match &self.first_header {
+                    Some((line, header)) => format!("the first table ({header} at line {line})"),
+                    None => "the first table".to_owned(),
+                };
+                let what = format!(
+                    "unknown key in [{parent}]; {key} is a top-level key, and a key written after \
+                     a [table] header belongs to that table: move it above {above}",
+                    key = bare_or_quoted(&entry.key)
+                );
+                self.error(&entry.span(), &key_path(parent, &entry.key), &what);
+                return;
+            }
             let hint = match suggest(&entry.key, known) {
                 Some(near) => format!(", did you mean {near}?"),
                 None => String::new(),
@@ -1293,6 +1399,21 @@ pub(crate) mod doc {
                 &todo,
             )
             .map(std::time::Duration::from_secs)
+        }
+
+        /// Reads a number of bytes >= `min`; `example` is a sensible value for the advice.
+        pub(crate) fn bytes(
+            &mut self,
+            entry: &Entry,
+            parent: &str,
+            min: u64,
+            example: u64,
+        ) -> Option<u64> {
+            let todo = format!(
+                "write a bare number of bytes without a unit, e.g. {} = {example}",
+                bare_or_quoted(&entry.key)
+            );
+            self.whole(entry, parent, " of bytes", (min, u64::MAX), &todo)
         }
 
         /// Reads a poll interval in whole milliseconds, at least the minimum that keeps a poller
@@ -1522,6 +1643,8 @@ mod tests {
         assert_eq!(auto.asset_name, "zeta-{os}-{arch}.zip");
         assert_eq!(auto.binary_name, "zeta");
         assert_eq!(auto.download_timeout, Duration::from_secs(3600));
+        assert_eq!(auto.max_download_bytes, 4_294_967_296);
+        assert_eq!(auto.min_free_bytes, 1_073_741_824);
         assert_eq!(auto.ca_file, None);
     }
 
@@ -1569,6 +1692,8 @@ prefetch = false
 requireChecksum = false
 checksumAsset = "SHA256SUMS"
 downloadTimeoutSeconds = 120
+maxDownloadBytes = 1000000
+minFreeBytes = 0
 caFile = "/etc/visor/ca.pem"
 
 [autoInstall.asset]
@@ -1603,6 +1728,8 @@ binaryName = "bin/zeta"
                 asset_name: "zeta-{version}-{os}-{arch}.zip".to_owned(),
                 binary_name: "bin/zeta".to_owned(),
                 download_timeout: Duration::from_secs(120),
+                max_download_bytes: 1_000_000,
+                min_free_bytes: 0,
                 ca_file: Some(PathBuf::from("/etc/visor/ca.pem")),
             },
             hooks: hooks::Hooks::default(),
@@ -1695,6 +1822,47 @@ stopDelaySeconds = 0
     }
 
     #[test]
+    fn a_top_level_key_appended_under_the_last_table_is_said_to_belong_above_the_first() {
+        let text = format!("{CONFIG_TEMPLATE}maxNumberOfRestarts = 5\n");
+        let line = text.lines().count();
+        let header_line = CONFIG_TEMPLATE
+            .lines()
+            .position(|l| l == "[upgradeFolders]")
+            .unwrap()
+            + 1;
+        assert_eq!(
+            one_error(&text),
+            format!(
+                "/srv/visor/config.toml:{line}: hooks.maxNumberOfRestarts: unknown key in \
+                 [hooks]; maxNumberOfRestarts is a top-level key, and a key written after a \
+                 [table] header belongs to that table: move it above the first table \
+                 ([upgradeFolders] at line {header_line})"
+            )
+        );
+        // The same in [autoInstall.asset], and where the first table is a sub-table.
+        let error = one_error("[autoInstall.asset]\nname = \"z\"\nlogLevel = \"debug\"\n");
+        assert!(
+            error.starts_with(
+                "/srv/visor/config.toml:3: autoInstall.asset.logLevel: unknown key in \
+                 [autoInstall.asset]; logLevel is a top-level key"
+            ) && error.ends_with("move it above the first table ([autoInstall.asset] at line 1)"),
+            "{error}"
+        );
+        // Under [upgradeFolders] it would read as a release tag.
+        let error = one_error("[upgradeFolders]\n\"v2\" = \"v2\"\nlogLevel = \"debug\"\n");
+        assert!(
+            error.starts_with(
+                "/srv/visor/config.toml:3: upgradeFolders.logLevel: unknown key in \
+                 [upgradeFolders]; logLevel is a top-level key"
+            ),
+            "{error}"
+        );
+        // An inline table is no header: the first header is the one after it.
+        let error = one_error("hooks = { timeoutSeconds = 5 }\n[autoInstall]\nlogLevel = \"x\"\n");
+        assert!(error.ends_with("([autoInstall] at line 2)"), "{error}");
+    }
+
+    #[test]
     fn wrong_types_name_key_and_line() {
         let error = one_error("\n\nrestartsDelaySeconds = \"5s\"\n");
         assert_eq!(
@@ -1775,6 +1943,35 @@ stopDelaySeconds = 0
             config.map(|c| c.auto_install.download_timeout),
             Ok(Duration::from_secs(1))
         );
+    }
+
+    #[test]
+    fn download_bounds_are_whole_numbers_of_bytes() {
+        let errors = errors("[autoInstall]\nmaxDownloadBytes = 0\nminFreeBytes = \"1G\"\n");
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert_eq!(
+            errors[0],
+            "/srv/visor/config.toml:2: autoInstall.maxDownloadBytes: expected a whole number of \
+             bytes >= 1, found 0; write a bare number of bytes without a unit, e.g. \
+             maxDownloadBytes = 4294967296"
+        );
+        assert!(
+            errors[1].starts_with(
+                "/srv/visor/config.toml:3: autoInstall.minFreeBytes: expected a whole number of \
+                 bytes >= 0, found \"1G\"; "
+            ),
+            "{errors:?}"
+        );
+        let error = one_error("[autoInstall]\nminFreeBytes = -1\n");
+        assert!(
+            error.contains(
+                "autoInstall.minFreeBytes: expected a whole number of bytes >= 0, found -1"
+            ),
+            "{error}"
+        );
+        let config = parse("[autoInstall]\nmaxDownloadBytes = 1\nminFreeBytes = 0\n").unwrap();
+        assert_eq!(config.auto_install.max_download_bytes, 1);
+        assert_eq!(config.auto_install.min_free_bytes, 0);
     }
 
     #[test]

@@ -5,7 +5,12 @@
 //!
 //! It parses and decides; the wording of a refusal is the caller's (the `Display` of
 //! [`Refusal`] is the client's).
+//!
+//! It also owns [`redact_credentials`], the one function that takes the user name and
+//! password out of every URL in a text before it is shown: the log writes every line through
+//! it, and so do the commands' output and `status.json`.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -45,6 +50,50 @@ impl fmt::Display for Refusal {
             Refusal::Scheme { scheme } => write!(f, "the scheme {scheme} is not http(s)"),
         }
     }
+}
+
+/// What stands for the credentials of a URL in any text Visor shows.
+pub const REDACTED: &str = "***";
+
+/// `text` with the user information of every URL in it (`scheme://user:password@host`, or
+/// `scheme://token@host`) replaced by [`REDACTED`]: `https://***@host/path`. The user name goes
+/// too, because a token is often given as the user name alone.
+///
+/// The user information is everything between `://` and the last `@` before the end of the
+/// authority, which ends at a `/`, whitespace, a quote or another character a URL cannot hold
+/// raw; `?` and `#` do not end it here, so a password holding one (which the URL parser would
+/// refuse) is hidden too. Text without `://` is returned as it is.
+pub fn redact_credentials(text: &str) -> Cow<'_, str> {
+    if !text.contains("://") {
+        return Cow::Borrowed(text);
+    }
+    let ends_authority = |c: char| {
+        c == '/'
+            || c.is_whitespace()
+            || c.is_control()
+            || matches!(c, '"' | '<' | '>' | '\\' | '`' | '{' | '}' | '|' | '^')
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut changed = false;
+    while let Some(scheme_end) = rest.find("://") {
+        let (before, after) = rest.split_at(scheme_end + 3);
+        out.push_str(before);
+        let authority_end = after.find(ends_authority).unwrap_or(after.len());
+        match after[..authority_end].rfind('@') {
+            Some(at) => {
+                out.push_str(REDACTED);
+                rest = &after[at..];
+                changed = true;
+            }
+            None => rest = after,
+        }
+    }
+    if !changed {
+        return Cow::Borrowed(text);
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
 }
 
 /// Checks that a URL may be fetched: `https://` to any host, `http://` only to a loopback host
@@ -163,6 +212,42 @@ mod tests {
                 .map(|e| e.to_string())
                 .unwrap_or_default();
             assert!(error.contains(why), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn credentials_in_urls_are_redacted_wherever_they_are_in_a_text() {
+        for (text, shown) in [
+            (
+                "http://user:secret@127.0.0.1:8080/zeta.zip",
+                "http://***@127.0.0.1:8080/zeta.zip",
+            ),
+            (
+                "https://ghp_token@github.com/o/r",
+                "https://***@github.com/o/r",
+            ),
+            ("https://u:p@[::1]:9", "https://***@[::1]:9"),
+            (
+                "release v2 from http://u:s%40cr3t@h/x: cannot reach http://u:s%40cr3t@h/x (x)",
+                "release v2 from http://***@h/x: cannot reach http://***@h/x (x)",
+            ),
+            ("url=\"https://a:b@h\" next", "url=\"https://***@h\" next"),
+            ("--from http://u:se#cr?et@h/x", "--from http://***@h/x"),
+            ("http://a:b@h/p?mail=x@y", "http://***@h/p?mail=x@y"),
+        ] {
+            assert_eq!(redact_credentials(text), shown, "{text}");
+        }
+        for unchanged in [
+            "https://api.github.com/repos/o/r",
+            "no url at all, but a@b",
+            "http://h/path/a@b",
+            "://",
+            "",
+        ] {
+            assert!(
+                matches!(redact_credentials(unchanged), Cow::Borrowed(_)),
+                "{unchanged}"
+            );
         }
     }
 

@@ -1,5 +1,8 @@
 //! The config thread (`visor-config`): reads config.toml every second and, when its content
-//! changed (or a reload was requested after SIGHUP), parses it and reports the result. Reads and
+//! changed (or a reload was requested after SIGHUP), parses it and reports the result. A
+//! forced read that finds the content it last parsed successfully reports only that
+//! ([`ConfigRead::Unchanged`]), so an edit seen by the polling and a SIGHUP after it do not
+//! both report the same reading. Reads and
 //! parses go through `config::load`, the loader every command uses, so a FIFO or a huge file in
 //! its place is reported, not waited on, in the same words.
 //!
@@ -16,33 +19,49 @@ pub const CHECK_PERIOD: Duration = Duration::from_secs(1);
 
 pub type ConfigResult = Result<Box<Config>, Vec<String>>;
 
+/// What one read of config.toml found.
+#[derive(Debug)]
+pub enum ConfigRead {
+    /// A new content (or one that did not parse, read again): its parse.
+    Read(ConfigResult),
+    /// A forced read found the content last read and parsed successfully.
+    Unchanged,
+}
+
 /// Starts the thread. `initial` is the content the running configuration was read from, so
 /// an unchanged file is not reported. A message on `reload` forces a read and a report.
 pub fn start(
     file: PathBuf,
     initial: Vec<u8>,
     reload: Receiver<()>,
-    results: Sender<ConfigResult>,
+    results: Sender<ConfigRead>,
 ) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("visor-config".into())
         .stack_size(crate::supervise::child::PARSER_STACK)
         .spawn(move || {
             let mut last = initial;
+            // The running configuration was parsed from `initial`.
+            let mut last_parsed = true;
             loop {
                 let forced = match reload.recv_timeout(CHECK_PERIOD) {
                     Ok(()) => true,
                     Err(crossbeam_channel::RecvTimeoutError::Timeout) => false,
                     Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
                 };
-                let result = match load::read(&file) {
+                let read = match load::read(&file) {
                     Ok(content) => {
                         if content == last && !forced {
                             continue;
                         }
-                        let parsed = load::parse(&file, &content).map(Box::new);
-                        last = content;
-                        parsed
+                        if content == last && last_parsed {
+                            ConfigRead::Unchanged
+                        } else {
+                            let parsed = load::parse(&file, &content).map(Box::new);
+                            last = content;
+                            last_parsed = parsed.is_ok();
+                            ConfigRead::Read(parsed)
+                        }
                     }
                     Err(message) => {
                         if !forced && last.is_empty() {
@@ -51,10 +70,11 @@ pub fn start(
                         // Report a vanished (or unreadable) file once, then stay quiet until
                         // it comes back.
                         last.clear();
-                        Err(vec![message])
+                        last_parsed = false;
+                        ConfigRead::Read(Err(vec![message]))
                     }
                 };
-                if results.send(result).is_err() {
+                if results.send(read).is_err() {
                     return;
                 }
             }
@@ -82,7 +102,10 @@ mod tests {
         // Two forced reads in a row: the second is only taken once the first has finished.
         for _ in 0..2 {
             reload_tx.send_timeout((), Duration::from_secs(5)).unwrap();
-            let result = results_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+            let read = results_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+            let ConfigRead::Read(result) = read else {
+                panic!("a FIFO read as unchanged: {read:?}");
+            };
             let errors = result.err().unwrap_or_default();
             assert_eq!(errors.len(), 1, "{errors:?}");
             assert!(errors[0].starts_with(&format!("{}: is a FIFO", file.display())));

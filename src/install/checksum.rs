@@ -20,8 +20,10 @@ pub const MAX_CHECKSUM_FILE: u64 = 1 << 20;
 pub enum Expected {
     /// The lowercase hex SHA-256 and where it was found, for messages.
     Sha256 { hex: String, source: String },
-    /// No checksum, allowed by `requireChecksum = false`.
-    Unverified,
+    /// No checksum: allowed by `requireChecksum = false`, or a local file given to
+    /// `prepare --from` without `--sha256`. `why` ends the warning line: why nothing was
+    /// checked.
+    Unverified { why: String },
 }
 
 /// What decides the expected SHA-256 of one asset.
@@ -60,7 +62,9 @@ pub fn expected_sha256(
              assets with requireChecksum = false in [autoInstall] of {config_file}"
         )));
     }
-    Ok(Expected::Unverified)
+    Ok(Expected::Unverified {
+        why: "(requireChecksum = false)".to_owned(),
+    })
 }
 
 /// The SHA-256 from the asset's `digest`; None when it has none, or one of another algorithm
@@ -160,9 +164,9 @@ pub fn verify(
                 ],
             );
         }
-        Expected::Unverified => progress.report(
+        Expected::Unverified { why } => progress.report(
             &format!(
-                "install: WARNING {} is installed unverified (requireChecksum = false)",
+                "install: WARNING {} is installed unverified {why}",
                 asset.name
             ),
             vec![("sha256", downloaded.sha256.clone())],

@@ -34,6 +34,7 @@ use super::error::{
     InstallErrorKind,
 };
 use super::progress::Progress;
+use super::space::{Room, CHECK_EVERY};
 use super::trust::Trust;
 use crate::config::url::{check_url, origin, Origin};
 
@@ -54,9 +55,6 @@ pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
 /// Below this many bytes per second over a progress period, a download is called very slow
 /// in its own progress line.
 pub const SLOW_RATE: u64 = 1024;
-
-/// The largest asset Visor downloads, so a lying server cannot fill the disk.
-pub const MAX_ASSET_BYTES: u64 = 4 << 30;
 
 /// The API version Visor's requests are written for.
 const API_VERSION: &str = "2022-11-28";
@@ -179,6 +177,8 @@ pub struct Client<'c> {
     backoff: Vec<Duration>,
     cancel: &'c AtomicBool,
     download_timeout: Duration,
+    /// `maxDownloadBytes` and `minFreeBytes`.
+    room: Room,
 }
 
 /// The overall deadline of one asset download, retries included.
@@ -245,21 +245,24 @@ struct Transfer {
     bytes: u64,
     /// The length the release or the answer gives, if any.
     expected: Option<u64>,
-    /// More bytes than this refuse the download.
+    /// More bytes than this refuse the download: the length expected, or `maxDownloadBytes`.
     limit: u64,
+    /// When the free space is looked at next, in bytes received.
+    next_space_check: u64,
     started: Instant,
     last_line: Instant,
     bytes_at_last_line: u64,
 }
 
 impl Transfer {
-    fn new(expected: Option<u64>) -> Transfer {
+    fn new(expected: Option<u64>, max_bytes: u64) -> Transfer {
         let started = Instant::now();
         Transfer {
             hasher: Sha256::new(),
             bytes: 0,
             expected,
-            limit: expected.unwrap_or(MAX_ASSET_BYTES).min(MAX_ASSET_BYTES),
+            limit: expected.unwrap_or(max_bytes).min(max_bytes),
+            next_space_check: CHECK_EVERY,
             started,
             last_line: started,
             bytes_at_last_line: 0,
@@ -286,7 +289,7 @@ impl Transfer {
             // and a cancel is seen; the reader thread holds at most a few chunks.
             match chunks.recv_timeout(TICK) {
                 Ok(Ok(chunk)) if chunk.is_empty() => return Ok(()),
-                Ok(Ok(chunk)) => self.receive(job, &chunk, out)?,
+                Ok(Ok(chunk)) => self.receive(&client.room, job, &chunk, out)?,
                 Ok(Err(_)) if deadline.passed() => {
                     return Err(deadline.error(Some((self.bytes, self.expected))));
                 }
@@ -306,9 +309,11 @@ impl Transfer {
         }
     }
 
-    /// One chunk: counted against the limit, hashed and written.
+    /// One chunk: counted against the limit, hashed and written; the free space is looked at
+    /// every [`CHECK_EVERY`] bytes.
     fn receive(
         &mut self,
+        room: &Room,
         job: &Download,
         chunk: &[u8],
         out: &mut File,
@@ -316,10 +321,20 @@ impl Transfer {
         let (what, url, limit) = (job.target.what, job.url, self.limit);
         self.bytes += chunk.len() as u64;
         if self.bytes > limit {
+            room.check_size(
+                what,
+                &format!("the download from {url} reached"),
+                self.bytes,
+            )?;
             return Err(invalid(format!(
                 "{what}: {url} sends more than the {limit} bytes expected; the asset or the \
                  mirror is inconsistent: report it to the publisher"
             )));
+        }
+        if self.bytes >= self.next_space_check {
+            self.next_space_check = self.bytes.saturating_add(CHECK_EVERY);
+            let left = self.expected.map_or(0, |e| e.saturating_sub(self.bytes));
+            room.check_free(what, left)?;
         }
         self.hasher.update(chunk);
         out.write_all(chunk).map_err(|e| {
@@ -434,7 +449,14 @@ impl<'c> Client<'c> {
             backoff: backoff.to_vec(),
             cancel,
             download_timeout: crate::config::DEFAULT_DOWNLOAD_TIMEOUT,
+            room: Room::size_only(crate::config::DEFAULT_MAX_DOWNLOAD_BYTES),
         }
+    }
+
+    /// Sets `maxDownloadBytes` and `minFreeBytes` for the downloads to files.
+    pub fn with_room(mut self, room: Room) -> Client<'c> {
+        self.room = room;
+        self
     }
 
     /// Sets how long one asset download may take in all, retries included
@@ -589,13 +611,11 @@ impl<'c> Client<'c> {
     ) -> Result<Downloaded, InstallError> {
         let url = self.asset_url(asset);
         let not_found = asset_not_found(&asset.name);
-        if let Some(size) = asset.size.filter(|size| *size > MAX_ASSET_BYTES) {
-            return Err(invalid(format!(
-                "{what}: the release lists it at {size} bytes, more than the {} GiB Visor \
-                 downloads; check the asset name in [autoInstall.asset] of config.toml",
-                MAX_ASSET_BYTES >> 30
-            )));
+        if let Some(size) = asset.size {
+            self.room
+                .check_size(what, "the release lists it at", size)?;
         }
+        self.room.check_free(what, asset.size.unwrap_or(0))?;
         let job = Download {
             asset,
             url,
@@ -635,6 +655,14 @@ impl<'c> Client<'c> {
             Auth::FirstHop,
         )?;
         let announced = response.body().content_length();
+        if let Some(announced) = announced {
+            self.room.check_size(
+                what,
+                &format!("{url} announces (Content-Length)"),
+                announced,
+            )?;
+            self.room.check_free(what, announced)?;
+        }
         if let (Some(announced), Some(size)) = (announced, job.asset.size) {
             if announced != size {
                 return Err(invalid(format!(
@@ -649,7 +677,7 @@ impl<'c> Client<'c> {
                  process limits"
             ))
         })?;
-        let mut transfer = Transfer::new(job.asset.size.or(announced));
+        let mut transfer = Transfer::new(job.asset.size.or(announced), self.room.max_bytes);
         transfer.stream(self, job, &chunks, &mut out, progress)?;
         transfer.finish(job, &out, progress)
     }

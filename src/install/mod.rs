@@ -15,6 +15,7 @@ pub(crate) mod error;
 pub(crate) mod github;
 pub(crate) mod progress;
 pub(crate) mod source;
+pub mod space;
 pub(crate) mod staging;
 pub(crate) mod trust;
 pub mod zip;
@@ -87,7 +88,8 @@ pub fn install_cancellable(
         &github::BACKOFF,
         cancel,
     )
-    .with_download_timeout(req.auto.download_timeout);
+    .with_download_timeout(req.auto.download_timeout)
+    .with_room(room(req));
     let found = lookup(&client, &trust, req, progress)?;
     let config_file = req.home.config_file();
     let sources = Sources {
@@ -105,6 +107,12 @@ pub fn install_cancellable(
     let unpacked = unpack(req, &found, &temp, &download, cancel, progress)?;
     let text = version_check(req, &found.what, &temp, &unpacked.binary, progress)?;
     place(req, &found.what, temp, &unpacked.folders, &text, progress)
+}
+
+/// `maxDownloadBytes` and `minFreeBytes` of `[autoInstall]`, on HOME's file system, where the
+/// half-made folder is.
+fn room(req: &InstallRequest) -> space::Room {
+    space::Room::new(req.home.root(), &req.auto)
 }
 
 /// Where an install starts from: the folder already in place, or a tag to install.
@@ -257,6 +265,7 @@ fn unpack(
     let (asset, what, auto) = (&found.asset, found.what.as_str(), &req.auto);
     let mut folders = vec![temp.path().to_path_buf()];
     let binary_relative = if is_zip_asset(asset) {
+        let room = room(req);
         let extracted = zip::extract(&zip::Extraction {
             zip: download,
             into: temp.path(),
@@ -264,7 +273,12 @@ fn unpack(
             binary: &auto.binary_name,
             reserved: &[asset.name.as_str()],
             skip: RUN_CONFIG_FILE,
-            limits: zip::LIMITS,
+            // maxDownloadBytes also bounds what the zip expands to.
+            limits: zip::Limits {
+                max_total_bytes: auto.max_download_bytes,
+                ..zip::LIMITS
+            },
+            room: Some(&room),
             cancel,
         })?;
         fs::remove_file(download).map_err(|e| {

@@ -22,6 +22,7 @@ use super::checksum::{self, Expected};
 use super::error::{interrupted, invalid, local, verification, InstallError};
 use super::github::{self, Asset, Client, Downloaded, Release};
 use super::progress::Progress;
+use super::space::{Room, CHECK_EVERY};
 use super::staging::{TempFolder, FILE_MODE};
 use super::InstallRequest;
 use super::{begin, place, unpack, version_check, Begin, Found};
@@ -148,14 +149,23 @@ fn expected(
             source: "--sha256".to_string(),
         });
     }
-    if matches!(source, Source::Url(_)) && req.auto.require_checksum {
-        return Err(verification(format!(
-            "{what}: a download needs the SHA-256 it must have; give it with --sha256 HEX (from \
-             the publisher's checksum file), or set requireChecksum = false in [autoInstall] of {}",
-            req.home.config_file().display()
-        )));
-    }
-    Ok(Expected::Unverified)
+    let why = match source {
+        Source::Url(_) if req.auto.require_checksum => {
+            return Err(verification(format!(
+                "{what}: a download needs the SHA-256 it must have; give it with --sha256 HEX \
+                 (from the publisher's checksum file), or set requireChecksum = false in \
+                 [autoInstall] of {}",
+                req.home.config_file().display()
+            )));
+        }
+        Source::Url(_) => "(no --sha256 given, and requireChecksum = false)".to_owned(),
+        // requireChecksum is about downloads; a file the operator names is checked only
+        // against --sha256 (visor(1), prepare).
+        Source::File(_) => "(no --sha256 given: a local file is checked only against --sha256, \
+                            whatever requireChecksum says; give --sha256 HEX to check it)"
+            .to_owned(),
+    };
+    Ok(Expected::Unverified { why })
 }
 
 /// Copies or downloads the source to `kept` in the half-made folder, hashing it on the way.
@@ -174,7 +184,7 @@ fn take(
                 &format!("install: copying {}", path.display()),
                 vec![("to", kept.display().to_string())],
             );
-            copy_hashing(path, kept, what, cancel)
+            copy_hashing(path, kept, what, &super::room(req), cancel)
         }
         Source::Url(url) => {
             let trust = super::load_trust(req, progress)?;
@@ -187,17 +197,21 @@ fn take(
             );
             // No token: it belongs to the GitHub API alone.
             let client = Client::new(&req.auto.api_url, None, &trust, &github::BACKOFF, cancel)
-                .with_download_timeout(req.auto.download_timeout);
+                .with_download_timeout(req.auto.download_timeout)
+                .with_room(super::room(req));
             client.download_to_file(asset, what, kept, progress)
         }
     }
 }
 
-/// Copies a local file into the half-made folder and returns its size and SHA-256.
+/// Copies a local file into the half-made folder and returns its size and SHA-256, within
+/// `maxDownloadBytes` and `minFreeBytes` (`room`): checked against the file's size first and
+/// every [`CHECK_EVERY`] bytes while copying (the file may grow meanwhile).
 fn copy_hashing(
     from: &Path,
     to: &Path,
     what: &str,
+    room: &Room,
     cancel: &AtomicBool,
 ) -> Result<Downloaded, InstallError> {
     let cannot_read = |e: std::io::Error| {
@@ -213,6 +227,9 @@ fn copy_hashing(
             from.display()
         )));
     }
+    let size = meta.len();
+    room.check_size(what, &format!("{} is", from.display()), size)?;
+    room.check_free(what, size)?;
     let mut input = File::open(from).map_err(cannot_read)?;
     let cannot_write = |e: std::io::Error| {
         local(format!(
@@ -229,6 +246,7 @@ fn copy_hashing(
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 64 * 1024];
     let mut bytes = 0u64;
+    let mut next_space_check = CHECK_EVERY;
     loop {
         if cancel.load(Ordering::Relaxed) {
             return Err(interrupted(what));
@@ -237,9 +255,18 @@ fn copy_hashing(
         if n == 0 {
             break;
         }
+        bytes += n as u64;
+        room.check_size(
+            what,
+            &format!("the copy of {} reached", from.display()),
+            bytes,
+        )?;
+        if bytes >= next_space_check {
+            next_space_check = bytes.saturating_add(CHECK_EVERY);
+            room.check_free(what, size.saturating_sub(bytes))?;
+        }
         hasher.update(&buffer[..n]);
         output.write_all(&buffer[..n]).map_err(cannot_write)?;
-        bytes += n as u64;
     }
     output.sync_all().map_err(cannot_write)?;
     let sha256 = hasher

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::error::{interrupted, invalid, local, InstallError};
+use super::space::Room;
 use super::staging::{make_folder, EXECUTABLE_MODE, FILE_MODE};
 
 /// What an archive may hold at most.
@@ -198,6 +199,9 @@ pub struct Extraction<'a> {
     pub skip: &'a str,
     /// What the archive may hold at most.
     pub limits: Limits,
+    /// The free space the extraction must leave (`minFreeBytes`), checked against the files'
+    /// declared sizes before the first write; none for no check.
+    pub room: Option<&'a Room>,
     /// Stops the write pass, between entries and between chunks.
     pub cancel: &'a AtomicBool,
 }
@@ -227,8 +231,10 @@ impl Plan {
         self.declared = self.declared.saturating_add(size);
         if self.declared > limits.max_total_bytes {
             return Err(invalid(format!(
-                "{what}: the zip's files add up to more than {} bytes uncompressed; refusing it \
-                 as a possible zip bomb",
+                "{what}: the zip's files add up to more than {} bytes uncompressed, the most an \
+                 install writes (maxDownloadBytes in [autoInstall] of config.toml); refusing it \
+                 as a possible zip bomb: raise maxDownloadBytes if the release really is that \
+                 large",
                 limits.max_total_bytes
             )));
         }
@@ -327,6 +333,9 @@ fn check(job: &Extraction, archive: &mut zip::ZipArchive<File>) -> Result<Plan, 
         return Err(refuse_entry(what, clash, "is both a file and a folder"));
     }
     check_binary(job, &plan.files)?;
+    if let Some(room) = job.room {
+        room.check_free(what, plan.declared)?;
+    }
     Ok(plan)
 }
 
@@ -621,6 +630,7 @@ mod tests {
             reserved: &["a.zip"],
             skip: "run-config.toml",
             limits,
+            room: None,
             cancel: &AtomicBool::new(false),
         })
     }
@@ -676,6 +686,39 @@ mod tests {
         };
         let error = run(&dir, "zeta", limits).unwrap_err();
         assert!(error.message.contains("2 entries"), "{}", error.message);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_extraction_that_would_leave_too_little_free_space_stops_before_writing() {
+        let dir = scratch("room", &[("zeta", b"#!/bin/sh\n"), ("data", &[7u8; 5000])]);
+        let free = super::super::space::free_bytes(&dir).unwrap();
+        let auto = crate::config::AutoInstall {
+            // Room for the files' 5010 bytes but not for them and minFreeBytes together.
+            min_free_bytes: free.saturating_sub(100),
+            ..crate::config::AutoInstall::default()
+        };
+        let room = Room::new(&dir, &auto);
+        let error = extract(&Extraction {
+            zip: &dir.join("archive.zip"),
+            into: &dir.join("out"),
+            what: "asset a.zip",
+            binary: "zeta",
+            reserved: &["a.zip"],
+            skip: "run-config.toml",
+            limits: LIMITS,
+            room: Some(&room),
+            cancel: &AtomicBool::new(false),
+        })
+        .unwrap_err();
+        assert_eq!(error.kind, InstallErrorKind::Local);
+        assert!(
+            error.message.contains("minFreeBytes")
+                && error.message.contains("5010 bytes still to write"),
+            "{}",
+            error.message
+        );
+        assert_eq!(fs::read_dir(dir.join("out")).unwrap().count(), 0);
         fs::remove_dir_all(&dir).unwrap();
     }
 

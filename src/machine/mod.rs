@@ -123,6 +123,8 @@ pub enum Event {
         result: Result<UpgradeStatus, String>,
     },
     ConfigReloaded(Result<Box<Config>, Vec<String>>),
+    /// A read of config.toml after SIGHUP found the content last read and accepted.
+    ConfigUnchanged,
     SegmentQueried(Result<Option<u64>, String>),
     /// The upgrade folder of `tag` was checked: its run-config parsed, its binaries exist and
     /// report `tag` as their version; or the reason it is not ready.
@@ -332,6 +334,16 @@ struct Lingering {
     termed: bool,
 }
 
+/// The last error logged and when; `resolved_at` once what it reported was seen gone: a good
+/// reload for a `config:` error, the pending folder found ready for an `upgrade:` error, the
+/// core's first answer after a start for any error but a `config:` one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastError {
+    pub message: String,
+    pub at: Instant,
+    pub resolved_at: Option<Instant>,
+}
+
 /// The supervisor's state. See the module documentation for the call order.
 #[derive(Debug)]
 pub struct Machine {
@@ -359,7 +371,7 @@ pub struct Machine {
     /// The operator's request being carried out (one at a time).
     control: Option<control::ControlJob>,
     /// The last error logged, and a config.toml reload that was refused (cleared by a good one).
-    last_error: Option<String>,
+    last_error: Option<LastError>,
     refused_reload: Option<String>,
     /// The operator's hooks: running, failing, `onAccepted` already run.
     hooks: hooks::HookBook,
@@ -383,6 +395,8 @@ pub struct Machine {
     first_start_height: Option<u64>,
     upgrade_began: Option<Instant>,
     last_upgrade_downtime: Option<Duration>,
+    /// The instant of the event or time-out being handled, for what is logged during it.
+    turn_at: Option<Instant>,
     timers: TimerTable,
     actions: VecDeque<Action>,
 }
@@ -424,6 +438,7 @@ impl Machine {
             first_start_height: None,
             upgrade_began: None,
             last_upgrade_downtime: None,
+            turn_at: None,
             timers: TimerTable::default(),
             actions: VecDeque::new(),
         }
@@ -483,9 +498,9 @@ impl Machine {
     pub fn running_folder(&self) -> &std::path::Path {
         self.run.file.parent().unwrap_or(&self.home)
     }
-    /// The last error Visor logged.
-    pub fn last_error(&self) -> Option<&str> {
-        self.last_error.as_deref()
+    /// The last error Visor logged, when, and when its condition was seen gone.
+    pub fn last_error(&self) -> Option<&LastError> {
+        self.last_error.as_ref()
     }
     /// Why the last config.toml reload was refused, until a reload succeeds.
     pub fn refused_reload(&self) -> Option<&str> {
@@ -599,12 +614,14 @@ impl Machine {
 
     /// Fires every timer whose deadline is at or before `now`. Earlier calls do nothing.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.turn_at = Some(now);
         while let Some(timer) = self.timers.expire(now) {
             self.on_timer(now, timer);
         }
     }
 
     pub fn handle(&mut self, now: Instant, event: Event) {
+        self.turn_at = Some(now);
         match event {
             Event::Started => {
                 if self.phase() == Phase::Idle {
@@ -633,6 +650,7 @@ impl Machine {
                 }
             }
             Event::ConfigReloaded(result) => self.on_config(now, result),
+            Event::ConfigUnchanged => self.on_config_unchanged(now),
             Event::SegmentQueried(result) => {
                 if let State::QueryingSegment { kind } = self.state {
                     let height = match result {
@@ -677,10 +695,24 @@ impl Machine {
     }
 
     fn log(&mut self, level: LogLevel, msg: String, fields: Vec<(&'static str, String)>) {
-        if level == LogLevel::Error {
-            self.last_error = Some(msg.clone());
+        // Every line is logged while an event or a time-out is handled, at `turn_at`.
+        if let (LogLevel::Error, Some(at)) = (level, self.turn_at) {
+            self.last_error = Some(LastError {
+                message: msg.clone(),
+                at,
+                resolved_at: None,
+            });
         }
         self.actions.push_back(Action::Log { level, msg, fields });
+    }
+
+    /// Marks the last error resolved at `now` when `gone` says its condition is over.
+    fn resolve_error(&mut self, now: Instant, gone: impl Fn(&str) -> bool) {
+        if let Some(error) = &mut self.last_error {
+            if error.resolved_at.is_none() && gone(&error.message) {
+                error.resolved_at = Some(now);
+            }
+        }
     }
 
     fn set_timer(&mut self, timer: Timer, at: Instant) {

@@ -574,6 +574,9 @@ impl Machine {
     /// upgrade mark and a request under way are done with, and the downtime is known.
     fn on_first_answer(&mut self, now: Instant, kind: StartKind) {
         self.clear_timer(Timer::ConnectBudget);
+        // Running and answering again: whatever went wrong before this start is over, except
+        // a refused config.toml, which a good reload ends.
+        self.resolve_error(now, |message| !message.starts_with("config:"));
         if self.first_start_height.take().is_some() {
             self.actions.push_back(Action::ClearUpgradeMark);
         }
@@ -623,6 +626,17 @@ impl Machine {
 
     // ----- configuration -----
 
+    /// A SIGHUP's read found the file as it was last read (and reported) and accepted: said
+    /// once, in other words than that report, which an edit already got.
+    pub(super) fn on_config_unchanged(&mut self, now: Instant) {
+        self.last_reload = Some(now);
+        self.log(
+            LogLevel::Info,
+            "config: config.toml unchanged since it was last read; nothing to reload".into(),
+            vec![],
+        );
+    }
+
     pub(super) fn on_config(&mut self, now: Instant, result: Result<Box<Config>, Vec<String>>) {
         let config = match result {
             Ok(config) => config,
@@ -641,6 +655,7 @@ impl Machine {
         };
         self.refused_reload = None;
         self.last_reload = Some(now);
+        self.resolve_error(now, |message| message.starts_with("config:"));
         if *config == self.config {
             self.log(
                 LogLevel::Info,

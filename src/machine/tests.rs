@@ -533,6 +533,96 @@ fn a_broken_reload_keeps_the_config_and_logs_one_error() {
 }
 
 #[test]
+fn the_last_error_keeps_its_time_and_is_resolved_once_its_condition_is_gone() {
+    let mut h = Harness::new(fast_config(), false);
+    h.event(Event::Started);
+    h.status(None, false);
+    assert_eq!(h.machine.last_error(), None);
+    // A crash: the error stays unresolved until the restarted core answers.
+    h.at_ms(1_000);
+    h.exit(Proc::Core);
+    let crash = h.machine.last_error().cloned().unwrap();
+    assert!(
+        crash.message.contains("core exited unexpectedly"),
+        "{crash:?}"
+    );
+    assert_eq!(crash.at, h.base + Duration::from_millis(1_000));
+    assert_eq!(crash.resolved_at, None);
+    h.at_ms(6_000);
+    h.timeout();
+    assert_eq!(h.machine.last_error().unwrap().resolved_at, None);
+    h.at_ms(6_500);
+    h.status(None, false);
+    let resolved = h.machine.last_error().unwrap();
+    assert_eq!(resolved.message, crash.message);
+    assert_eq!(resolved.at, crash.at);
+    assert_eq!(
+        resolved.resolved_at,
+        Some(h.base + Duration::from_millis(6_500))
+    );
+    // A refused config.toml: a start does not end it, a good reload does.
+    h.at_ms(7_000);
+    h.event(Event::ConfigReloaded(Err(vec![
+        "/h/config.toml:1: x: bad".into()
+    ])));
+    h.at_ms(8_000);
+    restart_with(&mut h, 1, run_config("v1", false));
+    h.exit(Proc::Core);
+    h.status(None, false);
+    assert!(h.machine.core_answered());
+    let error = h.machine.last_error().unwrap();
+    assert!(error.message.starts_with("config:"), "{error:?}");
+    assert_eq!(error.resolved_at, None);
+    h.at_ms(14_000);
+    h.event(Event::ConfigReloaded(Ok(Box::new(fast_config()))));
+    assert_eq!(
+        h.machine.last_error().unwrap().resolved_at,
+        Some(h.base + Duration::from_millis(14_000))
+    );
+    // An upgrade blocked on its folder: resolved when the folder is ready.
+    h.status(Some(("v2", 7)), true);
+    h.at_ms(15_000);
+    h.exit(Proc::Core);
+    h.event(Event::FolderChecked {
+        tag: "v2".into(),
+        missing: true,
+        result: Err("/h/v2: no such folder".into()),
+    });
+    let error = h.machine.last_error().unwrap();
+    assert!(
+        error
+            .message
+            .starts_with("upgrade: binaries stopped for v2"),
+        "{error:?}"
+    );
+    assert_eq!(error.resolved_at, None);
+    h.at_ms(16_000);
+    h.timeout();
+    h.event(ready_folder("v2"));
+    assert_eq!(
+        h.machine.last_error().unwrap().resolved_at,
+        Some(h.base + Duration::from_millis(16_000))
+    );
+}
+
+#[test]
+fn a_sighup_read_of_an_unchanged_file_says_so_once_and_counts_as_a_reload() {
+    let mut h = Harness::new(Config::default(), false);
+    h.event(Event::Started);
+    h.at_ms(500);
+    assert!(h.event(Event::ConfigUnchanged).is_empty());
+    assert_eq!(h.logged(LogLevel::Info, "config:"), 1);
+    assert_eq!(
+        h.logged(LogLevel::Info, "unchanged since it was last read"),
+        1
+    );
+    assert_eq!(
+        h.machine.last_reload(),
+        Some(h.base + Duration::from_millis(500))
+    );
+}
+
+#[test]
 fn a_valid_reload_applies_and_retargets_polling_when_intervals_change() {
     let mut h = Harness::new(Config::default(), false);
     h.event(Event::Started);

@@ -245,6 +245,7 @@ impl Machine {
         pending.state = FolderState::Ready(checked);
         let tag = pending.tag.clone();
         let folder = pending.folder.display().to_string();
+        self.resolve_error(now, |message| message.starts_with("upgrade:"));
         self.log(
             LogLevel::Info,
             format!("upgrade: folder for {tag} is ready ({how})"),
@@ -285,7 +286,7 @@ impl Machine {
             if waiting {
                 self.log(
                     LogLevel::Error,
-                    format!("upgrade: binaries stopped for {tag} but its folder is not ready: {problem}; create the folder (or enable [autoInstall]) and Visor will continue"),
+                    format!("upgrade: binaries stopped for {tag} but its folder is not ready: {problem}; put the folder in place (visor prepare {tag}, which can also take it --from a file or a mirror, or by hand) and Visor will continue"),
                     vec![("folder", folder)],
                 );
             } else if install_coming {

@@ -130,14 +130,28 @@ fn check_versions(tag: &str, folder: &Path, run: &RunConfig) -> Result<(), Strin
     for binary in binaries {
         let version = binary_version(&binary)?;
         if version != tag {
-            return Err(format!(
-                "{} reports version {version}, expected {tag}; put the {tag} binary in {}",
-                binary.display(),
-                folder.display()
-            ));
+            return Err(version_mismatch(tag, folder, &binary, &version));
         }
     }
     Ok(())
+}
+
+/// Why a folder's binary that reports `version` is not ready for `tag`, and the fix. The
+/// folder `genesis` asked for by its own name (`visor switch genesis`) is reached through the
+/// tag its binary reports, mapped to it in `[upgradeFolders]`.
+fn version_mismatch(tag: &str, folder: &Path, binary: &Path, version: &str) -> String {
+    let reports = format!(
+        "{} reports version {version}, expected {tag}",
+        binary.display()
+    );
+    if tag == crate::home::GENESIS_FOLDER && crate::home::ReleaseTag::parse(version).is_ok() {
+        return format!(
+            "{reports}: {tag} is the folder of the first version, not a release tag; to run it \
+             again, map its tag to it in config.toml, [upgradeFolders] \"{version}\" = \"{tag}\", \
+             and use {version}, e.g. visor switch --force {version} (going back is a downgrade)"
+        );
+    }
+    format!("{reports}; put the {tag} binary in {}", folder.display())
 }
 
 /// Runs `<binary> version --output json` and returns the version it reports.

@@ -1,4 +1,5 @@
-//! The logger: one line per event on stderr, as text or JSON (`logFormat` in visor-config(5)).
+//! The logger: one line per event on stderr, as text or JSON (`logFormat` in visor-config(5));
+//! in JSON, `pid` is a number and every other field a string (docs/protocol.md, section 8).
 //!
 //! It owns the output format and the level filter and nothing else: it never decides what
 //! happens, and it never buffers (each line is one `write` to stderr, so lines from threads do
@@ -20,6 +21,7 @@ use std::os::unix::fs::MetadataExt as _;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::config::url::redact_credentials;
 pub use crate::config::{LogFormat, LogLevel};
 
 static LEVEL: AtomicU8 = AtomicU8::new(1);
@@ -94,10 +96,22 @@ pub fn format_line(
     msg: &str,
     fields: &[(&str, String)],
 ) -> String {
-    let line = if style.json {
-        format_json(unix_ms, level, msg, fields)
+    // No credential of a URL is ever written, whichever message or field holds it.
+    let msg = redact_credentials(msg);
+    let redacted: Vec<(&str, String)>;
+    let fields = if fields.iter().any(|(_, v)| v.contains("://")) {
+        redacted = fields
+            .iter()
+            .map(|(key, value)| (*key, redact_credentials(value).into_owned()))
+            .collect();
+        &redacted[..]
     } else {
-        format_text(style.timestamp.then_some(unix_ms), level, msg, fields)
+        fields
+    };
+    let line = if style.json {
+        format_json(unix_ms, level, &msg, fields)
+    } else {
+        format_text(style.timestamp.then_some(unix_ms), level, &msg, fields)
     };
     if style.priority {
         let mut prefixed = String::with_capacity(line.len() + 3);
@@ -116,6 +130,12 @@ fn level_rank(level: LogLevel) -> u8 {
         LogLevel::Warn => 2,
         LogLevel::Error => 3,
     }
+}
+
+/// True when lines written to stderr start with their syslog priority (stderr is the
+/// journal); set by [`configure`], which `commands::main` calls before anything is written.
+pub fn priority_prefixed() -> bool {
+    PRIORITY.load(Ordering::Relaxed)
 }
 
 /// True when a line of this level would be written.
@@ -217,12 +237,28 @@ pub fn is_control(c: char) -> bool {
 /// ASCII controls and DEL as `\x1b`, the others as `\u{9b}`. Everything else, backslashes
 /// included, is unchanged, so ordinary text reads as before.
 pub fn escape_controls(text: &str) -> Cow<'_, str> {
-    if !text.contains(is_control) {
+    escape_controls_but(text, |_| false)
+}
+
+/// [`escape_controls`] keeping newlines and tabs, the layout of a command's own output (a
+/// list, an aligned table, a usage text). Carriage returns, escape sequences and every other
+/// control are escaped, so no text printed this way can move the cursor, retitle or clear a
+/// terminal.
+pub fn escape_controls_keep_layout(text: &str) -> Cow<'_, str> {
+    escape_controls_but(text, |c| matches!(c, '\n' | '\t'))
+}
+
+fn escape_controls_but(text: &str, keep: impl Fn(char) -> bool) -> Cow<'_, str> {
+    if !text.contains(|c| is_control(c) && !keep(c)) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
-        push_escaped(&mut out, c);
+        if keep(c) {
+            out.push(c);
+        } else {
+            push_escaped(&mut out, c);
+        }
     }
     Cow::Owned(out)
 }
@@ -242,14 +278,27 @@ fn push_escaped(out: &mut String, c: char) {
     }
 }
 
-/// One JSON object per line with `ts`, `level`, `msg` and the fields as strings.
+/// The fields written as JSON numbers (when their value is a whole number); every other field
+/// is a string.
+const NUMERIC_FIELDS: &[&str] = &["pid"];
+
+/// One JSON object per line with `ts`, `level`, `msg` and the fields: `pid` as a number, the
+/// others as strings.
 pub fn format_json(unix_ms: u64, level: LogLevel, msg: &str, fields: &[(&str, String)]) -> String {
     let mut object = serde_json::Map::new();
     object.insert("ts".into(), rfc3339_millis(unix_ms).into());
     object.insert("level".into(), level.as_str().into());
     object.insert("msg".into(), msg.into());
     for (key, value) in fields {
-        object.insert((*key).to_string(), value.clone().into());
+        let number = NUMERIC_FIELDS
+            .contains(key)
+            .then(|| value.parse::<u64>().ok())
+            .flatten();
+        let value = match number {
+            Some(number) => number.into(),
+            None => value.clone().into(),
+        };
+        object.insert((*key).to_string(), value);
     }
     let mut line = serde_json::Value::Object(object).to_string();
     line.push('\n');
@@ -325,12 +374,23 @@ mod tests {
 
     #[test]
     fn json_line_parses_and_carries_fields() {
-        let line = format_json(0, LogLevel::Error, "boom \"q\"", &[("pid", "12".into())]);
+        let line = format_json(
+            0,
+            LogLevel::Error,
+            "boom \"q\"",
+            &[
+                ("pid", "12".into()),
+                ("release", "12".into()),
+                ("status", "x".into()),
+            ],
+        );
         assert!(line.ends_with('\n'));
         let value: serde_json::Value = serde_json::from_str(line.trim_end()).unwrap();
         assert_eq!(value["level"], "error");
         assert_eq!(value["msg"], "boom \"q\"");
-        assert_eq!(value["pid"], "12");
+        assert_eq!(value["pid"], 12, "pid is a number");
+        assert_eq!(value["release"], "12", "other fields stay strings");
+        assert_eq!(value["status"], "x");
         assert_eq!(value["ts"], "1970-01-01T00:00:00.000Z");
     }
 
@@ -377,6 +437,29 @@ mod tests {
         timestamp: true,
         priority: false,
     };
+
+    #[test]
+    fn no_line_shows_the_credentials_of_a_url() {
+        for json in [false, true] {
+            let style = Style { json, ..TEXT };
+            let line = format_line(
+                style,
+                0,
+                LogLevel::Error,
+                "prepare: v2 from http://user:secret@127.0.0.1:1/z: cannot reach it",
+                &[
+                    ("url", "http://user:secret@127.0.0.1:1/z".to_string()),
+                    ("to", "/h/.visor-tmp-install-v2-1-0/z".to_string()),
+                ],
+            );
+            assert!(!line.contains("secret") && !line.contains("user"), "{line}");
+            assert_eq!(
+                line.matches("http://***@127.0.0.1:1/z").count(),
+                2,
+                "{line}"
+            );
+        }
+    }
 
     #[test]
     fn journal_lines_start_with_the_syslog_priority() {

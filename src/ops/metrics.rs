@@ -326,9 +326,11 @@ fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: &str) {
     out.push('\n');
 }
 
-/// Appends `value` with `\`, `"` and line feeds escaped as the exposition format requires.
+/// Appends `value` with `\`, `"` and line feeds escaped as the exposition format requires,
+/// and the credentials of a URL in it redacted (a label holds a release name, not a URL, but
+/// no metric may show one).
 fn escape_label_value(out: &mut String, value: &str) {
-    for c in value.chars() {
+    for c in crate::config::url::redact_credentials(value).chars() {
         match c {
             '\\' => out.push_str("\\\\"),
             '"' => out.push_str("\\\""),

@@ -11,6 +11,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::config::url::redact_credentials;
 use crate::home::supervise_folder::{process_start_time, SuperviseFolder};
 use crate::machine::{Machine, Proc};
 use crate::ops::log;
@@ -102,8 +103,10 @@ fn process_start_unix() -> Option<Duration> {
 struct StatusFile {
     folder: SuperviseFolder,
     visor: serde_json::Value,
-    /// Start times of child pids, read once per pid.
-    start_times: Vec<(u32, Option<u64>)>,
+    /// Start times of child pids, read once per pid: clock ticks after boot (`start_time`), and
+    /// the wall clock when the reporter first saw the pid, right after the turn that spawned
+    /// it (`started_at`).
+    start_times: Vec<(u32, Option<u64>, String)>,
     last: Option<serde_json::Value>,
     last_error: Option<String>,
 }
@@ -142,15 +145,12 @@ impl Reporter {
     /// Also keeps `status.json` in `folder` up to date.
     pub fn with_status_file(mut self, folder: SuperviseFolder) -> Reporter {
         let pid = std::process::id();
-        let unix_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
         self.status = Some(StatusFile {
             folder,
             visor: serde_json::json!({
                 "pid": pid,
                 "start_time": process_start_time(pid),
-                "started_at": log::rfc3339_millis(unix_ms),
+                "started_at": log::rfc3339_millis(unix_now_ms()),
                 "version": env!("CARGO_PKG_VERSION"),
             }),
             start_times: Vec::new(),
@@ -204,7 +204,7 @@ impl Reporter {
         }
         let status = machine.status_line();
         if status != self.last_status {
-            self.send(&notify::status(&status));
+            self.send(&notify::status(&redact_credentials(&status)));
             self.last_status = status;
         }
         self.write_metrics(machine, now, false);
@@ -228,22 +228,25 @@ impl Reporter {
             let Some(pid) = machine.child_pid(proc) else {
                 continue;
             };
-            let start_time = match file.start_times.iter().find(|(p, _)| *p == pid) {
-                Some((_, time)) => *time,
+            let (start_time, started_at) = match file.start_times.iter().find(|(p, _, _)| *p == pid)
+            {
+                Some((_, ticks, at)) => (*ticks, at.clone()),
                 None => {
-                    let time = process_start_time(pid);
-                    file.start_times.retain(|(p, _)| {
+                    let ticks = process_start_time(pid);
+                    let at = log::rfc3339_millis(unix_now_ms());
+                    file.start_times.retain(|(p, _, _)| {
                         machine.child_pid(Proc::Core) == Some(*p)
                             || machine.child_pid(Proc::DataNode) == Some(*p)
                     });
-                    file.start_times.push((pid, time));
-                    time
+                    file.start_times.push((pid, ticks, at.clone()));
+                    (ticks, at)
                 }
             };
             children.push(serde_json::json!({
                 "process": proc.name(),
                 "pid": pid,
                 "start_time": start_time,
+                "started_at": started_at,
             }));
         }
         let pending = machine
@@ -256,6 +259,7 @@ impl Reporter {
                     "folder_state": state,
                 })
             });
+        let (last_error, resolved_error) = error_records(machine, &self.clock);
         let (hooks_running, hook_failing) = machine.hook_status();
         let record = serde_json::json!({
             "visor": file.visor,
@@ -268,7 +272,8 @@ impl Reporter {
             "restarts_total": machine.restarts_total(),
             "upgrades_total": machine.upgrades(),
             "pending": pending,
-            "last_error": machine.last_error(),
+            "last_error": last_error,
+            "resolved_error": resolved_error,
             "refused_reload": machine.refused_reload(),
             "hooks": {
                 "running": hooks_running,
@@ -279,10 +284,8 @@ impl Reporter {
             return;
         }
         let mut written = record.clone();
-        let unix_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        written["updated_at"] = log::rfc3339_millis(unix_ms).into();
+        written["updated_at"] = log::rfc3339_millis(unix_now_ms()).into();
+        redact_strings(&mut written);
         warn_once(
             &mut file.last_error,
             "status",
@@ -318,6 +321,46 @@ impl Reporter {
         warn_once(&mut self.last_metrics_error, "metrics", written);
         self.last_snapshot = Some(snapshot);
         self.metrics_next = Some(now + METRICS_PERIOD);
+    }
+}
+
+/// `last_error` and `resolved_error` of `status.json`: the last error logged, with its time,
+/// while its condition lasts; once it is gone, the same with the time it was seen gone, under
+/// the other name (one of the two is null).
+fn error_records(machine: &Machine, clock: &WallClock) -> (serde_json::Value, serde_json::Value) {
+    let Some(error) = machine.last_error() else {
+        return (serde_json::Value::Null, serde_json::Value::Null);
+    };
+    let time = |at| log::rfc3339_millis(clock.unix_at(at).as_millis() as u64);
+    let mut record = serde_json::json!({ "message": error.message, "at": time(error.at) });
+    match error.resolved_at {
+        None => (record, serde_json::Value::Null),
+        Some(resolved) => {
+            record["resolved_at"] = time(resolved).into();
+            (serde_json::Value::Null, record)
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+fn unix_now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Every string in `value` with the credentials of URLs redacted: `status.json` is readable
+/// by anyone who may list `.visor`, and `status` prints it.
+fn redact_strings(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::String(text) => {
+            if let std::borrow::Cow::Owned(redacted) = redact_credentials(text) {
+                *text = redacted;
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(redact_strings),
+        serde_json::Value::Object(members) => members.values_mut().for_each(redact_strings),
+        _ => {}
     }
 }
 
@@ -389,6 +432,23 @@ mod tests {
         if let Some(earlier) = now.checked_sub(Duration::from_secs(2)) {
             assert_eq!(clock.unix_at(earlier), Duration::from_secs(998));
         }
+    }
+
+    #[test]
+    fn status_records_hold_no_credentials() {
+        let mut record = serde_json::json!({
+            "last_error": "install: v2 from http://u:secret@h/z failed",
+            "pending": {"folder_state": "not ready: https://tok@h/x", "height": 3},
+            "list": ["https://a:b@h"],
+        });
+        redact_strings(&mut record);
+        assert!(!record.to_string().contains("secret"), "{record}");
+        assert_eq!(
+            record["pending"]["folder_state"],
+            "not ready: https://***@h/x"
+        );
+        assert_eq!(record["list"][0], "https://***@h");
+        assert_eq!(record["pending"]["height"], 3);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{select, Receiver, Sender};
 
 use crate::config::run_config::RunConfig;
-use crate::config::watch::ConfigResult;
+use crate::config::watch::ConfigRead;
 use crate::home::supervise_folder::SuperviseFolder;
 use crate::home::{self, Home};
 use crate::install::InstallRequest;
@@ -31,7 +31,7 @@ use crate::supervise::workers;
 /// The channels between the coordinator and the threads that feed it.
 pub struct Channels {
     pub signals: Receiver<ReceivedSignal>,
-    pub configs: Receiver<ConfigResult>,
+    pub configs: Receiver<ConfigRead>,
     pub polls: Receiver<Polled>,
     /// Child exits and worker results, already in the machine's terms.
     pub events: Receiver<Event>,
@@ -138,11 +138,14 @@ impl Coordinator {
             recv(c.signals) -> signal => signal.ok().map(Event::SignalReceived),
             recv(c.events) -> event => event.ok(),
             recv(c.polls) -> polled => polled.ok().map(|p| Event::StatusPolled { generation: p.generation, result: p.result }),
-            recv(c.configs) -> config => config.ok().map(|result| {
-                if let Ok(config) = &result {
-                    log::configure(config.log_format, config.log_level);
+            recv(c.configs) -> read => read.ok().map(|read| match read {
+                ConfigRead::Read(result) => {
+                    if let Ok(config) = &result {
+                        log::configure(config.log_format, config.log_level);
+                    }
+                    Event::ConfigReloaded(result)
                 }
-                Event::ConfigReloaded(result)
+                ConfigRead::Unchanged => Event::ConfigUnchanged,
             }),
             recv(c.controls) -> message => message.ok().map(|message| {
                 self.next_request += 1;
@@ -386,6 +389,7 @@ fn event_name(event: &Event) -> &'static str {
         Event::SignalReceived(_) => "SignalReceived",
         Event::StatusPolled { .. } => "StatusPolled",
         Event::ConfigReloaded(_) => "ConfigReloaded",
+        Event::ConfigUnchanged => "ConfigUnchanged",
         Event::SegmentQueried(_) => "SegmentQueried",
         Event::FolderChecked { .. } => "FolderChecked",
         Event::InstallFinished { .. } => "InstallFinished",

@@ -831,6 +831,8 @@ fn v2_script(env: &Env) -> String {
 
 /// A home on a tmpfs of `size` with genesis (v1) and auto-install from `github`, with Visor
 /// running and its core answering; None (after printing why) when no tmpfs can be mounted.
+/// `minFreeBytes = 0`, so that the file system itself runs full (or read-only) under the
+/// install, rather than the free-space check refusing it first.
 fn home_on_tmpfs(name: &str, size: &str, github: &FakeGithub) -> Option<(Env, Tmpfs)> {
     let mut env = Env::new(name);
     let mount = match Tmpfs::mount(&env.home, size) {
@@ -841,7 +843,7 @@ fn home_on_tmpfs(name: &str, size: &str, github: &FakeGithub) -> Option<(Env, Tm
         }
     };
     env.write_config(&quick_config(&format!(
-        "[autoInstall]\nenabled = true\nprefetch = true\napiUrl = \"{}\"",
+        "[autoInstall]\nenabled = true\nprefetch = true\nminFreeBytes = 0\napiUrl = \"{}\"",
         github.url()
     )));
     env.add_version(Version::new("genesis", "v1"));

@@ -1160,6 +1160,24 @@ fn prepare_from_a_local_binary_copies_it_into_the_folder() {
 }
 
 #[test]
+fn prepare_from_a_file_without_sha256_says_what_was_not_checked_and_why() {
+    let case = Case::new("fromnosum");
+    // requireChecksum is true (the default): it is about downloads, not about this file.
+    let source = case.outside("zeta-v2", &binary_script("v2"));
+    let (code, text) = case.prepare_from(&source, None);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains(
+            "install: WARNING zeta-v2 is installed unverified (no --sha256 given: a local file \
+             is checked only against --sha256, whatever requireChecksum says; give --sha256 HEX \
+             to check it)"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("requireChecksum = false"), "{text}");
+}
+
+#[test]
 fn prepare_from_a_local_zip_unpacks_it_and_checks_a_given_digest() {
     let case = Case::new("fromzip");
     let data = zip_of(&[Entry::File("zeta", binary_script("v2"))]);
@@ -1205,6 +1223,164 @@ fn prepare_from_a_binary_of_another_version_installs_nothing() {
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("reports version v3, expected v2"), "{text}");
     case.assert_nothing_installed("v2");
+}
+
+#[test]
+fn credentials_in_a_from_url_are_never_shown() {
+    let case = Case::new("fromcreds");
+    let data = binary_script("v2");
+    case.github.route("/mirror/zeta", vec![Reply::bytes(&data)]);
+    let host = case.github.url().replacen("http://", "", 1);
+    // A redirect whose Location carries credentials of its own.
+    case.github.route(
+        "/mirror/moved",
+        vec![Reply::Redirect(format!(
+            "http://other:secret2@{host}/mirror/gone"
+        ))],
+    );
+    let url = format!("http://user:secret@{host}/mirror/zeta");
+    let wrong = sha256_hex(b"other");
+    for (source, sha256, code) in [
+        (url.clone(), wrong.as_str(), 1),
+        (format!("http://user:secret@{host}/mirror/moved"), &wrong, 1),
+        (url.clone(), &sha256_hex(&data), 0),
+    ] {
+        let (status, text) = case.prepare_from(&source, Some(sha256));
+        assert_eq!(status, code, "{text}");
+        assert!(!text.contains("secret"), "{text}");
+        assert!(
+            text.contains(&format!("http://***@{host}/mirror/")),
+            "{text}"
+        );
+    }
+    // The credentials still went to the server, as Basic authorization.
+    assert!(case
+        .github
+        .requests_to("/mirror/zeta")
+        .iter()
+        .all(|r| r.header("authorization") == Some("Basic dXNlcjpzZWNyZXQ=")));
+    case.assert_installed_copy("zeta");
+}
+
+// ----- maxDownloadBytes and minFreeBytes -----
+
+#[test]
+fn downloads_and_copies_past_max_download_bytes_are_refused_naming_the_key() {
+    let case = Case::new("maxbytes");
+    let any = sha256_hex(b"any");
+    // A mirror that never stops sending, under a 1 MiB limit.
+    case.config("maxDownloadBytes = 1048576\n");
+    case.github.route("/mirror/endless", vec![Reply::Endless]);
+    let url = format!("{}/mirror/endless", case.github.url());
+    let (code, text) = case.prepare_from(&url, Some(&any));
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains(&format!("the download from {url} reached ")),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            " bytes, more than maxDownloadBytes = 1048576 in [autoInstall] of config.toml"
+        ),
+        "{text}"
+    );
+    case.assert_nothing_installed("v2");
+    // A local file over the limit is refused before it is copied.
+    let big = case.outside("big", &vec![0u8; (1 << 20) + 1]);
+    let (code, text) = case.prepare_from(&big, None);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("1048577 bytes, more than maxDownloadBytes = 1048576"),
+        "{text}"
+    );
+    case.assert_nothing_installed("v2");
+    // A release listing its asset over the limit: refused before any download.
+    case.config("maxDownloadBytes = 100\n");
+    let data = zip_of(&[Entry::File("zeta", binary_script("v2"))]);
+    case.release(&[AssetSpec::zip(data.clone())]);
+    let (code, text) = case.prepare("v2", &[]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains(&format!(
+            "the release lists it at {} bytes, more than maxDownloadBytes = 100",
+            data.len()
+        )),
+        "{text}"
+    );
+    assert!(case
+        .github
+        .requests_to(&Case::download_path(&zip_name()))
+        .is_empty());
+    case.assert_nothing_installed("v2");
+    // With the default limit (4 GiB), a Content-Length of 10 GiB is refused up front.
+    case.config("");
+    case.github.route(
+        "/mirror/huge",
+        vec![Reply::Truncated {
+            body: vec![0; 1024],
+            claimed: 10 << 30,
+        }],
+    );
+    let url = format!("{}/mirror/huge", case.github.url());
+    let (code, text) = case.prepare_from(&url, Some(&any));
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains(&format!(
+            "{url} announces (Content-Length) 10737418240 bytes, more than maxDownloadBytes = \
+             4294967296"
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("retrying"), "{text}");
+    case.assert_nothing_installed("v2");
+}
+
+#[test]
+fn an_install_that_would_leave_less_than_min_free_bytes_stops_naming_the_key() {
+    let case = Case::new("minfree");
+    let data = zip_of(&[Entry::File("zeta", binary_script("v2"))]);
+    case.release(&[AssetSpec::zip(data.clone())]);
+    let source = case.outside("zeta", &binary_script("v2"));
+    // More free space than the disk has: refused before anything is written.
+    case.config("minFreeBytes = 4611686018427387904\n");
+    for (code, text) in [case.prepare("v2", &[]), case.prepare_from(&source, None)] {
+        assert_eq!(code, 1, "{text}");
+        assert!(
+            text.contains(
+                "stopped, it would leave less than minFreeBytes = 4611686018427387904 \
+                           bytes free on the file system of"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("lower minFreeBytes in [autoInstall]"),
+            "{text}"
+        );
+        case.assert_nothing_installed("v2");
+    }
+    assert!(case
+        .github
+        .requests_to(&Case::download_path(&zip_name()))
+        .is_empty());
+    // An endless download with 8 MiB to spare: it stops while writing, on the free space.
+    let free = zeta_visor::install::space::free_bytes(case.home()).unwrap();
+    case.config(&format!(
+        "minFreeBytes = {}\nmaxDownloadBytes = 1073741824\n",
+        free - (8 << 20)
+    ));
+    case.github.route("/mirror/endless", vec![Reply::Endless]);
+    let url = format!("{}/mirror/endless", case.github.url());
+    let (code, text) = case.prepare_from(&url, Some(&sha256_hex(b"any")));
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("stopped, it would leave less than minFreeBytes"),
+        "{text}"
+    );
+    case.assert_nothing_installed("v2");
+    // minFreeBytes = 0 turns the check off.
+    case.config("minFreeBytes = 0\n");
+    let (code, text) = case.prepare("v2", &[]);
+    assert_eq!(code, 0, "{text}");
 }
 
 // ----- HTTPS: the certificates trusted -----

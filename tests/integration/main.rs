@@ -22,6 +22,7 @@ mod hooks;
 mod hostile;
 mod hostile_inputs;
 mod install;
+mod messages;
 mod migration;
 mod observability;
 mod one_visor;

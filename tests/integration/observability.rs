@@ -125,6 +125,24 @@ fn a_journal_stream_naming_another_file_adds_no_prefix() {
     }
 }
 
+#[test]
+fn a_start_up_error_carries_its_priority_when_stderr_is_the_journal() {
+    let mut env = Env::new("journalstart");
+    env.write_config(&quick_config("maxNumberOfRestartz = 3"));
+    env.add_version(Version::new("genesis", "v1"));
+    let stream = create_log(&env);
+    env.start_visor_with(&[("JOURNAL_STREAM", &stream)]);
+    assert_eq!(env.wait_visor_exit(DEADLINE), 78);
+    let log = env.log();
+    assert!(
+        log.contains("<3>visor: ") && log.contains("maxNumberOfRestartz: unknown key"),
+        "{log}"
+    );
+    for line in log.lines() {
+        assert_eq!(split_priority(line).map(|(p, _)| p), Some(3), "{line:?}");
+    }
+}
+
 /// promtool, or a printed reason to skip.
 fn promtool() -> Option<&'static str> {
     let found = Command::new("promtool")

@@ -20,7 +20,7 @@ fn json_logs_are_one_object_per_line_through_an_upgrade() {
     env.signal_visor(libc::SIGTERM);
     assert_eq!(env.wait_visor_exit(DEADLINE), 0);
     let log = env.log();
-    let mut lines = 0;
+    let (mut lines, mut pids) = (0, 0);
     for line in log.lines() {
         let value: serde_json::Value =
             serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
@@ -30,9 +30,14 @@ fn json_logs_are_one_object_per_line_through_an_upgrade() {
             "{line}"
         );
         assert!(!value["msg"].as_str().unwrap().is_empty(), "{line}");
+        if !value["pid"].is_null() {
+            assert!(value["pid"].is_u64(), "pid is not a number: {line}");
+            pids += 1;
+        }
         lines += 1;
     }
     assert!(lines > 10, "{log}");
+    assert!(pids >= 2, "no line with a pid: {log}");
     assert!(log.contains("\"msg\":\"upgrade: switching to v2\""));
     assert!(log.contains(&format!(
         "\"folder\":\"{}\"",

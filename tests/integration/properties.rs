@@ -1842,6 +1842,7 @@ fn check_zip_case(case: &ZipCase, check_message: bool) -> Result<(), TestCaseErr
         reserved: &[ZIP_ASSET],
         skip: ZIP_SKIP,
         limits: LIMITS,
+        room: None,
         cancel: &AtomicBool::new(false),
     });
     let after = tree(root, &out);
@@ -1967,6 +1968,7 @@ fn check_damaged_zip(case: &ZipCase, damages: &[Damage]) -> Result<(), TestCaseE
         reserved: &[ZIP_ASSET],
         skip: ZIP_SKIP,
         limits: LIMITS,
+        room: None,
         cancel: &AtomicBool::new(false),
     });
     let after = tree(root, &out);
@@ -2051,6 +2053,7 @@ fn a_symbolic_link_hidden_behind_a_file_of_the_same_name_refuses_the_zip() {
         reserved: &[ZIP_ASSET],
         skip: ZIP_SKIP,
         limits: LIMITS,
+        room: None,
         cancel: &AtomicBool::new(false),
     });
     let message = result

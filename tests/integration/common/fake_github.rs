@@ -39,6 +39,9 @@ pub enum Reply {
     Truncated { body: Vec<u8>, claimed: u64 },
     /// 200 with these bytes, of which the second half comes only after a pause.
     Stalled { body: Vec<u8>, pause: Duration },
+    /// 200 with no Content-Length and a body of zeros that never ends, until the client
+    /// closes the connection or the server stops.
+    Endless,
 }
 
 impl Reply {
@@ -302,6 +305,16 @@ fn reason(status: u16) -> &'static str {
 
 /// Writes the reply; a stall ends early when the server is stopped.
 fn answer(mut stream: Conn, reply: Reply, stop: &AtomicBool) -> std::io::Result<()> {
+    if let Reply::Endless = reply {
+        stream.write_all(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n",
+        )?;
+        let zeros = vec![0u8; 64 << 10];
+        while !stop.load(Ordering::Relaxed) {
+            stream.write_all(&zeros)?;
+        }
+        return stream.close();
+    }
     let mut pause = None;
     let (status, content_type, body, length, extra) = match reply {
         Reply::Json {
@@ -340,6 +353,7 @@ fn answer(mut stream: Conn, reply: Reply, stop: &AtomicBool) -> std::io::Result<
                 Vec::new(),
             )
         }
+        Reply::Endless => unreachable!("answered above"),
         Reply::Truncated { body, claimed } => (
             200,
             "application/octet-stream".to_owned(),
