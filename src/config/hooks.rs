@@ -29,21 +29,13 @@ pub enum HookKind {
 }
 
 impl HookKind {
-    /// The key in `[hooks]`, also the prefix of the hook's lines in the log.
+    /// The key in `[hooks]`: also the value of `VISOR_EVENT` for the hook and the prefix of
+    /// its lines in the log.
     pub fn key(self) -> &'static str {
         match self {
             HookKind::OnAccepted => "onAccepted",
             HookKind::BeforeSwitch => "beforeSwitch",
             HookKind::AfterUpgrade => "afterUpgrade",
-        }
-    }
-
-    /// The value of `VISOR_EVENT` for the hook.
-    pub fn event(self) -> &'static str {
-        match self {
-            HookKind::OnAccepted => "accepted",
-            HookKind::BeforeSwitch => "before-switch",
-            HookKind::AfterUpgrade => "after-upgrade",
         }
     }
 }

@@ -56,7 +56,7 @@ impl Machine {
         let id = self.hooks.next_id;
         self.hooks.running.push((id, kind));
         let env = vec![
-            ("VISOR_EVENT".to_string(), kind.event().to_string()),
+            ("VISOR_EVENT".to_string(), kind.key().to_string()),
             ("VISOR_HOME".to_string(), self.home.display().to_string()),
             ("VISOR_RELEASE".to_string(), subject.release.to_string()),
             ("VISOR_HEIGHT".to_string(), subject.height.to_string()),

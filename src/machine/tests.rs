@@ -1728,7 +1728,7 @@ fn the_three_hooks_run_in_order_with_their_environment() {
     let accepted = hooks_run(&actions);
     assert_eq!(accepted.len(), 1);
     assert_eq!(accepted[0].1, HookKind::OnAccepted);
-    assert_eq!(env_of(&accepted[0].2, "VISOR_EVENT"), "accepted");
+    assert_eq!(env_of(&accepted[0].2, "VISOR_EVENT"), "onAccepted");
     assert_eq!(env_of(&accepted[0].2, "VISOR_RELEASE"), "v2");
     assert_eq!(env_of(&accepted[0].2, "VISOR_HEIGHT"), "7");
     assert_eq!(env_of(&accepted[0].2, "VISOR_FOLDER"), "/h/v2");
@@ -1739,7 +1739,7 @@ fn the_three_hooks_run_in_order_with_their_environment() {
     let before = hooks_run(&actions);
     assert_eq!(before.len(), 1, "{actions:?}");
     assert_eq!(before[0].1, HookKind::BeforeSwitch);
-    assert_eq!(env_of(&before[0].2, "VISOR_EVENT"), "before-switch");
+    assert_eq!(env_of(&before[0].2, "VISOR_EVENT"), "beforeSwitch");
     assert!(
         spawned(&actions).is_empty(),
         "the switch waits for beforeSwitch"
@@ -1760,7 +1760,7 @@ fn the_three_hooks_run_in_order_with_their_environment() {
     assert_eq!(after[0].1, HookKind::AfterUpgrade);
     assert_eq!(env_of(&after[0].2, "VISOR_RELEASE"), "v2");
     assert_eq!(env_of(&after[0].2, "VISOR_PREVIOUS_RELEASE"), "v1");
-    assert_eq!(env_of(&after[0].2, "VISOR_EVENT"), "after-upgrade");
+    assert_eq!(env_of(&after[0].2, "VISOR_EVENT"), "afterUpgrade");
 }
 
 #[test]

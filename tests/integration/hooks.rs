@@ -76,9 +76,9 @@ fn the_three_hooks_run_in_order_with_their_environment() {
     assert_eq!(
         lines,
         vec![
-            format!("accepted release=v2 height=55 folder={v2} previous=v1 home={home} current=genesis"),
-            format!("before-switch release=v2 height=55 folder={v2} previous=v1 home={home} current=genesis"),
-            format!("after-upgrade release=v2 height=55 folder={v2} previous=v1 home={home} current=v2"),
+            format!("onAccepted release=v2 height=55 folder={v2} previous=v1 home={home} current=genesis"),
+            format!("beforeSwitch release=v2 height=55 folder={v2} previous=v1 home={home} current=genesis"),
+            format!("afterUpgrade release=v2 height=55 folder={v2} previous=v1 home={home} current=v2"),
         ]
     );
     let log = env.log();
