@@ -1,6 +1,7 @@
 //! The operator's hooks through a real upgrade with the simulator: the three hooks in order
 //! with their environment, a failing `beforeSwitch` that blocks until config.toml is fixed, a
-//! hook past its time-out killed with the child it forked, and no hook outliving Visor.
+//! hook past its time-out killed with the child it forked, no hook outliving Visor, and a
+//! flapping core that cannot pile up `onAccepted` runs.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -171,4 +172,52 @@ fn no_hook_process_outlives_visor_on_sigterm() {
         });
     }
     assert_eq!(env.current_target(), Path::new("genesis"));
+}
+
+/// Before: a core flipping between releases at every poll had an `onAccepted` started for
+/// each (120 at once under a 120-release core). Now one runs at a time, and the next starts
+/// no sooner than 15 s after the last: over the seconds watched, exactly one starts, although
+/// it ended long before.
+#[test]
+fn a_flapping_core_gets_one_on_accepted_at_a_time_at_most_every_15_s() {
+    let mut env = Env::new("hookflap");
+    let starts = env.dir.join("starts.txt");
+    let overlaps = env.dir.join("overlaps.txt");
+    let lock = env.dir.join("hook.lock");
+    let slow = script(
+        &env,
+        "slow.sh",
+        &format!(
+            "echo \"$VISOR_RELEASE\" >> '{starts}'\nmkdir '{lock}' 2>/dev/null || echo \"$VISOR_RELEASE\" >> '{overlaps}'\nsleep 1\nrmdir '{lock}'",
+            starts = starts.display(),
+            lock = lock.display(),
+            overlaps = overlaps.display()
+        ),
+    );
+    env.write_config(&hooks_config(&format!(
+        "onAccepted = [\"{}\"]",
+        slow.display()
+    )));
+    let releases: Vec<String> = (0..30).map(|i| format!("v3.0.{i}@{}", 100 + i)).collect();
+    let flap = releases.join(",");
+    env.add_version(Version::new("genesis", "v1").flags(&["--flap", &flap]));
+    env.start_visor();
+    env.wait_log("hook onAccepted: running");
+    let flips = |env: &Env| env.log().matches("accepted at block").count();
+    let seen = flips(&env);
+    // The first run ends after 1 s; then at least 80 more changes of mind (4 s of 50 ms polls).
+    wait_until("the first run to end and 80 more flips", DEADLINE, || {
+        env.log().contains("hook onAccepted: finished") && flips(&env) >= seen + 80
+    });
+    let started = fs::read_to_string(&starts).unwrap_or_default();
+    assert_eq!(
+        started.lines().count(),
+        1,
+        "onAccepted started for {started:?}"
+    );
+    assert_eq!(env.log().matches("hook onAccepted: running").count(), 1);
+    assert!(!overlaps.exists(), "two onAccepted at once");
+    assert!(env.visor_running());
+    env.signal_visor(libc::SIGTERM);
+    assert_eq!(env.wait_visor_exit(DEADLINE), 0);
 }
