@@ -1,7 +1,8 @@
 //! The config thread (`visor-config`): reads config.toml every second and, when its content
 //! changed (or a reload was requested after SIGHUP), parses it and reports the result. Reads and
 //! parses go through `config::load`, the loader every command uses, so a FIFO or a huge file in
-//! its place is reported, not waited on, in the same words.
+//! its place is reported, not waited on, in the same words; a configuration whose hooks name
+//! a program Visor may not run is reported as refused, as `run` refuses it at start.
 //!
 //! It never applies a configuration; the coordinator and the state machine do.
 
@@ -40,7 +41,7 @@ pub fn start(
                         if content == last && !forced {
                             continue;
                         }
-                        let parsed = load::parse(&file, &content).map(Box::new);
+                        let parsed = load::parse_usable(&file, &content).map(Box::new);
                         last = content;
                         parsed
                     }

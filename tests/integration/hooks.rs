@@ -1,7 +1,8 @@
 //! The operator's hooks through a real upgrade with the simulator: the three hooks in order
 //! with their environment, a failing `beforeSwitch` that blocks until config.toml is fixed, a
-//! hook past its time-out killed with the child it forked, no hook outliving Visor, and a
-//! flapping core that cannot pile up `onAccepted` runs.
+//! hook past its time-out killed with the child it forked, no hook outliving Visor, programs
+//! Visor may not run refused at start, by `check` and in a reload, and a flapping core that
+//! cannot pile up `onAccepted` runs.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -172,6 +173,90 @@ fn no_hook_process_outlives_visor_on_sigterm() {
         });
     }
     assert_eq!(env.current_target(), Path::new("genesis"));
+}
+
+/// A home whose `beforeSwitch` names `program`; `check` and `run` must both refuse it with 78
+/// and a message naming the key, the path and `fix`.
+fn assert_refused(env: &mut Env, program: &str, fix: &str) {
+    env.write_config(&hooks_config(&format!("beforeSwitch = [\"{program}\"]")));
+    let (code, out, _) = env.run_visor_command(&["check"]);
+    assert_eq!(code, 78, "check with {program}: {out}");
+    let line = out
+        .lines()
+        .find(|l| l.contains("hooks.beforeSwitch"))
+        .unwrap_or_else(|| panic!("check names no hooks.beforeSwitch for {program}: {out}"));
+    assert!(line.contains(program) && line.contains(fix), "{line}");
+    let before = env.log().len();
+    env.start_visor();
+    assert_eq!(env.wait_visor_exit(DEADLINE), 78, "run with {program}");
+    let log = env.log()[before..].to_string();
+    assert!(
+        log.contains("hooks.beforeSwitch") && log.contains(program) && log.contains(fix),
+        "{log}"
+    );
+    assert!(env.starts("core").is_empty(), "nothing starts");
+}
+
+/// Before: `check` said 0 and `run` started with each of these, and the hook failed only at
+/// the upgrade block, with the node stopped.
+#[test]
+fn a_hook_program_visor_may_not_run_stops_check_and_run_with_78() {
+    let mut env = Env::new("hookbad");
+    env.add_version(Version::new("genesis", "v1"));
+    assert_refused(
+        &mut env,
+        "/nonexistent",
+        "install the program there or fix the path",
+    );
+    assert_refused(&mut env, "relative/snap.sh", "give the program's full path");
+    let plain = script(&env, "plain.sh", "exit 0");
+    fs::set_permissions(&plain, fs::Permissions::from_mode(0o644)).unwrap();
+    assert_refused(&mut env, &plain.display().to_string(), "chmod +x");
+    let open = script(&env, "open.sh", "exit 0");
+    fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+    assert_refused(&mut env, &open.display().to_string(), "chmod go-w");
+    // Fixed, both accept it.
+    fs::set_permissions(&open, fs::Permissions::from_mode(0o755)).unwrap();
+    let (code, out, _) = env.run_visor_command(&["check"]);
+    assert_eq!(code, 0, "{out}");
+}
+
+/// Before: a reload to a hook Visor may not run was applied, and that hook failed at the
+/// upgrade block. Now the reload is refused (logged as an error naming the key) and the
+/// previous hook still runs.
+#[test]
+fn a_reload_to_a_bad_hook_keeps_the_previous_configuration() {
+    let mut env = Env::new("hookreload");
+    let good = tracing_hook(&env, "good.sh");
+    let open = tracing_hook(&env, "open.sh");
+    fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+    env.write_config(&hooks_config(&format!(
+        "onAccepted = [\"{}\"]",
+        good.display()
+    )));
+    env.add_version(Version::new("genesis", "v1"));
+    env.start_visor();
+    env.wait_log("rpc: core is answering");
+    env.write_config(&hooks_config(&format!(
+        "onAccepted = [\"{}\"]",
+        open.display()
+    )));
+    env.wait_log("config: keeping the previous configuration");
+    let refusal = env
+        .log()
+        .lines()
+        .find(|l| l.contains("config: keeping the previous configuration"))
+        .unwrap()
+        .to_string();
+    assert!(
+        refusal.contains("hooks.onAccepted")
+            && refusal.contains(&open.display().to_string())
+            && refusal.contains("chmod go-w"),
+        "{refusal}"
+    );
+    env.control_write("v1", "announce", "v2@55");
+    env.wait_log("hook onAccepted: said by good.sh");
+    assert!(!env.log().contains("said by open.sh"), "{}", env.log());
 }
 
 /// Before: a core flipping between releases at every poll had an `onAccepted` started for
