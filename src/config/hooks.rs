@@ -45,14 +45,19 @@ impl HookKind {
         HookKind::AfterUpgrade,
     ];
 
-    /// The key in `[hooks]`: also the value of `VISOR_EVENT` for the hook and the prefix of
-    /// its lines in the log.
+    /// The key in `[hooks]`: also the value of `VISOR_EVENT` for the hook, its `hook` label in
+    /// the metrics and the prefix of its lines in the log.
     pub fn key(self) -> &'static str {
         match self {
             HookKind::OnAccepted => "onAccepted",
             HookKind::BeforeSwitch => "beforeSwitch",
             HookKind::AfterUpgrade => "afterUpgrade",
         }
+    }
+
+    /// The position of the hook in [`HookKind::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
     }
 }
 

@@ -39,14 +39,14 @@ pub(super) enum GateState {
 }
 
 /// The hooks' part of the machine's state. Every part is bounded: at most one run of each
-/// hook at a time, the last failure, [`REMEMBERED_ACCEPTED`] tags and one waiting tag.
+/// hook at a time, one outcome per hook, [`REMEMBERED_ACCEPTED`] tags and one waiting tag.
 #[derive(Debug, Default)]
 pub(super) struct HookBook {
     next_id: u64,
     /// Hooks running now: id, kind.
     running: Vec<(u64, HookKind)>,
-    /// The last failure, until that hook succeeds: kind and why.
-    failing: Option<(HookKind, String)>,
+    /// The outcome of each hook's last run (by [`HookKind::index`]): `Ok`, or how it failed.
+    last: [Option<Result<(), String>>; 3],
     /// Releases whose `onAccepted` has started, at most [`REMEMBERED_ACCEPTED`].
     accepted: BTreeSet<String>,
     /// The latest release whose folder was checked and whose `onAccepted` could not start
@@ -215,16 +215,11 @@ impl Machine {
         result: Result<(), String>,
     ) {
         self.hooks.running.retain(|(running, _)| *running != id);
+        self.hooks.last[kind.index()] = Some(result.clone());
         let key = kind.key();
         match &result {
-            Ok(()) => {
-                if self.hooks.failing.as_ref().is_some_and(|(k, _)| *k == kind) {
-                    self.hooks.failing = None;
-                }
-                self.log(LogLevel::Info, format!("hook {key}: finished"), vec![]);
-            }
+            Ok(()) => self.log(LogLevel::Info, format!("hook {key}: finished"), vec![]),
             Err(why) => {
-                self.hooks.failing = Some((kind, why.clone()));
                 let effect = match kind {
                     HookKind::BeforeSwitch => format!(
                         "the binaries stay stopped and current is not moved; running it again in {} s with config.toml as it is then (fix or remove [hooks] beforeSwitch to go on)",
@@ -264,14 +259,35 @@ impl Machine {
         }
     }
 
-    /// What the status file says of the hooks: those running, and the last failure.
+    /// What the status file says of the hooks: those running, and those whose last run
+    /// failed, with how (`beforeSwitch: exit status 3`, several joined with `; `).
     pub fn hook_status(&self) -> (Vec<&'static str>, Option<String>) {
         let running = self.hooks.running.iter().map(|(_, k)| k.key()).collect();
-        let failing = self
-            .hooks
-            .failing
-            .as_ref()
-            .map(|(k, why)| format!("{}: {why}", k.key()));
-        (running, failing)
+        let failing: Vec<String> = self
+            .hook_failures()
+            .map(|(kind, why)| format!("{}: {why}", kind.key()))
+            .collect();
+        (running, (!failing.is_empty()).then(|| failing.join("; ")))
+    }
+
+    /// Each hook that has run since Visor started, and whether its last run succeeded.
+    pub fn hook_last_runs(&self) -> Vec<(HookKind, bool)> {
+        HookKind::ALL
+            .into_iter()
+            .filter_map(|kind| {
+                let last = self.hooks.last[kind.index()].as_ref()?;
+                Some((kind, last.is_ok()))
+            })
+            .collect()
+    }
+
+    /// The hooks whose last run failed, and how.
+    pub(super) fn hook_failures(&self) -> impl Iterator<Item = (HookKind, &str)> {
+        HookKind::ALL.into_iter().filter_map(|kind| {
+            match self.hooks.last[kind.index()].as_ref()? {
+                Ok(()) => None,
+                Err(why) => Some((kind, why.as_str())),
+            }
+        })
     }
 }

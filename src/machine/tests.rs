@@ -1920,6 +1920,64 @@ fn on_accepted_memory_is_bounded_and_no_release_runs_it_twice() {
     assert_eq!(h.logged(LogLevel::Warn, "the most it remembers"), 1);
 }
 
+/// A failed hook shows in the status line (systemd's STATUS=), the status file and the
+/// metrics' last outcomes until its next run succeeds; each hook is judged by its own last
+/// run.
+#[test]
+fn a_failed_hook_is_shown_until_its_next_run_succeeds() {
+    let mut h = Harness::new(hook_config(), false);
+    h.event(Event::Started);
+    h.status(Some(("v2", 7)), false);
+    assert!(h.machine.hook_last_runs().is_empty());
+    let accepted = hooks_run(&h.event(ready_folder("v2")))[0].0;
+    h.event(hook_done(accepted, HookKind::OnAccepted, Ok(())));
+    h.status(Some(("v2", 7)), true);
+    let before = hooks_run(&h.exit(Proc::Core))[0].0;
+    h.event(hook_done(
+        before,
+        HookKind::BeforeSwitch,
+        Err("exit status 3".into()),
+    ));
+    assert_eq!(
+        h.machine.status_line(),
+        "upgrading to v2; hook beforeSwitch failed: exit status 3"
+    );
+    assert_eq!(
+        h.machine.hook_status().1.as_deref(),
+        Some("beforeSwitch: exit status 3")
+    );
+    assert_eq!(
+        h.machine.hook_last_runs(),
+        [
+            (HookKind::OnAccepted, true),
+            (HookKind::BeforeSwitch, false)
+        ]
+    );
+    h.at_ms(HOOK_RETRY.as_millis() as u64);
+    let again = hooks_run(&h.timeout())[0].0;
+    h.event(hook_done(again, HookKind::BeforeSwitch, Ok(())));
+    assert_eq!(h.machine.hook_status().1, None);
+    assert_eq!(h.machine.status_line(), "starting v2");
+    let after = hooks_run(&h.status(None, false))[0].0;
+    h.event(hook_done(
+        after,
+        HookKind::AfterUpgrade,
+        Err("killed by SIGKILL".into()),
+    ));
+    assert_eq!(
+        h.machine.status_line(),
+        "running v2; hook afterUpgrade failed: killed by SIGKILL"
+    );
+    assert_eq!(
+        h.machine.hook_last_runs(),
+        [
+            (HookKind::OnAccepted, true),
+            (HookKind::BeforeSwitch, true),
+            (HookKind::AfterUpgrade, false)
+        ]
+    );
+}
+
 #[test]
 fn without_hooks_nothing_waits() {
     let mut h = Harness::new(fast_config(), false);

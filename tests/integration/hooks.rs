@@ -1,13 +1,14 @@
 //! The operator's hooks through a real upgrade with the simulator: the three hooks in order
-//! with their environment, a failing `beforeSwitch` that blocks until config.toml is fixed, a
-//! hook past its time-out killed with the child it forked, no hook outliving Visor, programs
-//! Visor may not run refused at start, by `check` and in a reload, and a flapping core that
-//! cannot pile up `onAccepted` runs.
+//! with their environment, a failing `beforeSwitch` that blocks until config.toml is fixed and
+//! shows in every report, a hook past its time-out killed with the child it forked, no hook
+//! outliving Visor, programs Visor may not run refused at start, by `check` and in a reload,
+//! and a flapping core that cannot pile up `onAccepted` runs.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use crate::common::notify::notify_listener;
 use crate::common::*;
 
 /// Writes an executable shell script `name` in the test folder; returns its path.
@@ -25,10 +26,15 @@ fn hooks_config(extra: &str) -> String {
 /// Writes config.toml with `[hooks]` `keys`, makes genesis (v1) and v2, starts Visor and has
 /// the core accept v2 at block 55.
 fn upgrade_env(env: &mut Env, keys: &str) {
-    env.write_config(&hooks_config(keys));
+    upgrade_env_with(env, &hooks_config(keys), &[]);
+}
+
+/// As [`upgrade_env`], with the whole config.toml and environment variables for Visor.
+fn upgrade_env_with(env: &mut Env, config: &str, vars: &[(&str, &str)]) {
+    env.write_config(config);
     env.add_version(Version::new("genesis", "v1"));
     env.add_version(Version::new("v2", "v2"));
-    env.start_visor();
+    env.start_visor_with(vars);
     env.wait_log("rpc: core is answering");
     env.control_write("v1", "announce", "v2@55");
 }
@@ -91,33 +97,82 @@ fn the_three_hooks_run_in_order_with_their_environment() {
     assert_eq!(env.wait_starts("core", 2)[1].version(), "v2");
 }
 
+/// The `hook` sample of `visor_hook_last_run_successful` in the metrics file, if any.
+fn hook_metric(file: &Path, hook: &str) -> Option<String> {
+    let prefix = format!("visor_hook_last_run_successful{{hook=\"{hook}\"}} ");
+    fs::read_to_string(file)
+        .ok()?
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix).map(str::to_string))
+}
+
+/// `hooks.failing` of `HOME/.visor/status.json`.
+fn status_json_failing(env: &Env) -> serde_json::Value {
+    fs::read_to_string(env.home.join(".visor/status.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .map(|status| status["hooks"]["failing"].clone())
+        .unwrap_or_default()
+}
+
+/// Also the four reports of a failing hook: systemd's `STATUS=`, `visor status`, status.json
+/// and the metric `visor_hook_last_run_successful` (before: only `visor status` and
+/// status.json told, and STATUS= said "upgrading to v2" with no word of the hook).
 #[test]
 fn a_failing_before_switch_blocks_until_the_config_is_fixed() {
     let mut env = Env::new("hookfail");
     let failing = script(&env, "fail.sh", "echo cannot snapshot >&2\nexit 3");
-    upgrade_env(
+    let metrics = env.dir.join("visor.prom");
+    let (socket, notifications) = notify_listener(&env);
+    let config = |hook: &Path| {
+        quick_config(&format!(
+            "metricsFile = \"{}\"\n[hooks]\nbeforeSwitch = [\"{}\"]",
+            metrics.display(),
+            hook.display()
+        ))
+    };
+    upgrade_env_with(
         &mut env,
-        &format!("beforeSwitch = [\"{}\"]", failing.display()),
+        &config(&failing),
+        &[("NOTIFY_SOCKET", &socket.display().to_string())],
     );
     env.control_write("v1", "ready", "");
     env.wait_log("hook beforeSwitch failed (exit status 3)");
-    assert!(env.log().contains("hook beforeSwitch: cannot snapshot"));
+    // The hook's output lines are logged by their own reader, maybe after its end.
+    env.wait_log("hook beforeSwitch: cannot snapshot");
     assert_eq!(env.current_target(), Path::new("genesis"));
     assert_eq!(env.starts("core").len(), 1, "binaries stay stopped");
+    let mut statuses = Vec::new();
+    wait_until("STATUS= naming the failed hook", DEADLINE, || {
+        statuses.extend(notifications.try_iter().map(|(_, m)| m));
+        statuses
+            .iter()
+            .any(|m| m == "STATUS=upgrading to v2; hook beforeSwitch failed: exit status 3")
+    });
     let (_, status, _) = env.run_visor_command(&["status"]);
     assert!(
         status.contains("hook:             FAILED beforeSwitch: exit status 3"),
         "{status}"
     );
+    assert!(
+        status
+            .contains("doing:            upgrading to v2; hook beforeSwitch failed: exit status 3"),
+        "{status}"
+    );
+    assert_eq!(status_json_failing(&env), "beforeSwitch: exit status 3");
+    wait_until("the metric of the failed hook", DEADLINE, || {
+        hook_metric(&metrics, "beforeSwitch").as_deref() == Some("0")
+    });
     // The operator fixes the hook; the retry (10 s later) lets the upgrade go on.
     let fixed = script(&env, "ok.sh", "exit 0");
-    env.write_config(&hooks_config(&format!(
-        "beforeSwitch = [\"{}\"]",
-        fixed.display()
-    )));
+    env.write_config(&config(&fixed));
     let cores = env.wait_starts("core", 2);
     assert_eq!(cores[1].version(), "v2");
     assert_eq!(env.current_target(), Path::new("v2"));
+    wait_until("the metric of the fixed hook", DEADLINE, || {
+        hook_metric(&metrics, "beforeSwitch").as_deref() == Some("1")
+    });
+    assert_eq!(status_json_failing(&env), serde_json::Value::Null);
 }
 
 #[test]
