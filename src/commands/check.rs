@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use super::init::EXAMPLE_FOLDER;
 use super::run::startup_check;
 use super::{EXIT_CONFIG, EXIT_FAILURE, EXIT_OK};
+use crate::config::hooks::Hooks;
 use crate::config::run_config::RunConfig;
 use crate::config::{load_config, Config};
 use crate::home::supervise_folder::SuperviseFolder;
@@ -32,7 +33,9 @@ pub fn check(root: &Path) -> i32 {
         return report(config_problems, Vec::new());
     }
     // The very rules `visor run` applies before it starts anything.
-    let startable = match startup_check(&home) {
+    let no_hooks = Hooks::default();
+    let hooks = config.as_ref().map_or(&no_hooks, |c| &c.hooks);
+    let startable = match startup_check(&home, hooks) {
         Ok(startable) => Some(startable),
         Err(problems) => {
             config_problems.extend(problems);

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, unbounded};
 
 use super::{EXIT_CONFIG, EXIT_FAILURE};
+use crate::config::hooks::Hooks;
 pub use crate::config::load_config;
 use crate::config::run_config::RunConfig;
 use crate::config::Config;
@@ -43,7 +44,7 @@ fn start(root: &Path) -> Result<i32, i32> {
     // start.
     let supervise = SuperviseFolder::new(root);
     let _lock = take_lock(&supervise)?;
-    let startable = startup_check(&home).map_err(|problems| {
+    let startable = startup_check(&home, &config.hooks).map_err(|problems| {
         for problem in problems {
             log::error(&problem, &[]);
         }
@@ -266,9 +267,11 @@ pub struct Startable {
 /// Every rule `visor run` applies to HOME before it starts anything, apart from the contents
 /// of config.toml ([`load_config`]): HOME and config.toml are not writable by group or other
 /// users, HOME can be listed, `current` is a link to a folder (or missing, with a `genesis` folder to link it
-/// to), and that folder is startable ([`load_startable`]: its run-config, its binaries and
-/// who may write them). It only reads, so `visor check` applies the very same rules.
-pub fn startup_check(home: &Home) -> Result<Startable, Vec<String>> {
+/// to), that folder is startable ([`load_startable`]: its run-config, its binaries and
+/// who may write them), and the program of every hook in `hooks` may be run
+/// ([`Hooks::program_problems`], the rule a reload applies too). It only reads, so
+/// `visor check` applies the very same rules.
+pub fn startup_check(home: &Home, hooks: &Hooks) -> Result<Startable, Vec<String>> {
     let config_file = home.config_file();
     let mut problems = permissions::problems(&[
         (home.root(), "HOME"),
@@ -276,6 +279,7 @@ pub fn startup_check(home: &Home) -> Result<Startable, Vec<String>> {
     ]);
     // A supervise folder others could write (or a link to one) cannot be trusted.
     problems.extend(SuperviseFolder::new(home.root()).problem());
+    problems.extend(hooks.program_problems(&config_file));
     // `run` lists HOME to remove leftovers; one it cannot list stops it.
     if let Err(e) = std::fs::read_dir(home.root()) {
         problems.push(cannot_list_home(home.root(), &e));

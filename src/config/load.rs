@@ -45,6 +45,18 @@ pub fn parse(file: &Path, bytes: &[u8]) -> Result<Config, Vec<String>> {
     Config::parse(file, text)
 }
 
+/// [`parse`], then the rule `run` applies to the configuration at start
+/// ([`super::hooks::Hooks::program_problems`]): what a reload may put in force.
+pub fn parse_usable(file: &Path, bytes: &[u8]) -> Result<Config, Vec<String>> {
+    let config = parse(file, bytes)?;
+    let problems = config.hooks.program_problems(file);
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(problems)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,6 +79,23 @@ mod tests {
                 "/nonexistent/visor-test: no such folder; create it with visor init --home \
               /nonexistent/visor-test"
             ]
+        );
+    }
+
+    #[test]
+    fn a_reload_naming_a_hook_program_visor_cannot_run_is_refused() {
+        let file = Path::new("/h/config.toml");
+        let good = parse_usable(
+            file,
+            b"[hooks]\nbeforeSwitch = [\"/bin/sh\", \"-c\", \"true\"]\n",
+        );
+        assert!(good.is_ok(), "{good:?}");
+        let errors =
+            parse_usable(file, b"[hooks]\nbeforeSwitch = [\"/nonexistent\"]\n").unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with("/h/config.toml: hooks.beforeSwitch: /nonexistent: "),
+            "{errors:?}"
         );
     }
 

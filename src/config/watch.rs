@@ -4,7 +4,8 @@
 //! ([`ConfigRead::Unchanged`]), so an edit seen by the polling and a SIGHUP after it do not
 //! both report the same reading. Reads and
 //! parses go through `config::load`, the loader every command uses, so a FIFO or a huge file in
-//! its place is reported, not waited on, in the same words.
+//! its place is reported, not waited on, in the same words; a configuration whose hooks name
+//! a program Visor may not run is reported as refused, as `run` refuses it at start.
 //!
 //! It never applies a configuration; the coordinator and the state machine do.
 
@@ -57,7 +58,7 @@ pub fn start(
                         if content == last && last_parsed {
                             ConfigRead::Unchanged
                         } else {
-                            let parsed = load::parse(&file, &content).map(Box::new);
+                            let parsed = load::parse_usable(&file, &content).map(Box::new);
                             last = content;
                             last_parsed = parsed.is_ok();
                             ConfigRead::Read(parsed)

@@ -4,7 +4,13 @@
 //! the folder is ready, before `current` moves: the switch waits for it, and a failure keeps
 //! the binaries stopped and `current` where it is, and runs it again [`HOOK_RETRY`] later
 //! with the configuration then in force (a fixed or removed hook lets the upgrade go on).
+//!
+//! A core that changes its answer at every poll cannot make `onAccepted` pile up: one runs at
+//! a time, at most one starts per [`ACCEPTED_SPACING`], and it starts only for the release
+//! the core accepts at that moment; a release checked while it cannot start is remembered
+//! (only the latest) and started when it can, if the core still accepts it.
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use super::{later, Action, Machine, Timer};
@@ -13,8 +19,12 @@ use crate::config::LogLevel;
 
 /// How long after a failed `beforeSwitch` it runs again.
 pub const HOOK_RETRY: Duration = Duration::from_secs(10);
-/// How many releases' `onAccepted` runs are remembered, so each runs once.
-const REMEMBERED_ACCEPTED: usize = 256;
+/// Two `onAccepted` runs start at least this far apart, whatever the releases.
+pub const ACCEPTED_SPACING: Duration = Duration::from_secs(15);
+/// How many releases' `onAccepted` runs are remembered, so that each runs once. When that
+/// many have run, no further release gets one until Visor restarts (forgetting one instead
+/// would run it again when the core accepts it again).
+pub const REMEMBERED_ACCEPTED: usize = 256;
 
 /// Where the `beforeSwitch` hook of the pending upgrade is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -28,16 +38,32 @@ pub(super) enum GateState {
     Passed,
 }
 
-/// The hooks' part of the machine's state.
+/// The hooks' part of the machine's state. Every part is bounded: at most one run of each
+/// hook at a time, one outcome per hook, [`REMEMBERED_ACCEPTED`] tags and one waiting tag.
 #[derive(Debug, Default)]
 pub(super) struct HookBook {
     next_id: u64,
     /// Hooks running now: id, kind.
     running: Vec<(u64, HookKind)>,
-    /// The last failure, until that hook succeeds: kind and why.
-    failing: Option<(HookKind, String)>,
-    /// Releases whose `onAccepted` has run, oldest first.
-    accepted: std::collections::VecDeque<String>,
+    /// The outcome of each hook's last run (by [`HookKind::index`]): `Ok`, or how it failed.
+    last: [Option<Result<(), String>>; 3],
+    /// Releases whose `onAccepted` has started, at most [`REMEMBERED_ACCEPTED`].
+    accepted: BTreeSet<String>,
+    /// The latest release whose folder was checked and whose `onAccepted` could not start
+    /// yet (one is running, or the last started less than [`ACCEPTED_SPACING`] ago).
+    accepted_waiting: Option<String>,
+    /// When the last `onAccepted` started.
+    accepted_started: Option<Instant>,
+    /// The warning that [`REMEMBERED_ACCEPTED`] releases have had their `onAccepted` is given.
+    accepted_full_warned: bool,
+}
+
+impl HookBook {
+    /// How many releases' `onAccepted` runs are remembered.
+    #[cfg(test)]
+    pub(super) fn remembered_accepted(&self) -> usize {
+        self.accepted.len()
+    }
 }
 
 /// The release a hook is about.
@@ -56,7 +82,7 @@ impl Machine {
         let id = self.hooks.next_id;
         self.hooks.running.push((id, kind));
         let env = vec![
-            ("VISOR_EVENT".to_string(), kind.event().to_string()),
+            ("VISOR_EVENT".to_string(), kind.key().to_string()),
             ("VISOR_HOME".to_string(), self.home.display().to_string()),
             ("VISOR_RELEASE".to_string(), subject.release.to_string()),
             ("VISOR_HEIGHT".to_string(), subject.height.to_string()),
@@ -84,27 +110,73 @@ impl Machine {
         Some(id)
     }
 
-    /// `onAccepted`, once per release.
-    pub(super) fn hook_accepted(&mut self, tag: &str) {
-        if self.hooks.accepted.iter().any(|t| t == tag) {
+    /// The folder of the pending release `tag` was checked: its `onAccepted` is due, unless
+    /// it has run for that release. It starts now when [`Machine::start_accepted_hook`]
+    /// allows, else it waits in place of any release waiting before it.
+    pub(super) fn hook_accepted(&mut self, now: Instant, tag: &str) {
+        if self.config.hooks.on_accepted.is_none() || self.hooks.accepted.contains(tag) {
             return;
         }
-        if self.hooks.accepted.len() >= REMEMBERED_ACCEPTED {
-            self.hooks.accepted.pop_front();
+        self.hooks.accepted_waiting = Some(tag.to_string());
+        self.start_accepted_hook(now);
+    }
+
+    /// Starts the waiting `onAccepted` if it may start now: none runs (the end of the one
+    /// that runs calls this again), the last started [`ACCEPTED_SPACING`] ago or more (else
+    /// the `AcceptedHook` timer calls this again then), and the core still accepts its release
+    /// (else it is dropped).
+    pub(super) fn start_accepted_hook(&mut self, now: Instant) {
+        if self
+            .hooks
+            .running
+            .iter()
+            .any(|(_, kind)| *kind == HookKind::OnAccepted)
+        {
+            return;
         }
-        self.hooks.accepted.push_back(tag.to_string());
+        let Some(tag) = self.hooks.accepted_waiting.clone() else {
+            return;
+        };
+        let still_accepted = self.pending.as_ref().is_some_and(|p| p.tag == tag);
+        if !still_accepted || self.exiting() {
+            self.hooks.accepted_waiting = None;
+            return;
+        }
+        if let Some(at) = self.hooks.accepted_started {
+            let next = later(at, ACCEPTED_SPACING);
+            if now < next {
+                self.set_timer(Timer::AcceptedHook, next);
+                return;
+            }
+        }
+        self.hooks.accepted_waiting = None;
+        if self.hooks.accepted.len() >= REMEMBERED_ACCEPTED {
+            if !std::mem::replace(&mut self.hooks.accepted_full_warned, true) {
+                self.log(
+                    LogLevel::Warn,
+                    format!(
+                        "hook onAccepted: it has run for {REMEMBERED_ACCEPTED} releases since Visor started, the most it remembers; not running it for {tag} or any further release until Visor restarts"
+                    ),
+                    vec![],
+                );
+            }
+            return;
+        }
         let Some(pending) = &self.pending else {
             return;
         };
         let (height, folder) = (pending.height, pending.folder.clone());
         let previous = self.running_release.clone();
         let subject = HookSubject {
-            release: tag,
+            release: &tag,
             height,
             folder: &folder,
             previous: &previous,
         };
-        self.run_hook(HookKind::OnAccepted, &subject);
+        if self.run_hook(HookKind::OnAccepted, &subject).is_some() {
+            self.hooks.accepted.insert(tag);
+            self.hooks.accepted_started = Some(now);
+        }
     }
 
     /// The `beforeSwitch` gate of the pending upgrade: true when the switch may go on now.
@@ -143,16 +215,11 @@ impl Machine {
         result: Result<(), String>,
     ) {
         self.hooks.running.retain(|(running, _)| *running != id);
+        self.hooks.last[kind.index()] = Some(result.clone());
         let key = kind.key();
         match &result {
-            Ok(()) => {
-                if self.hooks.failing.as_ref().is_some_and(|(k, _)| *k == kind) {
-                    self.hooks.failing = None;
-                }
-                self.log(LogLevel::Info, format!("hook {key}: finished"), vec![]);
-            }
+            Ok(()) => self.log(LogLevel::Info, format!("hook {key}: finished"), vec![]),
             Err(why) => {
-                self.hooks.failing = Some((kind, why.clone()));
                 let effect = match kind {
                     HookKind::BeforeSwitch => format!(
                         "the binaries stay stopped and current is not moved; running it again in {} s with config.toml as it is then (fix or remove [hooks] beforeSwitch to go on)",
@@ -166,6 +233,9 @@ impl Machine {
                     vec![],
                 );
             }
+        }
+        if kind == HookKind::OnAccepted {
+            self.start_accepted_hook(now);
         }
         let gate_of_this_run = self
             .pending
@@ -189,14 +259,35 @@ impl Machine {
         }
     }
 
-    /// What the status file says of the hooks: those running, and the last failure.
+    /// What the status file says of the hooks: those running, and those whose last run
+    /// failed, with how (`beforeSwitch: exit status 3`, several joined with `; `).
     pub fn hook_status(&self) -> (Vec<&'static str>, Option<String>) {
         let running = self.hooks.running.iter().map(|(_, k)| k.key()).collect();
-        let failing = self
-            .hooks
-            .failing
-            .as_ref()
-            .map(|(k, why)| format!("{}: {why}", k.key()));
-        (running, failing)
+        let failing: Vec<String> = self
+            .hook_failures()
+            .map(|(kind, why)| format!("{}: {why}", kind.key()))
+            .collect();
+        (running, (!failing.is_empty()).then(|| failing.join("; ")))
+    }
+
+    /// Each hook that has run since Visor started, and whether its last run succeeded.
+    pub fn hook_last_runs(&self) -> Vec<(HookKind, bool)> {
+        HookKind::ALL
+            .into_iter()
+            .filter_map(|kind| {
+                let last = self.hooks.last[kind.index()].as_ref()?;
+                Some((kind, last.is_ok()))
+            })
+            .collect()
+    }
+
+    /// The hooks whose last run failed, and how.
+    pub(super) fn hook_failures(&self) -> impl Iterator<Item = (HookKind, &str)> {
+        HookKind::ALL.into_iter().filter_map(|kind| {
+            match self.hooks.last[kind.index()].as_ref()? {
+                Ok(()) => None,
+                Err(why) => Some((kind, why.as_str())),
+            }
+        })
     }
 }

@@ -373,7 +373,7 @@ pub struct Machine {
     /// The last error logged, and a config.toml reload that was refused (cleared by a good one).
     last_error: Option<LastError>,
     refused_reload: Option<String>,
-    /// The operator's hooks: running, failing, `onAccepted` already run.
+    /// The operator's hooks: running, their last outcomes, `onAccepted` already run.
     hooks: hooks::HookBook,
     /// The release that ran before the last upgrade, for `afterUpgrade`.
     previous_release: String,
@@ -551,8 +551,18 @@ impl Machine {
         }
     }
 
-    /// One short line saying what Visor is doing, for systemd's STATUS= and `status`.
+    /// One short line saying what Visor is doing, for systemd's STATUS= and `status`, then
+    /// each hook whose last run failed (`; hook beforeSwitch failed: exit status 3`).
     pub fn status_line(&self) -> String {
+        let mut line = self.phase_line();
+        for (kind, why) in self.hook_failures() {
+            line.push_str(&format!("; hook {} failed: {why}", kind.key()));
+        }
+        line
+    }
+
+    /// What Visor is doing, in a few words.
+    fn phase_line(&self) -> String {
         let release = &self.running_release;
         let pending_tag = self.pending.as_ref().map(|p| p.tag.as_str()).unwrap_or("?");
         match self.phase() {

@@ -502,6 +502,7 @@ impl Machine {
                 }
             }
             Timer::FolderRecheck => self.advance_upgrade(now),
+            Timer::AcceptedHook => self.start_accepted_hook(now),
             Timer::GroupProbe => {
                 if !self.lingering.is_empty() {
                     let groups = self.lingering.iter().map(|g| g.pgid).collect();

@@ -6,7 +6,7 @@ use super::*;
 use crate::config::hooks::HookKind;
 use crate::config::run_config::RpcTarget;
 use crate::node::client::AcceptedRelease;
-use hooks::HOOK_RETRY;
+use hooks::{ACCEPTED_SPACING, HOOK_RETRY, REMEMBERED_ACCEPTED};
 use std::path::Path;
 
 struct Harness {
@@ -1818,7 +1818,7 @@ fn the_three_hooks_run_in_order_with_their_environment() {
     let accepted = hooks_run(&actions);
     assert_eq!(accepted.len(), 1);
     assert_eq!(accepted[0].1, HookKind::OnAccepted);
-    assert_eq!(env_of(&accepted[0].2, "VISOR_EVENT"), "accepted");
+    assert_eq!(env_of(&accepted[0].2, "VISOR_EVENT"), "onAccepted");
     assert_eq!(env_of(&accepted[0].2, "VISOR_RELEASE"), "v2");
     assert_eq!(env_of(&accepted[0].2, "VISOR_HEIGHT"), "7");
     assert_eq!(env_of(&accepted[0].2, "VISOR_FOLDER"), "/h/v2");
@@ -1829,7 +1829,7 @@ fn the_three_hooks_run_in_order_with_their_environment() {
     let before = hooks_run(&actions);
     assert_eq!(before.len(), 1, "{actions:?}");
     assert_eq!(before[0].1, HookKind::BeforeSwitch);
-    assert_eq!(env_of(&before[0].2, "VISOR_EVENT"), "before-switch");
+    assert_eq!(env_of(&before[0].2, "VISOR_EVENT"), "beforeSwitch");
     assert!(
         spawned(&actions).is_empty(),
         "the switch waits for beforeSwitch"
@@ -1850,7 +1850,7 @@ fn the_three_hooks_run_in_order_with_their_environment() {
     assert_eq!(after[0].1, HookKind::AfterUpgrade);
     assert_eq!(env_of(&after[0].2, "VISOR_RELEASE"), "v2");
     assert_eq!(env_of(&after[0].2, "VISOR_PREVIOUS_RELEASE"), "v1");
-    assert_eq!(env_of(&after[0].2, "VISOR_EVENT"), "after-upgrade");
+    assert_eq!(env_of(&after[0].2, "VISOR_EVENT"), "afterUpgrade");
 }
 
 #[test]
@@ -1912,6 +1912,160 @@ fn failing_accepted_and_after_upgrade_hooks_change_nothing() {
         .is_empty());
     assert_eq!(h.machine.pending(), Some(("v2", 7, true)));
     assert_eq!(h.logged(LogLevel::Error, "the upgrade is not affected"), 1);
+}
+
+fn hook_done(id: u64, kind: HookKind, result: Result<(), String>) -> Event {
+    Event::HookFinished { id, kind, result }
+}
+
+/// A core that flips between releases while a slow `onAccepted` runs: nothing else starts
+/// beside it, the next start comes 15 s after the last, and only for the release the core
+/// accepts then (the latest checked; the one in between never runs).
+#[test]
+fn on_accepted_runs_one_at_a_time_for_the_latest_release_at_most_every_15_s() {
+    let mut h = Harness::new(hook_config(), false);
+    h.event(Event::Started);
+    h.status(Some(("vA", 10)), false);
+    let first = hooks_run(&h.event(folder_missing("vA")));
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].1, HookKind::OnAccepted);
+    for (at, tag) in [(100, "vB"), (200, "vC")] {
+        h.at_ms(at);
+        h.status(Some((tag, 20)), false);
+        assert!(hooks_run(&h.event(folder_missing(tag))).is_empty(), "{tag}");
+    }
+    // vA's hook ends after 2 s: too early for the next.
+    h.at_ms(2_000);
+    assert!(hooks_run(&h.event(hook_done(first[0].0, HookKind::OnAccepted, Ok(())))).is_empty());
+    let spacing = ACCEPTED_SPACING.as_millis() as u64;
+    h.at_ms(spacing - 1);
+    assert!(hooks_run(&h.timeout()).is_empty());
+    h.at_ms(spacing);
+    let next = hooks_run(&h.timeout());
+    assert_eq!(next.len(), 1);
+    assert_eq!(env_of(&next[0].2, "VISOR_RELEASE"), "vC");
+    assert_eq!(env_of(&next[0].2, "VISOR_HEIGHT"), "20");
+}
+
+/// The release waiting for a running `onAccepted` starts when that one ends (its 15 s have
+/// passed), and not at all once the core no longer accepts it.
+#[test]
+fn a_waiting_on_accepted_starts_after_the_running_one_only_if_still_accepted() {
+    let mut h = Harness::new(hook_config(), false);
+    h.event(Event::Started);
+    h.status(Some(("vA", 10)), false);
+    let a = hooks_run(&h.event(folder_missing("vA")))[0].0;
+    h.at_ms(100);
+    h.status(Some(("vB", 20)), false);
+    assert!(hooks_run(&h.event(folder_missing("vB"))).is_empty());
+    // vA's hook runs for 20 s; vB is still accepted when it ends: vB starts at once.
+    h.at_ms(20_000);
+    let b = hooks_run(&h.event(hook_done(a, HookKind::OnAccepted, Ok(()))));
+    assert_eq!(b.len(), 1);
+    assert_eq!(env_of(&b[0].2, "VISOR_RELEASE"), "vB");
+    // vC waits for vB's hook, then the core withdraws it: it never runs.
+    h.at_ms(20_100);
+    h.status(Some(("vC", 30)), false);
+    assert!(hooks_run(&h.event(folder_missing("vC"))).is_empty());
+    h.at_ms(20_200);
+    h.status(None, false);
+    h.at_ms(21_000);
+    assert!(hooks_run(&h.event(hook_done(b[0].0, HookKind::OnAccepted, Ok(())))).is_empty());
+    h.at_ms(60_000);
+    assert!(hooks_run(&h.timeout()).is_empty());
+    // Accepted again later, vC was never hooked: it runs now.
+    h.status(Some(("vC", 30)), false);
+    let c = hooks_run(&h.event(folder_missing("vC")));
+    assert_eq!(c.len(), 1);
+    assert_eq!(env_of(&c[0].2, "VISOR_RELEASE"), "vC");
+}
+
+/// Before: the 257th release made the first one forgotten, so a core cycling through more
+/// than 256 releases re-ran `onAccepted` for each forever. Now the memory holds at most
+/// [`REMEMBERED_ACCEPTED`] releases and no release gets the hook twice.
+#[test]
+fn on_accepted_memory_is_bounded_and_no_release_runs_it_twice() {
+    let mut h = Harness::new(hook_config(), false);
+    h.event(Event::Started);
+    let tags: Vec<String> = (0..REMEMBERED_ACCEPTED + 44)
+        .map(|i| format!("v9.{i}.0"))
+        .collect();
+    let mut ran: Vec<String> = Vec::new();
+    let mut at = 0;
+    for _round in 0..2 {
+        for tag in &tags {
+            at += ACCEPTED_SPACING.as_millis() as u64;
+            h.at_ms(at);
+            h.status(Some((tag, 100)), false);
+            for (id, kind, env) in hooks_run(&h.event(folder_missing(tag))) {
+                ran.push(env_of(&env, "VISOR_RELEASE"));
+                h.event(hook_done(id, kind, Ok(())));
+            }
+        }
+    }
+    let distinct: std::collections::BTreeSet<&String> = ran.iter().collect();
+    assert_eq!(distinct.len(), ran.len(), "a release ran onAccepted twice");
+    assert_eq!(ran.len(), REMEMBERED_ACCEPTED);
+    assert!(h.machine.hooks.remembered_accepted() <= REMEMBERED_ACCEPTED);
+    assert_eq!(h.logged(LogLevel::Warn, "the most it remembers"), 1);
+}
+
+/// A failed hook shows in the status line (systemd's STATUS=), the status file and the
+/// metrics' last outcomes until its next run succeeds; each hook is judged by its own last
+/// run.
+#[test]
+fn a_failed_hook_is_shown_until_its_next_run_succeeds() {
+    let mut h = Harness::new(hook_config(), false);
+    h.event(Event::Started);
+    h.status(Some(("v2", 7)), false);
+    assert!(h.machine.hook_last_runs().is_empty());
+    let accepted = hooks_run(&h.event(ready_folder("v2")))[0].0;
+    h.event(hook_done(accepted, HookKind::OnAccepted, Ok(())));
+    h.status(Some(("v2", 7)), true);
+    let before = hooks_run(&h.exit(Proc::Core))[0].0;
+    h.event(hook_done(
+        before,
+        HookKind::BeforeSwitch,
+        Err("exit status 3".into()),
+    ));
+    assert_eq!(
+        h.machine.status_line(),
+        "upgrading to v2; hook beforeSwitch failed: exit status 3"
+    );
+    assert_eq!(
+        h.machine.hook_status().1.as_deref(),
+        Some("beforeSwitch: exit status 3")
+    );
+    assert_eq!(
+        h.machine.hook_last_runs(),
+        [
+            (HookKind::OnAccepted, true),
+            (HookKind::BeforeSwitch, false)
+        ]
+    );
+    h.at_ms(HOOK_RETRY.as_millis() as u64);
+    let again = hooks_run(&h.timeout())[0].0;
+    h.event(hook_done(again, HookKind::BeforeSwitch, Ok(())));
+    assert_eq!(h.machine.hook_status().1, None);
+    assert_eq!(h.machine.status_line(), "starting v2");
+    let after = hooks_run(&h.status(None, false))[0].0;
+    h.event(hook_done(
+        after,
+        HookKind::AfterUpgrade,
+        Err("killed by SIGKILL".into()),
+    ));
+    assert_eq!(
+        h.machine.status_line(),
+        "running v2; hook afterUpgrade failed: killed by SIGKILL"
+    );
+    assert_eq!(
+        h.machine.hook_last_runs(),
+        [
+            (HookKind::OnAccepted, true),
+            (HookKind::BeforeSwitch, true),
+            (HookKind::AfterUpgrade, false)
+        ]
+    );
 }
 
 #[test]

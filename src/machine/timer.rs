@@ -19,17 +19,20 @@ pub(super) enum Timer {
     FolderRecheck,
     /// The next look at process groups left behind by exited node processes.
     GroupProbe,
+    /// The end of the spacing between two `onAccepted` starts, when one waits.
+    AcceptedHook,
 }
 
 impl Timer {
     /// Every timer, in the order expired timers fire within one call.
-    pub(super) const VALUES: [Timer; 6] = [
+    pub(super) const VALUES: [Timer; 7] = [
         Timer::StopDelay,
         Timer::Kill,
         Timer::RestartDelay,
         Timer::ConnectBudget,
         Timer::FolderRecheck,
         Timer::GroupProbe,
+        Timer::AcceptedHook,
     ];
 }
 

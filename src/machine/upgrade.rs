@@ -150,7 +150,7 @@ impl Machine {
             return;
         }
         if self.pending.as_ref().is_some_and(|p| p.tag == tag) {
-            self.hook_accepted(&tag);
+            self.hook_accepted(now, &tag);
         }
         let waiting = self.phase() == Phase::UpgradeWait;
         let may_install = self.may_install(now, waiting);

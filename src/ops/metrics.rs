@@ -63,6 +63,9 @@ pub struct Snapshot {
     /// `visor_config_last_reload_success_timestamp_seconds`: when config.toml was last read
     /// and accepted (at start, or by a reload), since the Unix epoch.
     pub config_reload_success_time: Duration,
+    /// `visor_hook_last_run_successful{hook}`: each hook that has run since Visor started
+    /// (its `[hooks]` key) and whether its last run succeeded.
+    pub hook_last_runs: Vec<(&'static str, bool)>,
 }
 
 /// An accepted release that is not running yet.
@@ -295,6 +298,22 @@ pub fn render(s: &Snapshot) -> String {
         &seconds(s.config_reload_success_time),
     );
 
+    family(
+        &mut out,
+        "visor_hook_last_run_successful",
+        "gauge",
+        "1 when the last run of the hook in the label succeeded, 0 when it failed; absent \
+         until the hook has run.",
+    );
+    for (hook, ok) in &s.hook_last_runs {
+        sample(
+            &mut out,
+            "visor_hook_last_run_successful",
+            &[("hook", hook)],
+            flag(*ok),
+        );
+    }
+
     out
 }
 
@@ -462,6 +481,7 @@ mod tests {
             last_upgrade_downtime: Some(Duration::from_micros(1_234_567)),
             config_reload_ok: false,
             config_reload_success_time: Duration::from_secs(1_795_553_400),
+            hook_last_runs: vec![("onAccepted", true), ("beforeSwitch", false)],
         }
     }
 
@@ -483,6 +503,7 @@ mod tests {
             last_upgrade_downtime: None,
             config_reload_ok: true,
             config_reload_success_time: Duration::ZERO,
+            hook_last_runs: Vec::new(),
         }
     }
 
@@ -534,6 +555,10 @@ visor_config_last_reload_successful 0
 # HELP visor_config_last_reload_success_timestamp_seconds Time config.toml was last read and accepted, at start or by a reload, since the Unix epoch in seconds.
 # TYPE visor_config_last_reload_success_timestamp_seconds gauge
 visor_config_last_reload_success_timestamp_seconds 1795553400.000
+# HELP visor_hook_last_run_successful 1 when the last run of the hook in the label succeeded, 0 when it failed; absent until the hook has run.
+# TYPE visor_hook_last_run_successful gauge
+visor_hook_last_run_successful{hook=\"onAccepted\"} 1
+visor_hook_last_run_successful{hook=\"beforeSwitch\"} 0
 ";
 
     const MINIMAL: &str = "\
@@ -578,6 +603,8 @@ visor_config_last_reload_successful 1
 # HELP visor_config_last_reload_success_timestamp_seconds Time config.toml was last read and accepted, at start or by a reload, since the Unix epoch in seconds.
 # TYPE visor_config_last_reload_success_timestamp_seconds gauge
 visor_config_last_reload_success_timestamp_seconds 0.000
+# HELP visor_hook_last_run_successful 1 when the last run of the hook in the label succeeded, 0 when it failed; absent until the hook has run.
+# TYPE visor_hook_last_run_successful gauge
 ";
 
     /// Compares line by line, so a failure shows the first differing line.
@@ -678,7 +705,7 @@ visor_config_last_reload_success_timestamp_seconds 0.000
                 names.push(name);
             }
         }
-        assert_eq!(names.len(), 15, "{names:?}");
+        assert_eq!(names.len(), 16, "{names:?}");
         assert!(names.iter().all(|n| n.starts_with("visor_")));
     }
 

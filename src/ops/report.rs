@@ -410,6 +410,11 @@ pub fn snapshot(machine: &Machine, clock: &WallClock) -> Snapshot {
         config_reload_success_time: machine
             .last_reload()
             .map_or(clock.started, |at| clock.unix_at(at)),
+        hook_last_runs: machine
+            .hook_last_runs()
+            .into_iter()
+            .map(|(kind, ok)| (kind.key(), ok))
+            .collect(),
     }
 }
 

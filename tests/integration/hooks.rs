@@ -1,11 +1,14 @@
 //! The operator's hooks through a real upgrade with the simulator: the three hooks in order
-//! with their environment, a failing `beforeSwitch` that blocks until config.toml is fixed, a
-//! hook past its time-out killed with the child it forked, and no hook outliving Visor.
+//! with their environment, a failing `beforeSwitch` that blocks until config.toml is fixed and
+//! shows in every report, a hook past its time-out killed with the child it forked, no hook
+//! outliving Visor, programs Visor may not run refused at start, by `check` and in a reload,
+//! and a flapping core that cannot pile up `onAccepted` runs.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use crate::common::notify::notify_listener;
 use crate::common::*;
 
 /// Writes an executable shell script `name` in the test folder; returns its path.
@@ -23,10 +26,15 @@ fn hooks_config(extra: &str) -> String {
 /// Writes config.toml with `[hooks]` `keys`, makes genesis (v1) and v2, starts Visor and has
 /// the core accept v2 at block 55.
 fn upgrade_env(env: &mut Env, keys: &str) {
-    env.write_config(&hooks_config(keys));
+    upgrade_env_with(env, &hooks_config(keys), &[]);
+}
+
+/// As [`upgrade_env`], with the whole config.toml and environment variables for Visor.
+fn upgrade_env_with(env: &mut Env, config: &str, vars: &[(&str, &str)]) {
+    env.write_config(config);
     env.add_version(Version::new("genesis", "v1"));
     env.add_version(Version::new("v2", "v2"));
-    env.start_visor();
+    env.start_visor_with(vars);
     env.wait_log("rpc: core is answering");
     env.control_write("v1", "announce", "v2@55");
 }
@@ -76,9 +84,9 @@ fn the_three_hooks_run_in_order_with_their_environment() {
     assert_eq!(
         lines,
         vec![
-            format!("accepted release=v2 height=55 folder={v2} previous=v1 home={home} current=genesis"),
-            format!("before-switch release=v2 height=55 folder={v2} previous=v1 home={home} current=genesis"),
-            format!("after-upgrade release=v2 height=55 folder={v2} previous=v1 home={home} current=v2"),
+            format!("onAccepted release=v2 height=55 folder={v2} previous=v1 home={home} current=genesis"),
+            format!("beforeSwitch release=v2 height=55 folder={v2} previous=v1 home={home} current=genesis"),
+            format!("afterUpgrade release=v2 height=55 folder={v2} previous=v1 home={home} current=v2"),
         ]
     );
     let log = env.log();
@@ -89,33 +97,82 @@ fn the_three_hooks_run_in_order_with_their_environment() {
     assert_eq!(env.wait_starts("core", 2)[1].version(), "v2");
 }
 
+/// The `hook` sample of `visor_hook_last_run_successful` in the metrics file, if any.
+fn hook_metric(file: &Path, hook: &str) -> Option<String> {
+    let prefix = format!("visor_hook_last_run_successful{{hook=\"{hook}\"}} ");
+    fs::read_to_string(file)
+        .ok()?
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix).map(str::to_string))
+}
+
+/// `hooks.failing` of `HOME/.visor/status.json`.
+fn status_json_failing(env: &Env) -> serde_json::Value {
+    fs::read_to_string(env.home.join(".visor/status.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .map(|status| status["hooks"]["failing"].clone())
+        .unwrap_or_default()
+}
+
+/// Also the four reports of a failing hook: systemd's `STATUS=`, `visor status`, status.json
+/// and the metric `visor_hook_last_run_successful` (before: only `visor status` and
+/// status.json told, and STATUS= said "upgrading to v2" with no word of the hook).
 #[test]
 fn a_failing_before_switch_blocks_until_the_config_is_fixed() {
     let mut env = Env::new("hookfail");
     let failing = script(&env, "fail.sh", "echo cannot snapshot >&2\nexit 3");
-    upgrade_env(
+    let metrics = env.dir.join("visor.prom");
+    let (socket, notifications) = notify_listener(&env);
+    let config = |hook: &Path| {
+        quick_config(&format!(
+            "metricsFile = \"{}\"\n[hooks]\nbeforeSwitch = [\"{}\"]",
+            metrics.display(),
+            hook.display()
+        ))
+    };
+    upgrade_env_with(
         &mut env,
-        &format!("beforeSwitch = [\"{}\"]", failing.display()),
+        &config(&failing),
+        &[("NOTIFY_SOCKET", &socket.display().to_string())],
     );
     env.control_write("v1", "ready", "");
     env.wait_log("hook beforeSwitch failed (exit status 3)");
-    assert!(env.log().contains("hook beforeSwitch: cannot snapshot"));
+    // The hook's output lines are logged by their own reader, maybe after its end.
+    env.wait_log("hook beforeSwitch: cannot snapshot");
     assert_eq!(env.current_target(), Path::new("genesis"));
     assert_eq!(env.starts("core").len(), 1, "binaries stay stopped");
+    let mut statuses = Vec::new();
+    wait_until("STATUS= naming the failed hook", DEADLINE, || {
+        statuses.extend(notifications.try_iter().map(|(_, m)| m));
+        statuses
+            .iter()
+            .any(|m| m == "STATUS=upgrading to v2; hook beforeSwitch failed: exit status 3")
+    });
     let (_, status, _) = env.run_visor_command(&["status"]);
     assert!(
         status.contains("hook:             FAILED beforeSwitch: exit status 3"),
         "{status}"
     );
+    assert!(
+        status
+            .contains("doing:            upgrading to v2; hook beforeSwitch failed: exit status 3"),
+        "{status}"
+    );
+    assert_eq!(status_json_failing(&env), "beforeSwitch: exit status 3");
+    wait_until("the metric of the failed hook", DEADLINE, || {
+        hook_metric(&metrics, "beforeSwitch").as_deref() == Some("0")
+    });
     // The operator fixes the hook; the retry (10 s later) lets the upgrade go on.
     let fixed = script(&env, "ok.sh", "exit 0");
-    env.write_config(&hooks_config(&format!(
-        "beforeSwitch = [\"{}\"]",
-        fixed.display()
-    )));
+    env.write_config(&config(&fixed));
     let cores = env.wait_starts("core", 2);
     assert_eq!(cores[1].version(), "v2");
     assert_eq!(env.current_target(), Path::new("v2"));
+    wait_until("the metric of the fixed hook", DEADLINE, || {
+        hook_metric(&metrics, "beforeSwitch").as_deref() == Some("1")
+    });
+    assert_eq!(status_json_failing(&env), serde_json::Value::Null);
 }
 
 #[test]
@@ -171,4 +228,136 @@ fn no_hook_process_outlives_visor_on_sigterm() {
         });
     }
     assert_eq!(env.current_target(), Path::new("genesis"));
+}
+
+/// A home whose `beforeSwitch` names `program`; `check` and `run` must both refuse it with 78
+/// and a message naming the key, the path and `fix`.
+fn assert_refused(env: &mut Env, program: &str, fix: &str) {
+    env.write_config(&hooks_config(&format!("beforeSwitch = [\"{program}\"]")));
+    let (code, out, _) = env.run_visor_command(&["check"]);
+    assert_eq!(code, 78, "check with {program}: {out}");
+    let line = out
+        .lines()
+        .find(|l| l.contains("hooks.beforeSwitch"))
+        .unwrap_or_else(|| panic!("check names no hooks.beforeSwitch for {program}: {out}"));
+    assert!(line.contains(program) && line.contains(fix), "{line}");
+    let before = env.log().len();
+    env.start_visor();
+    assert_eq!(env.wait_visor_exit(DEADLINE), 78, "run with {program}");
+    let log = env.log()[before..].to_string();
+    assert!(
+        log.contains("hooks.beforeSwitch") && log.contains(program) && log.contains(fix),
+        "{log}"
+    );
+    assert!(env.starts("core").is_empty(), "nothing starts");
+}
+
+/// Before: `check` said 0 and `run` started with each of these, and the hook failed only at
+/// the upgrade block, with the node stopped.
+#[test]
+fn a_hook_program_visor_may_not_run_stops_check_and_run_with_78() {
+    let mut env = Env::new("hookbad");
+    env.add_version(Version::new("genesis", "v1"));
+    assert_refused(
+        &mut env,
+        "/nonexistent",
+        "install the program there or fix the path",
+    );
+    assert_refused(&mut env, "relative/snap.sh", "give the program's full path");
+    let plain = script(&env, "plain.sh", "exit 0");
+    fs::set_permissions(&plain, fs::Permissions::from_mode(0o644)).unwrap();
+    assert_refused(&mut env, &plain.display().to_string(), "chmod +x");
+    let open = script(&env, "open.sh", "exit 0");
+    fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+    assert_refused(&mut env, &open.display().to_string(), "chmod go-w");
+    // Fixed, both accept it.
+    fs::set_permissions(&open, fs::Permissions::from_mode(0o755)).unwrap();
+    let (code, out, _) = env.run_visor_command(&["check"]);
+    assert_eq!(code, 0, "{out}");
+}
+
+/// Before: a reload to a hook Visor may not run was applied, and that hook failed at the
+/// upgrade block. Now the reload is refused (logged as an error naming the key) and the
+/// previous hook still runs.
+#[test]
+fn a_reload_to_a_bad_hook_keeps_the_previous_configuration() {
+    let mut env = Env::new("hookreload");
+    let good = tracing_hook(&env, "good.sh");
+    let open = tracing_hook(&env, "open.sh");
+    fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+    env.write_config(&hooks_config(&format!(
+        "onAccepted = [\"{}\"]",
+        good.display()
+    )));
+    env.add_version(Version::new("genesis", "v1"));
+    env.start_visor();
+    env.wait_log("rpc: core is answering");
+    env.write_config(&hooks_config(&format!(
+        "onAccepted = [\"{}\"]",
+        open.display()
+    )));
+    env.wait_log("config: keeping the previous configuration");
+    let refusal = env
+        .log()
+        .lines()
+        .find(|l| l.contains("config: keeping the previous configuration"))
+        .unwrap()
+        .to_string();
+    assert!(
+        refusal.contains("hooks.onAccepted")
+            && refusal.contains(&open.display().to_string())
+            && refusal.contains("chmod go-w"),
+        "{refusal}"
+    );
+    env.control_write("v1", "announce", "v2@55");
+    env.wait_log("hook onAccepted: said by good.sh");
+    assert!(!env.log().contains("said by open.sh"), "{}", env.log());
+}
+
+/// Before: a core flipping between releases at every poll had an `onAccepted` started for
+/// each (120 at once under a 120-release core). Now one runs at a time, and the next starts
+/// no sooner than 15 s after the last: over the seconds watched, exactly one starts, although
+/// it ended long before.
+#[test]
+fn a_flapping_core_gets_one_on_accepted_at_a_time_at_most_every_15_s() {
+    let mut env = Env::new("hookflap");
+    let starts = env.dir.join("starts.txt");
+    let overlaps = env.dir.join("overlaps.txt");
+    let lock = env.dir.join("hook.lock");
+    let slow = script(
+        &env,
+        "slow.sh",
+        &format!(
+            "echo \"$VISOR_RELEASE\" >> '{starts}'\nmkdir '{lock}' 2>/dev/null || echo \"$VISOR_RELEASE\" >> '{overlaps}'\nsleep 1\nrmdir '{lock}'",
+            starts = starts.display(),
+            lock = lock.display(),
+            overlaps = overlaps.display()
+        ),
+    );
+    env.write_config(&hooks_config(&format!(
+        "onAccepted = [\"{}\"]",
+        slow.display()
+    )));
+    let releases: Vec<String> = (0..30).map(|i| format!("v3.0.{i}@{}", 100 + i)).collect();
+    let flap = releases.join(",");
+    env.add_version(Version::new("genesis", "v1").flags(&["--flap", &flap]));
+    env.start_visor();
+    env.wait_log("hook onAccepted: running");
+    let flips = |env: &Env| env.log().matches("accepted at block").count();
+    let seen = flips(&env);
+    // The first run ends after 1 s; then at least 80 more changes of mind (4 s of 50 ms polls).
+    wait_until("the first run to end and 80 more flips", DEADLINE, || {
+        env.log().contains("hook onAccepted: finished") && flips(&env) >= seen + 80
+    });
+    let started = fs::read_to_string(&starts).unwrap_or_default();
+    assert_eq!(
+        started.lines().count(),
+        1,
+        "onAccepted started for {started:?}"
+    );
+    assert_eq!(env.log().matches("hook onAccepted: running").count(), 1);
+    assert!(!overlaps.exists(), "two onAccepted at once");
+    assert!(env.visor_running());
+    env.signal_visor(libc::SIGTERM);
+    assert_eq!(env.wait_visor_exit(DEADLINE), 0);
 }

@@ -251,6 +251,7 @@ fn full_snapshot() -> Snapshot {
         last_upgrade_downtime: Some(Duration::from_millis(850)),
         config_reload_ok: true,
         config_reload_success_time: Duration::from_secs(1_795_553_340),
+        hook_last_runs: vec![("beforeSwitch", false)],
     }
 }
 
@@ -317,6 +318,8 @@ tests:
         values: '0 0 1 1 1'
       - series: 'visor_config_last_reload_successful{instance="a",job="node"}'
         values: '1 0x10'
+      - series: 'visor_hook_last_run_successful{instance="a",job="node",hook="beforeSwitch"}'
+        values: '1 1 0 0'
     alert_rule_test:
       - eval_time: 4m
         alertname: VisorDown
@@ -351,6 +354,14 @@ tests:
         exp_alerts:
           - exp_labels: {severity: warning, instance: a, job: node}
             exp_annotations: {summary: "config.toml on a was changed but refused"}
+      - eval_time: 1m
+        alertname: VisorHookFailed
+        exp_alerts: []
+      - eval_time: 2m
+        alertname: VisorHookFailed
+        exp_alerts:
+          - exp_labels: {severity: critical, instance: a, job: node, hook: beforeSwitch}
+            exp_annotations: {summary: "the beforeSwitch hook failed on a"}
 "#;
 
 #[test]

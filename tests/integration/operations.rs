@@ -2,6 +2,7 @@
 //! outside while Visor runs the simulator through a restart and an upgrade (visor(1), SYSTEMD
 //! and METRICS).
 
+use crate::common::notify::notify_listener;
 use crate::common::*;
 use std::path::Path;
 
@@ -43,28 +44,6 @@ fn json_logs_are_one_object_per_line_through_an_upgrade() {
         "\"folder\":\"{}\"",
         Path::new(&env.home).join("v2").display()
     )));
-}
-
-/// Receives datagrams on a socket in the test folder, with the instant each arrived.
-fn notify_listener(
-    env: &Env,
-) -> (
-    std::path::PathBuf,
-    std::sync::mpsc::Receiver<(std::time::Instant, String)>,
-) {
-    let path = env.dir.join("notify.sock");
-    let socket = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut buffer = [0u8; 4096];
-        while let Ok(n) = socket.recv(&mut buffer) {
-            let text = String::from_utf8_lossy(&buffer[..n]).into_owned();
-            if tx.send((std::time::Instant::now(), text)).is_err() {
-                return;
-            }
-        }
-    });
-    (path, rx)
 }
 
 #[test]
