@@ -22,7 +22,7 @@ use super::progress::{size, Meter, Progress, REPORT_EVERY};
 use super::sys;
 use super::temp::{remove_tree, temp_name};
 use super::tree::{measure, Limits, MeasureStop, Totals, Walker};
-use super::validate::{folder_problems, probe_clone_at, settings_problems, RESERVE};
+use super::validate::{folder_problems, path_problem, probe_clone_at, settings_problems, RESERVE};
 use crate::config::backup::Backup;
 use crate::home::ReleaseTag;
 
@@ -99,18 +99,12 @@ pub(super) fn run_with(
     };
     let mut totals = Vec::with_capacity(settings.paths.len());
     for (index, path) in settings.paths.iter().enumerate() {
+        // Missing, or a link (which would be copied as a link, leaving its target out).
+        if let Some(problem) = path_problem(&format!("backup.paths[{index}]"), path) {
+            return Err(BackupError::new(ErrorKind::Settings, problem.message));
+        }
         totals.push(measure(path, Some(&limits)).map_err(|stop| match stop {
             MeasureStop::Halted(error) => error,
-            MeasureStop::Io(at, e) if at == *path && e.kind() == io::ErrorKind::NotFound => {
-                BackupError::new(
-                    ErrorKind::Settings,
-                    format!(
-                        "backup.paths[{index}]: {} does not exist; correct the path, create it, \
-                         or remove it from [backup] paths",
-                        path.display()
-                    ),
-                )
-            }
             MeasureStop::Io(at, e) => BackupError::new(
                 ErrorKind::Io,
                 format!(

@@ -740,6 +740,16 @@ fn validation_names_key_path_and_fix() {
         "{error}"
     );
     assert!(!out.exists());
+    let error = run_with(
+        &request("v1", "v2"),
+        &settings(&[&link], &out),
+        &mut Collect::default(),
+        &cancel,
+        Duration::ZERO,
+    )
+    .unwrap_err();
+    assert!(error.message().contains("symbolic link"), "{error}");
+    assert!(!out.exists());
 }
 
 /// A mount made by a test, undone when dropped (also when the test fails).

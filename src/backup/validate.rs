@@ -116,6 +116,9 @@ impl Validation {
     /// What a backup will cost: `backups will be clones (instant)` or `backups will be
     /// copies: about N GiB` (with the paths cloned named when some are).
     pub fn cost(&self) -> String {
+        if self.paths.is_empty() {
+            return "no backed-up path could be measured".to_owned();
+        }
         let copied: Vec<&PathReport> = self
             .paths
             .iter()
@@ -413,7 +416,7 @@ fn resolved(path: &Path) -> PathBuf {
 }
 
 /// A path that cannot be backed up: missing, a link, unreadable.
-fn path_problem(key: &str, path: &Path) -> Option<Problem> {
+pub(super) fn path_problem(key: &str, path: &Path) -> Option<Problem> {
     match fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_symlink() => {
             let target = fs::read_link(path)
