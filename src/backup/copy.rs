@@ -233,13 +233,7 @@ mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt;
 
-    fn scratch(name: &str) -> std::path::PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("visor-backup-copy-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
+    use crate::backup::tests::Scratch;
 
     fn copy_with(
         copier: &mut DataCopier,
@@ -261,7 +255,8 @@ mod tests {
 
     #[test]
     fn data_and_holes_arrive_and_every_byte_is_counted() {
-        let dir = scratch("holes");
+        let scratch = Scratch::new("copy-holes");
+        let dir = scratch.path();
         let sparse = dir.join("sparse");
         {
             let file = File::create(&sparse).unwrap();
@@ -305,12 +300,12 @@ mod tests {
         assert_eq!(std::fs::read(dir.join("sparse.rw")).unwrap(), copy);
         let blocks = std::fs::metadata(dir.join("sparse.rw")).unwrap().blocks();
         assert!(blocks * 512 < 4 << 20, "the fallback copy is not sparse");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn a_halt_stops_the_copy() {
-        let dir = scratch("halt");
+        let scratch = Scratch::new("copy-halt");
+        let dir = scratch.path();
         std::fs::write(dir.join("big"), vec![7u8; 40 << 20]).unwrap();
         let src = File::open(dir.join("big")).unwrap();
         let dst = File::create(dir.join("big.copy")).unwrap();
@@ -328,6 +323,5 @@ mod tests {
         });
         assert!(matches!(result, Err(Stop::Halted(_))));
         assert_eq!(calls, 1);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

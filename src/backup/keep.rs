@@ -67,9 +67,8 @@ mod tests {
 
     #[test]
     fn only_matching_folders_count_and_the_newest_stay() {
-        let folder = std::env::temp_dir().join(format!("visor-backup-keep-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&folder);
-        fs::create_dir_all(&folder).unwrap();
+        let scratch = crate::backup::tests::Scratch::new("keep-unit");
+        let folder = scratch.path().to_path_buf();
         let names = [
             "v1-to-v2-h10-20240101T000000Z",
             "v2-to-v3-h20-20240301T000000Z",
@@ -118,6 +117,5 @@ mod tests {
         assert_eq!(pruned.removed, [folder.join(names[0])]);
         assert_eq!(backups(&folder).unwrap().len(), 1);
         assert!(backups(&folder.join("missing")).unwrap().is_empty());
-        fs::remove_dir_all(&folder).unwrap();
     }
 }

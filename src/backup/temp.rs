@@ -115,13 +115,7 @@ mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
 
-    fn scratch(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("visor-backup-temp-{name}-{}", std::process::id()));
-        let _ = remove_tree(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        dir
-    }
+    use crate::backup::tests::Scratch;
 
     #[test]
     fn names_carry_the_pid_as_home_names_do() {
@@ -136,7 +130,8 @@ mod tests {
 
     #[test]
     fn leftovers_of_dead_processes_go_and_nothing_else() {
-        let folder = scratch("leftovers");
+        let folder_guard = Scratch::new("temp-leftovers");
+        let folder = folder_guard.path().to_path_buf();
         // pid 1 always runs; a pid above the kernel's maximum never does.
         let dead = folder.join(".visor-tmp-backup-2147483647-0");
         let alive = folder.join(".visor-tmp-backup-1-0");
@@ -153,9 +148,10 @@ mod tests {
         fs::set_permissions(dead.join("var/lib/ro"), fs::Permissions::from_mode(0o555)).unwrap();
         fs::set_permissions(dead.join("var/lib"), fs::Permissions::from_mode(0o500)).unwrap();
         // A link out of the leftover must not be followed by the removal.
-        let outside = scratch("leftovers-outside");
+        let outside_guard = Scratch::new("temp-leftovers-outside");
+        let outside = outside_guard.path();
         fs::write(outside.join("keep"), b"k").unwrap();
-        symlink(&outside, dead.join("link")).unwrap();
+        symlink(outside, dead.join("link")).unwrap();
 
         let leftovers = remove_leftovers(&folder).unwrap();
         assert!(leftovers.stuck.is_empty(), "{:?}", leftovers.stuck);
@@ -169,7 +165,5 @@ mod tests {
             .unwrap()
             .removed
             .is_empty());
-        remove_tree(&folder).unwrap();
-        remove_tree(&outside).unwrap();
     }
 }

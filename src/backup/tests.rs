@@ -22,17 +22,18 @@ use super::ErrorKind;
 use crate::config::backup::Backup;
 use crate::home::{Home, ReleaseTag};
 
-/// A folder under /tmp removed at the end, even when the test fails.
-struct Scratch(PathBuf);
+/// A folder under /tmp removed at the end, even when the test fails; the other files' tests
+/// use it too.
+pub(super) struct Scratch(PathBuf);
 
 impl Scratch {
-    fn new(name: &str) -> Scratch {
+    pub(super) fn new(name: &str) -> Scratch {
         let path = std::env::temp_dir().join(format!("visor-backup-{name}-{}", std::process::id()));
         let _ = remove_tree(&path);
         fs::create_dir_all(&path).unwrap();
         Scratch(path)
     }
-    fn path(&self) -> &Path {
+    pub(super) fn path(&self) -> &Path {
         &self.0
     }
 }
