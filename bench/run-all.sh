@@ -13,15 +13,17 @@
 #   fault_injection.sh 1000      1,000 SIGKILLs of Visor at random moments of upgrades
 #   fault_injection_install.sh 200  200 SIGKILLs of Visor at random moments of auto-installs
 #   properties.sh 20000          the bad-input properties with 20,000 cases each
+#   backup.sh 3                  the backup engine against cp -a on a 2 GiB tree: copies on
+#                                /var/tmp, clones on a loop-mounted XFS (as root)
 #
 # Usage: bench/run-all.sh [--quick]   (--quick: small counts, a smoke test of the scripts)
 # As root with apt-get, missing tools (s6, runit, hyperfine, musl-tools) are installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = "--quick" ]; then
-  latency=5 restarts=3 seconds=5 runs=20 soak=100 kills=12 cases=500
+  latency=5 restarts=3 seconds=5 runs=20 soak=100 kills=12 cases=500 backups=1
 else
-  latency=50 restarts=30 seconds=60 runs=200 soak=1000 kills=1000 cases=20000
+  latency=50 restarts=30 seconds=60 runs=200 soak=1000 kills=1000 cases=20000 backups=3
 fi
 
 missing=()
@@ -62,5 +64,6 @@ run bash bench/soak.sh "$soak"
 run bash bench/fault_injection.sh "$kills"
 run bash bench/fault_injection_install.sh 200
 run bash bench/properties.sh "$cases"
+run bash bench/backup.sh "$backups"
 echo
 echo "all results: $out"

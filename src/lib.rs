@@ -11,9 +11,11 @@
 //! - [`config`]: config.toml and run-config.toml, and the config watcher thread;
 //! - [`home`]: every path under HOME, `current`, the supervise folder, permissions;
 //! - [`install`]: one install of one release from GitHub;
+//! - [`backup`]: the backup of the node's data before an upgrade or a switch;
 //! - [`ops`]: what operators and systemd are told: log, sd_notify, metrics, status;
 //! - [`commands`] and [`cli`]: the command line.
 
+pub mod backup;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -11,6 +11,7 @@
 //! given (`read_config_file`: regular files only, at most 1 MiB). Resolving folders, watching
 //! the file for changes and acting on the values belong to other modules.
 
+pub mod backup;
 pub(crate) mod hooks;
 pub(crate) mod load;
 pub mod run_config;
@@ -124,6 +125,8 @@ pub struct Config {
     pub auto_install: AutoInstall,
     /// `[hooks]`.
     pub hooks: hooks::Hooks,
+    /// `[backup]`.
+    pub backup: backup::Backup,
 }
 
 /// The `[autoInstall]` table: fetching missing upgrade folders from GitHub releases.
@@ -199,6 +202,7 @@ impl Default for Config {
             metrics_file: None,
             auto_install: AutoInstall::default(),
             hooks: hooks::Hooks::default(),
+            backup: backup::Backup::default(),
         }
     }
 }
@@ -313,6 +317,8 @@ impl Config {
                 }
                 "autoInstall" => parse_auto_install(&mut rep, entry, &mut config.auto_install),
                 "hooks" => hooks::parse_hooks(&mut rep, entry, &mut config.hooks),
+                // Not in TOP_KEYS (nor the template) until the backup is wired into `run`.
+                "backup" => backup::parse_backup(&mut rep, entry, &mut config.backup),
                 _ => rep.unknown(entry, "", TOP_KEYS),
             }
         }
@@ -1733,6 +1739,7 @@ binaryName = "bin/zeta"
                 ca_file: Some(PathBuf::from("/etc/visor/ca.pem")),
             },
             hooks: hooks::Hooks::default(),
+            backup: backup::Backup::default(),
         };
         assert_eq!(parse(text), Ok(expected));
     }

@@ -55,6 +55,36 @@ impl Home {
     pub fn current_run_config(&self) -> PathBuf {
         self.current_link().join(RUN_CONFIG_FILE)
     }
+    /// The folders a version may run from, as far as HOME and `upgradeFolders` tell: genesis,
+    /// where `current` points, every folder of HOME holding a run-config.toml (except
+    /// `current` and `.visor*` names) and every `upgradeFolders` folder, whether or not it
+    /// exists yet. Sorted, without duplicates. Nothing must be kept inside them but versions.
+    pub fn version_folders(&self, upgrade_folders: &BTreeMap<String, String>) -> Vec<PathBuf> {
+        let mut folders = vec![self.genesis_folder()];
+        folders.extend(self.current_target().ok());
+        for entry in fs::read_dir(&self.root).into_iter().flatten().flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(".visor") || name == CURRENT_LINK {
+                continue;
+            }
+            if entry.path().join(RUN_CONFIG_FILE).is_file() {
+                folders.push(entry.path());
+            }
+        }
+        for folder in upgrade_folders.values() {
+            let path = Path::new(folder);
+            folders.push(if path.is_absolute() {
+                path.to_path_buf()
+            } else {
+                self.root.join(path)
+            });
+        }
+        folders.sort();
+        folders.dedup();
+        folders
+    }
+
     /// A fresh temporary name in HOME for something half-made.
     pub fn temp_path(&self, what: &str) -> PathBuf {
         use std::sync::atomic::{AtomicU64, Ordering};
@@ -257,7 +287,7 @@ pub fn temp_owner(name: &str) -> Option<u32> {
 }
 
 /// Whether process `pid` exists and is another process than this one.
-fn process_runs(pid: u32) -> bool {
+pub(crate) fn process_runs(pid: u32) -> bool {
     if pid == std::process::id() || pid == 0 || pid > i32::MAX as u32 {
         return false;
     }
@@ -368,6 +398,33 @@ mod tests {
         assert!(
             !status_tmp.exists(),
             "temporary files in the supervise folder go too"
+        );
+        fs::remove_dir_all(home.root()).unwrap();
+    }
+
+    #[test]
+    fn version_folders_are_genesis_current_run_configs_and_the_mapping() {
+        let home = temp_home("versions");
+        for name in ["genesis", "v2", "backups", ".visor", "vX.X.X"] {
+            fs::create_dir(home.root().join(name)).unwrap();
+        }
+        for name in ["v2", ".visor", "vX.X.X"] {
+            fs::write(home.root().join(name).join(RUN_CONFIG_FILE), "").unwrap();
+        }
+        symlink("v2", home.current_link()).unwrap();
+        let mut map = BTreeMap::new();
+        map.insert("v3".to_string(), "third".to_string());
+        map.insert("v4".to_string(), "/opt/zeta/v4".to_string());
+        let root = home.root();
+        assert_eq!(
+            home.version_folders(&map),
+            [
+                PathBuf::from("/opt/zeta/v4"),
+                root.join("genesis"),
+                root.join("third"),
+                root.join("v2"),
+                root.join("vX.X.X"),
+            ]
         );
         fs::remove_dir_all(home.root()).unwrap();
     }

@@ -9,6 +9,8 @@
 //!   answer to another id is refused.
 //! - `home::ReleaseTag::parse` agrees with a model of `^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$`
 //!   minus `.` and `..`; an accepted tag never leaves HOME.
+//! - `backup::BackupName::parse` (which decides what `keep` may remove): arbitrary text never
+//!   panics, and every name a backup gets parses back to its tags, reason and time.
 //! - `node::commands`: flags are added once, the segment query copies `datanode` and `--home`,
 //!   and the version and segment outputs parse exactly or fail without panicking.
 //! - Durations the config parser accepts do not crash the state machine (one known failure,
@@ -33,6 +35,7 @@ use proptest::prelude::*;
 use proptest::test_runner::RngSeed;
 use serde_json::{json, Value};
 
+use zeta_visor::backup::{BackupName, Reason};
 use zeta_visor::config::run_config::RunConfig;
 use zeta_visor::config::{Config, LogFormat, LogLevel};
 use zeta_visor::home::{upgrade_folder, ReleaseTag};
@@ -2065,4 +2068,51 @@ fn a_symbolic_link_hidden_behind_a_file_of_the_same_name_refuses_the_zip() {
             || message.contains("two entries share a name"),
         "{message}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backup names
+// ---------------------------------------------------------------------------------------------
+
+/// How many times `-to-` occurs in `text`, overlapping occurrences included.
+fn to_count(text: &str) -> usize {
+    (0..text.len())
+        .filter(|at| text.get(*at..).is_some_and(|rest| rest.starts_with("-to-")))
+        .count()
+}
+
+proptest! {
+    #![proptest_config(cases(256))]
+
+    #[test]
+    fn backup_names_never_panic_and_parse_back(
+        text in any::<String>(),
+        from in valid_tag(),
+        to in valid_tag(),
+        height in option::of(any::<u64>()),
+        started in 0u64..253_402_300_800,
+    ) {
+        let _ = BackupName::parse(&text);
+        let name = BackupName {
+            from: ReleaseTag::parse(&from).unwrap(),
+            to: ReleaseTag::parse(&to).unwrap(),
+            reason: match height {
+                Some(height) => Reason::Upgrade { height },
+                None => Reason::Switch,
+            },
+            started,
+        };
+        let formatted = name.format();
+        let parsed = BackupName::parse(&formatted);
+        prop_assert!(parsed.is_some(), "{} does not parse", formatted);
+        let parsed = parsed.unwrap();
+        prop_assert_eq!(parsed.format(), formatted);
+        prop_assert_eq!(parsed.reason, name.reason);
+        prop_assert_eq!(parsed.started, started);
+        // Tags holding `-to-` themselves can be split elsewhere; otherwise the split is exact.
+        if to_count(&format!("{from}-to-{to}")) == 1 {
+            prop_assert_eq!(parsed.from, name.from);
+            prop_assert_eq!(parsed.to, name.to);
+        }
+    }
 }
