@@ -474,30 +474,10 @@ pub(super) fn may_write(path: &Path) -> io::Result<()> {
 
 /// The effective user id.
 pub(super) fn effective_uid() -> u32 {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() }
+    crate::home::owner::effective_uid()
 }
 
 /// The name of user `uid` from the password database, when it has one.
 pub(super) fn user_name(uid: u32) -> Option<String> {
-    let mut buffer = vec![0 as libc::c_char; 4096];
-    // SAFETY: an all-zero `passwd` is a valid value of the plain C struct.
-    let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut found: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: every pointer is valid and writable for the sizes given; they outlive the call.
-    let rc = unsafe {
-        libc::getpwuid_r(
-            uid,
-            &mut entry,
-            buffer.as_mut_ptr(),
-            buffer.len(),
-            &mut found,
-        )
-    };
-    if rc != 0 || found.is_null() || entry.pw_name.is_null() {
-        return None;
-    }
-    // SAFETY: pw_name points into `buffer`, NUL-terminated, while `buffer` lives.
-    let name = unsafe { CStr::from_ptr(entry.pw_name) };
-    Some(name.to_string_lossy().into_owned())
+    crate::home::owner::user_name(uid)
 }
