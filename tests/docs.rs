@@ -294,3 +294,35 @@ fn the_readme_and_the_pages_say_that_visor_restart_rereads_the_run_config() {
         "visor-config(5) does not say that visor restart re-reads the run-config"
     );
 }
+
+/// A `zfs snapshot` hook cannot work under the shipped unit as it stands (`PrivateDevices=yes`
+/// hides `/dev/zfs`, `ProtectClock=yes` makes devices an allow list, the user has no ZFS
+/// permission): wherever the README or visor-config(5) shows one, they say what it needs.
+/// And the backup folder's drop-in keeps the `-` that lets the unit start without the folder.
+#[test]
+fn a_zfs_hook_example_says_what_it_needs_under_the_unit() {
+    let readme =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .expect("README.md");
+    let config_page = page("visor-config.5");
+    for (name, text) in [("README.md", &readme), ("visor-config(5)", &config_page)] {
+        let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        if flat.contains("zfs snapshot") {
+            for needed in [
+                "PrivateDevices=no",
+                "DeviceAllow=/dev/zfs rw",
+                "zfs allow -u zeta snapshot,mount",
+            ] {
+                assert!(
+                    flat.contains(needed),
+                    "{name} shows a zfs snapshot hook without {needed:?}, so it fails under the \
+                     unit"
+                );
+            }
+        }
+        assert!(
+            flat.contains("ReadWritePaths=-/var/backups/zeta"),
+            "{name} does not give the backup folder's drop-in as ReadWritePaths=-/var/backups/zeta"
+        );
+    }
+}

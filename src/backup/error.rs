@@ -8,7 +8,7 @@ use std::fmt;
 pub enum ErrorKind {
     /// The settings cannot work (folder not absolute, overlap, no paths): fix config.toml.
     Settings,
-    /// The cancel flag was set (Visor is stopping).
+    /// The cancel flag was set (Visor is stopping, or `visor switch` got a signal).
     Cancelled,
     /// `timeoutSeconds` ran out.
     TimedOut,

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use super::name::BackupName;
 use super::temp::remove_tree;
+use super::tree::{measure, MeasureStop};
 
 /// The finished backups in `folder`, newest first (by the time in the name, then by name).
 /// A missing folder has none.
@@ -36,6 +37,17 @@ pub fn backups(folder: &Path) -> io::Result<Vec<(BackupName, PathBuf)>> {
         b.started.cmp(&a.started).then_with(|| b_path.cmp(a_path))
     });
     Ok(found)
+}
+
+/// The regular files below a backup and their bytes (a hard-linked file once), without
+/// following links: what `visor list` shows. `Err` names the entry that could not be read.
+pub fn footprint(backup: &Path) -> Result<(u64, u64), (PathBuf, io::Error)> {
+    match measure(backup, None) {
+        Ok(totals) => Ok((totals.files, totals.bytes)),
+        Err(MeasureStop::Io(at, e)) => Err((at, e)),
+        // Without limits nothing halts a measure.
+        Err(MeasureStop::Halted(e)) => Err((backup.to_path_buf(), io::Error::other(e))),
+    }
 }
 
 /// What [`keep_newest`] removed, and what it could not.

@@ -24,7 +24,7 @@ mod validate;
 mod tests;
 
 pub use error::{BackupError, ErrorKind};
-pub use keep::backups;
+pub use keep::{backups, footprint};
 pub use name::{stamp, BackupName, Reason};
 pub use progress::{size, Progress, Report, Silent, REPORT_EVERY};
 pub use run::{run, Completed, Request};

@@ -818,13 +818,13 @@ fn a_read_only_folder_gets_the_drop_in() {
         assert_eq!(drop_in.file, Path::new(DROP_IN_FILE));
         assert_eq!(
             drop_in.text,
-            format!("[Service]\nReadWritePaths={}\n", folder.display())
+            format!("[Service]\nReadWritePaths=-{}\n", folder.display())
         );
         let message = &problem.message;
         assert!(message.contains("read-only file system"), "{message}");
         assert!(message.contains(DROP_IN_FILE), "{message}");
         assert!(
-            message.contains(&format!("ReadWritePaths={}", folder.display())),
+            message.contains(&format!("ReadWritePaths=-{}", folder.display())),
             "{message}"
         );
         assert!(message.contains("systemctl daemon-reload"), "{message}");

@@ -41,7 +41,7 @@ impl Limits<'_> {
             return Err(BackupError::new(
                 ErrorKind::Cancelled,
                 format!(
-                    "backup into {} cancelled (Visor is stopping) after {}",
+                    "backup into {} cancelled (a stop was asked for) after {}",
                     self.folder.display(),
                     done()
                 ),

@@ -45,9 +45,18 @@ impl DropIn {
     pub fn read_write(folder: &Path) -> DropIn {
         DropIn {
             file: PathBuf::from(DROP_IN_FILE),
-            text: format!("[Service]\nReadWritePaths={}\n", unit_path(folder)),
+            text: format!("[Service]\nReadWritePaths={}\n", read_write_value(folder)),
         }
     }
+}
+
+/// The value of `ReadWritePaths=` for `folder`, with the `-` that lets the unit start when
+/// the folder is missing (a backup disk that did not come up at boot): without it systemd
+/// refuses to start the unit at all (status 226/NAMESPACE), and the node stays down.
+fn read_write_value(folder: &Path) -> String {
+    let mut value = std::ffi::OsString::from("-");
+    value.push(folder.as_os_str());
+    unit_path(Path::new(&value))
 }
 
 /// A path as a systemd unit setting takes it: quoted when it holds spaces, quotes or
@@ -523,7 +532,8 @@ fn not_writable(folder: &Path, at: &Path, error: &io::Error) -> Problem {
         let drop_in = DropIn::read_write(folder);
         let make = if missing {
             format!(
-                "create it first (ReadWritePaths= needs it to exist): {}; then ",
+                "create it first (ReadWritePaths= makes writable only what exists when the \
+                 unit starts): {}; then ",
                 make_folder_command(folder)
             )
         } else {
@@ -543,7 +553,7 @@ fn not_writable(folder: &Path, at: &Path, error: &io::Error) -> Problem {
                  drop-in {} holding \"[Service]\" and \"ReadWritePaths={}\" on two lines, and \
                  run systemctl daemon-reload && systemctl restart {UNIT}",
                 DROP_IN_FILE,
-                unit_path(folder)
+                read_write_value(folder)
             ),
         );
         problem.drop_in = Some(drop_in);
@@ -601,7 +611,11 @@ mod tests {
         assert_eq!(unit_path(Path::new("/mnt/my disk")), "\"/mnt/my disk\"");
         assert_eq!(
             DropIn::read_write(Path::new("/var/backups/zeta")).text,
-            "[Service]\nReadWritePaths=/var/backups/zeta\n"
+            "[Service]\nReadWritePaths=-/var/backups/zeta\n"
+        );
+        assert_eq!(
+            DropIn::read_write(Path::new("/mnt/my disk")).text,
+            "[Service]\nReadWritePaths=\"-/mnt/my disk\"\n"
         );
     }
 }

@@ -1,6 +1,8 @@
 //! `visor check`: every problem `visor run` would stop on, what in HOME belongs to another user
-//! than HOME's owner, a control socket that cannot be made, and a pending upgrade whose folder
-//! is not ready, one line each.
+//! than HOME's owner, a control socket that cannot be made, every problem of an enabled
+//! `[backup]` (`backup::validate`, as this process sees the file system) and a pending upgrade
+//! whose folder is not ready, one line each; with `[backup]` enabled, a line on what a backup
+//! will cost (clones or copies).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -8,6 +10,7 @@ use std::path::{Path, PathBuf};
 use super::init::EXAMPLE_FOLDER;
 use super::run::startup_check;
 use super::{EXIT_CONFIG, EXIT_FAILURE, EXIT_OK};
+use crate::backup;
 use crate::config::hooks::Hooks;
 use crate::config::run_config::RunConfig;
 use crate::config::{load_config, Config};
@@ -30,7 +33,7 @@ pub fn check(root: &Path) -> i32 {
         }
     };
     if !root.is_dir() {
-        return report(config_problems, Vec::new());
+        return report(config_problems, Vec::new(), Vec::new());
     }
     // The very rules `visor run` applies before it starts anything.
     let no_hooks = Hooks::default();
@@ -52,6 +55,10 @@ pub fn check(root: &Path) -> i32 {
     let visor_user = owner::home_owner(root).unwrap_or_else(owner::effective_uid);
     config_problems.extend(owner::foreign_entries(root, visor_user));
     config_problems.extend(SuperviseFolder::new(root).control_problem());
+    let mut notes = Vec::new();
+    if let Some(config) = config.as_ref().filter(|c| c.backup.enabled) {
+        backup_findings(&home, config, &mut config_problems, &mut notes);
+    }
     let mut seen = HashSet::new();
     config_problems.retain(|problem| seen.insert(problem.clone()));
     let mut upgrade_problems = Vec::new();
@@ -60,11 +67,54 @@ pub fn check(root: &Path) -> i32 {
             upgrade_problems.push(problem);
         }
     }
-    report(config_problems, upgrade_problems)
+    report(config_problems, upgrade_problems, notes)
 }
 
-fn report(config_problems: Vec<String>, upgrade_problems: Vec<String>) -> i32 {
-    for problem in config_problems.iter().chain(&upgrade_problems) {
+/// What `[backup]` would meet, as `backup::validate` finds it with this process's view of the
+/// file system: each problem (a configuration problem, naming config.toml), and a note on
+/// what a backup will cost (clones or copies), plus one when this user is not HOME's owner,
+/// as whom Visor runs and writes.
+fn backup_findings(
+    home: &Home,
+    config: &Config,
+    problems: &mut Vec<String>,
+    notes: &mut Vec<String>,
+) {
+    let validation = backup::validate(&config.backup, home, &config.upgrade_folders);
+    let file = home.config_file();
+    problems.extend(
+        validation
+            .problems
+            .iter()
+            .map(|problem| format!("{}: {}", file.display(), problem.message)),
+    );
+    if !validation.paths.is_empty() {
+        let folder = config
+            .backup
+            .folder
+            .as_deref()
+            .map(|f| f.display().to_string())
+            .unwrap_or_default();
+        notes.push(format!("backup: {folder}: {}", validation.cost()));
+    }
+    let me = owner::effective_uid();
+    if let Some(visor_user) = owner::home_owner(home.root()).filter(|o| *o != me) {
+        notes.push(format!(
+            "backup: the folder and paths were looked at as {}, not as {} (the owner of HOME, \
+             as whom Visor runs and writes the backups): run {} to see them as Visor will",
+            owner::describe(me),
+            owner::describe(visor_user),
+            super::as_owner(home.root(), visor_user)
+        ));
+    }
+}
+
+fn report(config_problems: Vec<String>, upgrade_problems: Vec<String>, notes: Vec<String>) -> i32 {
+    for problem in config_problems
+        .iter()
+        .chain(&upgrade_problems)
+        .chain(&notes)
+    {
         // A binary's version output or a path may hold control characters.
         super::out(&crate::ops::log::escape_controls(problem));
     }

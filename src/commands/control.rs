@@ -3,14 +3,18 @@
 //! is an error and `switch` checks the folder and moves `current` itself, under the lock.
 
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Duration;
 
+use super::pre_switch::PreSwitch;
 use super::run::config_or_exit;
 use super::{EXIT_BUSY, EXIT_CONFIG, EXIT_FAILURE, EXIT_OK};
 use crate::home::supervise_folder::{LockError, SuperviseFolder};
 use crate::home::{self, owner, Home};
 use crate::machine::{ControlReply, ControlRequest};
 use crate::node::folder_check::check_and_record;
+use crate::ops::log;
 use crate::supervise::control_socket::{self, RequestError};
 
 /// Asks the running Visor; `None` when no Visor runs on this home.
@@ -127,6 +131,11 @@ pub fn switch(root: &Path, tag: &str, wait: Duration, force: bool) -> i32 {
         Ok((config, _)) => config,
         Err(code) => return code,
     };
+    log::configure(config.log_format, config.log_level);
+    if let Some(problem) = PreSwitch::hook_problem(&home, &config) {
+        super::err(&format!("{problem}; nothing was changed"));
+        return EXIT_CONFIG;
+    }
     let supervise = SuperviseFolder::new(root);
     let _lock = match supervise.lock() {
         Ok(lock) => lock,
@@ -169,6 +178,29 @@ pub fn switch(root: &Path, tag: &str, wait: Duration, force: bool) -> i32 {
             return EXIT_FAILURE;
         }
     };
+    // The backup and beforeSwitch, as at an upgrade, before `current` moves.
+    let steps = PreSwitch {
+        home: &home,
+        config: &config,
+        tag,
+        folder: &folder,
+    };
+    if steps.has_steps() {
+        let cancel = Arc::new(AtomicBool::new(false));
+        if let Err(e) = super::prepare::watch_signals(&cancel) {
+            super::err(&format!(
+                "cannot install signal handlers ({e}); nothing was switched: current was not \
+                 changed"
+            ));
+            return EXIT_FAILURE;
+        }
+        if let Err(why) = steps.run(&cancel) {
+            super::err(&format!(
+                "not switched to {tag}: {why}; current was not changed"
+            ));
+            return EXIT_FAILURE;
+        }
+    }
     if let Some(change) = checked.fingerprint.changed() {
         super::err(&format!(
             "the folder for {tag} changed while it was checked ({change}); current was not \
@@ -182,6 +214,9 @@ pub fn switch(root: &Path, tag: &str, wait: Duration, force: bool) -> i32 {
                 "current now points at {tag} ({}); no Visor is running: start it to run {tag}",
                 folder.display()
             ));
+            if let Some(note) = steps.after_upgrade_note() {
+                super::out(&note);
+            }
             EXIT_OK
         }
         Err(e) => {

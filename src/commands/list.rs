@@ -2,7 +2,8 @@
 //! every `[upgradeFolders]` entry, and whatever `current` points at), with its run-config name,
 //! the versions its binaries report, whether it is ready (the rules of
 //! [`crate::node::folder_check`], as `check` and an upgrade apply them) and which one is
-//! `current` or pending. It only reads: it works beside a running Visor and writes nothing.
+//! `current` or pending; then the backups in `[backup] folder`, newest first, with their size
+//! and time. It only reads: it works beside a running Visor and writes nothing.
 //!
 //! Also the versions a run-config's binaries report ([`ask_versions`]), which `visor version
 //! --home` prints for `current`.
@@ -16,6 +17,7 @@ use super::init::EXAMPLE_FOLDER;
 use super::run::load_config;
 use super::switch_guard::ReleaseVersion;
 use super::{out, EXIT_CONFIG, EXIT_OK};
+use crate::backup::{self, Reason};
 use crate::cli::Output;
 use crate::config::run_config::RunConfig;
 use crate::config::Config;
@@ -118,6 +120,7 @@ pub fn list(root: &Path, output: Output, no_exec: bool) -> i32 {
             row
         })
         .collect();
+    let backups = list_backups(config.backup.folder.as_deref());
     let report = json!({
         "home": root.display().to_string(),
         "running": supervisor["running"],
@@ -127,8 +130,9 @@ pub fn list(root: &Path, output: Output, no_exec: bool) -> i32 {
         "pending": pending,
         "executed": !no_exec,
         "versions": versions,
-        // The backups of `[backup]`, once Visor takes them; none yet.
-        "backups": [],
+        "backup_folder": config.backup.folder.as_ref().map(|f| f.display().to_string()),
+        "backups": backups.0,
+        "backups_error": backups.1,
         "config_problems": config_problems,
     });
     match output {
@@ -140,6 +144,70 @@ pub fn list(root: &Path, output: Output, no_exec: bool) -> i32 {
     } else {
         EXIT_CONFIG
     }
+}
+
+/// The backups in `[backup] folder`, newest first, each with its size and time, and why the
+/// folder could not be read (a missing folder has none). Only reads.
+fn list_backups(folder: Option<&Path>) -> (Vec<Value>, Option<String>) {
+    let Some(folder) = folder else {
+        return (Vec::new(), None);
+    };
+    let found = match backup::backups(folder) {
+        Ok(found) => found,
+        Err(e) => {
+            return (
+                Vec::new(),
+                Some(format!(
+                    "{}: cannot list the backups ({e}); run visor list as the user Visor runs as",
+                    folder.display()
+                )),
+            )
+        }
+    };
+    let rows = found
+        .into_iter()
+        .map(|(name, path)| {
+            let (reason, height) = match name.reason {
+                Reason::Upgrade { height } => ("upgrade", Some(height)),
+                Reason::Switch => ("switch", None),
+            };
+            let (files, bytes, error) = match backup::footprint(&path) {
+                Ok((files, bytes)) => (Some(files), Some(bytes), None),
+                Err((at, e)) => (
+                    None,
+                    None,
+                    Some(format!("{}: cannot be read ({e})", at.display())),
+                ),
+            };
+            json!({
+                "name": name.format(),
+                "path": path.display().to_string(),
+                "from": name.from.as_str(),
+                "to": name.to.as_str(),
+                "reason": reason,
+                "height": height,
+                "started": rfc3339(name.started),
+                "files": files,
+                "bytes": bytes,
+                "error": error,
+            })
+        })
+        .collect();
+    (rows, None)
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` of a Unix time, from the stamp in backup names.
+fn rfc3339(unix: u64) -> String {
+    let stamp = backup::stamp(unix);
+    format!(
+        "{}-{}-{}T{}:{}:{}Z",
+        &stamp[0..4],
+        &stamp[4..6],
+        &stamp[6..8],
+        &stamp[9..11],
+        &stamp[11..13],
+        &stamp[13..15]
+    )
 }
 
 /// Whether a Visor holds the lock, its pid and the release it holds as pending, read as
@@ -395,8 +463,70 @@ fn print_text(report: &Value) {
             }
         }
     }
+    print_backups(report);
     for problem in report["config_problems"].as_array().into_iter().flatten() {
         out(&format!("config.toml: {}", text(problem)));
+    }
+}
+
+/// The backups of `[backup] folder`, when one is set: a table, newest first, then one line
+/// on the folder.
+fn print_backups(report: &Value) {
+    if report["backup_folder"].is_null() {
+        return;
+    }
+    let folder = text(&report["backup_folder"]);
+    let backups = report["backups"].as_array().cloned().unwrap_or_default();
+    out("");
+    if !backups.is_empty() {
+        let mut rows = vec![[
+            "BACKUP".to_owned(),
+            "TAKEN".into(),
+            "FILES".into(),
+            "SIZE".into(),
+        ]];
+        for row in &backups {
+            let size = match row["bytes"].as_u64() {
+                Some(bytes) => backup::size(bytes),
+                None => "error".into(),
+            };
+            rows.push([
+                text(&row["name"]),
+                text(&row["started"]),
+                text(&row["files"]),
+                size,
+            ]);
+        }
+        let mut widths = [0; 4];
+        for row in &rows {
+            for (width, cell) in widths.iter_mut().zip(row) {
+                *width = (*width).max(cell.chars().count());
+            }
+        }
+        for row in &rows {
+            let cells: Vec<String> = row
+                .iter()
+                .zip(widths)
+                .enumerate()
+                // Counts and sizes are aligned on the right.
+                .map(|(column, (cell, width))| match column {
+                    0 | 1 => format!("{cell:width$}"),
+                    _ => format!("{cell:>width$}"),
+                })
+                .collect();
+            out(cells.join("  ").trim_end());
+        }
+        out("");
+    }
+    match (&report["backups_error"], backups.len()) {
+        (Value::String(_), _) => out(&format!("backups: {}", text(&report["backups_error"]))),
+        (_, 0) => out(&format!("backups: none in {folder}")),
+        (_, n) => out(&format!("backups: {n} in {folder}, newest first")),
+    }
+    for row in &backups {
+        if !row["error"].is_null() {
+            out(&format!("{}: {}", text(&row["name"]), text(&row["error"])));
+        }
     }
 }
 

@@ -7,6 +7,7 @@ mod control;
 mod init;
 mod list;
 mod output;
+mod pre_switch;
 mod prepare;
 mod run;
 mod status;

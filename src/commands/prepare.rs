@@ -157,7 +157,7 @@ fn template(home: &Home) -> Result<RunConfig, Vec<String>> {
 
 /// SIGINT, SIGTERM and SIGHUP set `cancel`, so the install stops at its next step and removes
 /// its half-made folder; a second one ends the process at once (exit 1).
-fn watch_signals(cancel: &Arc<AtomicBool>) -> std::io::Result<()> {
+pub(super) fn watch_signals(cancel: &Arc<AtomicBool>) -> std::io::Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     use signal_hook::flag;
     for signal in [SIGINT, SIGTERM, SIGHUP] {
