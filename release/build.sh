@@ -78,6 +78,14 @@ if [ "$with_deb" = 1 ]; then
   fi
 fi
 
+if [ -n "${VISOR_MINISIGN_KEY:-}" ]; then
+  command -v minisign >/dev/null || die "VISOR_MINISIGN_KEY is set but minisign is missing: apt-get install minisign"
+  [ -f "$VISOR_MINISIGN_KEY" ] || die "VISOR_MINISIGN_KEY=$VISOR_MINISIGN_KEY: no such file"
+  case $(realpath "$VISOR_MINISIGN_KEY") in
+    "$src"/*) die "VISOR_MINISIGN_KEY is inside the source tree; keep the secret key elsewhere" ;;
+  esac
+fi
+
 [ "$tools_only" = 0 ] || exit 0
 
 # --- what is built -----------------------------------------------------------------------
@@ -164,11 +172,6 @@ sed 's/^/    /' "$dist/SHA256SUMS"
 
 # --- the signature -----------------------------------------------------------------------
 if [ -n "${VISOR_MINISIGN_KEY:-}" ]; then
-  command -v minisign >/dev/null || die "VISOR_MINISIGN_KEY is set but minisign is missing: apt-get install minisign"
-  [ -f "$VISOR_MINISIGN_KEY" ] || die "VISOR_MINISIGN_KEY=$VISOR_MINISIGN_KEY: no such file"
-  case $(realpath "$VISOR_MINISIGN_KEY") in
-    "$src"/*) die "VISOR_MINISIGN_KEY is inside the source tree; keep the secret key elsewhere" ;;
-  esac
   say "signing SHA256SUMS with the minisign key $VISOR_MINISIGN_KEY"
   minisign -S -s "$VISOR_MINISIGN_KEY" -m "$dist/SHA256SUMS" -x "$dist/SHA256SUMS.minisig" \
     -t "visor $version" >/dev/null
