@@ -6,6 +6,7 @@
 #                                                 completions, LICENSE, README.md, CHANGELOG.md
 #   dist/zeta-visor_VERSION-1_amd64.deb            the same, installed in their system places
 #   dist/SHA256SUMS                                the SHA-256 of both
+#   dist/SHA256SUMS.minisig                        its minisign signature, when a key is given
 #
 # The build is reproducible: the same commit built with the same Rust toolchain and
 # cargo-deb gives the same bytes, in whatever folder it is built. No path of the build
@@ -19,6 +20,10 @@
 #   --tools-only  install what the build needs, then stop
 # Environment: VISOR_ALLOW_DIRTY=1 builds from a tree with uncommitted changes (the stamped
 # commit then does not describe the binary; never for a published release).
+# VISOR_MINISIGN_KEY=/path/to/minisign.key signs SHA256SUMS with that minisign secret key
+# (the maintainers' release key, kept outside the source tree and never committed; CI uses a
+# throwaway password-less one): minisign -S -t "visor VERSION". The signature is not listed in
+# SHA256SUMS, so the build stays reproducible.
 set -euo pipefail
 
 target=x86_64-unknown-linux-musl
@@ -50,6 +55,7 @@ if [ "$install" = 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; th
   command -v git >/dev/null || missing+=(git)
   command -v cc >/dev/null || missing+=(gcc)
   command -v file >/dev/null || missing+=(file)
+  if [ -n "${VISOR_MINISIGN_KEY:-}" ]; then command -v minisign >/dev/null || missing+=(minisign); fi
   if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]}"
     apt-get update -qq
@@ -70,6 +76,14 @@ if [ "$with_deb" = 1 ]; then
     say "installing cargo-deb $cargo_deb_version"
     cargo install cargo-deb --locked --version "$cargo_deb_version"
   fi
+fi
+
+if [ -n "${VISOR_MINISIGN_KEY:-}" ]; then
+  command -v minisign >/dev/null || die "VISOR_MINISIGN_KEY is set but minisign is missing: apt-get install minisign"
+  [ -f "$VISOR_MINISIGN_KEY" ] || die "VISOR_MINISIGN_KEY=$VISOR_MINISIGN_KEY: no such file"
+  case $(realpath "$VISOR_MINISIGN_KEY") in
+    "$src"/*) die "VISOR_MINISIGN_KEY is inside the source tree; keep the secret key elsewhere" ;;
+  esac
 fi
 
 [ "$tools_only" = 0 ] || exit 0
@@ -122,7 +136,7 @@ esac
 # --- the tarball -------------------------------------------------------------------------
 dist=$src/dist
 mkdir -p "$dist"
-rm -f "$dist/SHA256SUMS" "$dist"/visor-*-x86_64-linux-musl.tar.gz "$dist"/zeta-visor_*.deb
+rm -f "$dist/SHA256SUMS" "$dist/SHA256SUMS.minisig" "$dist"/visor-*-x86_64-linux-musl.tar.gz "$dist"/zeta-visor_*.deb
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 stage=$work/$name
@@ -155,3 +169,11 @@ fi
 (cd "$dist" && sha256sum -- "${artifacts[@]}" > SHA256SUMS)
 say "dist/SHA256SUMS:"
 sed 's/^/    /' "$dist/SHA256SUMS"
+
+# --- the signature -----------------------------------------------------------------------
+if [ -n "${VISOR_MINISIGN_KEY:-}" ]; then
+  say "signing SHA256SUMS with the minisign key $VISOR_MINISIGN_KEY"
+  minisign -S -s "$VISOR_MINISIGN_KEY" -m "$dist/SHA256SUMS" -x "$dist/SHA256SUMS.minisig" \
+    -t "visor $version" >/dev/null
+  say "dist/SHA256SUMS.minisig"
+fi

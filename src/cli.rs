@@ -21,7 +21,7 @@ Usage:
   visor status --home PATH [--output json]    show the running version and pending upgrade
   visor list --home PATH [--output json] [--no-exec]
                                               list every version folder, ready or why not
-  visor prepare VERSION --home PATH [--from FILE|ZIP|URL [--sha256 HEX]]
+  visor prepare VERSION --home PATH [--from SOURCE [--sha256 HEX] [--signature SIG]...]
                                               install the upgrade folder for VERSION now
   visor restart --home PATH [--wait SECONDS]  stop the node and start it again (running Visor)
   visor switch TAG --home PATH [--wait SECONDS] [--force]
@@ -153,12 +153,14 @@ Exit 0, or 78 when config.toml is missing or invalid (after listing all it can).
     },
     CommandHelp {
         name: "prepare",
-        usage: "prepare VERSION --home PATH [--from FILE|ZIP|URL [--sha256 HEX]]",
+        usage: "prepare VERSION --home PATH [--from SOURCE [--sha256 HEX] [--signature SIG]...]",
         summary: "install the upgrade folder for VERSION now",
         details: "\
 Installs the upgrade folder of release VERSION from its GitHub release in the foreground,
 as auto-install would ([autoInstall] in config.toml); nothing to do when it is ready.
-With --from, from a local binary or zip, or an https:// URL of either, instead.",
+With --from, from a local binary or zip, or an https:// URL of either, instead. With keys
+in [autoInstall.signatures], --signature is required and the signatures must meet threshold;
+without keys it is refused.",
         options: &[
             HOME_OPTION,
             OptionHelp {
@@ -167,7 +169,11 @@ With --from, from a local binary or zip, or an https:// URL of either, instead."
             },
             OptionHelp {
                 flags: "--sha256 HEX",
-                text: "its SHA-256 (a URL needs it unless requireChecksum = false)",
+                text: "its SHA-256 (a URL needs it unless requireChecksum = false or signed)",
+            },
+            OptionHelp {
+                flags: "--signature SIG",
+                text: "a minisign signature file of it, a path or URL (repeatable)",
             },
             HELP_OPTION,
         ],
@@ -243,6 +249,7 @@ const LONG_OPTIONS: &[&str] = &[
     "wait",
     "from",
     "sha256",
+    "signature",
     "force",
     "no-exec",
     "help",
@@ -310,6 +317,8 @@ pub enum Command {
         from: Option<String>,
         /// `--sha256 HEX`: the digest the source must have.
         sha256: Option<String>,
+        /// Each `--signature FILE|URL`: a minisign signature file of the source.
+        signatures: Vec<String>,
     },
     Restart {
         home: PathBuf,
@@ -376,6 +385,7 @@ struct Scanned {
     wait: Option<Duration>,
     from: Option<String>,
     sha256: Option<String>,
+    signatures: Vec<String>,
     force: bool,
     no_exec: bool,
     help: bool,
@@ -472,11 +482,12 @@ fn scan(args: Vec<OsString>) -> Scanned {
                 },
                 Err(e) => fail(&mut s, e.to_string()),
             },
-            Long("from") | Long("sha256") => {
-                let from = matches!(arg, Long("from"));
+            Long("from") | Long("sha256") | Long("signature") => {
+                let (from, sha256) = (matches!(arg, Long("from")), matches!(arg, Long("sha256")));
                 match parser.value().map(|v| v.into_string()) {
                     Ok(Ok(value)) if from => s.from = Some(value),
-                    Ok(Ok(value)) => s.sha256 = Some(value),
+                    Ok(Ok(value)) if sha256 => s.sha256 = Some(value),
+                    Ok(Ok(value)) => s.signatures.push(value),
                     Ok(Err(v)) => fail(&mut s, format!("{}: not valid UTF-8", v.to_string_lossy())),
                     Err(e) => fail(&mut s, e.to_string()),
                 }
@@ -587,14 +598,21 @@ fn resolve(
             "{command}: --with-data-node is only for init"
         )));
     }
-    if (s.from.is_some() || s.sha256.is_some()) && command != "prepare" {
+    if (s.from.is_some() || s.sha256.is_some() || !s.signatures.is_empty()) && command != "prepare"
+    {
         return Err(UsageError::new(format!(
-            "{command}: --from and --sha256 are only for prepare"
+            "{command}: --from, --sha256 and --signature are only for prepare"
         )));
     }
     if s.sha256.is_some() && s.from.is_none() {
         return Err(UsageError::new(
             "prepare: --sha256 goes with --from (a GitHub release carries its own digest)",
+        ));
+    }
+    if !s.signatures.is_empty() && s.from.is_none() {
+        return Err(UsageError::new(
+            "prepare: --signature goes with --from (a GitHub release carries its own signature \
+             files)",
         ));
     }
     if s.wait.is_some() && command != "restart" && command != "switch" {
@@ -647,6 +665,7 @@ fn resolve(
             home: home()?,
             from: s.from.clone(),
             sha256: s.sha256.clone(),
+            signatures: s.signatures.clone(),
         },
         "restart" => Command::Restart {
             home: home()?,
@@ -736,6 +755,29 @@ mod tests {
                 version: "v1.3.0".into(),
                 from: None,
                 sha256: None,
+                signatures: Vec::new(),
+            })
+        );
+        assert_eq!(
+            parse_str(
+                &[
+                    "prepare",
+                    "v2",
+                    "--from",
+                    "/z",
+                    "--signature",
+                    "/a.minisig",
+                    "--signature",
+                    "https://m.example/z.minisig",
+                ],
+                Some("/h")
+            ),
+            Ok(Command::Prepare {
+                home: "/h".into(),
+                version: "v2".into(),
+                from: Some("/z".into()),
+                sha256: None,
+                signatures: vec!["/a.minisig".into(), "https://m.example/z.minisig".into()],
             })
         );
         let text = Ok(Command::Version {
@@ -977,6 +1019,15 @@ mod tests {
             assert!(parse_str(args, None).is_err(), "{args:?} should fail");
         }
         assert_eq!(error(&[]).message, "no command given");
+        assert_eq!(
+            error(&["prepare", "v2", "--home", "/h", "--signature", "/s"]).message,
+            "prepare: --signature goes with --from (a GitHub release carries its own signature \
+             files)"
+        );
+        assert_eq!(
+            error(&["run", "--home", "/h", "--signature", "/s"]).message,
+            "run: --from, --sha256 and --signature are only for prepare"
+        );
         assert_eq!(
             error(&["prepare", "--home", "/h"]).message,
             "prepare: missing VERSION"

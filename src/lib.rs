@@ -11,6 +11,7 @@
 //! - [`config`]: config.toml and run-config.toml, and the config watcher thread;
 //! - [`home`]: every path under HOME, `current`, the supervise folder, permissions;
 //! - [`install`]: one install of one release from GitHub;
+//! - [`signature`]: minisign public keys and signature files, verified and counted by key;
 //! - [`backup`]: the backup of the node's data before an upgrade or a switch;
 //! - [`ops`]: what operators and systemd are told: log, sd_notify, metrics, status;
 //! - [`commands`] and [`cli`]: the command line.
@@ -24,4 +25,5 @@ pub mod install;
 pub mod machine;
 pub mod node;
 pub mod ops;
+pub mod signature;
 pub mod supervise;

@@ -29,7 +29,7 @@ _visor() {
         --wait | --sha256)
             return
             ;;
-        --from)
+        --from | --signature)
             compopt -o filenames 2>/dev/null
             mapfile -t COMPREPLY < <(compgen -f -- "$cur")
             return
@@ -41,7 +41,7 @@ _visor() {
     local command="" home=${VISOR_HOME-} i=1 positional=0
     while [ "$i" -lt "$cword" ]; do
         case ${words[i]} in
-            --home | --output | -o | --wait | --from | --sha256)
+            --home | --output | -o | --wait | --from | --sha256 | --signature)
                 [ "${words[i]}" = --home ] && home=${words[i+1]-}
                 i=$((i + 1))
                 ;;
@@ -64,7 +64,7 @@ _visor() {
             "") options="--home --output --version -V --help -h" ;;
             init) options="--home --with-data-node --help -h" ;;
             run | check) options="--home --help -h" ;;
-            prepare) options="--home --from --sha256 --help -h" ;;
+            prepare) options="--home --from --sha256 --signature --help -h" ;;
             status) options="--home --output -o --help -h" ;;
             list) options="--home --output -o --no-exec --help -h" ;;
             restart) options="--home --wait --help -h" ;;

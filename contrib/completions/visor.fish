@@ -53,3 +53,4 @@ end
 complete -c visor -n "__fish_seen_subcommand_from switch" -a "(__visor_tags)" -d 'release folder'
 complete -c visor -l from -r -F -n "__fish_seen_subcommand_from prepare" -d 'a local binary or zip, or an https:// URL'
 complete -c visor -l sha256 -x -n "__fish_seen_subcommand_from prepare" -d 'the SHA-256 the source must have'
+complete -c visor -l signature -r -F -n "__fish_seen_subcommand_from prepare" -d 'a minisign signature file of the source (repeatable)'

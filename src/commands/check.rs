@@ -35,6 +35,9 @@ pub fn check(root: &Path) -> i32 {
     if !root.is_dir() {
         return report(config_problems, Vec::new(), Vec::new());
     }
+    if let Some(config) = &config {
+        say_if_unsigned(&home, config);
+    }
     // The very rules `visor run` applies before it starts anything.
     let no_hooks = Hooks::default();
     let hooks = config.as_ref().map_or(&no_hooks, |c| &c.hooks);
@@ -107,6 +110,24 @@ fn backup_findings(
             super::as_owner(home.root(), visor_user)
         ));
     }
+}
+
+/// One info line on stderr (standard output is for problems) when releases are not
+/// signature-checked: no `[autoInstall.signatures]` keys.
+fn say_if_unsigned(home: &Home, config: &Config) {
+    if config.auto_install.signatures.enabled() {
+        return;
+    }
+    crate::ops::log::info(
+        &format!(
+            "check: releases are not signature-checked: no publicKeys in \
+             [autoInstall.signatures] of {}, so auto-install and visor prepare trust the \
+             SHA-256 a release gives; add its signers' minisign keys to check their signatures \
+             (see visor-config(5))",
+            home.config_file().display()
+        ),
+        &[],
+    );
 }
 
 fn report(config_problems: Vec<String>, upgrade_problems: Vec<String>, notes: Vec<String>) -> i32 {

@@ -91,11 +91,15 @@ fn dispatch() -> i32 {
             version,
             from,
             sha256,
+            signatures,
         } => prepare::prepare(
             &absolute(&home),
             &version,
-            from.as_deref(),
-            sha256.as_deref(),
+            prepare::From {
+                source: from.as_deref(),
+                sha256: sha256.as_deref(),
+                signatures: &signatures,
+            },
         ),
         Command::Restart { home, wait } => control::restart(&absolute(&home), wait),
         Command::Switch {

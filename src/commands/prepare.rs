@@ -19,15 +19,21 @@ use super::run::config_or_exit;
 use super::{EXIT_CONFIG, EXIT_FAILURE, EXIT_OK};
 use crate::config::run_config::RunConfig;
 use crate::home::{self, Home, ReleaseTag, RUN_CONFIG_FILE};
-use crate::install::source::{install_from, parse_sha256, Source};
+use crate::install::source::{install_from, parse_sha256, FromRequest, Source};
 use crate::install::{install_cancellable, InstallError, InstallErrorKind, InstallRequest, ToLog};
 use crate::node::folder_check::check_upgrade_folder;
 use crate::ops::log;
 
-/// `from` and `sha256` are `--from SOURCE` and `--sha256 HEX`: the release from a local
-/// binary or zip, or a URL, instead of the GitHub release.
-pub fn prepare(root: &Path, tag: &str, from: Option<&str>, sha256: Option<&str>) -> i32 {
-    let (tag, source) = match arguments(tag, from, sha256) {
+/// `--from SOURCE`, `--sha256 HEX` and each `--signature FILE|URL`: the release from a local
+/// binary or zip, or a URL, instead of the GitHub release, and how it is checked.
+pub struct From<'a> {
+    pub source: Option<&'a str>,
+    pub sha256: Option<&'a str>,
+    pub signatures: &'a [String],
+}
+
+pub fn prepare(root: &Path, tag: &str, from: From) -> i32 {
+    let (tag, source) = match arguments(tag, &from) {
         Ok(checked) => checked,
         Err(problem) => {
             super::err(&format!("prepare: {problem}"));
@@ -88,7 +94,14 @@ pub fn prepare(root: &Path, tag: &str, from: Option<&str>, sha256: Option<&str>)
         template,
     };
     let installed = match &source {
-        Some(source) => install_from(&request, source, sha256, &cancel, &mut ToLog),
+        Some(source) => {
+            let from = FromRequest {
+                source,
+                sha256: from.sha256,
+                signatures: from.signatures,
+            };
+            install_from(&request, &from, &cancel, &mut ToLog)
+        }
         None => install_cancellable(&request, &cancel, &mut ToLog),
     };
     match installed {
@@ -121,18 +134,24 @@ fn offline_advice(error: &InstallError, source: &Option<Source>, tag: &ReleaseTa
     )
 }
 
-/// The tag and `--from` source, checked; `--sha256` is checked too (and used as given).
-fn arguments(
-    tag: &str,
-    from: Option<&str>,
-    sha256: Option<&str>,
-) -> Result<(ReleaseTag, Option<Source>), String> {
+/// The tag and `--from` source, checked; `--sha256` and the form of each `--signature` are
+/// checked too (and used as given).
+fn arguments(tag: &str, from: &From) -> Result<(ReleaseTag, Option<Source>), String> {
     let source = from
+        .source
         .map(Source::parse)
         .transpose()
         .map_err(|problem| format!("{problem}; give a local file or an https:// URL"))?;
-    if let Some(hex) = sha256 {
+    if let Some(hex) = from.sha256 {
         parse_sha256(hex)?;
+    }
+    for signature in from.signatures {
+        Source::parse(signature).map_err(|problem| {
+            format!(
+                "{}; give a local .minisig file or an https:// URL",
+                problem.replacen("--from", "--signature", 1)
+            )
+        })?;
     }
     let tag = ReleaseTag::parse(tag).map_err(|problem| {
         format!("{problem}; give the release tag as the core announces it, e.g. v1.3.0")

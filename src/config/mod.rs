@@ -15,6 +15,7 @@ pub mod backup;
 pub(crate) mod hooks;
 pub(crate) mod load;
 pub mod run_config;
+pub mod signatures;
 pub(crate) mod url;
 pub(crate) mod watch;
 
@@ -162,6 +163,8 @@ pub struct AutoInstall {
     /// `caFile`: an absolute path to PEM CA certificates trusted instead of the system's trust
     /// store, when set. Only its form is checked here; it is read at each install.
     pub ca_file: Option<PathBuf>,
+    /// `[autoInstall.signatures]`: the minisign keys a release must be signed with.
+    pub signatures: signatures::Signatures,
 }
 
 impl Default for AutoInstall {
@@ -180,6 +183,7 @@ impl Default for AutoInstall {
             max_download_bytes: DEFAULT_MAX_DOWNLOAD_BYTES,
             min_free_bytes: DEFAULT_MIN_FREE_BYTES,
             ca_file: None,
+            signatures: signatures::Signatures::default(),
         }
     }
 }
@@ -240,6 +244,7 @@ const AUTO_INSTALL_KEYS: &[&str] = &[
     "minFreeBytes",
     "caFile",
     "asset",
+    "signatures",
 ];
 
 /// The keys allowed in `[autoInstall.asset]`.
@@ -670,6 +675,7 @@ fn parse_auto_install(rep: &mut Report, entry: &Entry, auto: &mut AutoInstall) {
                 }
             }
             "asset" => parse_asset(rep, item, parent, auto),
+            "signatures" => signatures::parse(rep, item, parent, &mut auto.signatures),
             _ => rep.unknown(item, parent, AUTO_INSTALL_KEYS),
         }
     }
@@ -929,6 +935,15 @@ name = "zeta-{os}-{arch}.zip"
 
 # The binary inside a zip asset.
 binaryName = "zeta"
+
+# The minisign public keys of the release's signers, as minisign -G prints them. With keys, an
+# asset is installed only when at least threshold of them signed it: in NAME.minisig or
+# NAME.*.minisig beside the asset, or in SHA256SUMS.minisig or SHA256SUMS.*.minisig over a
+# SHA256SUMS that lists it (checksumAsset names another file). Unset by default: releases are
+# then not signature-checked. See [autoInstall.signatures] in visor-config(5).
+# [autoInstall.signatures]
+# publicKeys = ["RWQ...key of signer 1...", "RWR...key of signer 2..."]
+# threshold = 1
 
 # Your own commands around an upgrade; each is ["program", "arg", ...], run without a shell,
 # with VISOR_EVENT, VISOR_HOME, VISOR_RELEASE, VISOR_HEIGHT, VISOR_FOLDER and
@@ -1333,7 +1348,7 @@ pub(crate) mod doc {
         }
 
         /// Reads a whole number >= `min`; `unit` is " of seconds" or similar, `todo` the advice.
-        fn whole(
+        pub(crate) fn whole(
             &mut self,
             entry: &Entry,
             parent: &str,
@@ -1661,7 +1676,12 @@ mod tests {
 
     #[test]
     fn template_mentions_every_key() {
-        for key in TOP_KEYS.iter().chain(AUTO_INSTALL_KEYS).chain(ASSET_KEYS) {
+        for key in TOP_KEYS
+            .iter()
+            .chain(AUTO_INSTALL_KEYS)
+            .chain(ASSET_KEYS)
+            .chain(signatures::SIGNATURE_KEYS)
+        {
             assert!(CONFIG_TEMPLATE.contains(key), "template lacks {key}");
         }
         assert!(CONFIG_TEMPLATE.contains("[autoInstall.asset]"));
@@ -1737,6 +1757,8 @@ binaryName = "bin/zeta"
                 max_download_bytes: 1_000_000,
                 min_free_bytes: 0,
                 ca_file: Some(PathBuf::from("/etc/visor/ca.pem")),
+                // Read in config/signatures.rs's tests, with keys made at test time.
+                signatures: signatures::Signatures::default(),
             },
             hooks: hooks::Hooks::default(),
             backup: backup::Backup::default(),

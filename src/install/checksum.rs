@@ -24,6 +24,9 @@ pub enum Expected {
     /// `prepare --from` without `--sha256`. `why` ends the warning line: why nothing was
     /// checked.
     Unverified { why: String },
+    /// No checksum, but `[autoInstall.signatures]` keys are configured: the signatures over
+    /// the asset's bytes stand in for it (`install::signature`).
+    BySignatures,
 }
 
 /// What decides the expected SHA-256 of one asset.
@@ -69,7 +72,7 @@ pub fn expected_sha256(
 
 /// The SHA-256 from the asset's `digest`; None when it has none, or one of another algorithm
 /// (which is said in a progress line).
-fn from_digest(
+pub(super) fn from_digest(
     sources: &Sources,
     progress: &mut dyn Progress,
 ) -> Result<Option<Expected>, InstallError> {
@@ -164,6 +167,14 @@ pub fn verify(
                 ],
             );
         }
+        Expected::BySignatures => progress.report(
+            &format!(
+                "install: the release gives no SHA-256 for {}; its signatures are checked \
+                 over its bytes instead",
+                asset.name
+            ),
+            vec![("sha256", downloaded.sha256.clone())],
+        ),
         Expected::Unverified { why } => progress.report(
             &format!(
                 "install: WARNING {} is installed unverified {why}",

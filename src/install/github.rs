@@ -532,7 +532,8 @@ impl<'c> Client<'c> {
         })
     }
 
-    /// Downloads a small asset (a checksum file) into memory, refusing more than `limit` bytes.
+    /// Downloads a small asset (a checksum or signature file) into memory, refusing more than
+    /// `limit` bytes.
     pub fn download_small(
         &self,
         asset: &Asset,
@@ -548,8 +549,9 @@ impl<'c> Client<'c> {
         };
         let too_large = |size: u64| {
             invalid(format!(
-                "{what}: {url} is {size} bytes, more than the {limit} bytes a checksum file may \
-                 have; check checksumAsset in [autoInstall] of config.toml"
+                "{what}: {url} is {size} bytes, more than the {limit} bytes Visor reads for such \
+                 a file; report it to the publisher, or check the file names in [autoInstall] of \
+                 config.toml"
             ))
         };
         if let Some(size) = asset.size.filter(|size| *size > limit) {

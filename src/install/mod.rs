@@ -14,6 +14,7 @@ pub(crate) mod checksum;
 pub(crate) mod error;
 pub(crate) mod github;
 pub(crate) mod progress;
+pub(crate) mod signature;
 pub(crate) mod source;
 pub mod space;
 pub(crate) mod staging;
@@ -67,10 +68,12 @@ pub fn install(
 /// [`install`], stopping with a `Local` error (and cleaning up) soon after `cancel` becomes
 /// true: between chunks of a download, between retries and between zip entries.
 ///
-/// The steps, in order: the folder already in place, [`check_destination`], [`lookup`], the
-/// expected SHA-256 ([`checksum::expected_sha256`]), [`fetch`] into a fresh half-made folder,
-/// [`checksum::verify`], [`unpack`], [`version_check`] and [`place`]. The half-made folder is
-/// removed by its guard on every failure.
+/// The steps, in order: the folder already in place, [`check_destination`], [`lookup`], with
+/// `[autoInstall.signatures]` keys the signature files and the signed checksum file
+/// ([`signature::before_download`]), the expected SHA-256 ([`checksum::expected_sha256`]),
+/// [`fetch`] into a fresh half-made folder, [`checksum::verify`], with keys the signatures
+/// over the download ([`signature::after_download`]), [`unpack`], [`version_check`] and
+/// [`place`]. The half-made folder is removed by its guard on every failure.
 pub fn install_cancellable(
     req: &InstallRequest,
     cancel: &AtomicBool,
@@ -100,10 +103,33 @@ pub fn install_cancellable(
         config_file: &config_file,
         what: &found.what,
     };
-    let expected = checksum::expected_sha256(&client, &sources, progress)?;
+    let signatures = &req.auto.signatures;
+    let signed = if signatures.enabled() {
+        Some(signature::before_download(
+            &client, &sources, signatures, progress,
+        )?)
+    } else {
+        None
+    };
+    let expected = match &signed {
+        Some(before) => signature::expected_sha256(before, &client, &sources, progress)?,
+        None => checksum::expected_sha256(&client, &sources, progress)?,
+    };
     let temp = TempFolder::create(req.home.temp_path(&format!("install-{tag}")))?;
     let (download, downloaded) = fetch(&client, &found, &temp, progress)?;
     checksum::verify(&expected, &downloaded, &found.asset, &found.what, progress)?;
+    if let Some(before) = signed {
+        signature::after_download(
+            before,
+            signatures,
+            &download,
+            &downloaded,
+            &found.what,
+            &config_file,
+            cancel,
+            progress,
+        )?;
+    }
     let unpacked = unpack(req, &found, &temp, &download, cancel, progress)?;
     let text = version_check(req, &found.what, &temp, &unpacked.binary, progress)?;
     place(req, &found.what, temp, &unpacked.folders, &text, progress)

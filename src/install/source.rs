@@ -1,14 +1,16 @@
-//! `visor prepare TAG --from SOURCE [--sha256 HEX]`: the install pipeline of auto-install fed
-//! from a local binary, a local zip, or an `https://` URL (`http://` to a loopback host only)
-//! of either, for hosts that cannot reach GitHub.
+//! `visor prepare TAG --from SOURCE [--sha256 HEX] [--signature FILE|URL]...`: the install
+//! pipeline of auto-install fed from a local binary, a local zip, or an `https://` URL
+//! (`http://` to a loopback host only) of either, for hosts that cannot reach GitHub.
 //!
 //! Only the first steps differ: the source is copied (a file; never linked, so the folder
 //! does not depend on a path outside HOME) or downloaded (a URL; no token is ever sent) into
 //! the half-made folder with its SHA-256 computed on the way, and checked against `--sha256`.
-//! A URL needs `--sha256` unless `[autoInstall] requireChecksum = false`; a local file is
-//! checked when `--sha256` is given. Then the steps are those of auto-install: unpack (a zip
-//! by its name or its first bytes), the derived run-config, the version check, the
-//! no-replace rename.
+//! A URL needs `--sha256` unless `[autoInstall] requireChecksum = false` or signatures stand
+//! in for it; a local file is checked when `--sha256` is given. With `[autoInstall.signatures]`
+//! keys, the `--signature` files (required then, refused without keys) must show at least
+//! `threshold` configured keys over the source's bytes (`install::signature`). Then the steps
+//! are those of auto-install: unpack (a zip by its name or its first bytes), the derived
+//! run-config, the version check, the no-replace rename.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -22,6 +24,7 @@ use super::checksum::{self, Expected};
 use super::error::{interrupted, invalid, local, verification, InstallError};
 use super::github::{self, Asset, Client, Downloaded, Release};
 use super::progress::Progress;
+use super::signature;
 use super::space::{Room, CHECK_EVERY};
 use super::staging::{TempFolder, FILE_MODE};
 use super::InstallRequest;
@@ -29,6 +32,7 @@ use super::{begin, place, unpack, version_check, Begin, Found};
 use crate::config::run_config::RunConfig;
 use crate::config::url::check_url;
 use crate::home::RUN_CONFIG_FILE;
+use crate::signature::{possible_keys, Named, SignatureFile, Tally, MAX_SIGNATURE_FILE};
 
 /// Where `--from` takes the release from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,20 +97,49 @@ pub fn parse_sha256(text: &str) -> Result<String, String> {
     }
 }
 
+/// What `--from` installs, and how it is checked.
+pub struct FromRequest<'a> {
+    pub source: &'a Source,
+    /// `--sha256 HEX`.
+    pub sha256: Option<&'a str>,
+    /// Each `--signature FILE|URL`, as given.
+    pub signatures: &'a [String],
+}
+
 /// Installs release `req.tag` from `source` (see the module documentation).
 pub fn install_from(
     req: &InstallRequest,
-    source: &Source,
-    sha256: Option<&str>,
+    from: &FromRequest,
     cancel: &AtomicBool,
     progress: &mut dyn Progress,
 ) -> Result<RunConfig, InstallError> {
+    let source = from.source;
+    let keys = &req.auto.signatures;
+    if let (false, Some(given)) = (keys.enabled(), from.signatures.first()) {
+        return Err(invalid(format!(
+            "--signature {given}: there is no public key to check it with; add the minisign \
+             public keys of the release's signers to publicKeys in [autoInstall.signatures] of \
+             {} (see visor-config(5)), or leave --signature out",
+            req.home.config_file().display()
+        )));
+    }
     let tag = match begin(req, progress)? {
         Begin::Ready(run) => return Ok(*run),
         Begin::Install(tag) => tag,
     };
     let what = format!("{tag} from {}", source.shown());
-    let expected = expected(req, source, sha256, &what)?;
+    let signatures = if keys.enabled() {
+        Some(given_signatures(
+            req,
+            from.signatures,
+            &what,
+            cancel,
+            progress,
+        )?)
+    } else {
+        None
+    };
+    let expected = expected(req, source, from.sha256, &what, signatures.is_some())?;
     let temp = TempFolder::create(req.home.temp_path(&format!("install-{tag}")))?;
     let name = source.file_name();
     let kept = temp.path().join(&name);
@@ -120,6 +153,14 @@ pub fn install_from(
     };
     let taken = take(req, source, &asset, &what, &kept, cancel, progress)?;
     checksum::verify(&expected, &taken, &asset, &what, progress)?;
+    if let Some(files) = &signatures {
+        let verdicts = signature::verify_file(keys, files, &kept, &what, cancel)?;
+        let tally = Tally {
+            threshold: keys.threshold,
+            verdicts,
+        };
+        signature::decide(tally, &what, &req.home.config_file(), progress)?;
+    }
     if starts_like_a_zip(&kept) {
         asset.content_type = Some("application/zip".to_string());
     }
@@ -136,18 +177,23 @@ pub fn install_from(
     place(req, &found.what, temp, &unpacked.folders, &text, progress)
 }
 
-/// The SHA-256 to check against: `--sha256`, or none where that is allowed.
+/// The SHA-256 to check against: `--sha256`, or none where that is allowed: where
+/// `signed` (the `--signature` files are checked), or as the module documentation says.
 fn expected(
     req: &InstallRequest,
     source: &Source,
     sha256: Option<&str>,
     what: &str,
+    signed: bool,
 ) -> Result<Expected, InstallError> {
     if let Some(hex) = sha256 {
         return Ok(Expected::Sha256 {
             hex: parse_sha256(hex).map_err(invalid)?,
             source: "--sha256".to_string(),
         });
+    }
+    if signed {
+        return Ok(Expected::BySignatures);
     }
     let why = match source {
         Source::Url(_) if req.auto.require_checksum => {
@@ -166,6 +212,105 @@ fn expected(
             .to_owned(),
     };
     Ok(Expected::Unverified { why })
+}
+
+/// The `--signature` files, read and parsed (a file that is not one is refused: the operator
+/// named it); refused at once when none is given or too few configured keys made them.
+fn given_signatures(
+    req: &InstallRequest,
+    given: &[String],
+    what: &str,
+    cancel: &AtomicBool,
+    progress: &mut dyn Progress,
+) -> Result<Vec<Named>, InstallError> {
+    let keys = &req.auto.signatures;
+    let config_file = req.home.config_file();
+    if given.is_empty() {
+        return Err(verification(format!(
+            "{what}: [autoInstall.signatures] of {} requires signatures by threshold = {} of \
+             the keys {}; give the release's minisign signature files with --signature FILE or \
+             --signature URL, once per file; nothing was installed",
+            config_file.display(),
+            keys.threshold,
+            keys.key_ids()
+        )));
+    }
+    let mut files = Vec::with_capacity(given.len());
+    for text in given {
+        let data = match Source::parse(text).map_err(invalid)? {
+            Source::File(path) => read_signature_file(&path, text)?,
+            Source::Url(url) => {
+                let trust = super::load_trust(req, progress)?;
+                // No token: it belongs to the GitHub API alone.
+                let client = Client::new(&req.auto.api_url, None, &trust, &github::BACKOFF, cancel)
+                    .with_download_timeout(req.auto.download_timeout);
+                let asset = Asset {
+                    name: Source::Url(url.clone()).file_name(),
+                    url: None,
+                    browser_download_url: url.clone(),
+                    content_type: None,
+                    size: None,
+                    digest: None,
+                };
+                progress.report(&format!("install: fetching signature {url}"), Vec::new());
+                let what = format!("--signature {url}");
+                client.download_small(&asset, &what, MAX_SIGNATURE_FILE, progress)?
+            }
+        };
+        let parsed = SignatureFile::parse(&data).map_err(|why| {
+            invalid(format!(
+                "--signature {text}: not a minisign signature file: {why}; give the .minisig \
+                 file that minisign -S wrote for the release"
+            ))
+        })?;
+        files.push(Named {
+            file: text.clone(),
+            parsed: Ok(parsed),
+        });
+    }
+    let possible = possible_keys(&keys.public_keys, &files);
+    if possible.len() < keys.threshold {
+        let tally = Tally {
+            threshold: keys.threshold,
+            verdicts: signature::unchecked(&keys.public_keys, &files),
+        };
+        return Err(signature::early_refusal(
+            what,
+            &possible,
+            &tally,
+            &config_file,
+        ));
+    }
+    Ok(files)
+}
+
+/// Reads a `--signature` file, at most [`MAX_SIGNATURE_FILE`] bytes.
+fn read_signature_file(path: &Path, given: &str) -> Result<Vec<u8>, InstallError> {
+    let cannot = |e: std::io::Error| {
+        invalid(format!(
+            "--signature {given}: cannot read it ({e}); give the path of the release's .minisig \
+             file"
+        ))
+    };
+    let file = File::open(path).map_err(cannot)?;
+    let meta = file.metadata().map_err(cannot)?;
+    if !meta.is_file() {
+        return Err(invalid(format!(
+            "--signature {given}: not a regular file; give the path of the release's .minisig \
+             file"
+        )));
+    }
+    let mut data = Vec::new();
+    file.take(MAX_SIGNATURE_FILE + 1)
+        .read_to_end(&mut data)
+        .map_err(cannot)?;
+    if data.len() as u64 > MAX_SIGNATURE_FILE {
+        return Err(invalid(format!(
+            "--signature {given}: more than the {MAX_SIGNATURE_FILE} bytes a signature file may \
+             have; give the release's .minisig file"
+        )));
+    }
+    Ok(data)
 }
 
 /// Copies or downloads the source to `kept` in the half-made folder, hashing it on the way.

@@ -17,10 +17,10 @@ use crate::common::fake_github::{FakeGithub, Reply};
 use crate::common::tls::TestCa;
 use crate::common::{self, isolate, Env, Version, SIM, VISOR};
 
-const RELEASE_PATH: &str = "/repos/zeta-protocol/zeta/releases/tags/v2";
+pub(crate) const RELEASE_PATH: &str = "/repos/zeta-protocol/zeta/releases/tags/v2";
 
 /// The default asset name on this machine, as Visor computes it.
-fn zip_name() -> String {
+pub(crate) fn zip_name() -> String {
     zeta_visor::install::asset_file_name("zeta-{os}-{arch}.zip", "v2").expect("supported arch")
 }
 
@@ -30,11 +30,11 @@ fn raw_name() -> String {
 }
 
 /// A binary that is the simulator reporting `version`.
-fn binary_script(version: &str) -> Vec<u8> {
+pub(crate) fn binary_script(version: &str) -> Vec<u8> {
     format!("#!/bin/sh\nexec '{SIM}' --sim-version '{version}' \"$@\"\n").into_bytes()
 }
 
-fn sha256_hex(data: &[u8]) -> String {
+pub(crate) fn sha256_hex(data: &[u8]) -> String {
     Sha256::digest(data)
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -42,7 +42,7 @@ fn sha256_hex(data: &[u8]) -> String {
 }
 
 /// A zip entry for [`zip_of`].
-enum Entry<'a> {
+pub(crate) enum Entry<'a> {
     File(&'a str, Vec<u8>),
     /// A file the archive marks 0644, not executable.
     Plain(&'a str, Vec<u8>),
@@ -51,7 +51,7 @@ enum Entry<'a> {
 }
 
 /// A deflate zip of the entries, built in memory.
-fn zip_of(entries: &[Entry]) -> Vec<u8> {
+pub(crate) fn zip_of(entries: &[Entry]) -> Vec<u8> {
     let mut writer = zip::ZipWriter::new(Cursor::new(Vec::new()));
     let options = SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Deflated)
@@ -77,7 +77,7 @@ fn zip_of(entries: &[Entry]) -> Vec<u8> {
 
 /// How an asset's digest appears in the release JSON.
 #[derive(Clone, Copy)]
-enum DigestField {
+pub(crate) enum DigestField {
     Correct,
     Wrong,
     Null,
@@ -85,7 +85,7 @@ enum DigestField {
 }
 
 /// One asset of the scripted release.
-struct AssetSpec {
+pub(crate) struct AssetSpec {
     name: String,
     data: Vec<u8>,
     content_type: &'static str,
@@ -95,7 +95,7 @@ struct AssetSpec {
 }
 
 impl AssetSpec {
-    fn new(name: &str, data: Vec<u8>, content_type: &'static str) -> AssetSpec {
+    pub(crate) fn new(name: &str, data: Vec<u8>, content_type: &'static str) -> AssetSpec {
         AssetSpec {
             name: name.to_owned(),
             data,
@@ -104,10 +104,10 @@ impl AssetSpec {
             listed_url: None,
         }
     }
-    fn zip(data: Vec<u8>) -> AssetSpec {
+    pub(crate) fn zip(data: Vec<u8>) -> AssetSpec {
         AssetSpec::new(&zip_name(), data, "application/zip")
     }
-    fn digest(mut self, digest: DigestField) -> Self {
+    pub(crate) fn digest(mut self, digest: DigestField) -> Self {
         self.digest = digest;
         self
     }
@@ -118,13 +118,13 @@ impl AssetSpec {
 }
 
 /// A test's home (with a genesis v1 folder) and fake GitHub.
-struct Case {
-    env: Env,
-    github: FakeGithub,
+pub(crate) struct Case {
+    pub(crate) env: Env,
+    pub(crate) github: FakeGithub,
 }
 
 impl Case {
-    fn new(name: &str) -> Case {
+    pub(crate) fn new(name: &str) -> Case {
         Case::with_github(name, FakeGithub::start())
     }
 
@@ -139,23 +139,23 @@ impl Case {
 
     /// Writes config.toml: apiUrl at the fake, then `extra` (which may add `[autoInstall]`
     /// keys first, then other tables).
-    fn config(&self, extra: &str) {
+    pub(crate) fn config(&self, extra: &str) {
         self.env.write_config(&format!(
             "[autoInstall]\napiUrl = \"{}\"\n{extra}\n",
             self.github.url()
         ));
     }
 
-    fn home(&self) -> &Path {
+    pub(crate) fn home(&self) -> &Path {
         &self.env.home
     }
 
-    fn download_path(name: &str) -> String {
+    pub(crate) fn download_path(name: &str) -> String {
         format!("/download/{name}")
     }
 
     /// Scripts the release with these assets, each served at /download/<name>.
-    fn release(&self, assets: &[AssetSpec]) {
+    pub(crate) fn release(&self, assets: &[AssetSpec]) {
         let json = self.release_json(assets);
         self.github.route(RELEASE_PATH, vec![Reply::json(json)]);
     }
@@ -208,7 +208,7 @@ impl Case {
     }
 
     /// Runs `visor prepare <tag>`; returns the exit code and stdout + stderr.
-    fn prepare(&self, tag: &str, env: &[(&str, &str)]) -> (i32, String) {
+    pub(crate) fn prepare(&self, tag: &str, env: &[(&str, &str)]) -> (i32, String) {
         let output = self.prepare_command(tag, env).output().unwrap();
         let text = format!(
             "{}{}",
@@ -219,7 +219,7 @@ impl Case {
     }
 
     /// The `visor prepare <tag>` command with a clean environment plus `env`.
-    fn prepare_command(&self, tag: &str, env: &[(&str, &str)]) -> Command {
+    pub(crate) fn prepare_command(&self, tag: &str, env: &[(&str, &str)]) -> Command {
         let mut command = Command::new(VISOR);
         command
             .args(["prepare", tag, "--home"])
@@ -232,7 +232,7 @@ impl Case {
     }
 
     /// Asserts a failed install left nothing: no temp folder and no folder for `tag`.
-    fn assert_nothing_installed(&self, tag: &str) {
+    pub(crate) fn assert_nothing_installed(&self, tag: &str) {
         self.assert_no_leftovers();
         assert!(
             fs::symlink_metadata(self.home().join(tag)).is_err(),
@@ -240,7 +240,7 @@ impl Case {
         );
     }
 
-    fn assert_no_leftovers(&self) {
+    pub(crate) fn assert_no_leftovers(&self) {
         for entry in fs::read_dir(self.home()).unwrap() {
             let name = entry.unwrap().file_name();
             assert!(
@@ -252,7 +252,7 @@ impl Case {
 }
 
 /// Runs `version --output json` of an installed binary.
-fn reported_version(binary: &Path) -> String {
+pub(crate) fn reported_version(binary: &Path) -> String {
     let output = Command::new(binary)
         .args(["version", "--output", "json"])
         .output()
@@ -1126,14 +1126,14 @@ impl Case {
     }
 
     /// Writes `data` as a file of the test folder, outside HOME.
-    fn outside(&self, name: &str, data: &[u8]) -> String {
+    pub(crate) fn outside(&self, name: &str, data: &[u8]) -> String {
         let path = self.env.dir.join(name);
         fs::write(&path, data).unwrap();
         path.display().to_string()
     }
 
     /// The installed v2 folder holds a copy (not a link) of the binary, version-checked.
-    fn assert_installed_copy(&self, binary: &str) {
+    pub(crate) fn assert_installed_copy(&self, binary: &str) {
         let folder = self.home().join("v2");
         let meta = fs::symlink_metadata(folder.join(binary)).unwrap();
         assert!(

@@ -29,6 +29,7 @@ mod observability;
 mod one_visor;
 mod operations;
 mod properties;
+mod signed_releases;
 mod sim_protocol;
 mod soak;
 mod supervision;

@@ -16,6 +16,11 @@
 //! - Durations the config parser accepts do not crash the state machine (one known failure,
 //!   ignored until fixed; see the test).
 //!
+//! - `signature::SignatureFile::parse` and `signature::PublicKey::parse`: arbitrary bytes and
+//!   text never panic; a good signature file changed by random edits is either refused or
+//!   still signs the same data with the same trusted comment (an edit of its untrusted
+//!   comment), never a signature of other data.
+//!
 //! - `install::zip::extract`: generated zips (deflate) whose entries mix plain paths, absolute
 //!   paths, `..` components, backslashes, control characters, empty and very long names, the
 //!   same path spelled twice, folders, symbolic links and other file types never panic; an
@@ -2113,6 +2118,52 @@ proptest! {
         if to_count(&format!("{from}-to-{to}")) == 1 {
             prop_assert_eq!(parsed.from, name.from);
             prop_assert_eq!(parsed.to, name.to);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Minisign keys and signature files
+// ---------------------------------------------------------------------------------------------
+
+proptest! {
+    #![proptest_config(cases(512))]
+
+    #[test]
+    fn signature_files_and_keys_never_panic(bytes in vec(any::<u8>(), 0..400), text in any::<String>()) {
+        let _ = zeta_visor::signature::SignatureFile::parse(&bytes);
+        let _ = zeta_visor::signature::SignatureFile::parse(text.as_bytes());
+        let _ = zeta_visor::signature::PublicKey::parse(&text);
+    }
+
+    #[test]
+    fn an_edited_signature_file_never_signs_other_data(
+        edits in vec(edit(), 1..4),
+        data in vec(any::<u8>(), 0..64),
+    ) {
+        use zeta_visor::signature::{check_data, Named, Outcome, PublicKey, SignatureFile};
+        let signer = crate::common::minisign::Signer::generate();
+        let keys = [PublicKey::parse(&signer.public_key()).unwrap()];
+        let original = signer.sign(&data, "timestamp:1\tfile:zeta.zip");
+        let mut text = original.clone();
+        for e in &edits {
+            text = apply(&text, e);
+        }
+        let files = [Named {
+            file: "s".to_owned(),
+            parsed: SignatureFile::parse(text.as_bytes()),
+        }];
+        let mut other = data.clone();
+        other.push(0);
+        // Never good over other data, whatever the edit.
+        let verdicts = check_data(&keys, &files, &other);
+        prop_assert!(!matches!(verdicts[0].outcome, Outcome::Good { .. }), "{:?}", text);
+        // Good over the data only with the signed lines (and so the trusted comment) intact.
+        let verdicts = check_data(&keys, &files, &data);
+        if let Outcome::Good { comment, .. } = &verdicts[0].outcome {
+            prop_assert_eq!(comment.as_str(), "timestamp:1\tfile:zeta.zip");
+            let signed = |t: &str| t.lines().skip(1).take(3).map(str::to_owned).collect::<Vec<_>>();
+            prop_assert_eq!(signed(&text), signed(&original));
         }
     }
 }

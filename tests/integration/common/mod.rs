@@ -7,6 +7,7 @@
 
 pub mod fake_github;
 pub mod faults;
+pub mod minisign;
 pub mod notify;
 pub mod tls;
 
