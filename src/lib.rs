@@ -12,6 +12,8 @@
 //! - [`home`]: every path under HOME, `current`, the supervise folder, permissions;
 //! - [`install`]: one install of one release from GitHub;
 //! - [`ops`]: what operators and systemd are told: log, sd_notify, metrics, status;
+//! - [`process`]: the process primitives (spawn, process groups, signals, the subreaper,
+//!   descendants, bounded output), a leaf that imports nothing else of Visor;
 //! - [`commands`] and [`cli`]: the command line.
 
 pub mod cli;
@@ -22,4 +24,5 @@ pub mod install;
 pub mod machine;
 pub mod node;
 pub mod ops;
+pub mod process;
 pub mod supervise;

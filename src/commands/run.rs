@@ -12,12 +12,12 @@ use crate::config::run_config::RunConfig;
 use crate::config::Config;
 use crate::home::supervise_folder::{process_start_time, Lock, LockError, SuperviseFolder};
 use crate::home::{Home, Leftovers};
-use crate::machine::{Machine, StopSignal};
+use crate::machine::Machine;
 use crate::node::folder_check::load_startable;
 use crate::supervise::coordinator::{Channels, Coordinator};
 use crate::{
-    config::watch, home::permissions, node::poller, ops::log, supervise::child,
-    supervise::control_socket, supervise::signals,
+    config::watch, home::permissions, node::poller, ops::log, process::group, process::signal,
+    process::Signal, supervise::control_socket, supervise::signals,
 };
 
 pub fn run(root: &Path) -> i32 {
@@ -206,7 +206,7 @@ fn stop_orphaned_nodes(supervise: &SuperviseFolder, timeout: Duration) {
         };
         // The same process as recorded (pid and start time), and leading its own group as a
         // node process Visor started does: never an unrelated process that reused the pid.
-        if process_start_time(pid) != Some(start_time) || !child::leads_group(pid) {
+        if process_start_time(pid) != Some(start_time) || !group::leads_group(pid) {
             continue;
         }
         let process = child["process"].as_str().unwrap_or("node process");
@@ -214,19 +214,19 @@ fn stop_orphaned_nodes(supervise: &SuperviseFolder, timeout: Duration) {
             &format!("supervise: the {process} (pid {pid}) started by a Visor that is gone still runs; stopping it before anything starts"),
             &[],
         );
-        child::signal_group(pid, StopSignal::Term);
+        signal::signal_group(pid, Signal::Term);
         let deadline = Instant::now() + timeout;
-        while child::group_alive(pid) && Instant::now() < deadline {
+        while group::group_alive(pid) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
-        if child::group_alive(pid) {
+        if group::group_alive(pid) {
             log::warn(
                 &format!("supervise: the {process} (pid {pid}) is still running {} s after SIGTERM; sending SIGKILL", timeout.as_secs()),
                 &[],
             );
-            child::signal_group(pid, StopSignal::Kill);
+            signal::signal_group(pid, Signal::Kill);
             let deadline = Instant::now() + Duration::from_secs(5);
-            while child::group_alive(pid) && Instant::now() < deadline {
+            while group::group_alive(pid) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }

@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 use crate::config::run_config::RunConfig;
 use crate::home::permissions;
 use crate::home::RUN_CONFIG_FILE;
-use crate::machine::StopSignal;
 use crate::node::commands::parse_version;
-use crate::supervise::child;
+use crate::process::spawn::{self, describe_status, exited_unreaped};
+use crate::process::{self, Signal};
 
 /// How long `<binary> version --output json` may take.
 pub const VERSION_TIMEOUT: Duration = Duration::from_secs(30);
@@ -145,7 +145,8 @@ pub struct Captured {
 pub const CAPTURE_LIMIT: u64 = 1 << 20;
 
 /// Runs a short command in its own process group with stdout and stderr captured (at most
-/// [`CAPTURE_LIMIT`] each), without `crate::supervise::child::WITHHELD_VARIABLES` in its environment.
+/// [`CAPTURE_LIMIT`] each), without [`crate::process::spawn::WITHHELD_VARIABLES`] in its
+/// environment.
 ///
 /// `timeout` covers everything: the command's exit and the end of both streams, which a
 /// process it left in the background may hold open. When it runs out, the whole process group
@@ -160,10 +161,9 @@ pub fn run_captured(program: &Path, args: &[&str], timeout: Duration) -> Result<
     let deadline = Instant::now()
         .checked_add(timeout)
         .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365));
-    let mut command = child::group_command(program, args);
+    let mut command = spawn::group_command(program, args);
     command.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = command
-        .spawn()
+    let mut child = spawn::start(&mut command)
         .map_err(|e| format!("{}: cannot run: {e}", program.display()))?;
     let pid = child.id();
     let (streams_tx, streams) = crossbeam_channel::bounded::<(usize, String)>(2);
@@ -216,14 +216,15 @@ pub fn run_captured(program: &Path, args: &[&str], timeout: Duration) -> Result<
             }
         }
     }
-    child::signal_group(pid, StopSignal::Kill);
-    let status = child
-        .wait()
-        .map_err(|e| format!("{shown}: wait failed: {e}; check the system's limits"))?;
+    process::signal::signal_group(pid, Signal::Kill);
+    let status = child.wait();
+    spawn::reaped(pid);
+    let status =
+        status.map_err(|e| format!("{shown}: wait failed: {e}; check the system's limits"))?;
     let [stdout, stderr] = captured;
     Ok(Captured {
         success: status.success(),
-        status: child::describe_status(status),
+        status: describe_status(status),
         stdout,
         stderr,
     })
@@ -251,29 +252,9 @@ fn describe_limit(limit: Duration) -> String {
 /// SIGKILL to the whole group, then reaps the leader (a reaped leader cannot be waited for
 /// again, and killing before reaping keeps the group id from being reused meanwhile).
 fn kill_group_and_reap(child: &mut Child, pid: u32) {
-    child::signal_group(pid, StopSignal::Kill);
+    process::signal::signal_group(pid, Signal::Kill);
     let _ = child.wait();
-}
-
-/// Whether the child has exited, without reaping it (waitid with WNOWAIT).
-fn exited_unreaped(pid: u32) -> std::io::Result<bool> {
-    let id = libc::id_t::from(pid);
-    // SAFETY: siginfo_t is plain data for which all zeroes is valid; waitid only writes it.
-    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `info` is a valid, writable siginfo_t for the duration of the call.
-    let rc = unsafe {
-        libc::waitid(
-            libc::P_PID,
-            id,
-            &mut info,
-            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: waitid filled `info` (si_pid is 0 when no child has changed state).
-    Ok(unsafe { info.si_pid() } != 0)
+    spawn::reaped(pid);
 }
 
 /// Reads one stream to its end or [`CAPTURE_LIMIT`] on a `visor-capture` thread and sends it
@@ -285,7 +266,7 @@ fn read_limited<R: Read + Send + 'static>(
 ) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("visor-capture".into())
-        .stack_size(child::SMALL_STACK)
+        .stack_size(process::SMALL_STACK)
         .spawn(move || {
             let mut buffer = Vec::new();
             let _ = reader.take(CAPTURE_LIMIT).read_to_end(&mut buffer);

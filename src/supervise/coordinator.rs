@@ -184,13 +184,13 @@ impl Coordinator {
                 args,
             } => Some(self.spawn(proc, &program, &args)),
             Action::Signal { pid, signal, .. } | Action::SignalGroup { pgid: pid, signal } => {
-                child::signal_group(pid, signal);
+                child::signal(pid, signal);
                 None
             }
             Action::ProbeGroups(groups) => Some(Event::GroupsProbed {
                 alive: groups
                     .into_iter()
-                    .filter(|g| child::group_alive(*g))
+                    .filter(|g| crate::process::group::group_alive(*g))
                     .collect(),
             }),
             Action::Poll(polling) => {

@@ -19,9 +19,12 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 
 use crate::config::hooks::HookKind;
-use crate::machine::{Event, StopSignal};
+use crate::machine::Event;
 use crate::ops::log;
-use crate::supervise::child::{self, describe_status, group_alive, signal_group};
+use crate::process::group::group_alive;
+use crate::process::signal::signal_group;
+use crate::process::spawn::{self, describe_status};
+use crate::process::{self, Signal};
 
 /// How long processes a hook left in its group get between SIGTERM and SIGKILL.
 pub const LEFTOVER_GRACE: Duration = Duration::from_secs(2);
@@ -66,7 +69,7 @@ impl HookGroups {
                 &format!("hooks: killing the hook in process group {pgid}: Visor is exiting"),
                 &[],
             );
-            signal_group(pgid, StopSignal::Kill);
+            signal_group(pgid, Signal::Kill);
         }
     }
 }
@@ -80,7 +83,7 @@ pub fn start(
     let (id, kind) = (run.id, run.kind);
     std::thread::Builder::new()
         .name("visor-hook".into())
-        .stack_size(child::SMALL_STACK)
+        .stack_size(process::SMALL_STACK)
         .spawn(move || {
             let result = execute(&run, &groups);
             let _ = events.send(Event::HookFinished { id, kind, result });
@@ -119,7 +122,7 @@ fn spawn(run: &HookRun) -> std::io::Result<Child> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    child::scrub_environment(&mut command);
+    spawn::scrub_environment(&mut command);
     // SAFETY: the closure runs between fork and exec and only calls prctl, which is
     // async-signal-safe; it allocates nothing. The hook dies with the thread that started
     // it, which lives until the hook ends: a Visor killed outright takes its hooks along.
@@ -152,7 +155,7 @@ fn wait(child: &mut Child, timeout: Duration) -> Result<(), String> {
             Ok(Some(status)) if status.success() => return Ok(()),
             Ok(Some(status)) => return Err(describe_status(status)),
             Ok(None) if Instant::now() >= deadline => {
-                signal_group(child.id(), StopSignal::Kill);
+                signal_group(child.id(), Signal::Kill);
                 let _ = child.wait();
                 return Err(format!(
                     "still running after timeoutSeconds = {}; killed with its process group",
@@ -178,13 +181,13 @@ fn stop_leftovers(name: &str, pgid: u32) {
         &format!("hook {name}: processes it started still run; sending them SIGTERM"),
         &[("pgid", pgid.to_string())],
     );
-    signal_group(pgid, StopSignal::Term);
+    signal_group(pgid, Signal::Term);
     let deadline = Instant::now() + LEFTOVER_GRACE;
     while group_alive(pgid) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     if group_alive(pgid) {
-        signal_group(pgid, StopSignal::Kill);
+        signal_group(pgid, Signal::Kill);
     }
 }
 
@@ -193,7 +196,7 @@ fn stop_leftovers(name: &str, pgid: u32) {
 fn copy_lines<R: Read + Send + 'static>(name: &'static str, stream: R) {
     let _ = std::thread::Builder::new()
         .name("visor-hook-out".into())
-        .stack_size(child::SMALL_STACK)
+        .stack_size(process::SMALL_STACK)
         .spawn(move || {
             let mut reader = BufReader::new(stream);
             let mut line = Vec::new();

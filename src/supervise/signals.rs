@@ -13,7 +13,7 @@ pub fn start(events: Sender<ReceivedSignal>) -> std::io::Result<()> {
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
     std::thread::Builder::new()
         .name("visor-signals".into())
-        .stack_size(crate::supervise::child::SMALL_STACK)
+        .stack_size(crate::process::SMALL_STACK)
         .spawn(move || {
             for signal in signals.forever() {
                 let event = match signal {
