@@ -20,6 +20,7 @@ use crate::config::run_config::RunConfig;
 use crate::home::permissions;
 use crate::home::RUN_CONFIG_FILE;
 use crate::node::commands::parse_version;
+use crate::process::output::{excerpt, read_capped, LINE_LIMIT};
 use crate::process::spawn::{self, describe_status, exited_unreaped};
 use crate::process::{self, Signal};
 
@@ -127,7 +128,7 @@ pub fn binary_version(binary: &Path) -> Result<String, String> {
             "{} version --output json failed ({}): {}",
             binary.display(),
             output.status,
-            output.stderr.trim()
+            excerpt(&output.stderr, LINE_LIMIT)
         ));
     }
     parse_version(&output.stdout)
@@ -142,11 +143,11 @@ pub struct Captured {
 }
 
 /// The most of each stream [`run_captured`] keeps; the rest is not read.
-pub const CAPTURE_LIMIT: u64 = 1 << 20;
+pub const CAPTURE_LIMIT: usize = 1 << 20;
 
 /// Runs a short command in its own process group with stdout and stderr captured (at most
-/// [`CAPTURE_LIMIT`] each), without [`crate::process::spawn::WITHHELD_VARIABLES`] in its
-/// environment.
+/// [`CAPTURE_LIMIT`] each, read by [`crate::process::output::read_capped`]), without
+/// [`crate::process::spawn::WITHHELD_VARIABLES`] in its environment.
 ///
 /// `timeout` covers everything: the command's exit and the end of both streams, which a
 /// process it left in the background may hold open. When it runs out, the whole process group
@@ -258,7 +259,8 @@ fn kill_group_and_reap(child: &mut Child, pid: u32) {
 }
 
 /// Reads one stream to its end or [`CAPTURE_LIMIT`] on a `visor-capture` thread and sends it
-/// as `(index, text)`.
+/// as `(index, text)`; the buffer never grows beyond the limit, so an endless line is cut
+/// there.
 fn read_limited<R: Read + Send + 'static>(
     index: usize,
     reader: R,
@@ -268,8 +270,7 @@ fn read_limited<R: Read + Send + 'static>(
         .name("visor-capture".into())
         .stack_size(process::SMALL_STACK)
         .spawn(move || {
-            let mut buffer = Vec::new();
-            let _ = reader.take(CAPTURE_LIMIT).read_to_end(&mut buffer);
+            let buffer = read_capped(reader, CAPTURE_LIMIT);
             let _ = done.send((index, String::from_utf8_lossy(&buffer).into_owned()));
         })
         .map(drop)
@@ -386,8 +387,8 @@ mod tests {
             "head -c 3000000 /dev/zero | tr '\\0' a\nhead -c 3000000 /dev/zero | tr '\\0' b >&2\n",
         );
         let captured = run(&dir, Duration::from_secs(20)).unwrap();
-        assert_eq!(captured.stdout.len() as u64, CAPTURE_LIMIT);
-        assert_eq!(captured.stderr.len() as u64, CAPTURE_LIMIT);
+        assert_eq!(captured.stdout.len(), CAPTURE_LIMIT);
+        assert_eq!(captured.stderr.len(), CAPTURE_LIMIT);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -9,9 +9,11 @@
 //! - [`signal`]: signals to a process group (never 0, 1 or Visor's own) or to one process
 //!   still identified by its start time;
 //! - [`table`]: `/proc/PID/stat` read and parsed, for one process or all of them;
-//! - [`group`]: whether a process group still has live members, whether a process leads one.
+//! - [`group`]: whether a process group still has live members, whether a process leads one;
+//! - [`output`]: the bounded reader of a child's output.
 
 pub mod group;
+pub mod output;
 pub mod signal;
 pub mod spawn;
 pub mod table;

@@ -1,7 +1,9 @@
 //! Running the operator's hooks (`[hooks]` in config.toml), each on a `visor-hook` thread of
 //! its own, never on the coordinator's: the command in its own process group with stdin from
-//! `/dev/null`, its output lines copied to Visor's log behind the hook's name, killed with its
-//! group when it outlives `timeoutSeconds`. Processes it leaves in its group when it exits are
+//! `/dev/null`, its output lines copied to Visor's log behind the hook's name (through the
+//! bounded reader of [`crate::process::output`]: lines cut at 4096 bytes, at most 1,000 lines
+//! or 256 KiB per run, then one line saying what was dropped), killed with its group when it
+//! outlives `timeoutSeconds`. Processes it leaves in its group when it exits are
 //! stopped too (SIGTERM, then SIGKILL after [`LEFTOVER_GRACE`]). The thread reports
 //! [`Event::HookFinished`] and decides nothing.
 //!
@@ -9,7 +11,7 @@
 //! kills them ([`HookGroups::kill_all`]): no hook outlives Visor.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -22,14 +24,19 @@ use crate::config::hooks::HookKind;
 use crate::machine::Event;
 use crate::ops::log;
 use crate::process::group::group_alive;
+use crate::process::output::{self, Budget};
 use crate::process::signal::signal_group;
 use crate::process::spawn::{self, describe_status};
 use crate::process::{self, Signal};
 
 /// How long processes a hook left in its group get between SIGTERM and SIGKILL.
 pub const LEFTOVER_GRACE: Duration = Duration::from_secs(2);
-/// The longest output line copied to the log; the rest of a longer line is dropped.
-const LINE_LIMIT: usize = 4096;
+/// How long, after the hook and what it left are gone, its output is still read before the
+/// run's last line (what was dropped) is logged.
+const OUTPUT_WAIT: Duration = Duration::from_secs(1);
+/// The limits of one run's log, as the line about dropped output names them.
+const OUTPUT_LIMITS: &str =
+    "a hook run logs at most 1000 lines or 256 KiB, and 4096 bytes of a line";
 
 /// One hook to run.
 #[derive(Debug, Clone)]
@@ -101,15 +108,24 @@ fn execute(run: &HookRun, groups: &HookGroups) -> Result<(), String> {
     let mut child = spawn(run).map_err(|e| format!("cannot run {}: {e}", run.command[0]))?;
     let pgid = child.id();
     groups.insert(pgid);
+    let budget = Arc::new(Budget::per_run());
+    let mut readers = Vec::new();
     if let Some(out) = child.stdout.take() {
-        copy_lines(name, out);
+        readers.extend(copy_lines(name, out, budget.clone()));
     }
     if let Some(err) = child.stderr.take() {
-        copy_lines(name, err);
+        readers.extend(copy_lines(name, err, budget.clone()));
     }
     let outcome = wait(&mut child, run.timeout);
     stop_leftovers(name, pgid);
     groups.remove(pgid);
+    let deadline = Instant::now() + OUTPUT_WAIT;
+    while readers.iter().any(|r| !r.is_finished()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    if let Some(dropped) = budget.close().dropped(OUTPUT_LIMITS) {
+        log::warn(&format!("hook {name}: {dropped}"), &[]);
+    }
     outcome
 }
 
@@ -191,35 +207,24 @@ fn stop_leftovers(name: &str, pgid: u32) {
     }
 }
 
-/// Copies each line of a hook's output to the log behind the hook's name, on a thread that
-/// ends with the stream.
-fn copy_lines<R: Read + Send + 'static>(name: &'static str, stream: R) {
-    let _ = std::thread::Builder::new()
+/// Copies each line of a hook's output that `budget` admits to the log behind the hook's
+/// name, on a thread that ends with the stream; the thread, if it started.
+fn copy_lines<R: Read + Send + 'static>(
+    name: &'static str,
+    stream: R,
+    budget: Arc<Budget>,
+) -> Option<JoinHandle<()>> {
+    std::thread::Builder::new()
         .name("visor-hook-out".into())
         .stack_size(process::SMALL_STACK)
         .spawn(move || {
-            let mut reader = BufReader::new(stream);
-            let mut line = Vec::new();
-            loop {
-                line.clear();
-                match reader
-                    .by_ref()
-                    .take(LINE_LIMIT as u64)
-                    .read_until(b'\n', &mut line)
-                {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => {}
-                }
-                if line.len() == LINE_LIMIT && line.last() != Some(&b'\n') {
-                    // Drop the rest of an over-long line.
-                    let mut rest = Vec::new();
-                    let _ = reader.read_until(b'\n', &mut rest);
-                }
-                let text = String::from_utf8_lossy(&line);
+            output::relay(stream, &budget, |line| {
+                let text = String::from_utf8_lossy(line);
                 log::info(
-                    &format!("hook {name}: {}", text.trim_end_matches(['\n', '\r'])),
+                    &format!("hook {name}: {}", text.trim_end_matches('\r')),
                     &[],
                 );
-            }
-        });
+            });
+        })
+        .ok()
 }

@@ -172,3 +172,62 @@ fn no_hook_process_outlives_visor_on_sigterm() {
     }
     assert_eq!(env.current_target(), Path::new("genesis"));
 }
+
+/// The lines Visor logged for a hook's output (not its own "running" and "finished" lines).
+fn output_lines(env: &Env, key: &str) -> Vec<String> {
+    let prefix = format!("hook {key}: ");
+    env.log()
+        .lines()
+        .filter_map(|line| line.split_once(&prefix).map(|(_, rest)| rest.to_string()))
+        .filter(|rest| !rest.starts_with("running for ") && rest != "finished")
+        .collect()
+}
+
+#[test]
+fn a_hook_printing_a_million_lines_logs_at_most_a_thousand_and_one() {
+    let mut env = Env::new("hookyes");
+    let loud = script(&env, "loud.sh", "yes | head -n 1000000");
+    upgrade_env(&mut env, &format!("onAccepted = [\"{}\"]", loud.display()));
+    env.wait_log("hook onAccepted: finished");
+    let lines = output_lines(&env, "onAccepted");
+    assert!(lines.len() <= 1001, "{} lines logged", lines.len());
+    assert_eq!(lines.iter().filter(|l| *l == "y").count(), 1000);
+    let last = lines.last().unwrap();
+    assert!(
+        last.contains("999000 lines and 1998000 bytes of output were not logged"),
+        "{last}"
+    );
+}
+
+/// Visor's peak resident memory (VmHWM) in KiB.
+fn peak_rss_kib(pid: i32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn a_hook_printing_fifty_megabytes_without_a_newline_leaves_memory_flat() {
+    let mut env = Env::new("hookflood");
+    let flood = script(
+        &env,
+        "flood.sh",
+        "head -c 50000000 /dev/zero | tr '\\0' y\necho\necho done",
+    );
+    upgrade_env(&mut env, &format!("onAccepted = [\"{}\"]", flood.display()));
+    env.wait_log("hook onAccepted: finished");
+    let peak = peak_rss_kib(env.visor_pid());
+    assert!(peak < 16 * 1024, "Visor's peak RSS was {peak} KiB");
+    let lines = output_lines(&env, "onAccepted");
+    assert_eq!(lines[0].len(), 4096, "the line is cut at 4096 bytes");
+    assert_eq!(lines[1], "done");
+    assert!(
+        lines[2].contains("0 lines and 49995904 bytes"),
+        "{}",
+        lines[2]
+    );
+    assert_eq!(lines.len(), 3);
+}
