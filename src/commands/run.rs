@@ -10,14 +10,15 @@ use super::{EXIT_CONFIG, EXIT_FAILURE};
 pub use crate::config::load_config;
 use crate::config::run_config::RunConfig;
 use crate::config::Config;
-use crate::home::supervise_folder::{process_start_time, Lock, LockError, SuperviseFolder};
+use crate::home::supervise_folder::{Lock, LockError, SuperviseFolder};
 use crate::home::{Home, Leftovers};
 use crate::machine::Machine;
 use crate::node::folder_check::load_startable;
 use crate::supervise::coordinator::{Channels, Coordinator};
 use crate::{
-    config::watch, home::permissions, node::poller, ops::log, process::group, process::signal,
-    process::Signal, supervise::control_socket, supervise::signals,
+    config::watch, home::permissions, node::poller, ops::log, process::group,
+    process::identity::Identity, process::signal, process::Signal, supervise::control_socket,
+    supervise::signals,
 };
 
 pub fn run(root: &Path) -> i32 {
@@ -188,25 +189,23 @@ fn take_lock(supervise: &SuperviseFolder) -> Result<Lock, i32> {
     })
 }
 
-/// Stops node processes a Visor that is gone left running (recorded in `status.json`, same pid
-/// and start time): SIGTERM to the process group, `stopSignalTimeoutSeconds`, then SIGKILL.
-/// Without this, a core that ignored the parent-death signal would run beside the new one.
+/// Stops node processes a Visor that is gone left running (recorded in `status.json`): SIGTERM
+/// to the process group, `stopSignalTimeoutSeconds`, then SIGKILL. Without this, a core that
+/// ignored the parent-death signal would run beside the new one. A recorded process is
+/// signalled only when its pid, start time, boot id, uid and executable all match the record
+/// and it still leads its own group: never an unrelated process that has the pid now, even
+/// after an unclean reboot.
 fn stop_orphaned_nodes(supervise: &SuperviseFolder, timeout: Duration) {
     let Some(status) = supervise.read_status() else {
         return;
     };
     let children = status["children"].as_array().cloned().unwrap_or_default();
     for child in children {
-        let (Some(pid), Some(start_time)) = (child["pid"].as_u64(), child["start_time"].as_u64())
-        else {
+        let Some(recorded) = Identity::from_json(&child) else {
             continue;
         };
-        let Ok(pid) = u32::try_from(pid) else {
-            continue;
-        };
-        // The same process as recorded (pid and start time), and leading its own group as a
-        // node process Visor started does: never an unrelated process that reused the pid.
-        if process_start_time(pid) != Some(start_time) || !group::leads_group(pid) {
+        let pid = recorded.pid;
+        if !recorded.still_runs() || !group::leads_group(pid) {
             continue;
         }
         let process = child["process"].as_str().unwrap_or("node process");
@@ -214,21 +213,29 @@ fn stop_orphaned_nodes(supervise: &SuperviseFolder, timeout: Duration) {
             &format!("supervise: the {process} (pid {pid}) started by a Visor that is gone still runs; stopping it before anything starts"),
             &[],
         );
-        signal::signal_group(pid, Signal::Term);
-        let deadline = Instant::now() + timeout;
-        while group::group_alive(pid) && Instant::now() < deadline {
+        stop_group(pid, timeout, &format!("the {process} (pid {pid})"));
+    }
+}
+
+/// SIGTERM to process group `pgid`, up to `timeout` for it to empty, then SIGKILL.
+fn stop_group(pgid: u32, timeout: Duration, what: &str) {
+    signal::signal_group(pgid, Signal::Term);
+    let deadline = Instant::now() + timeout;
+    while group::group_alive(pgid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if group::group_alive(pgid) {
+        log::warn(
+            &format!(
+                "supervise: {what} is still running {} s after SIGTERM; sending SIGKILL",
+                timeout.as_secs()
+            ),
+            &[],
+        );
+        signal::signal_group(pgid, Signal::Kill);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while group::group_alive(pgid) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
-        }
-        if group::group_alive(pid) {
-            log::warn(
-                &format!("supervise: the {process} (pid {pid}) is still running {} s after SIGTERM; sending SIGKILL", timeout.as_secs()),
-                &[],
-            );
-            signal::signal_group(pid, Signal::Kill);
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while group::group_alive(pid) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
         }
     }
 }

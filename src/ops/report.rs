@@ -16,6 +16,7 @@ use crate::machine::{Machine, Proc};
 use crate::ops::log;
 use crate::ops::metrics::{self, Snapshot};
 use crate::ops::notify::{self, Notifier};
+use crate::process::identity::IdentityCache;
 
 /// How often the metrics file is rewritten when nothing changes.
 pub const METRICS_PERIOD: Duration = Duration::from_secs(15);
@@ -102,8 +103,8 @@ fn process_start_unix() -> Option<Duration> {
 struct StatusFile {
     folder: SuperviseFolder,
     visor: serde_json::Value,
-    /// Start times of child pids, read once per pid.
-    start_times: Vec<(u32, Option<u64>)>,
+    /// The identities of the children, read once per pid (the executable at every write).
+    identities: IdentityCache,
     last: Option<serde_json::Value>,
     last_error: Option<String>,
 }
@@ -153,7 +154,7 @@ impl Reporter {
                 "started_at": log::rfc3339_millis(unix_ms),
                 "version": env!("CARGO_PKG_VERSION"),
             }),
-            start_times: Vec::new(),
+            identities: IdentityCache::new(),
             last: None,
             last_error: None,
         });
@@ -224,27 +225,23 @@ impl Reporter {
             return;
         };
         let mut children = Vec::new();
+        let pids: Vec<u32> = [Proc::Core, Proc::DataNode]
+            .into_iter()
+            .filter_map(|proc| machine.child_pid(proc))
+            .collect();
+        file.identities.retain(&pids);
         for proc in [Proc::Core, Proc::DataNode] {
             let Some(pid) = machine.child_pid(proc) else {
                 continue;
             };
-            let start_time = match file.start_times.iter().find(|(p, _)| *p == pid) {
-                Some((_, time)) => *time,
-                None => {
-                    let time = process_start_time(pid);
-                    file.start_times.retain(|(p, _)| {
-                        machine.child_pid(Proc::Core) == Some(*p)
-                            || machine.child_pid(Proc::DataNode) == Some(*p)
-                    });
-                    file.start_times.push((pid, time));
-                    time
-                }
+            // Its pid, start time, boot id, uid and executable: a later Visor stops it only
+            // when all of them still match.
+            let mut child = match file.identities.get(pid) {
+                Some(identity) => identity.to_json(),
+                None => serde_json::json!({ "pid": pid, "start_time": null }),
             };
-            children.push(serde_json::json!({
-                "process": proc.name(),
-                "pid": pid,
-                "start_time": start_time,
-            }));
+            child["process"] = proc.name().into();
+            children.push(child);
         }
         let pending = machine
             .pending_detail()

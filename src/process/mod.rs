@@ -10,9 +10,12 @@
 //!   still identified by its start time;
 //! - [`table`]: `/proc/PID/stat` read and parsed, for one process or all of them;
 //! - [`group`]: whether a process group still has live members, whether a process leads one;
+//! - [`identity`]: what names one process across a restart of Visor (pid, start time, boot
+//!   id, uid, executable);
 //! - [`output`]: the bounded reader of a child's output.
 
 pub mod group;
+pub mod identity;
 pub mod output;
 pub mod signal;
 pub mod spawn;
