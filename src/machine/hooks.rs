@@ -34,6 +34,8 @@ pub(super) struct HookBook {
     next_id: u64,
     /// Hooks running now: id, kind.
     running: Vec<(u64, HookKind)>,
+    /// The process (its own group's leader) of each running hook that has started: id, pid.
+    pids: Vec<(u64, u32)>,
     /// The last failure, until that hook succeeds: kind and why.
     failing: Option<(HookKind, String)>,
     /// Releases whose `onAccepted` has run, oldest first.
@@ -143,6 +145,7 @@ impl Machine {
         result: Result<(), String>,
     ) {
         self.hooks.running.retain(|(running, _)| *running != id);
+        self.hooks.pids.retain(|(running, _)| *running != id);
         let key = kind.key();
         match &result {
             Ok(()) => {
@@ -187,6 +190,25 @@ impl Machine {
         } else {
             self.set_timer(Timer::FolderRecheck, later(now, HOOK_RETRY));
         }
+    }
+
+    /// A hook run has started as process `pid`.
+    pub(super) fn on_hook_started(&mut self, id: u64, pid: u32) {
+        if self.hooks.running.iter().any(|(running, _)| *running == id) {
+            self.hooks.pids.push((id, pid));
+        }
+    }
+
+    /// The processes of the running hooks: the hook's key and its pid (its group's leader).
+    pub fn hook_processes(&self) -> Vec<(&'static str, u32)> {
+        self.hooks
+            .pids
+            .iter()
+            .filter_map(|(id, pid)| {
+                let (_, kind) = self.hooks.running.iter().find(|(r, _)| r == id)?;
+                Some((kind.key(), *pid))
+            })
+            .collect()
     }
 
     /// What the status file says of the hooks: those running, and the last failure.

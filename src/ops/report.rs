@@ -105,8 +105,27 @@ struct StatusFile {
     visor: serde_json::Value,
     /// The identities of the children, read once per pid (the executable at every write).
     identities: IdentityCache,
+    /// What is recorded of each running hook's process, read once per pid.
+    hook_records: Vec<(u32, serde_json::Value)>,
     last: Option<serde_json::Value>,
     last_error: Option<String>,
+}
+
+/// What `status.json` records of a running hook's process `pid`.
+fn hook_record(key: &str, pid: u32, boot_id: Option<&str>) -> serde_json::Value {
+    let stat = crate::process::table::Stat::read(pid);
+    let mut record = serde_json::json!({
+        "hook": key,
+        "pid": pid,
+        "pgid": pid,
+        "sid": stat.map(|s| s.sid),
+        "start_time": stat.map(|s| s.start_time),
+        "boot_id": boot_id,
+    });
+    if let Some(uid) = crate::process::identity::uid_of(pid) {
+        record["uid"] = uid.into();
+    }
+    record
 }
 
 impl Reporter {
@@ -155,6 +174,7 @@ impl Reporter {
                 "version": env!("CARGO_PKG_VERSION"),
             }),
             identities: IdentityCache::new(),
+            hook_records: Vec::new(),
             last: None,
             last_error: None,
         });
@@ -254,6 +274,21 @@ impl Reporter {
                 })
             });
         let (hooks_running, hook_failing) = machine.hook_status();
+        let hook_processes = machine.hook_processes();
+        file.hook_records
+            .retain(|(pid, _)| hook_processes.iter().any(|(_, p)| p == pid));
+        let mut hook_records = Vec::new();
+        for (key, pid) in hook_processes {
+            if let Some((_, record)) = file.hook_records.iter().find(|(p, _)| *p == pid) {
+                hook_records.push(record.clone());
+                continue;
+            }
+            // Its process group (the hook leads it), session, start time and boot id: a later
+            // Visor stops the members of that group that still run.
+            let record = hook_record(key, pid, file.identities.boot_id());
+            file.hook_records.push((pid, record.clone()));
+            hook_records.push(record);
+        }
         let record = serde_json::json!({
             "visor": file.visor,
             "phase": machine.phase().name(),
@@ -270,6 +305,7 @@ impl Reporter {
             "hooks": {
                 "running": hooks_running,
                 "failing": hook_failing,
+                "processes": hook_records,
             },
         });
         if file.last.as_ref() == Some(&record) {

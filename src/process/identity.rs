@@ -170,6 +170,11 @@ impl IdentityCache {
         Some(identity)
     }
 
+    /// The id of the boot read when the cache was made.
+    pub fn boot_id(&self) -> Option<&str> {
+        self.boot_id.as_deref()
+    }
+
     /// Forgets every pid but `pids`.
     pub fn retain(&mut self, pids: &[u32]) {
         self.known.retain(|i| pids.contains(&i.pid));

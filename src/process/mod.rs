@@ -10,13 +10,18 @@
 //!   still identified by its start time;
 //! - [`table`]: `/proc/PID/stat` read and parsed, for one process or all of them;
 //! - [`group`]: whether a process group still has live members, whether a process leads one;
+//! - [`descendants`]: what a hook run or a node process started, inside its process group
+//!   and outside it, and stopping all of it;
+//! - [`reaper`]: Visor as a child subreaper, reaping the orphans re-parented to it;
 //! - [`identity`]: what names one process across a restart of Visor (pid, start time, boot
 //!   id, uid, executable);
 //! - [`output`]: the bounded reader of a child's output.
 
+pub mod descendants;
 pub mod group;
 pub mod identity;
 pub mod output;
+pub mod reaper;
 pub mod signal;
 pub mod spawn;
 pub mod table;

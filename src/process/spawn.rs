@@ -1,7 +1,8 @@
 //! Starting children: every process Visor starts (a node, a hook, a short command of
 //! `run_captured`) is made by [`group_command`] (own process group, stdin from /dev/null,
 //! without [`WITHHELD_VARIABLES`]) and started by [`start`], which records its pid until its
-//! waiter has reaped it ([`reaped`]).
+//! waiter has reaped it ([`reaped`]): the [`reaper`](super::reaper) leaves those pids to their
+//! waiters and reaps only the orphans re-parented to Visor.
 
 use std::collections::BTreeSet;
 use std::ffi::OsStr;

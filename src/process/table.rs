@@ -87,6 +87,27 @@ pub fn all() -> Vec<Stat> {
         .collect()
 }
 
+/// The last pid the kernel handed out in Visor's pid namespace
+/// (`/proc/sys/kernel/ns_last_pid`): it changes whenever a process or a thread is created.
+pub fn last_pid() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/sys/kernel/ns_last_pid").ok()?;
+    text.trim().parse().ok()
+}
+
+/// Whether `pid` names a process (a thread group's leader) and not another thread of one:
+/// `/proc/TID` is there for every thread, though `/proc` lists only processes.
+pub fn is_process(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Tgid:"))
+                .and_then(|v| v.trim().parse::<u32>().ok())
+        })
+        == Some(pid)
+}
+
 /// Now, in the unit of [`Stat::start_time`]: clock ticks since boot (`CLOCK_BOOTTIME`, which
 /// the kernel counts start times in), rounded down, so a process started from now on has a
 /// start time at or after it.
@@ -144,5 +165,14 @@ mod tests {
         assert!(stat.start_time <= ticks_now());
         assert!(all().iter().any(|s| s.pid == me));
         assert_eq!(Stat::read(u32::MAX), None);
+        assert!(is_process(me));
+        // Another thread, asked while it runs.
+        let thread_is_process = std::thread::spawn(|| {
+            // SAFETY: gettid(2) has no arguments and cannot fail.
+            is_process(unsafe { libc::gettid() } as u32)
+        })
+        .join()
+        .unwrap();
+        assert!(!thread_is_process);
     }
 }
