@@ -166,13 +166,14 @@ impl Machine {
             self.finish_stop(now);
             return;
         }
-        self.signal_children(LogLevel::Info, StopSignal::Term, "");
-        self.set_timer(Timer::Kill, later(now, self.config.stop_signal_timeout));
         if !live.is_empty() {
-            // Their descendants outside their groups get SIGTERM at the same moment.
+            // Their descendants outside their groups get SIGTERM with them. Looked for before
+            // the SIGTERM, so the look does not delay noticing a quick exit (the dark time).
             self.actions
                 .push_back(Action::ProbeGroups(self.probe_trees()));
         }
+        self.signal_children(LogLevel::Info, StopSignal::Term, "");
+        self.set_timer(Timer::Kill, later(now, self.config.stop_signal_timeout));
     }
 
     /// The node processes whose descendants a probe looks for: those that exited while

@@ -4,9 +4,9 @@
 //! when it ends.
 //!
 //! Reaping never takes a child whose pid [`spawn::start`] recorded: those belong to their
-//! waiters (std's `Child::wait`), so `waitpid(-1)` is never called. [`reap_orphans`] looks in
-//! `/proc` for zombies whose parent is Visor and whose pid is not recorded, and reaps each by
-//! its pid. `visor run` calls it on every SIGCHLD from its signal thread, the only thread
+//! waiters (std's `Child::wait`), so `waitpid(-1)` is never called. [`reap_orphans`] finds the
+//! zombie children whose pid is not recorded (with `waitid(WNOWAIT)`, or in `/proc` when a
+//! recorded one hides them) and reaps each by its pid. `visor run` calls it on every SIGCHLD from its signal thread, the only thread
 //! that receives SIGCHLD ([`block_child_signal`]), so no other thread's system call is ever
 //! interrupted by it.
 
@@ -56,9 +56,77 @@ pub fn unblock_child_signal() {
     unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut()) };
 }
 
+/// How often, and how long apart, [`reap_orphans`] looks again when the zombie it sees is a
+/// child Visor started (its waiter is about to reap it) before it reads `/proc`.
+const WAITER_LOOKS: u32 = 3;
+const WAITER_PAUSE: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// Reaps every zombie child of Visor that Visor did not start itself (an orphan re-parented
 /// to it); returns how many.
+///
+/// Most of the time one `waitid(WNOWAIT)` answers: no zombie child at all, or an orphan,
+/// reaped by its pid. Only when the zombie seen is a child Visor started, which may hide
+/// others behind it and whose waiter does not take it within a few milliseconds, is `/proc`
+/// read. (A SIGCHLD comes with every node process's exit, inside the upgrade's dark time:
+/// the common case costs that time nothing.)
 pub fn reap_orphans() -> usize {
+    let mut reaped = 0;
+    let mut looks = 0;
+    loop {
+        let Some(pid) = peek_zombie() else {
+            return reaped;
+        };
+        let started = spawn::started();
+        if started.contains(&pid) {
+            drop(started);
+            looks += 1;
+            if looks > WAITER_LOOKS {
+                return reaped + reap_by_scan();
+            }
+            std::thread::sleep(WAITER_PAUSE);
+            continue;
+        }
+        if !reap(pid) {
+            // Never spin on a child that cannot be reaped now.
+            return reaped + reap_by_scan();
+        }
+        reaped += 1;
+    }
+}
+
+/// The pid of a zombie child of Visor, without reaping it; `None` when there is none.
+fn peek_zombie() -> Option<u32> {
+    // SAFETY: siginfo_t is plain data for which all zeroes is valid; waitid only writes it.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `info` is a valid, writable siginfo_t for the duration of the call.
+    let rc = unsafe {
+        libc::waitid(
+            libc::P_ALL,
+            0,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: waitid filled `info` (si_pid is 0 when no child has changed state).
+    let pid = unsafe { info.si_pid() };
+    u32::try_from(pid).ok().filter(|p| *p > 0)
+}
+
+/// Reaps child `pid` if it has ended.
+fn reap(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    let mut status = 0;
+    // SAFETY: waitpid(2) for one pid with a valid status pointer; WNOHANG never blocks.
+    unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) == pid }
+}
+
+/// Reaps the zombie children of Visor that it did not start, found in `/proc`.
+fn reap_by_scan() -> usize {
     let me = std::process::id();
     // Looked for without holding the record of started children, so a start (a node's, at
     // the upgrade block) never waits for this look.
@@ -75,19 +143,8 @@ pub fn reap_orphans() -> usize {
     // started meanwhile is recorded before this lock is free, so a pid recorded now is a
     // child that its own waiter reaps.
     let started = spawn::started();
-    let mut reaped = 0;
-    for pid in zombies {
-        if started.contains(&pid) {
-            continue;
-        }
-        let Ok(pid) = libc::pid_t::try_from(pid) else {
-            continue;
-        };
-        let mut status = 0;
-        // SAFETY: waitpid(2) for one pid with a valid status pointer; WNOHANG never blocks.
-        if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid {
-            reaped += 1;
-        }
-    }
-    reaped
+    zombies
+        .into_iter()
+        .filter(|pid| !started.contains(pid) && reap(*pid))
+        .count()
 }
