@@ -14,7 +14,7 @@
 //!    child left by a hook or a node never outlives that stop. (An orphan a node process
 //!    leaves while a hook runs can therefore be stopped at the end of that hook run.)
 //!
-//! [`strays`] are the descendants outside the process group (2 and 3): a signal to the group
+//! [`strays_in`] finds the descendants outside the process group (2 and 3): a signal to the group
 //! misses them, so each is signalled by pid, identified by its start time.
 
 use std::collections::{BTreeSet, HashMap};
