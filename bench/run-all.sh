@@ -9,6 +9,8 @@
 #   restart_overhead.py 30       restart overhead of Visor, s6-supervise and runsv
 #   footprint_peers.py 60        idle RSS, threads, fds, CPU of the same three (+ static musl)
 #   cli_startup.sh 200           start-up time of `visor version` and `visor check` (hyperfine)
+#   hook_output.py               Visor's peak RSS under a 400 MB line from a hook; log lines of
+#                                a `yes` hook over 3 s
 #   soak.sh 1000                 1,000 upgrades in a row, fds/threads/RSS flat
 #   fault_injection.sh 1000      1,000 SIGKILLs of Visor at random moments of upgrades
 #   fault_injection_install.sh 200  200 SIGKILLs of Visor at random moments of auto-installs
@@ -60,6 +62,7 @@ run python3 bench/upgrade_latency.py "$latency" --variant auto-install-prefetch
 run python3 bench/restart_overhead.py "$restarts"
 run python3 bench/footprint_peers.py "$seconds"
 run bash bench/cli_startup.sh "$runs"
+run python3 bench/hook_output.py
 run bash bench/soak.sh "$soak"
 run bash bench/fault_injection.sh "$kills"
 run bash bench/fault_injection_install.sh 200

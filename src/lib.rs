@@ -14,6 +14,8 @@
 //! - [`signature`]: minisign public keys and signature files, verified and counted by key;
 //! - [`backup`]: the backup of the node's data before an upgrade or a switch;
 //! - [`ops`]: what operators and systemd are told: log, sd_notify, metrics, status;
+//! - [`process`]: the process primitives (spawn, process groups, signals, the subreaper,
+//!   descendants, bounded output), a leaf that imports nothing else of Visor;
 //! - [`commands`] and [`cli`]: the command line.
 
 pub mod backup;
@@ -25,5 +27,6 @@ pub mod install;
 pub mod machine;
 pub mod node;
 pub mod ops;
+pub mod process;
 pub mod signature;
 pub mod supervise;

@@ -187,6 +187,7 @@ impl PreSwitch<'_> {
             command: command.to_vec(),
             env,
             timeout: self.config.hooks.timeout,
+            stop_timeout: self.config.stop_signal_timeout,
         };
         let result = match hooks::start(run, groups.clone(), events) {
             Err(Event::HookFinished { result, .. }) => result,

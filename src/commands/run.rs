@@ -2,7 +2,7 @@
 //! until a signal or a fatal error.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_channel::{bounded, unbounded};
 
@@ -11,14 +11,17 @@ use crate::config::hooks::Hooks;
 pub use crate::config::load_config;
 use crate::config::run_config::RunConfig;
 use crate::config::Config;
-use crate::home::supervise_folder::{process_start_time, Lock, LockError, SuperviseFolder};
+use crate::home::supervise_folder::{Lock, LockError, SuperviseFolder};
 use crate::home::{Home, Leftovers};
-use crate::machine::{Machine, StopSignal};
+use crate::machine::Machine;
 use crate::node::folder_check::load_startable;
+use crate::process::descendants::{self, Tree};
+use crate::process::identity::{boot_id, Identity};
+use crate::process::{group, reaper, signal, table};
 use crate::supervise::coordinator::{Channels, Coordinator};
 use crate::{
-    config::watch, home::permissions, node::poller, ops::log, supervise::child,
-    supervise::control_socket, supervise::signals,
+    config::watch, home::permissions, node::poller, ops::log, supervise::control_socket,
+    supervise::signals,
 };
 
 pub fn run(root: &Path) -> i32 {
@@ -28,6 +31,9 @@ pub fn run(root: &Path) -> i32 {
 /// The start-up steps in order, then the coordinator; `Err` is the exit status of a start
 /// that failed (every problem is logged first).
 fn start(root: &Path) -> Result<i32, i32> {
+    // Before any thread starts, so that every thread inherits it: SIGCHLD reaches only the
+    // signal thread, which unblocks it and reaps orphans.
+    reaper::block_child_signal();
     // Visor writes HOME, so it runs as HOME's owner: files made by another user would stop
     // the next start.
     super::refuse_other_user(root)?;
@@ -62,7 +68,16 @@ fn start(root: &Path) -> Result<i32, i32> {
             &[],
         );
     }
+    // Orphans of the nodes and hooks (a process whose parent exited) are re-parented to
+    // Visor, so they stay below it and are found, stopped and reaped.
+    if let Err(e) = reaper::become_subreaper() {
+        log::warn(
+            &format!("cannot become a child subreaper ({e}); processes that a node or a hook starts and leaves behind may outlive their stop"),
+            &[],
+        );
+    }
     stop_orphaned_nodes(&supervise, config.stop_signal_timeout);
+    stop_orphaned_hooks(&supervise, config.stop_signal_timeout);
     clean_leftovers(&home)?;
     link_current(&home, &startable)?;
     let channels = start_threads(&home, &supervise, config_bytes, signal_rx)?;
@@ -212,25 +227,23 @@ fn take_lock(supervise: &SuperviseFolder) -> Result<Lock, i32> {
     })
 }
 
-/// Stops node processes a Visor that is gone left running (recorded in `status.json`, same pid
-/// and start time): SIGTERM to the process group, `stopSignalTimeoutSeconds`, then SIGKILL.
-/// Without this, a core that ignored the parent-death signal would run beside the new one.
+/// Stops node processes a Visor that is gone left running (recorded in `status.json`),
+/// before anything starts: without this, a core that ignored the parent-death signal would
+/// run beside the new one. Each gets SIGTERM with its descendants, `stopSignalTimeoutSeconds`,
+/// then SIGKILL. A node process is signalled only when its pid, start time, boot id, uid and
+/// executable all match the record and it still leads its own group: never an unrelated
+/// process that has the pid now, even after an unclean reboot.
 fn stop_orphaned_nodes(supervise: &SuperviseFolder, timeout: Duration) {
     let Some(status) = supervise.read_status() else {
         return;
     };
     let children = status["children"].as_array().cloned().unwrap_or_default();
     for child in children {
-        let (Some(pid), Some(start_time)) = (child["pid"].as_u64(), child["start_time"].as_u64())
-        else {
+        let Some(recorded) = Identity::from_json(&child) else {
             continue;
         };
-        let Ok(pid) = u32::try_from(pid) else {
-            continue;
-        };
-        // The same process as recorded (pid and start time), and leading its own group as a
-        // node process Visor started does: never an unrelated process that reused the pid.
-        if process_start_time(pid) != Some(start_time) || !child::leads_group(pid) {
+        let pid = recorded.pid;
+        if !recorded.still_runs() || !group::leads_group(pid) {
             continue;
         }
         let process = child["process"].as_str().unwrap_or("node process");
@@ -238,22 +251,74 @@ fn stop_orphaned_nodes(supervise: &SuperviseFolder, timeout: Duration) {
             &format!("supervise: the {process} (pid {pid}) started by a Visor that is gone still runs; stopping it before anything starts"),
             &[],
         );
-        child::signal_group(pid, StopSignal::Term);
-        let deadline = Instant::now() + timeout;
-        while child::group_alive(pid) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if child::group_alive(pid) {
-            log::warn(
-                &format!("supervise: the {process} (pid {pid}) is still running {} s after SIGTERM; sending SIGKILL", timeout.as_secs()),
-                &[],
-            );
-            child::signal_group(pid, StopSignal::Kill);
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while child::group_alive(pid) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
+        let tree = Tree {
+            leader: pid,
+            since: recorded.start_time,
+        };
+        stop_orphan(tree, timeout, &format!("the {process} (pid {pid})"));
+    }
+}
+
+/// Stops the hooks a Visor that is gone left running (recorded in `status.json`), before
+/// anything starts, so a hook's leftovers never run beside its next run. A hook's first
+/// process is usually gone (its parent-death signal killed it) while the rest of its group
+/// lives on: the group is stopped, with its descendants, when it has members that belong to
+/// the recorded boot and session and started at or after the hook.
+fn stop_orphaned_hooks(supervise: &SuperviseFolder, timeout: Duration) {
+    let Some(status) = supervise.read_status() else {
+        return;
+    };
+    let hooks = status["hooks"]["processes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for hook in hooks {
+        let Some(tree) = orphaned_hook(&hook) else {
+            continue;
+        };
+        let name = hook["hook"].as_str().unwrap_or("hook");
+        log::warn(
+            &format!("hooks: the {name} hook (process group {}) started by a Visor that is gone still runs; stopping it before anything starts", tree.leader),
+            &[],
+        );
+        stop_orphan(
+            tree,
+            timeout,
+            &format!("the {name} hook (process group {})", tree.leader),
+        );
+    }
+}
+
+/// The recorded hook's process group, when members of it still run: in the recorded boot and
+/// session, started at or after the hook.
+fn orphaned_hook(record: &serde_json::Value) -> Option<Tree> {
+    let number = |key: &str| record.get(key).and_then(serde_json::Value::as_u64);
+    let pgid = u32::try_from(number("pgid")?).ok()?;
+    let sid = u32::try_from(number("sid")?).ok()?;
+    let since = number("start_time")?;
+    let boot = record.get("boot_id")?.as_str()?;
+    if boot_id().as_deref() != Some(boot) || signal::signalable_group(pgid).is_none() {
+        return None;
+    }
+    table::all()
+        .iter()
+        .any(|s| s.pgid == pgid && s.sid == sid && s.start_time >= since && s.is_live())
+        .then_some(Tree {
+            leader: pgid,
+            since,
+        })
+}
+
+/// Stops `tree` (its group and its descendants outside it), saying so when SIGKILL is needed.
+fn stop_orphan(tree: Tree, timeout: Duration, what: &str) {
+    if descendants::stop(tree, timeout, |_| {}) {
+        log::warn(
+            &format!(
+                "supervise: {what} was still running {} s after SIGTERM; sent SIGKILL",
+                timeout.as_secs()
+            ),
+            &[],
+        );
     }
 }
 

@@ -39,7 +39,7 @@ pub fn start(
 ) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("visor-config".into())
-        .stack_size(crate::supervise::child::PARSER_STACK)
+        .stack_size(crate::process::PARSER_STACK)
         .spawn(move || {
             let mut last = initial;
             // The running configuration was parsed from `initial`.

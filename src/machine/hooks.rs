@@ -45,6 +45,8 @@ pub(super) struct HookBook {
     next_id: u64,
     /// Hooks running now: id, kind.
     running: Vec<(u64, HookKind)>,
+    /// The process (its own group's leader) of each running hook that has started: id, pid.
+    pids: Vec<(u64, u32)>,
     /// The outcome of each hook's last run (by [`HookKind::index`]): `Ok`, or how it failed.
     last: [Option<Result<(), String>>; 3],
     /// Releases whose `onAccepted` has started, at most [`REMEMBERED_ACCEPTED`].
@@ -216,6 +218,7 @@ impl Machine {
     ) {
         self.hooks.running.retain(|(running, _)| *running != id);
         self.hooks.last[kind.index()] = Some(result.clone());
+        self.hooks.pids.retain(|(running, _)| *running != id);
         let key = kind.key();
         match &result {
             Ok(()) => self.log(LogLevel::Info, format!("hook {key}: finished"), vec![]),
@@ -257,6 +260,25 @@ impl Machine {
         } else {
             self.set_timer(Timer::FolderRecheck, later(now, HOOK_RETRY));
         }
+    }
+
+    /// A hook run has started as process `pid`.
+    pub(super) fn on_hook_started(&mut self, id: u64, pid: u32) {
+        if self.hooks.running.iter().any(|(running, _)| *running == id) {
+            self.hooks.pids.push((id, pid));
+        }
+    }
+
+    /// The processes of the running hooks: the hook's key and its pid (its group's leader).
+    pub fn hook_processes(&self) -> Vec<(&'static str, u32)> {
+        self.hooks
+            .pids
+            .iter()
+            .filter_map(|(id, pid)| {
+                let (_, kind) = self.hooks.running.iter().find(|(r, _)| r == id)?;
+                Some((kind.key(), *pid))
+            })
+            .collect()
     }
 
     /// What the status file says of the hooks: those running, and those whose last run

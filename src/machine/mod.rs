@@ -141,9 +141,11 @@ pub enum Event {
         result: Result<Box<CheckedFolder>, String>,
     },
     CurrentSwitched(Result<(), SwitchError>),
-    /// The process groups of exited node processes that still have members.
+    /// What a [`Action::ProbeGroups`] found: the probed process groups that still have live
+    /// members, and the descendants of the probed node processes outside their groups.
     GroupsProbed {
         alive: Vec<u32>,
+        strays: Vec<Stray>,
     },
     /// An operator asked through the control socket (`visor restart`, `visor switch`); the
     /// answers go back as [`Action::ControlReply`] with the same `id`.
@@ -165,6 +167,24 @@ pub enum Event {
         kind: HookKind,
         result: Result<(), String>,
     },
+    /// The hook run `id` was started as process `pid` (the leader of its own group), so
+    /// `status.json` can name it.
+    HookStarted {
+        id: u64,
+        pid: u32,
+    },
+}
+
+/// A descendant of a node process outside its process group (it called `setsid`, or its
+/// parent exited and it was re-parented to Visor), found by a probe: a signal to the group
+/// misses it, so it is signalled by pid, identified by its start time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stray {
+    pub pid: u32,
+    /// Clock ticks after boot, as `/proc/PID/stat` gives it.
+    pub start_time: u64,
+    /// The process group (the node process) it descends from.
+    pub tree: u32,
 }
 
 /// What an operator can ask a running Visor.
@@ -256,9 +276,17 @@ pub enum Action {
         pgid: u32,
         signal: StopSignal,
     },
-    /// Look whether these process groups still have live members; answered at once with
+    /// Look whether these process groups (of node processes Visor started) still have live
+    /// members, and which of their descendants run outside them; answered at once with
     /// [`Event::GroupsProbed`].
     ProbeGroups(Vec<u32>),
+    /// Signal one descendant outside its group, only while it is still the process a probe
+    /// found (the same start time).
+    SignalProcess {
+        pid: u32,
+        start_time: u64,
+        signal: StopSignal,
+    },
     /// Check the folder an operator asked to switch to; answered with
     /// [`Event::SwitchFolderChecked`].
     CheckSwitchFolder {
@@ -368,6 +396,9 @@ pub struct Machine {
     check_running: bool,
     check_queued: bool,
     lingering: Vec<Lingering>,
+    /// Descendants of the node processes outside their groups, found by the last probes, and
+    /// whether each got SIGTERM.
+    strays: Vec<(Stray, bool)>,
     /// The operator's request being carried out (one at a time).
     control: Option<control::ControlJob>,
     /// The last error logged, and a config.toml reload that was refused (cleared by a good one).
@@ -422,6 +453,7 @@ impl Machine {
             check_running: false,
             check_queued: false,
             lingering: Vec::new(),
+            strays: Vec::new(),
             control: None,
             last_error: None,
             refused_reload: None,
@@ -692,7 +724,7 @@ impl Machine {
             } => self.on_folder_checked(now, tag, missing, result),
             Event::InstallFinished { tag, result } => self.on_install_finished(now, tag, result),
             Event::CurrentSwitched(result) => self.on_switched(now, result),
-            Event::GroupsProbed { alive } => self.on_groups_probed(now, alive),
+            Event::GroupsProbed { alive, strays } => self.on_groups_probed(now, alive, strays),
             Event::ControlReceived { id, request } => self.on_control(now, id, request),
             Event::SwitchFolderChecked { tag, result } => {
                 self.on_switch_folder_checked(now, tag, result)
@@ -701,6 +733,7 @@ impl Machine {
             Event::HookFinished { id, kind, result } => {
                 self.on_hook_finished(now, id, kind, result)
             }
+            Event::HookStarted { id, pid } => self.on_hook_started(id, pid),
         }
     }
 

@@ -162,12 +162,34 @@ impl Machine {
 
     pub(super) fn send_term(&mut self, now: Instant) {
         let live = self.live_children();
-        if live.is_empty() && self.lingering.is_empty() {
+        if live.is_empty() && self.lingering.is_empty() && self.strays.is_empty() {
             self.finish_stop(now);
             return;
         }
+        if !live.is_empty() {
+            // Their descendants outside their groups get SIGTERM with them. Looked for before
+            // the SIGTERM, so the look does not delay noticing a quick exit (the dark time).
+            self.actions
+                .push_back(Action::ProbeGroups(self.probe_trees()));
+        }
         self.signal_children(LogLevel::Info, StopSignal::Term, "");
         self.set_timer(Timer::Kill, later(now, self.config.stop_signal_timeout));
+    }
+
+    /// The node processes whose descendants a probe looks for: those that exited while
+    /// members of their group or descendants outside it may still run, and, during a stop,
+    /// those still running.
+    fn probe_trees(&self) -> Vec<u32> {
+        let mut trees: Vec<u32> = self.lingering.iter().map(|g| g.pgid).collect();
+        if self.phase() == Phase::Stopping {
+            trees.extend(self.live_children().into_iter().map(|(_, pid)| pid));
+        }
+        for (stray, _) in &self.strays {
+            if !trees.contains(&stray.tree) {
+                trees.push(stray.tree);
+            }
+        }
+        trees
     }
 
     /// Sends `signal` to every live child's process group, logging each at `level`.
@@ -201,6 +223,23 @@ impl Machine {
                 signal: StopSignal::Kill,
             });
         }
+        // So are the descendants found outside the groups, each still identified by its
+        // start time.
+        for (stray, _) in std::mem::take(&mut self.strays) {
+            self.log(
+                LogLevel::Warn,
+                format!(
+                    "supervise: sending SIGKILL to process {}, a descendant of process group {} outside it ({reason})",
+                    stray.pid, stray.tree
+                ),
+                vec![],
+            );
+            self.actions.push_back(Action::SignalProcess {
+                pid: stray.pid,
+                start_time: stray.start_time,
+                signal: StopSignal::Kill,
+            });
+        }
         self.clear_timer(Timer::GroupProbe);
         if self.phase() == Phase::Stopping
             && self.live_children().is_empty()
@@ -210,21 +249,62 @@ impl Machine {
         }
     }
 
-    /// Whether the stop is complete: no child left, no group with members, no stop delay.
+    /// Whether the stop is complete: no child left, no group with members, no descendant
+    /// outside a group, no stop delay.
     pub(super) fn stop_complete(&self) -> bool {
         self.live_children().is_empty()
             && self.lingering.is_empty()
+            && self.strays.is_empty()
             && !self.timers.is_set(Timer::StopDelay)
     }
 
-    pub(super) fn on_groups_probed(&mut self, now: Instant, alive: Vec<u32>) {
+    pub(super) fn on_groups_probed(&mut self, now: Instant, alive: Vec<u32>, strays: Vec<Stray>) {
         self.lingering.retain(|group| alive.contains(&group.pgid));
-        if self.lingering.is_empty() {
+        // The strays of the trees probed are what this probe found; those of other trees
+        // (not probed this time) are kept.
+        let probed = self.probe_trees();
+        let before = std::mem::take(&mut self.strays);
+        let termed = |s: &Stray| {
+            before
+                .iter()
+                .any(|(b, t)| *t && b.pid == s.pid && b.start_time == s.start_time)
+        };
+        self.strays = before
+            .iter()
+            .filter(|(b, _)| !probed.contains(&b.tree))
+            .copied()
+            .collect();
+        for stray in strays {
+            if !self.strays.iter().any(|(s, _)| s.pid == stray.pid) {
+                self.strays.push((stray, termed(&stray)));
+            }
+        }
+        if self.lingering.is_empty() && self.strays.is_empty() {
             self.clear_timer(Timer::GroupProbe);
             if self.phase() == Phase::Stopping && self.stop_complete() {
                 self.finish_stop(now);
             }
             return;
+        }
+        for index in 0..self.strays.len() {
+            let (stray, termed) = self.strays[index];
+            if termed {
+                continue;
+            }
+            self.strays[index].1 = true;
+            self.log(
+                LogLevel::Warn,
+                format!(
+                    "supervise: process {} descends from process group {} but left it; sending it SIGTERM",
+                    stray.pid, stray.tree
+                ),
+                vec![],
+            );
+            self.actions.push_back(Action::SignalProcess {
+                pid: stray.pid,
+                start_time: stray.start_time,
+                signal: StopSignal::Term,
+            });
         }
         for group in self.lingering.iter_mut().filter(|g| !g.termed) {
             group.termed = true;
@@ -316,9 +396,8 @@ impl Machine {
             pgid: pid,
             termed: false,
         });
-        self.actions.push_back(Action::ProbeGroups(
-            self.lingering.iter().map(|g| g.pgid).collect(),
-        ));
+        self.actions
+            .push_back(Action::ProbeGroups(self.probe_trees()));
         match self.phase() {
             Phase::Running => {
                 self.log(
@@ -504,9 +583,9 @@ impl Machine {
             Timer::FolderRecheck => self.advance_upgrade(now),
             Timer::AcceptedHook => self.start_accepted_hook(now),
             Timer::GroupProbe => {
-                if !self.lingering.is_empty() {
-                    let groups = self.lingering.iter().map(|g| g.pgid).collect();
-                    self.actions.push_back(Action::ProbeGroups(groups));
+                if !self.lingering.is_empty() || !self.strays.is_empty() {
+                    self.actions
+                        .push_back(Action::ProbeGroups(self.probe_trees()));
                 }
             }
         }

@@ -18,6 +18,8 @@ struct Harness {
     switch_result: Result<(), SwitchError>,
     /// Process groups the fake driver reports as still having members.
     alive_groups: Vec<u32>,
+    /// Descendants outside their groups the fake driver reports (for the trees probed).
+    strays: Vec<Stray>,
     probes: Vec<Vec<u32>>,
 }
 
@@ -77,6 +79,7 @@ impl Harness {
             logs: Vec::new(),
             switch_result: Ok(()),
             alive_groups: Vec::new(),
+            strays: Vec::new(),
             probes: Vec::new(),
         }
     }
@@ -127,7 +130,14 @@ impl Harness {
                         .copied()
                         .filter(|g| self.alive_groups.contains(g))
                         .collect();
-                    self.machine.handle(self.now, Event::GroupsProbed { alive });
+                    let strays = self
+                        .strays
+                        .iter()
+                        .filter(|s| groups.contains(&s.tree))
+                        .copied()
+                        .collect();
+                    self.machine
+                        .handle(self.now, Event::GroupsProbed { alive, strays });
                 }
                 _ => out.push(action),
             }
@@ -1465,6 +1475,87 @@ fn group_signals(actions: &[Action]) -> Vec<(u32, StopSignal)> {
         .collect()
 }
 
+fn stray_signals(actions: &[Action]) -> Vec<(u32, u64, StopSignal)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::SignalProcess {
+                pid,
+                start_time,
+                signal,
+            } => Some((*pid, *start_time, *signal)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn descendants_outside_the_group_get_sigterm_with_the_node_and_sigkill_at_the_deadline() {
+    let mut h = Harness::new(fast_config(), false);
+    h.event(Event::Started);
+    let core = h.pid(Proc::Core);
+    h.strays = vec![Stray {
+        pid: 900,
+        start_time: 55,
+        tree: core,
+    }];
+    // The stop looks for the core's descendants as it sends SIGTERM to its group.
+    let actions = h.event(Event::SignalReceived(ReceivedSignal::Term));
+    assert_eq!(signals(&actions), vec![(Proc::Core, StopSignal::Term)]);
+    assert_eq!(h.probes, vec![vec![core]]);
+    assert_eq!(stray_signals(&actions), vec![(900, 55, StopSignal::Term)]);
+    // The core leaves; the stray, still found, gets no second SIGTERM and holds the exit.
+    let actions = h.exit(Proc::Core);
+    assert!(stray_signals(&actions).is_empty());
+    assert!(!actions.contains(&Action::Exit(0)));
+    h.at_ms(GROUP_PROBE_PERIOD.as_millis() as u64);
+    assert!(stray_signals(&h.timeout()).is_empty());
+    // At the kill deadline: SIGKILL by pid and start time, then the exit.
+    h.at_ms(fast_config().stop_signal_timeout.as_millis() as u64);
+    let actions = h.timeout();
+    assert_eq!(stray_signals(&actions), vec![(900, 55, StopSignal::Kill)]);
+    assert!(actions.contains(&Action::Exit(0)));
+}
+
+#[test]
+fn a_stray_that_leaves_on_sigterm_lets_the_restart_go_on() {
+    let mut h = Harness::new(fast_config(), false);
+    h.event(Event::Started);
+    let core = h.pid(Proc::Core);
+    // The core crashed and left a process outside its group (found as an orphan).
+    h.strays = vec![Stray {
+        pid: 901,
+        start_time: 60,
+        tree: core,
+    }];
+    let actions = h.exit(Proc::Core);
+    assert_eq!(stray_signals(&actions), vec![(901, 60, StopSignal::Term)]);
+    assert_eq!(
+        h.machine.phase(),
+        Phase::Stopping,
+        "the restart waits for it"
+    );
+    h.strays.clear();
+    h.at_ms(GROUP_PROBE_PERIOD.as_millis() as u64);
+    let actions = h.timeout();
+    assert!(
+        stray_signals(&actions).is_empty(),
+        "no SIGKILL: {actions:?}"
+    );
+    assert_eq!(h.machine.phase(), Phase::RestartWait);
+}
+
+#[test]
+fn no_process_is_signalled_by_pid_unless_a_probe_found_it() {
+    let mut h = Harness::new(fast_config(), true);
+    h.event(Event::Started);
+    let mut all = h.event(Event::SignalReceived(ReceivedSignal::Term));
+    all.extend(h.exit(Proc::Core));
+    all.extend(h.exit(Proc::DataNode));
+    assert!(stray_signals(&all).is_empty());
+    assert!(all.contains(&Action::Exit(0)));
+}
+
 #[test]
 fn helpers_of_a_crashed_core_are_stopped_before_the_restart() {
     let mut h = Harness::new(fast_config(), false);
@@ -1515,8 +1606,10 @@ fn an_empty_group_costs_no_wait_at_the_upgrade_block() {
     h.status(Some(("v2", 7)), false);
     h.event(ready_folder("v2"));
     h.status(Some(("v2", 7)), true);
-    let actions = h.exit(Proc::Core);
+    // One look at the stop (for descendants outside the group), one at the exit.
     assert_eq!(h.probes.len(), 1);
+    let actions = h.exit(Proc::Core);
+    assert_eq!(h.probes.len(), 2);
     assert!(group_signals(&actions).is_empty());
     assert_eq!(
         spawned(&actions).len(),

@@ -19,10 +19,11 @@ use std::time::{Duration, Instant};
 use crate::config::run_config::RunConfig;
 use crate::home::permissions;
 use crate::home::RUN_CONFIG_FILE;
-use crate::machine::StopSignal;
 use crate::node::commands::parse_version;
 use crate::node::fingerprint::CheckedFolder;
-use crate::supervise::child;
+use crate::process::output::{excerpt, read_capped, LINE_LIMIT};
+use crate::process::spawn::{self, describe_status, exited_unreaped};
+use crate::process::{self, Signal};
 
 /// How long `<binary> version --output json` may take.
 pub const VERSION_TIMEOUT: Duration = Duration::from_secs(30);
@@ -163,7 +164,7 @@ pub fn binary_version(binary: &Path) -> Result<String, String> {
             "{} version --output json failed ({}): {}",
             binary.display(),
             output.status,
-            output.stderr.trim()
+            excerpt(&output.stderr, LINE_LIMIT)
         ));
     }
     parse_version(&output.stdout)
@@ -178,10 +179,11 @@ pub struct Captured {
 }
 
 /// The most of each stream [`run_captured`] keeps; the rest is not read.
-pub const CAPTURE_LIMIT: u64 = 1 << 20;
+pub const CAPTURE_LIMIT: usize = 1 << 20;
 
 /// Runs a short command in its own process group with stdout and stderr captured (at most
-/// [`CAPTURE_LIMIT`] each), without `crate::supervise::child::WITHHELD_VARIABLES` in its environment.
+/// [`CAPTURE_LIMIT`] each, read by [`crate::process::output::read_capped`]), without
+/// [`crate::process::spawn::WITHHELD_VARIABLES`] in its environment.
 ///
 /// `timeout` covers everything: the command's exit and the end of both streams, which a
 /// process it left in the background may hold open. When it runs out, the whole process group
@@ -196,10 +198,9 @@ pub fn run_captured(program: &Path, args: &[&str], timeout: Duration) -> Result<
     let deadline = Instant::now()
         .checked_add(timeout)
         .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365));
-    let mut command = child::group_command(program, args);
+    let mut command = spawn::group_command(program, args);
     command.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = command
-        .spawn()
+    let mut child = spawn::start(&mut command)
         .map_err(|e| format!("{}: cannot run: {e}", program.display()))?;
     let pid = child.id();
     let (streams_tx, streams) = crossbeam_channel::bounded::<(usize, String)>(2);
@@ -252,14 +253,15 @@ pub fn run_captured(program: &Path, args: &[&str], timeout: Duration) -> Result<
             }
         }
     }
-    child::signal_group(pid, StopSignal::Kill);
-    let status = child
-        .wait()
-        .map_err(|e| format!("{shown}: wait failed: {e}; check the system's limits"))?;
+    process::signal::signal_group(pid, Signal::Kill);
+    let status = child.wait();
+    spawn::reaped(pid);
+    let status =
+        status.map_err(|e| format!("{shown}: wait failed: {e}; check the system's limits"))?;
     let [stdout, stderr] = captured;
     Ok(Captured {
         success: status.success(),
-        status: child::describe_status(status),
+        status: describe_status(status),
         stdout,
         stderr,
     })
@@ -287,33 +289,14 @@ fn describe_limit(limit: Duration) -> String {
 /// SIGKILL to the whole group, then reaps the leader (a reaped leader cannot be waited for
 /// again, and killing before reaping keeps the group id from being reused meanwhile).
 fn kill_group_and_reap(child: &mut Child, pid: u32) {
-    child::signal_group(pid, StopSignal::Kill);
+    process::signal::signal_group(pid, Signal::Kill);
     let _ = child.wait();
-}
-
-/// Whether the child has exited, without reaping it (waitid with WNOWAIT).
-fn exited_unreaped(pid: u32) -> std::io::Result<bool> {
-    let id = libc::id_t::from(pid);
-    // SAFETY: siginfo_t is plain data for which all zeroes is valid; waitid only writes it.
-    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `info` is a valid, writable siginfo_t for the duration of the call.
-    let rc = unsafe {
-        libc::waitid(
-            libc::P_PID,
-            id,
-            &mut info,
-            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: waitid filled `info` (si_pid is 0 when no child has changed state).
-    Ok(unsafe { info.si_pid() } != 0)
+    spawn::reaped(pid);
 }
 
 /// Reads one stream to its end or [`CAPTURE_LIMIT`] on a `visor-capture` thread and sends it
-/// as `(index, text)`.
+/// as `(index, text)`; the buffer never grows beyond the limit, so an endless line is cut
+/// there.
 fn read_limited<R: Read + Send + 'static>(
     index: usize,
     reader: R,
@@ -321,10 +304,9 @@ fn read_limited<R: Read + Send + 'static>(
 ) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("visor-capture".into())
-        .stack_size(child::SMALL_STACK)
+        .stack_size(process::SMALL_STACK)
         .spawn(move || {
-            let mut buffer = Vec::new();
-            let _ = reader.take(CAPTURE_LIMIT).read_to_end(&mut buffer);
+            let buffer = read_capped(reader, CAPTURE_LIMIT);
             let _ = done.send((index, String::from_utf8_lossy(&buffer).into_owned()));
         })
         .map(drop)
@@ -441,8 +423,8 @@ mod tests {
             "head -c 3000000 /dev/zero | tr '\\0' a\nhead -c 3000000 /dev/zero | tr '\\0' b >&2\n",
         );
         let captured = run(&dir, Duration::from_secs(20)).unwrap();
-        assert_eq!(captured.stdout.len() as u64, CAPTURE_LIMIT);
-        assert_eq!(captured.stderr.len() as u64, CAPTURE_LIMIT);
+        assert_eq!(captured.stdout.len(), CAPTURE_LIMIT);
+        assert_eq!(captured.stderr.len(), CAPTURE_LIMIT);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

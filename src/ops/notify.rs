@@ -15,7 +15,7 @@
 //! needs no binding and no handshake.
 //!
 //! Visor's own environment is left as it is, but the node processes are started without
-//! `$NOTIFY_SOCKET` and `$WATCHDOG_*` (see `supervise::child`), and the example unit
+//! `$NOTIFY_SOCKET` and `$WATCHDOG_*` (see `process::spawn`), and the example unit
 //! (contrib/visor.service) uses `NotifyAccess=main`, under which systemd accepts
 //! notifications from Visor's pid only: a node can neither mark the service ready nor feed
 //! its watchdog.

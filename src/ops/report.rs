@@ -17,6 +17,7 @@ use crate::machine::{Machine, Proc};
 use crate::ops::log;
 use crate::ops::metrics::{self, Snapshot};
 use crate::ops::notify::{self, Notifier};
+use crate::process::identity::IdentityCache;
 
 /// How often the metrics file is rewritten when nothing changes.
 pub const METRICS_PERIOD: Duration = Duration::from_secs(15);
@@ -103,12 +104,32 @@ fn process_start_unix() -> Option<Duration> {
 struct StatusFile {
     folder: SuperviseFolder,
     visor: serde_json::Value,
-    /// Start times of child pids, read once per pid: clock ticks after boot (`start_time`), and
-    /// the wall clock when the reporter first saw the pid, right after the turn that spawned
-    /// it (`started_at`).
-    start_times: Vec<(u32, Option<u64>, String)>,
+    /// The identities of the children, read once per pid (the executable at every write).
+    identities: IdentityCache,
+    /// What is recorded of each running hook's process, read once per pid.
+    hook_records: Vec<(u32, serde_json::Value)>,
+    /// When the reporter first saw each child pid, right after the turn that spawned it
+    /// (`started_at`, RFC 3339 UTC).
+    started_at: Vec<(u32, String)>,
     last: Option<serde_json::Value>,
     last_error: Option<String>,
+}
+
+/// What `status.json` records of a running hook's process `pid`.
+fn hook_record(key: &str, pid: u32, boot_id: Option<&str>) -> serde_json::Value {
+    let stat = crate::process::table::Stat::read(pid);
+    let mut record = serde_json::json!({
+        "hook": key,
+        "pid": pid,
+        "pgid": pid,
+        "sid": stat.map(|s| s.sid),
+        "start_time": stat.map(|s| s.start_time),
+        "boot_id": boot_id,
+    });
+    if let Some(uid) = crate::process::identity::uid_of(pid) {
+        record["uid"] = uid.into();
+    }
+    record
 }
 
 impl Reporter {
@@ -153,7 +174,9 @@ impl Reporter {
                 "started_at": log::rfc3339_millis(unix_now_ms()),
                 "version": env!("CARGO_PKG_VERSION"),
             }),
-            start_times: Vec::new(),
+            identities: IdentityCache::new(),
+            hook_records: Vec::new(),
+            started_at: Vec::new(),
             last: None,
             last_error: None,
         });
@@ -224,30 +247,36 @@ impl Reporter {
             return;
         };
         let mut children = Vec::new();
+        let pids: Vec<u32> = [Proc::Core, Proc::DataNode]
+            .into_iter()
+            .filter_map(|proc| machine.child_pid(proc))
+            .collect();
+        file.identities.retain(&pids);
         for proc in [Proc::Core, Proc::DataNode] {
             let Some(pid) = machine.child_pid(proc) else {
                 continue;
             };
-            let (start_time, started_at) = match file.start_times.iter().find(|(p, _, _)| *p == pid)
-            {
-                Some((_, ticks, at)) => (*ticks, at.clone()),
+            // Its pid, start time, boot id, uid and executable: a later Visor stops it only
+            // when all of them still match.
+            let mut child = match file.identities.get(pid) {
+                Some(identity) => identity.to_json(),
+                None => serde_json::json!({ "pid": pid, "start_time": null }),
+            };
+            child["process"] = proc.name().into();
+            let started_at = match file.started_at.iter().find(|(p, _)| *p == pid) {
+                Some((_, at)) => at.clone(),
                 None => {
-                    let ticks = process_start_time(pid);
                     let at = log::rfc3339_millis(unix_now_ms());
-                    file.start_times.retain(|(p, _, _)| {
+                    file.started_at.retain(|(p, _)| {
                         machine.child_pid(Proc::Core) == Some(*p)
                             || machine.child_pid(Proc::DataNode) == Some(*p)
                     });
-                    file.start_times.push((pid, ticks, at.clone()));
-                    (ticks, at)
+                    file.started_at.push((pid, at.clone()));
+                    at
                 }
             };
-            children.push(serde_json::json!({
-                "process": proc.name(),
-                "pid": pid,
-                "start_time": start_time,
-                "started_at": started_at,
-            }));
+            child["started_at"] = started_at.into();
+            children.push(child);
         }
         let pending = machine
             .pending_detail()
@@ -261,6 +290,21 @@ impl Reporter {
             });
         let (last_error, resolved_error) = error_records(machine, &self.clock);
         let (hooks_running, hook_failing) = machine.hook_status();
+        let hook_processes = machine.hook_processes();
+        file.hook_records
+            .retain(|(pid, _)| hook_processes.iter().any(|(_, p)| p == pid));
+        let mut hook_records = Vec::new();
+        for (key, pid) in hook_processes {
+            if let Some((_, record)) = file.hook_records.iter().find(|(p, _)| *p == pid) {
+                hook_records.push(record.clone());
+                continue;
+            }
+            // Its process group (the hook leads it), session, start time and boot id: a later
+            // Visor stops the members of that group that still run.
+            let record = hook_record(key, pid, file.identities.boot_id());
+            file.hook_records.push((pid, record.clone()));
+            hook_records.push(record);
+        }
         let record = serde_json::json!({
             "visor": file.visor,
             "phase": machine.phase().name(),
@@ -278,6 +322,7 @@ impl Reporter {
             "hooks": {
                 "running": hooks_running,
                 "failing": hook_failing,
+                "processes": hook_records,
             },
         });
         if file.last.as_ref() == Some(&record) {

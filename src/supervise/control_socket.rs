@@ -60,7 +60,7 @@ pub fn start(socket: &ControlAddress, requests: Sender<ControlMessage>) -> Resul
         .map_err(|e| format!("{}: cannot set mode 0600 ({e})", path.display()))?;
     std::thread::Builder::new()
         .name("visor-control".into())
-        .stack_size(crate::supervise::child::SMALL_STACK)
+        .stack_size(crate::process::SMALL_STACK)
         .spawn(move || {
             let active = Arc::new(AtomicUsize::new(0));
             for stream in listener.incoming() {
@@ -90,7 +90,7 @@ fn accept(stream: UnixStream, requests: &Sender<ControlMessage>, active: &Arc<At
     let done = active.clone();
     let started = std::thread::Builder::new()
         .name("visor-control-request".into())
-        .stack_size(crate::supervise::child::SMALL_STACK)
+        .stack_size(crate::process::SMALL_STACK)
         .spawn(move || {
             serve(stream, &requests);
             done.fetch_sub(1, Ordering::SeqCst);

@@ -17,12 +17,13 @@ use crate::home::supervise_folder::SuperviseFolder;
 use crate::home::{self, Home};
 use crate::install::InstallRequest;
 use crate::machine::{
-    Action, ControlReply, Event, Machine, Polling, Proc, ReceivedSignal, SwitchError,
+    Action, ControlReply, Event, Machine, Polling, Proc, ReceivedSignal, Stray, SwitchError,
 };
 use crate::node::fingerprint::Fingerprint;
 use crate::node::poller::Polled;
 use crate::ops::log;
 use crate::ops::report::Reporter;
+use crate::process::{self, descendants, descendants::Tree};
 use crate::supervise::child;
 use crate::supervise::control_socket::ControlMessage;
 use crate::supervise::hooks::{self, HookGroups, HookRun};
@@ -54,6 +55,9 @@ pub struct Coordinator {
     next_request: u64,
     /// The process groups of running hooks, killed when Visor exits.
     hook_groups: HookGroups,
+    /// When each node process was started (clock ticks after boot), for the probes of its
+    /// descendants.
+    started_at: HashMap<u32, u64>,
 }
 
 /// A turn slower than this is logged, as a hint that something blocked the loop.
@@ -72,6 +76,7 @@ impl Coordinator {
             replies: HashMap::new(),
             next_request: 0,
             hook_groups: HookGroups::default(),
+            started_at: HashMap::new(),
         }
     }
 
@@ -187,15 +192,18 @@ impl Coordinator {
                 args,
             } => Some(self.spawn(proc, &program, &args)),
             Action::Signal { pid, signal, .. } | Action::SignalGroup { pgid: pid, signal } => {
-                child::signal_group(pid, signal);
+                child::signal(pid, signal);
                 None
             }
-            Action::ProbeGroups(groups) => Some(Event::GroupsProbed {
-                alive: groups
-                    .into_iter()
-                    .filter(|g| child::group_alive(*g))
-                    .collect(),
-            }),
+            Action::ProbeGroups(groups) => Some(self.probe(&groups)),
+            Action::SignalProcess {
+                pid,
+                start_time,
+                signal,
+            } => {
+                process::signal::signal_process(pid, start_time, child::to_signal(signal));
+                None
+            }
             Action::Poll(polling) => {
                 let _ = self.channels.poll_control.send(polling);
                 None
@@ -262,13 +270,17 @@ impl Coordinator {
                 command,
                 env,
                 timeout,
-            } => self.run_hook(HookRun {
-                id,
-                kind,
-                command,
-                env,
-                timeout,
-            }),
+            } => {
+                let stop_timeout = self.machine.config().stop_signal_timeout;
+                self.run_hook(HookRun {
+                    id,
+                    kind,
+                    command,
+                    env,
+                    timeout,
+                    stop_timeout,
+                })
+            }
             Action::StartInstall {
                 tag,
                 folder,
@@ -284,9 +296,61 @@ impl Coordinator {
         hooks::start(run, self.hook_groups.clone(), events).err()
     }
 
-    fn spawn(&self, proc: Proc, program: &Path, args: &[String]) -> Event {
+    /// The process groups of `groups` that still have live members, and the descendants of
+    /// those node processes outside their groups, in one read of `/proc`.
+    fn probe(&mut self, groups: &[u32]) -> Event {
+        let trees: Vec<Tree> = groups
+            .iter()
+            .map(|pgid| Tree {
+                leader: *pgid,
+                // Unknown: no orphan is given to it (rule 3 of `process::descendants`).
+                since: self.started_at.get(pgid).copied().unwrap_or(u64::MAX),
+            })
+            .collect();
+        let probes = descendants::probe(&trees);
+        let mut alive = Vec::new();
+        let mut strays = Vec::new();
+        for (tree, found) in trees.iter().zip(probes) {
+            if found.group_alive {
+                alive.push(tree.leader);
+            }
+            strays.extend(found.strays.into_iter().map(|s| Stray {
+                pid: s.pid,
+                start_time: s.start_time,
+                tree: tree.leader,
+            }));
+        }
+        // A group found empty with nothing outside it is never probed again.
+        self.started_at.retain(|pid, _| {
+            !groups.contains(pid)
+                || alive.contains(pid)
+                || strays.iter().any(|s| s.tree == *pid)
+                || [Proc::Core, Proc::DataNode]
+                    .into_iter()
+                    .any(|p| self.machine.child_pid(p) == Some(*pid))
+        });
+        Event::GroupsProbed { alive, strays }
+    }
+
+    fn spawn(&mut self, proc: Proc, program: &Path, args: &[String]) -> Event {
+        let since = process::table::ticks_now();
         match child::spawn(proc, program, args, self.channels.events_tx.clone()) {
-            Ok(pid) => Event::ChildSpawned { proc, pid },
+            Ok(pid) => {
+                // Bounded: entries leave when a probe finds the group empty; a few kept by
+                // SIGKILLed groups never probed again are dropped oldest first.
+                if self.started_at.len() >= 64 {
+                    if let Some(oldest) = self
+                        .started_at
+                        .iter()
+                        .min_by_key(|(_, t)| **t)
+                        .map(|(p, _)| *p)
+                    {
+                        self.started_at.remove(&oldest);
+                    }
+                }
+                self.started_at.insert(pid, since);
+                Event::ChildSpawned { proc, pid }
+            }
             Err(e) => Event::SpawnFailed {
                 proc,
                 error: format!("{}: {e}", program.display()),
@@ -399,5 +463,6 @@ fn event_name(event: &Event) -> &'static str {
         Event::SwitchFolderChecked { .. } => "SwitchFolderChecked",
         Event::RunConfigRead(_) => "RunConfigRead",
         Event::HookFinished { .. } => "HookFinished",
+        Event::HookStarted { .. } => "HookStarted",
     }
 }

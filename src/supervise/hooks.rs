@@ -1,17 +1,19 @@
 //! Running the operator's hooks (`[hooks]` in config.toml), each on a `visor-hook` thread of
 //! its own, never on the coordinator's: the command in its own process group with stdin from
-//! `/dev/null`, its output lines copied to Visor's log behind the hook's name, killed with its
-//! group when it outlives `timeoutSeconds`. Processes it leaves in its group when it exits are
-//! stopped too (SIGTERM, then SIGKILL after [`LEFTOVER_GRACE`]). The thread reports
+//! `/dev/null`, its output lines copied to Visor's log behind the hook's name (through the
+//! bounded reader of [`crate::process::output`]: lines cut at 4096 bytes, at most 1,000 lines
+//! or 256 KiB per run, then one line saying what was dropped), killed with its group when it
+//! outlives `timeoutSeconds`. When it has exited, every descendant it left — in its group or
+//! outside it ([`crate::process::descendants`]) — gets SIGTERM, then SIGKILL after
+//! `stopSignalTimeoutSeconds`. The thread reports [`Event::HookStarted`] and
 //! [`Event::HookFinished`] and decides nothing.
 //!
-//! The groups of hooks still running are kept in [`HookGroups`], so that an exiting Visor
-//! kills them ([`HookGroups::kill_all`]): no hook outlives Visor.
+//! The hooks still running are kept in [`HookGroups`], so that an exiting Visor kills them
+//! and what they started ([`HookGroups::kill_all`]): no hook outlives Visor.
 
-use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read};
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -19,14 +21,20 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 
 use crate::config::hooks::HookKind;
-use crate::machine::{Event, StopSignal};
+use crate::machine::Event;
 use crate::ops::log;
-use crate::supervise::child::{self, describe_status, group_alive, signal_group};
+use crate::process::descendants::{self, Tree};
+use crate::process::output::{self, Budget};
+use crate::process::signal::signal_group;
+use crate::process::spawn::{self, describe_status, exited_unreaped};
+use crate::process::{self, table, Signal};
 
-/// How long processes a hook left in its group get between SIGTERM and SIGKILL.
-pub const LEFTOVER_GRACE: Duration = Duration::from_secs(2);
-/// The longest output line copied to the log; the rest of a longer line is dropped.
-const LINE_LIMIT: usize = 4096;
+/// How long, after the hook and what it left are gone, its output is still read before the
+/// run's last line (what was dropped) is logged.
+const OUTPUT_WAIT: Duration = Duration::from_secs(1);
+/// The limits of one run's log, as the line about dropped output names them.
+const OUTPUT_LIMITS: &str =
+    "a hook run logs at most 1000 lines or 256 KiB, and 4096 bytes of a line";
 
 /// One hook to run.
 #[derive(Debug, Clone)]
@@ -37,18 +45,21 @@ pub struct HookRun {
     /// `VISOR_*` variables added to Visor's environment.
     pub env: Vec<(String, String)>,
     pub timeout: Duration,
+    /// `stopSignalTimeoutSeconds`: how long what the hook left gets between SIGTERM and
+    /// SIGKILL.
+    pub stop_timeout: Duration,
 }
 
-/// The process groups of the hooks that run now.
+/// The hooks that run now: each one's process group and when it was started.
 #[derive(Debug, Clone, Default)]
-pub struct HookGroups(Arc<Mutex<BTreeSet<u32>>>);
+pub struct HookGroups(Arc<Mutex<BTreeMap<u32, u64>>>);
 
 impl HookGroups {
-    fn insert(&self, pgid: u32) {
+    fn insert(&self, tree: Tree) {
         self.0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(pgid);
+            .insert(tree.leader, tree.since);
     }
 
     fn remove(&self, pgid: u32) {
@@ -58,15 +69,16 @@ impl HookGroups {
             .remove(&pgid);
     }
 
-    /// SIGKILL to every running hook's group (Visor is exiting).
+    /// SIGKILL to every running hook's group and to what it started outside it (Visor is
+    /// exiting).
     pub fn kill_all(&self) {
         let groups = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        for pgid in groups {
+        for (leader, since) in groups {
             log::warn(
-                &format!("hooks: killing the hook in process group {pgid}: Visor is exiting"),
+                &format!("hooks: killing the hook in process group {leader}: Visor is exiting"),
                 &[],
             );
-            signal_group(pgid, StopSignal::Kill);
+            descendants::kill_once(Tree { leader, since });
         }
     }
 }
@@ -80,9 +92,9 @@ pub fn start(
     let (id, kind) = (run.id, run.kind);
     std::thread::Builder::new()
         .name("visor-hook".into())
-        .stack_size(child::SMALL_STACK)
+        .stack_size(process::SMALL_STACK)
         .spawn(move || {
-            let result = execute(&run, &groups);
+            let result = execute(&run, &groups, &events);
             let _ = events.send(Event::HookFinished { id, kind, result });
         })
         .map_err(|e| Event::HookFinished {
@@ -92,74 +104,86 @@ pub fn start(
         })
 }
 
-/// Runs the hook to its end; `Err` says how it failed.
-fn execute(run: &HookRun, groups: &HookGroups) -> Result<(), String> {
+/// Runs the hook to its end and stops what it left; `Err` says how it failed.
+fn execute(run: &HookRun, groups: &HookGroups, events: &Sender<Event>) -> Result<(), String> {
     let name = run.kind.key();
+    let since = table::ticks_now();
     let mut child = spawn(run).map_err(|e| format!("cannot run {}: {e}", run.command[0]))?;
     let pgid = child.id();
-    groups.insert(pgid);
+    let tree = Tree {
+        leader: pgid,
+        since,
+    };
+    groups.insert(tree);
+    let _ = events.send(Event::HookStarted {
+        id: run.id,
+        pid: pgid,
+    });
+    let budget = Arc::new(Budget::per_run());
+    let mut readers = Vec::new();
     if let Some(out) = child.stdout.take() {
-        copy_lines(name, out);
+        readers.extend(copy_lines(name, out, budget.clone()));
     }
     if let Some(err) = child.stderr.take() {
-        copy_lines(name, err);
+        readers.extend(copy_lines(name, err, budget.clone()));
     }
     let outcome = wait(&mut child, run.timeout);
-    stop_leftovers(name, pgid);
+    // The hook has exited but is not reaped yet, so its group id stays its own while what
+    // it left is stopped.
+    stop_leftovers(name, tree, run.stop_timeout);
+    let status = child.wait();
+    spawn::reaped(pgid);
     groups.remove(pgid);
-    outcome
+    let deadline = Instant::now() + OUTPUT_WAIT;
+    while readers.iter().any(|r| !r.is_finished()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    if let Some(dropped) = budget.close().dropped(OUTPUT_LIMITS) {
+        log::warn(&format!("hook {name}: {dropped}"), &[]);
+    }
+    match (outcome, status) {
+        (Err(why), _) => Err(why),
+        (Ok(()), Ok(status)) if status.success() => Ok(()),
+        (Ok(()), Ok(status)) => Err(describe_status(status)),
+        (Ok(()), Err(e)) => Err(format!("wait failed: {e}")),
+    }
 }
 
 fn spawn(run: &HookRun) -> std::io::Result<Child> {
-    let mut command = Command::new(&run.command[0]);
+    let mut command =
+        spawn::group_command(std::path::Path::new(&run.command[0]), &run.command[1..]);
     command
-        .args(&run.command[1..])
         .envs(run.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    child::scrub_environment(&mut command);
-    // SAFETY: the closure runs between fork and exec and only calls prctl, which is
-    // async-signal-safe; it allocates nothing. The hook dies with the thread that started
-    // it, which lives until the hook ends: a Visor killed outright takes its hooks along.
-    unsafe {
-        command.pre_exec(|| {
-            if libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            ) != 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    command.spawn()
+        .stderr(Stdio::piped());
+    // The hook dies with the thread that started it, which lives until the hook ends: a
+    // Visor killed outright takes its hooks along.
+    spawn::parent_death_signal(&mut command, Signal::Kill, false);
+    spawn::start(&mut command)
 }
 
-/// Waits for the hook's exit until `timeout`; past it, kills its group. The first looks come
-/// a millisecond apart, then further apart (at most 20 ms), so a quick hook at the upgrade
-/// block adds about its own run time to the downtime, not a polling period.
+/// Waits, without reaping, for the hook's exit until `timeout`; past it, kills its group. The
+/// first looks come a millisecond apart, then further apart (at most 20 ms), so a quick hook
+/// at the upgrade block adds about its own run time to the downtime, not a polling period.
+/// `Err` is a time-out or a failed wait; the exit status is read when the hook is reaped.
 fn wait(child: &mut Child, timeout: Duration) -> Result<(), String> {
     let started = Instant::now();
     let deadline = started + timeout;
+    let pid = child.id();
     loop {
-        match child.try_wait() {
-            Ok(Some(status)) if status.success() => return Ok(()),
-            Ok(Some(status)) => return Err(describe_status(status)),
-            Ok(None) if Instant::now() >= deadline => {
-                signal_group(child.id(), StopSignal::Kill);
-                let _ = child.wait();
+        match exited_unreaped(pid) {
+            Ok(true) => return Ok(()),
+            Ok(false) if Instant::now() >= deadline => {
+                signal_group(pid, Signal::Kill);
+                while !exited_unreaped(pid).unwrap_or(true) {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
                 return Err(format!(
                     "still running after timeoutSeconds = {}; killed with its process group",
                     timeout.as_secs()
                 ));
             }
-            Ok(None) => {
+            Ok(false) => {
                 let pause = (started.elapsed() / 4)
                     .clamp(Duration::from_millis(1), Duration::from_millis(20));
                 std::thread::sleep(pause);
@@ -169,54 +193,63 @@ fn wait(child: &mut Child, timeout: Duration) -> Result<(), String> {
     }
 }
 
-/// Stops what the hook left in its process group after it exited.
-fn stop_leftovers(name: &str, pgid: u32) {
-    if !group_alive(pgid) {
-        return;
-    }
-    log::warn(
-        &format!("hook {name}: processes it started still run; sending them SIGTERM"),
-        &[("pgid", pgid.to_string())],
-    );
-    signal_group(pgid, StopSignal::Term);
-    let deadline = Instant::now() + LEFTOVER_GRACE;
-    while group_alive(pgid) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    if group_alive(pgid) {
-        signal_group(pgid, StopSignal::Kill);
+/// Stops every descendant the hook left after it exited, in its group and outside it.
+fn stop_leftovers(name: &str, tree: Tree, timeout: Duration) {
+    let killed = descendants::stop(tree, timeout, |found| {
+        log::warn(
+            &format!(
+                "hook {name}: processes it started still run{}{}; sending them SIGTERM",
+                if found.group_alive {
+                    " in its process group"
+                } else {
+                    ""
+                },
+                match found.strays.len() {
+                    0 => String::new(),
+                    n => format!(
+                        "{} {n} outside it (pid {})",
+                        if found.group_alive { " and" } else { "" },
+                        found
+                            .strays
+                            .iter()
+                            .map(|s| s.pid.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                }
+            ),
+            &[("pgid", tree.leader.to_string())],
+        );
+    });
+    if killed {
+        log::warn(
+            &format!(
+                "hook {name}: what it started still ran {} s after SIGTERM (stopSignalTimeoutSeconds); sent SIGKILL",
+                timeout.as_secs()
+            ),
+            &[("pgid", tree.leader.to_string())],
+        );
     }
 }
 
-/// Copies each line of a hook's output to the log behind the hook's name, on a thread that
-/// ends with the stream.
-fn copy_lines<R: Read + Send + 'static>(name: &'static str, stream: R) {
-    let _ = std::thread::Builder::new()
+/// Copies each line of a hook's output that `budget` admits to the log behind the hook's
+/// name, on a thread that ends with the stream; the thread, if it started.
+fn copy_lines<R: Read + Send + 'static>(
+    name: &'static str,
+    stream: R,
+    budget: Arc<Budget>,
+) -> Option<JoinHandle<()>> {
+    std::thread::Builder::new()
         .name("visor-hook-out".into())
-        .stack_size(child::SMALL_STACK)
+        .stack_size(process::SMALL_STACK)
         .spawn(move || {
-            let mut reader = BufReader::new(stream);
-            let mut line = Vec::new();
-            loop {
-                line.clear();
-                match reader
-                    .by_ref()
-                    .take(LINE_LIMIT as u64)
-                    .read_until(b'\n', &mut line)
-                {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => {}
-                }
-                if line.len() == LINE_LIMIT && line.last() != Some(&b'\n') {
-                    // Drop the rest of an over-long line.
-                    let mut rest = Vec::new();
-                    let _ = reader.read_until(b'\n', &mut rest);
-                }
-                let text = String::from_utf8_lossy(&line);
+            output::relay(stream, &budget, |line| {
+                let text = String::from_utf8_lossy(line);
                 log::info(
-                    &format!("hook {name}: {}", text.trim_end_matches(['\n', '\r'])),
+                    &format!("hook {name}: {}", text.trim_end_matches('\r')),
                     &[],
                 );
-            }
-        });
+            });
+        })
+        .ok()
 }

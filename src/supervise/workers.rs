@@ -29,7 +29,7 @@ fn spawn_worker(
 ) -> Result<JoinHandle<()>, String> {
     std::thread::Builder::new()
         .name(name.to_string())
-        .stack_size(crate::supervise::child::PARSER_STACK)
+        .stack_size(crate::process::PARSER_STACK)
         .spawn(move || {
             let _ = events.send(work());
         })

@@ -6,6 +6,8 @@
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
@@ -120,8 +122,9 @@ fn another_user_is_told_it_cannot_tell_whether_visor_runs() {
 
 /// A client that sends a byte every 3 s, never a whole line: how long after connecting Visor
 /// closed the connection, or `None` if it had not after `give_up`. A connection answered
-/// `busy` (the slots were all taken at that moment) is made again.
-fn slow_client(socket: &Path, give_up: Duration) -> Option<Duration> {
+/// `busy` (the slots were all taken at that moment) is made again. `held` counts the clients
+/// whose connection has gone 300 ms without a `busy`: Visor answers that at once.
+fn slow_client(socket: &Path, give_up: Duration, held: &AtomicUsize) -> Option<Duration> {
     let first = Instant::now();
     'connect: while first.elapsed() < give_up {
         let start = Instant::now();
@@ -130,8 +133,13 @@ fn slow_client(socket: &Path, give_up: Duration) -> Option<Duration> {
             .set_read_timeout(Some(Duration::from_millis(50)))
             .unwrap();
         let mut last_byte = Instant::now() - Duration::from_secs(3);
+        let mut counted = false;
         let mut buffer = [0u8; 512];
         while first.elapsed() < give_up {
+            if !counted && start.elapsed() >= Duration::from_millis(300) {
+                held.fetch_add(1, Ordering::SeqCst);
+                counted = true;
+            }
             if last_byte.elapsed() >= Duration::from_secs(3) {
                 if stream.write_all(b"r").is_err() {
                     return Some(start.elapsed());
@@ -140,6 +148,9 @@ fn slow_client(socket: &Path, give_up: Duration) -> Option<Duration> {
             }
             match stream.read(&mut buffer) {
                 Ok(n) if buffer[..n].starts_with(b"busy") => {
+                    if counted {
+                        held.fetch_sub(1, Ordering::SeqCst);
+                    }
                     std::thread::sleep(Duration::from_millis(10));
                     continue 'connect;
                 }
@@ -153,32 +164,22 @@ fn slow_client(socket: &Path, give_up: Duration) -> Option<Duration> {
     None
 }
 
-/// Waits until a new connection to `socket` is answered `busy`: every slot is held.
-fn wait_until_busy(socket: &Path) {
-    wait_until("a new connection answered busy", DEADLINE, || {
-        let Ok(mut stream) = UnixStream::connect(socket) else {
-            return false;
-        };
-        stream
-            .set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-        let mut answer = [0u8; 4];
-        matches!(stream.read(&mut answer), Ok(4)) && &answer == b"busy"
-    });
-}
-
 #[test]
 fn slow_clients_are_cut_at_5_s_and_a_full_visor_answers_busy() {
     let env = running_env("slowclients");
     let socket = env.home.join(".visor/control");
+    let held = Arc::new(AtomicUsize::new(0));
     let clients: Vec<_> = (0..4)
         .map(|_| {
-            let socket = socket.clone();
-            std::thread::spawn(move || slow_client(&socket, Duration::from_secs(12)))
+            let (socket, held) = (socket.clone(), held.clone());
+            std::thread::spawn(move || slow_client(&socket, Duration::from_secs(12), &held))
         })
         .collect();
-    // The four hold every slot once a fifth connection is answered busy.
-    wait_until_busy(&socket);
+    wait_until(
+        "the four slow clients to hold a connection each",
+        DEADLINE,
+        || held.load(Ordering::SeqCst) == 4,
+    );
     let (code, stdout, stderr) = env.run_visor_command(&["restart"]);
     println!("restart beside four slow clients: exit {code}: {stderr}");
     assert!(!stderr.contains("Broken pipe"), "{stderr}");

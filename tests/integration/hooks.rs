@@ -361,3 +361,174 @@ fn a_flapping_core_gets_one_on_accepted_at_a_time_at_most_every_15_s() {
     env.signal_visor(libc::SIGTERM);
     assert_eq!(env.wait_visor_exit(DEADLINE), 0);
 }
+
+/// The lines Visor logged for a hook's output (not its own "running" and "finished" lines).
+fn output_lines(env: &Env, key: &str) -> Vec<String> {
+    let prefix = format!("hook {key}: ");
+    env.log()
+        .lines()
+        .filter_map(|line| line.split_once(&prefix).map(|(_, rest)| rest.to_string()))
+        .filter(|rest| !rest.starts_with("running for ") && rest != "finished")
+        .collect()
+}
+
+#[test]
+fn a_hook_printing_a_million_lines_logs_at_most_a_thousand_and_one() {
+    let mut env = Env::new("hookyes");
+    let loud = script(&env, "loud.sh", "yes | head -n 1000000");
+    upgrade_env(&mut env, &format!("onAccepted = [\"{}\"]", loud.display()));
+    env.wait_log("hook onAccepted: finished");
+    let lines = output_lines(&env, "onAccepted");
+    assert!(lines.len() <= 1001, "{} lines logged", lines.len());
+    assert_eq!(lines.iter().filter(|l| *l == "y").count(), 1000);
+    let last = lines.last().unwrap();
+    assert!(
+        last.contains("999000 lines and 1998000 bytes of output were not logged"),
+        "{last}"
+    );
+}
+
+/// Visor's peak resident memory (VmHWM) in KiB.
+fn peak_rss_kib(pid: i32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn a_hook_printing_fifty_megabytes_without_a_newline_leaves_memory_flat() {
+    let mut env = Env::new("hookflood");
+    let flood = script(
+        &env,
+        "flood.sh",
+        "head -c 50000000 /dev/zero | tr '\\0' y\necho\necho done",
+    );
+    upgrade_env(&mut env, &format!("onAccepted = [\"{}\"]", flood.display()));
+    env.wait_log("hook onAccepted: finished");
+    let peak = peak_rss_kib(env.visor_pid());
+    assert!(peak < 16 * 1024, "Visor's peak RSS was {peak} KiB");
+    let lines = output_lines(&env, "onAccepted");
+    assert_eq!(lines[0].len(), 4096, "the line is cut at 4096 bytes");
+    assert_eq!(lines[1], "done");
+    assert!(
+        lines[2].contains("0 lines and 49995904 bytes"),
+        "{}",
+        lines[2]
+    );
+    assert_eq!(lines.len(), 3);
+}
+
+/// The parent of process `pid` (field 4 of its stat line).
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+#[test]
+fn a_hook_s_child_that_left_its_group_is_stopped_when_the_hook_ends() {
+    let mut env = Env::new("hooksetsid");
+    let pid_file = env.dir.join("setsid.pid");
+    // The hook ends only once its child has left the hook's process group (field 5 of its
+    // stat line is no longer the hook's pid, $$, which is its group).
+    let leaver = script(
+        &env,
+        "leaver.sh",
+        &format!(
+            "setsid sleep 1000 &\necho $! > '{}'\nwhile [ \"$(cut -d' ' -f5 /proc/$!/stat)\" = $$ ]; do sleep 0.01; done",
+            pid_file.display()
+        ),
+    );
+    upgrade_env(
+        &mut env,
+        &format!("onAccepted = [\"{}\"]", leaver.display()),
+    );
+    env.wait_log("hook onAccepted: finished");
+    let child: u32 = fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    wait_until("the hook's setsid child to be gone", DEADLINE, || {
+        !alive(child)
+    });
+    // Re-parented to Visor (a child subreaper) when the hook exited, and reaped by it: not
+    // even a zombie is left.
+    wait_until("the hook's setsid child to be reaped", DEADLINE, || {
+        parent_of(child).is_none()
+    });
+    assert!(
+        env.log()
+            .contains("hook onAccepted: processes it started still run"),
+        "{}",
+        env.log()
+    );
+}
+
+#[test]
+fn a_before_switch_hook_left_by_a_killed_visor_is_stopped_before_it_runs_again() {
+    let mut env = Env::new("hookorphan");
+    let runs = env.dir.join("runs.txt");
+    let pid_file = env.dir.join("sleep.pid");
+    // Each run notes whether the sleep of the run before still runs (not a zombie), then
+    // starts its own and waits for it.
+    let body = format!(
+        "if [ -f '{p}' ]; then\n  state=$(cut -d' ' -f3 /proc/$(cat '{p}')/stat 2>/dev/null)\n  if [ -n \"$state\" ] && [ \"$state\" != Z ]; then echo overlap >> '{r}'; fi\nfi\necho run >> '{r}'\nsleep 1000 &\necho $! > '{p}'\nwait",
+        p = pid_file.display(),
+        r = runs.display()
+    );
+    let long = script(&env, "long.sh", &body);
+    upgrade_env(
+        &mut env,
+        &format!("beforeSwitch = [\"{}\"]", long.display()),
+    );
+    env.control_write("v1", "ready", "");
+    let first_sleep: u32 = wait_for("the hook's sleep", DEADLINE, || {
+        fs::read_to_string(&pid_file).ok()?.trim().parse().ok()
+    });
+    let status = env.home.join(".visor/status.json");
+    wait_until("status.json to record the running hook", DEADLINE, || {
+        fs::read_to_string(&status)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .is_some_and(|v| v["hooks"]["processes"][0]["hook"] == "beforeSwitch")
+    });
+    env.signal_visor(libc::SIGKILL);
+    env.wait_visor_gone(DEADLINE);
+    assert!(
+        alive(first_sleep),
+        "the situation: the hook's sleep outlived Visor"
+    );
+    env.start_visor();
+    env.wait_log("hooks: the beforeSwitch hook (process group");
+    wait_until("the hook to run again", DEADLINE, || {
+        fs::read_to_string(&runs).is_ok_and(|t| t.lines().count() == 2)
+    });
+    assert!(!alive(first_sleep));
+    assert_eq!(
+        fs::read_to_string(&runs).unwrap(),
+        "run\nrun\n",
+        "the first run's sleep still ran when the hook ran again"
+    );
+    // Stopping Visor stops the second run (and its sleep) too.
+    let second_sleep: u32 = wait_for("the second sleep", DEADLINE, || {
+        fs::read_to_string(&pid_file)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+            .filter(|p| *p != first_sleep)
+    });
+    env.signal_visor(libc::SIGTERM);
+    assert_eq!(env.wait_visor_exit(DEADLINE), 0);
+    wait_until("the second sleep to be gone", DEADLINE, || {
+        !alive(second_sleep)
+    });
+}

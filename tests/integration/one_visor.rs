@@ -337,3 +337,112 @@ fn switch_without_a_running_visor_refuses_a_folder_changed_while_it_was_checked(
     );
     assert_eq!(env.current_target(), Path::new("genesis"));
 }
+
+/// A process started by the test in a group of its own, killed when dropped.
+struct Stranger(std::process::Child);
+
+impl Drop for Stranger {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// What status.json records of process `pid` (pid, start time, boot id, uid, executable).
+fn identity_of(pid: u32) -> serde_json::Value {
+    use std::os::unix::fs::MetadataExt;
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let start_time: u64 = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .nth(19)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid: u32 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let exe = fs::metadata(format!("/proc/{pid}/exe")).unwrap();
+    let boot_id = fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    serde_json::json!({
+        "process": "core",
+        "pid": pid,
+        "start_time": start_time,
+        "boot_id": boot_id.trim(),
+        "uid": uid,
+        "exe": fs::read_link(format!("/proc/{pid}/exe")).unwrap(),
+        "exe_device": exe.dev(),
+        "exe_inode": exe.ino(),
+    })
+}
+
+fn plant_status(env: &Env, child: &serde_json::Value) {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let folder = env.home.join(".visor");
+    let _ = fs::DirBuilder::new().mode(0o700).create(&folder);
+    let file = folder.join("status.json");
+    fs::write(
+        &file,
+        serde_json::json!({ "children": [child] }).to_string(),
+    )
+    .unwrap();
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
+}
+
+#[test]
+fn a_recorded_process_of_another_boot_or_executable_is_not_signalled() {
+    use std::os::unix::process::CommandExt;
+    let mut env = Env::new("identity");
+    env.write_config(&quick_config(""));
+    env.add_version(Version::new("genesis", "v1"));
+    // Leads its own group, as a node process does, with the pid and start time recorded.
+    let stranger = Stranger(
+        Command::new("sleep")
+            .arg("1000")
+            .process_group(0)
+            .spawn()
+            .unwrap(),
+    );
+    let pid = stranger.0.id();
+    let real = identity_of(pid);
+    let mut other_boot = real.clone();
+    other_boot["boot_id"] = "00000000-0000-4000-8000-000000000000".into();
+    let mut other_exe = real.clone();
+    other_exe["exe_inode"] = (real["exe_inode"].as_u64().unwrap() + 1).into();
+    let mut other_uid = real.clone();
+    other_uid["uid"] = (real["uid"].as_u64().unwrap() + 1).into();
+    for (run, (what, record)) in [
+        ("boot id", &other_boot),
+        ("executable", &other_exe),
+        ("uid", &other_uid),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        plant_status(&env, record);
+        env.start_visor();
+        wait_until("the core to answer", DEADLINE, || {
+            env.log().matches("rpc: core is answering").count() > run
+        });
+        assert!(alive(pid), "a process of another {what} was signalled");
+        env.signal_visor(libc::SIGTERM);
+        assert_eq!(env.wait_visor_exit(DEADLINE), 0);
+    }
+    assert!(!env.log().contains("started by a Visor that is gone"));
+    // The very same record with every field its own: stopped.
+    plant_status(&env, &real);
+    env.start_visor();
+    env.wait_log(&format!(
+        "the core (pid {pid}) started by a Visor that is gone still runs"
+    ));
+    wait_until("the recorded process to be stopped", DEADLINE, || {
+        !alive(pid)
+    });
+}

@@ -621,7 +621,7 @@ proptest! {
 /// The stack of the Visor threads that parse what others wrote: `visor-config` (config.toml
 /// on every change), `visor-check` (a pending upgrade's run-config.toml and `zeta version`
 /// output) and `visor-rpc` (the core's answers) are all started with 256 KiB.
-const PARSER_THREAD_STACK: usize = zeta_visor::supervise::child::PARSER_STACK;
+const PARSER_THREAD_STACK: usize = zeta_visor::process::PARSER_STACK;
 
 /// Runs `parse` on a thread with Visor's parser stack; a stack overflow aborts the process.
 fn on_parser_stack<T: Send + 'static>(parse: impl FnOnce() -> T + Send + 'static) -> T {

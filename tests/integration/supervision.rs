@@ -335,3 +335,62 @@ fn core_that_never_answers_exhausts_the_first_connection_budget() {
     );
     assert!(env.live_sims().is_empty());
 }
+
+/// The pids a simulator recorded for `event` (`setsid-child`, `orphan-child`).
+fn left_pids(env: &Env, event: &str) -> Vec<u32> {
+    env.records()
+        .iter()
+        .filter(|r| r.event() == event)
+        .filter_map(|r| r.0["child"].as_u64())
+        .map(|p| p as u32)
+        .collect()
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+#[test]
+fn helpers_of_the_core_that_left_its_group_are_stopped_with_it() {
+    let mut env = Env::new("leavers");
+    env.write_config(&quick_config(""));
+    env.add_version(Version::new("genesis", "v1").flags(&["--leave-session"]));
+    env.start_visor();
+    env.wait_log("rpc: core is answering");
+    let helpers = wait_for("the core's two helpers", DEADLINE, || {
+        let mut pids = left_pids(&env, "setsid-child");
+        pids.extend(left_pids(&env, "orphan-child"));
+        (pids.len() == 2).then_some(pids)
+    });
+    // The orphan was re-parented to Visor, its subreaper, not to init.
+    assert_eq!(parent_of(helpers[1]), Some(env.visor_pid() as u32));
+    let (code, stdout, stderr) = env.run_visor_command(&["restart"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    for pid in &helpers {
+        // Stopped with the core, and reaped by Visor: not even a zombie is left.
+        wait_until(&format!("helper {pid} to be gone"), DEADLINE, || {
+            parent_of(*pid).is_none()
+        });
+    }
+    let log = env.log();
+    assert!(log.contains("descends from process group"), "{log}");
+    // The new core's helpers go when Visor stops.
+    let helpers = wait_for("the new core's helpers", DEADLINE, || {
+        let mut pids = left_pids(&env, "setsid-child");
+        pids.extend(left_pids(&env, "orphan-child"));
+        (pids.len() == 4).then_some(pids)
+    });
+    env.signal_visor(libc::SIGTERM);
+    assert_eq!(env.wait_visor_exit(DEADLINE), 0);
+    for pid in &helpers[2..] {
+        wait_until(&format!("helper {pid} to be gone"), DEADLINE, || {
+            !alive(*pid)
+        });
+    }
+}

@@ -39,6 +39,9 @@ named sim-options beside the path the simulator is started as supplies more, fir
   --exit-code N         exit status of a crash (default 3)
   --crash-once FILE     crash only if FILE does not exist, and create it
   --ignore-sigterm      ignore SIGTERM (it is still recorded)
+  --leave-session       at start, leave two `sleep 1000` outside its process group: a child
+                        that called setsid, and an orphan (setsid, its parent gone at once);
+                        both pids are recorded (events `setsid-child`, `orphan-child`)
   --exit-delay DUR      on SIGTERM wait DUR before exiting
   --version-delay DUR   `version` sleeps DUR before answering
   --segment-height N    to_height of the latest history segment (default 1000)
@@ -76,6 +79,7 @@ pub(crate) struct Options {
     pub(crate) exit_code: i32,
     pub(crate) crash_once: Option<PathBuf>,
     pub(crate) ignore_sigterm: bool,
+    pub(crate) leave_session: bool,
     pub(crate) exit_delay: Duration,
     pub(crate) version_delay: Duration,
     pub(crate) segment_height: u64,
@@ -105,6 +109,7 @@ impl Default for Options {
             exit_code: 3,
             crash_once: None,
             ignore_sigterm: false,
+            leave_session: false,
             exit_delay: Duration::ZERO,
             version_delay: Duration::ZERO,
             segment_height: 1000,
@@ -187,6 +192,7 @@ const FLAG_OPTIONS: &[&str] = &[
     "--garble-rpc",
     "--chunked-rpc",
     "--ignore-sigterm",
+    "--leave-session",
     "--no-segments",
 ];
 
@@ -387,6 +393,7 @@ fn set_flag(opts: &mut Options, name: &str) {
         "--garble-rpc" => opts.garble_rpc = true,
         "--chunked-rpc" => opts.chunked_rpc = true,
         "--ignore-sigterm" => opts.ignore_sigterm = true,
+        "--leave-session" => opts.leave_session = true,
         _ => opts.no_segments = true,
     }
 }

@@ -11,8 +11,9 @@
 //! Every event that tests care about (start, socket bound, signals, ready, exit) can be appended
 //! as one JSON object per line to a record file shared by several processes.
 //!
-//! The simulator never forks and uses plain threads: one for signals, one per connection, and
-//! short-lived timer threads.
+//! The simulator uses plain threads: one for signals, one per connection, and short-lived
+//! timer threads. It starts processes only under `--leave-session` (helpers outside its
+//! process group, for the tests of Visor's descendant rule).
 
 use std::ffi::OsString;
 use std::process;

@@ -312,10 +312,59 @@ fn serve(shared: &Arc<Shared>) -> ! {
     park_forever();
 }
 
+/// `--leave-session`: two `sleep 1000` outside this process's group, as a node's helper that
+/// calls `setsid` would be: one stays this process's child, the other is orphaned at once (its
+/// parent, a shell, exits). Each pid is recorded.
+fn leave_session(shared: &Shared) {
+    use std::os::unix::process::CommandExt;
+    let mut child = process::Command::new("sleep");
+    child
+        .arg("1000")
+        .stdin(process::Stdio::null())
+        .stdout(process::Stdio::null())
+        .stderr(process::Stdio::null());
+    // SAFETY: setsid(2) is async-signal-safe and allocates nothing.
+    unsafe {
+        child.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    match child.spawn() {
+        // Never waited for: it is killed with the node's descendants.
+        Ok(child) => shared.record(&[
+            ("event", "setsid-child".into()),
+            ("child", child.id().into()),
+        ]),
+        Err(error) => eprintln!("{PROG}: --leave-session: cannot start sleep: {error}"),
+    }
+    let orphan = process::Command::new("/bin/sh")
+        .args([
+            "-c",
+            "setsid sleep 1000 </dev/null >/dev/null 2>&1 & echo $!",
+        ])
+        .stdin(process::Stdio::null())
+        .output();
+    match orphan.ok().and_then(|out| {
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse::<u32>()
+            .ok()
+    }) {
+        Some(pid) => shared.record(&[("event", "orphan-child".into()), ("child", pid.into())]),
+        None => eprintln!("{PROG}: --leave-session: cannot start the orphan"),
+    }
+}
+
 /// Runs as the core node (`core`) or the data node.
 pub(crate) fn run_node(shared: Arc<Shared>, signals: Signals, core: bool) -> ! {
     start_signal_thread(&shared, signals);
     start_timers(&shared);
+    if shared.opts.leave_session {
+        leave_session(&shared);
+    }
     if core && !shared.opts.no_rpc {
         serve(&shared);
     }
