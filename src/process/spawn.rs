@@ -71,6 +71,25 @@ pub fn parent_death_signal(command: &mut Command, signal: Signal, check_parent: 
     }
 }
 
+/// A pipe for a child's output, both ends close-on-exec (the child gets the write end as
+/// its standard output or error, which clears the flag there): the read end, and the write
+/// end to hand to the command.
+pub fn output_pipe() -> io::Result<(std::fs::File, std::os::fd::OwnedFd)> {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: `fds` is valid for the two descriptors pipe2 writes.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 succeeded, so both are open descriptors that nothing else owns.
+    unsafe {
+        Ok((
+            std::fs::File::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        ))
+    }
+}
+
 /// Starts `command` and records the child's pid until [`reaped`] is called for it.
 pub fn start(command: &mut Command) -> io::Result<Child> {
     let mut started = started();

@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -108,7 +108,8 @@ pub fn start(
 fn execute(run: &HookRun, groups: &HookGroups, events: &Sender<Event>) -> Result<(), String> {
     let name = run.kind.key();
     let since = table::ticks_now();
-    let mut child = spawn(run).map_err(|e| format!("cannot run {}: {e}", run.command[0]))?;
+    let (mut child, output) =
+        spawn(run).map_err(|e| format!("cannot run {}: {e}", run.command[0]))?;
     let pgid = child.id();
     let tree = Tree {
         leader: pgid,
@@ -120,13 +121,9 @@ fn execute(run: &HookRun, groups: &HookGroups, events: &Sender<Event>) -> Result
         pid: pgid,
     });
     let budget = Arc::new(Budget::per_run());
-    let mut readers = Vec::new();
-    if let Some(out) = child.stdout.take() {
-        readers.extend(copy_lines(name, out, budget.clone()));
-    }
-    if let Some(err) = child.stderr.take() {
-        readers.extend(copy_lines(name, err, budget.clone()));
-    }
+    let readers: Vec<_> = copy_lines(name, output, budget.clone())
+        .into_iter()
+        .collect();
     let outcome = wait(&mut child, run.timeout);
     // The hook has exited but is not reaped yet, so its group id stays its own while what
     // it left is stopped.
@@ -149,17 +146,23 @@ fn execute(run: &HookRun, groups: &HookGroups, events: &Sender<Event>) -> Result
     }
 }
 
-fn spawn(run: &HookRun) -> std::io::Result<Child> {
+/// Starts the hook with its standard output and standard error on one pipe, so that one
+/// thread relays both in the order they were written; the hook and that pipe's read end.
+fn spawn(run: &HookRun) -> std::io::Result<(Child, std::fs::File)> {
+    let (output, writer) = spawn::output_pipe()?;
     let mut command =
         spawn::group_command(std::path::Path::new(&run.command[0]), &run.command[1..]);
     command
         .envs(run.env.iter().map(|(k, v)| (k, v)))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .stdout(writer.try_clone()?)
+        .stderr(writer);
     // The hook dies with the thread that started it, which lives until the hook ends: a
     // Visor killed outright takes its hooks along.
     spawn::parent_death_signal(&mut command, Signal::Kill, false);
-    spawn::start(&mut command)
+    let child = spawn::start(&mut command)?;
+    // `command`, holding the write ends, is dropped here: the reader sees the end of the
+    // output once the hook and what it started have closed theirs.
+    Ok((child, output))
 }
 
 /// Waits, without reaping, for the hook's exit until `timeout`; past it, kills its group. The
