@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
-use crate::config::hooks::HookKind;
+use crate::config::hooks::{HookKind, HOOK_VARIABLES};
 use crate::machine::{Event, StopSignal};
 use crate::ops::log;
 use crate::supervise::child::{self, describe_status, group_alive, signal_group};
@@ -112,6 +112,9 @@ fn execute(run: &HookRun, groups: &HookGroups) -> Result<(), String> {
 
 fn spawn(run: &HookRun) -> std::io::Result<Child> {
     let mut command = Command::new(&run.command[0]);
+    for variable in HOOK_VARIABLES {
+        command.env_remove(variable);
+    }
     command
         .args(&run.command[1..])
         .envs(run.env.iter().map(|(k, v)| (k, v)))
