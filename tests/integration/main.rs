@@ -12,6 +12,7 @@
 mod common;
 
 mod auto_install_run;
+mod backup;
 mod bad_config;
 mod cli_manners;
 mod control_channel;
