@@ -394,7 +394,8 @@ fn an_online_switch_takes_the_backup_and_runs_the_hooks_with_reason_switch() {
     env.add_version(Version::new("genesis", "v1.0.0"));
     env.add_version(Version::new("v1.0.1", "v1.0.1"));
     env.add_version(Version::new("v1.1.0", "v1.1.0"));
-    env.start_visor();
+    // A variable that does not apply to a hook's run is unset, even when Visor has it.
+    env.start_visor_with(&[("VISOR_HEIGHT", "99")]);
     env.wait_log("rpc: core is answering");
     let (code, stdout, stderr) = env.run_visor_command(&["switch", "v1.0.1"]);
     assert_eq!(code, 0, "{stdout}{stderr}");
