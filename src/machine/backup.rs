@@ -278,9 +278,11 @@ impl Machine {
             return;
         }
         self.backups.check_running = None;
-        if self.backups.check_queued.is_some() {
-            // config.toml changed while this check ran: its answer may be stale.
-            self.run_queued_backup_check();
+        if let Some(queued_loud) = self.backups.check_queued.take() {
+            // config.toml changed while this check ran: its answer may be stale. The next
+            // check is logged in full if either was to be.
+            let loud = queued_loud || self.backups.check_loud;
+            self.request_backup_check(loud);
             return;
         }
         if !self.config.backup.enabled || self.exiting() {
