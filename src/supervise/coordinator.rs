@@ -413,42 +413,18 @@ impl Coordinator {
 
 impl Coordinator {
     /// Gives a cancelled backup (bounded) time to remove its half-made copy before exit,
-    /// going on pinging systemd's watchdog meanwhile.
+    /// going on pinging systemd's watchdog meanwhile, and logs how it ended.
     fn wait_for_cancelled_backup(&mut self) {
         let Some((_, cancel, handle)) = self.backup.take() else {
             return;
         };
-        if handle.is_finished() {
-            return;
-        }
         cancel.store(true, Ordering::Relaxed);
         let deadline = Instant::now() + BACKUP_CLEANUP_WAIT;
         while !handle.is_finished() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
             self.reporter.handle_timeout(&self.machine, Instant::now());
         }
-        if handle.is_finished() {
-            // Its last word says whether the half-made copy could be removed.
-            let ended = self
-                .channels
-                .events
-                .try_iter()
-                .find_map(|event| match event {
-                    Event::BackupFinished { result, .. } => Some(result),
-                    _ => None,
-                });
-            match ended {
-                Some(Err(e)) => log::info(&format!("backup: stopped: {e}"), &[]),
-                Some(Ok(done)) => log::info(
-                    &format!(
-                        "backup: it completed before it could stop: {}",
-                        done.path.display()
-                    ),
-                    &[],
-                ),
-                None => log::info("backup: stopped", &[]),
-            }
-        } else {
+        if !handle.is_finished() {
             log::warn(
                 &format!(
                     "backup: the backup did not stop within {} s; its half-made \
@@ -457,6 +433,28 @@ impl Coordinator {
                 ),
                 &[],
             );
+            return;
+        }
+        // Its last word, not handled by the machine since it is exiting, says whether the
+        // half-made copy could be removed (none when it had ended before).
+        let ended = self
+            .channels
+            .events
+            .try_iter()
+            .find_map(|event| match event {
+                Event::BackupFinished { result, .. } => Some(result),
+                _ => None,
+            });
+        match ended {
+            Some(Err(e)) => log::info(&format!("backup: stopped: {e}"), &[]),
+            Some(Ok(done)) => log::info(
+                &format!(
+                    "backup: it completed before it could stop: {}",
+                    done.path.display()
+                ),
+                &[],
+            ),
+            None => {}
         }
     }
 }
