@@ -274,10 +274,11 @@ fn a_failing_backup_with_stop_keeps_the_binaries_stopped_until_a_reload_fixes_it
         })
     });
     // status.json is written right after STATUS= is sent.
-    wait_until("visor status naming the failed backup", DEADLINE, || {
-        let (_, status, _) = env.run_visor_command(&["status"]);
-        status.contains("backup:           FAILED ")
+    wait_until("status.json naming the failed backup", DEADLINE, || {
+        status_backup(&env)["failed"].is_string()
     });
+    let (_, status, _) = env.run_visor_command(&["status"]);
+    assert!(status.contains("backup:           FAILED "), "{status}");
     wait_until("the metric of the failed backup", DEADLINE, || {
         metric(&metrics, "visor_backup_last_run_successful").as_deref() == Some("0")
     });
