@@ -120,9 +120,15 @@ fn another_user_is_told_it_cannot_tell_whether_visor_runs() {
 
 /// A client that sends a byte every 3 s, never a whole line: how long after connecting Visor
 /// closed the connection, or `None` if it had not after `give_up`. A connection answered
-/// `busy` (the slots were all taken at that moment) is made again.
-fn slow_client(socket: &Path, give_up: Duration) -> Option<Duration> {
+/// `busy` (the slots were all taken at that moment) is made again. Once a connection has
+/// gone 200 ms without an answer, it holds a slot: that is said once on `holding`.
+fn slow_client(
+    socket: &Path,
+    give_up: Duration,
+    holding: std::sync::mpsc::Sender<()>,
+) -> Option<Duration> {
     let first = Instant::now();
+    let mut said = false;
     'connect: while first.elapsed() < give_up {
         let start = Instant::now();
         let mut stream = UnixStream::connect(socket).unwrap();
@@ -145,7 +151,12 @@ fn slow_client(socket: &Path, give_up: Duration) -> Option<Duration> {
                 }
                 Ok(0) => return Some(start.elapsed()),
                 Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if !said && start.elapsed() >= Duration::from_millis(200) {
+                        said = true;
+                        let _ = holding.send(());
+                    }
+                }
                 Err(_) => return Some(start.elapsed()),
             }
         }
@@ -171,13 +182,20 @@ fn wait_until_busy(socket: &Path) {
 fn slow_clients_are_cut_at_5_s_and_a_full_visor_answers_busy() {
     let env = running_env("slowclients");
     let socket = env.home.join(".visor/control");
+    let (holding, held) = std::sync::mpsc::channel();
     let clients: Vec<_> = (0..4)
         .map(|_| {
             let socket = socket.clone();
-            std::thread::spawn(move || slow_client(&socket, Duration::from_secs(12)))
+            let holding = holding.clone();
+            std::thread::spawn(move || slow_client(&socket, Duration::from_secs(12), holding))
         })
         .collect();
-    // The four hold every slot once a fifth connection is answered busy.
+    // Once the four hold every slot, a fifth connection is answered busy. Probing before
+    // would take a slot from a slow client, and the probe could keep winning it back.
+    for _ in 0..4 {
+        held.recv_timeout(DEADLINE)
+            .expect("a slow client never got a slot");
+    }
     wait_until_busy(&socket);
     let (code, stdout, stderr) = env.run_visor_command(&["restart"]);
     println!("restart beside four slow clients: exit {code}: {stderr}");
