@@ -122,7 +122,8 @@ fn template_parser_finds_the_keys() {
             "upgradeFolders",
             "autoInstall",
             "autoInstall.asset",
-            "hooks"
+            "hooks",
+            "backup"
         ],
         "tables of the template"
     );

@@ -7,6 +7,8 @@ use std::time::Duration;
 use crossbeam_channel::{bounded, unbounded};
 
 use super::{EXIT_CONFIG, EXIT_FAILURE};
+use crate::backup;
+use crate::config::backup::Backup;
 use crate::config::hooks::Hooks;
 pub use crate::config::load_config;
 use crate::config::run_config::RunConfig;
@@ -79,6 +81,7 @@ fn start(root: &Path) -> Result<i32, i32> {
     stop_orphaned_nodes(&supervise, config.stop_signal_timeout);
     stop_orphaned_hooks(&supervise, config.stop_signal_timeout);
     clean_leftovers(&home)?;
+    clean_backup_leftovers(&config.backup);
     link_current(&home, &startable)?;
     let channels = start_threads(&home, &supervise, config_bytes, signal_rx)?;
     let machine = machine_for(&home, config, startable.run_config);
@@ -113,6 +116,49 @@ fn clean_leftovers(home: &Home) -> Result<(), i32> {
         );
     }
     Ok(())
+}
+
+/// Removes the half-made backups (`.visor-tmp-backup-*`) that a Visor killed during a backup
+/// left in `[backup] folder`, and says what it did. Nothing here stops the start: a backup
+/// folder that cannot be listed (a disk that is missing) is a warning, and the check of
+/// `[backup]` that follows reports it as a problem.
+fn clean_backup_leftovers(settings: &Backup) {
+    let Some(folder) = settings.folder.as_deref().filter(|_| settings.enabled) else {
+        return;
+    };
+    if !folder.is_absolute() {
+        return;
+    }
+    let leftovers = match backup::remove_leftovers(folder) {
+        Ok(leftovers) => leftovers,
+        Err(e) => {
+            log::warn(
+                &format!(
+                    "backup: cannot list {} to remove half-made backups ({e}); they are \
+                     removed at a later start once it can be listed",
+                    folder.display()
+                ),
+                &[],
+            );
+            return;
+        }
+    };
+    for path in leftovers.removed {
+        log::info(
+            "backup: removed the half-made copy of an interrupted backup",
+            &[("path", path.display().to_string())],
+        );
+    }
+    for (path, e) in leftovers.stuck {
+        log::warn(
+            &format!(
+                "backup: cannot remove the half-made copy of an interrupted backup ({e}); \
+                 remove it by hand: rm -rf {}",
+                path.display()
+            ),
+            &[("path", path.display().to_string())],
+        );
+    }
 }
 
 /// Links `current` to `genesis` when it is missing, and says which version starts.

@@ -107,6 +107,7 @@ fn supervisor_report(root: &Path) -> Value {
         "resolved_error": live("resolved_error"),
         "refused_reload": live("refused_reload"),
         "hooks": live("hooks"),
+        "backup": live("backup"),
     })
 }
 
@@ -220,6 +221,7 @@ fn print_supervisor(report: &Value) {
                 text(&report["hooks"]["failing"])
             ));
         }
+        print_backup(&report["backup"]);
         if !report["refused_reload"].is_null() {
             out(&format!(
                 "config reload:    REFUSED, the previous configuration is in force: {}",
@@ -232,6 +234,75 @@ fn print_supervisor(report: &Value) {
         out(&format!(
             "visor:            {}",
             text(&report["cannot_tell"])
+        ));
+    }
+}
+
+/// The running Visor's backups (`backup` of its `status.json`): the one under way with its
+/// progress, the problems of `[backup]`, the last failure and the last backup completed.
+fn print_backup(backup: &Value) {
+    if backup.is_null() {
+        return;
+    }
+    let bytes = |v: &Value| {
+        v.as_u64()
+            .map_or_else(|| "-".to_owned(), crate::backup::size)
+    };
+    let running = &backup["running"];
+    if !running.is_null() {
+        let moving = format!(
+            "backing up for {} to {}",
+            text(&running["from"]),
+            text(&running["to"])
+        );
+        if running["files"].is_null() {
+            out(&format!(
+                "backup:           {moving}, started {}",
+                text(&running["started_at"])
+            ));
+        } else {
+            let left = match running["seconds_left"].as_u64() {
+                Some(left) => format!(", about {left} s left"),
+                None => String::new(),
+            };
+            out(&format!(
+                "backup:           {moving}: {}/{} files, {}/{}, {}/s{left}",
+                text(&running["files"]),
+                text(&running["files_total"]),
+                bytes(&running["bytes"]),
+                bytes(&running["bytes_total"]),
+                bytes(&running["bytes_per_second"]),
+            ));
+        }
+    }
+    let problems = backup["problems"].as_array().map_or(&[][..], Vec::as_slice);
+    for problem in problems {
+        out(&format!("backup:           PROBLEM {}", text(problem)));
+    }
+    if !backup["failed"].is_null() {
+        out(&format!(
+            "backup:           FAILED {}",
+            text(&backup["failed"])
+        ));
+    }
+    if running.is_null() && problems.is_empty() && backup["enabled"] == Value::Bool(true) {
+        match backup["cost"].as_str() {
+            Some(cost) => out(&format!(
+                "backup:           on; {}",
+                log::escape_controls(cost)
+            )),
+            None => out("backup:           on"),
+        }
+    }
+    let last = &backup["last"];
+    if !last.is_null() {
+        let seconds = last["duration_ms"].as_u64().unwrap_or(0) as f64 / 1000.0;
+        out(&format!(
+            "last backup:      {} ({} files, {}, {seconds:.1} s, completed {})",
+            text(&last["path"]),
+            text(&last["files"]),
+            bytes(&last["bytes"]),
+            text(&last["completed_at"])
         ));
     }
 }

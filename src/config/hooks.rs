@@ -26,6 +26,21 @@ pub(super) const HOOK_KEYS: &[&str] = &[
     "timeoutSeconds",
 ];
 
+/// Every variable Visor sets for a hook. A variable that does not apply to a run
+/// (`VISOR_HEIGHT` at a switch, `VISOR_BACKUP` without a backup) is unset, even when Visor's
+/// own environment has it.
+pub const HOOK_VARIABLES: &[&str] = &[
+    "VISOR_EVENT",
+    "VISOR_REASON",
+    "VISOR_HOME",
+    "VISOR_RELEASE",
+    "VISOR_HEIGHT",
+    "VISOR_FOLDER",
+    "VISOR_FROM",
+    "VISOR_PREVIOUS_RELEASE",
+    "VISOR_BACKUP",
+];
+
 /// The default `timeoutSeconds`.
 pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(600);
 

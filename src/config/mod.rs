@@ -228,6 +228,7 @@ const TOP_KEYS: &[&str] = &[
     "metricsFile",
     "autoInstall",
     "hooks",
+    "backup",
 ];
 
 /// The keys allowed in `[autoInstall]`.
@@ -322,7 +323,6 @@ impl Config {
                 }
                 "autoInstall" => parse_auto_install(&mut rep, entry, &mut config.auto_install),
                 "hooks" => hooks::parse_hooks(&mut rep, entry, &mut config.hooks),
-                // Not in TOP_KEYS (nor the template) until the backup is wired into `run`.
                 "backup" => backup::parse_backup(&mut rep, entry, &mut config.backup),
                 _ => rep.unknown(entry, "", TOP_KEYS),
             }
@@ -956,6 +956,26 @@ binaryName = "zeta"
 # beforeSwitch = ["/usr/local/bin/zeta-snapshot"]
 # afterUpgrade = ["/usr/local/bin/notify-team"]
 timeoutSeconds = 600
+
+# A backup of the node's data, taken while the binaries are stopped: at the upgrade block
+# before current moves (and before beforeSwitch, which gets its path in VISOR_BACKUP), and at
+# a visor switch. Never at a crash restart. Files are cloned where the file system can
+# (XFS with reflink, btrfs, ZFS 2.2), else copied; under the shipped unit the folder needs a
+# ReadWritePaths= drop-in. See [backup] in visor-config(5).
+[backup]
+# Whether a backup is taken at all.
+enabled = false
+# The files and folders backed up (absolute); each keeps its absolute place in the backup.
+# paths = ["/var/lib/zeta/state"]
+# Where the backups go (absolute; outside the paths, and outside HOME is recommended).
+# folder = "/var/backups/zeta"
+# How many backups are kept (at least 1); older ones are removed after a new one completed.
+keep = 2
+# Seconds a backup may take; past it the backup fails.
+timeoutSeconds = 3600
+# A backup that fails at the block: "stop" keeps the binaries stopped and tries again every
+# minute (a reload tries at once), "continue" warns and upgrades without a backup.
+onFailure = "stop"
 "#;
 
 /// The span-aware TOML reader shared by config.toml's parser and `run_config`: it turns a document into a
@@ -1681,12 +1701,14 @@ mod tests {
             .chain(AUTO_INSTALL_KEYS)
             .chain(ASSET_KEYS)
             .chain(signatures::SIGNATURE_KEYS)
+            .chain(backup::BACKUP_KEYS)
         {
             assert!(CONFIG_TEMPLATE.contains(key), "template lacks {key}");
         }
         assert!(CONFIG_TEMPLATE.contains("[autoInstall.asset]"));
         assert!(CONFIG_TEMPLATE.contains("# metricsFile = "));
         assert!(CONFIG_TEMPLATE.contains("# caFile = "));
+        assert!(CONFIG_TEMPLATE.contains("[backup]"));
     }
 
     #[test]
@@ -1862,8 +1884,8 @@ stopDelaySeconds = 0
         assert_eq!(
             one_error(&text),
             format!(
-                "/srv/visor/config.toml:{line}: hooks.maxNumberOfRestarts: unknown key in \
-                 [hooks]; maxNumberOfRestarts is a top-level key, and a key written after a \
+                "/srv/visor/config.toml:{line}: backup.maxNumberOfRestarts: unknown key in \
+                 [backup]; maxNumberOfRestarts is a top-level key, and a key written after a \
                  [table] header belongs to that table: move it above the first table \
                  ([upgradeFolders] at line {header_line})"
             )

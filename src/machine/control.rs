@@ -4,10 +4,16 @@
 //! upgrade in its stop, switch or first start); otherwise it is refused and nothing changes.
 //! One request at a time. A switch checks the new folder (run-config, binaries, version)
 //! before anything stops, and a folder that is not ready is refused with nothing stopped.
+//! Once the binaries stopped, a switch takes the backup (`[backup]`) and runs `beforeSwitch`
+//! as an upgrade does; a failure of either (a backup's only with `onFailure = "stop"`)
+//! abandons the switch: the old version is started again and the request fails, naming the
+//! cause. `afterUpgrade` runs when the new core first answers.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
+use super::backup::BackupGate;
+use super::hooks::{AfterHook, GateState, HookReason, HookSubject};
 use super::{
     Action, AfterStop, ControlReply, ControlRequest, Machine, Phase, StartKind, State, SwitchError,
     Timer,
@@ -37,6 +43,9 @@ enum JobKind {
         tag: String,
         folder: PathBuf,
         checked: Option<Box<CheckedFolder>>,
+        /// Once the binaries stopped: the backup, then `beforeSwitch`.
+        backup: BackupGate,
+        hook: GateState,
     },
 }
 
@@ -140,6 +149,8 @@ impl Machine {
                         tag,
                         folder,
                         checked: None,
+                        backup: BackupGate::NotRun,
+                        hook: GateState::NotRun,
                     },
                 });
             }
@@ -213,15 +224,26 @@ impl Machine {
         self.begin_stop(now, AfterStop::Switch);
     }
 
-    /// The binaries stopped for a switch: move `current` if the folder is still as checked.
-    pub(super) fn on_stopped_for_switch(&mut self, _now: Instant) {
+    /// The binaries stopped for a switch: the backup, `beforeSwitch`, then the move of
+    /// `current`.
+    pub(super) fn on_stopped_for_switch(&mut self, now: Instant) {
         self.state = State::SwitchWait;
+        self.advance_switch(now);
+    }
+
+    /// Moves a stopped switch forward as far as its backup and `beforeSwitch` allow: when
+    /// both passed, moves `current` if the folder is still as checked.
+    pub(super) fn advance_switch(&mut self, now: Instant) {
+        if self.phase() != Phase::SwitchWait {
+            return;
+        }
         let Some(ControlJob {
             kind:
                 JobKind::Switch {
                     tag,
                     folder,
                     checked: Some(checked),
+                    ..
                 },
             ..
         }) = &self.control
@@ -229,7 +251,118 @@ impl Machine {
             return;
         };
         let (tag, folder, checked) = (tag.clone(), folder.clone(), checked.clone());
+        if !self.switch_backup_passed(now, &tag) {
+            return;
+        }
+        let backup = self
+            .switch_backup_gate()
+            .and_then(BackupGate::path)
+            .map(std::path::Path::to_path_buf);
+        let from = self.running_release.clone();
+        let subject = HookSubject {
+            reason: HookReason::Switch,
+            release: &tag,
+            height: None,
+            folder: &folder,
+            from: &from,
+            backup: backup.as_deref(),
+        };
+        if !self.switch_before_hook_passed(&subject) {
+            return;
+        }
         self.switch_to("switch", &tag, folder, &checked);
+    }
+
+    /// The backup gate of the switch under way, if one is.
+    pub(super) fn switch_backup_gate(&self) -> Option<&BackupGate> {
+        match &self.control {
+            Some(ControlJob {
+                kind: JobKind::Switch { backup, .. },
+                ..
+            }) => Some(backup),
+            _ => None,
+        }
+    }
+
+    pub(super) fn set_switch_backup_gate(&mut self, gate: BackupGate) {
+        if let Some(ControlJob {
+            kind: JobKind::Switch { backup, .. },
+            ..
+        }) = &mut self.control
+        {
+            *backup = gate;
+        }
+    }
+
+    /// The `beforeSwitch` gate of the switch under way, if one is.
+    pub(super) fn switch_hook_gate(&self) -> Option<GateState> {
+        match &self.control {
+            Some(ControlJob {
+                kind: JobKind::Switch { hook, .. },
+                ..
+            }) => Some(*hook),
+            _ => None,
+        }
+    }
+
+    pub(super) fn set_switch_hook_gate(&mut self, gate: GateState) {
+        if let Some(ControlJob {
+            kind: JobKind::Switch { hook, .. },
+            ..
+        }) = &mut self.control
+        {
+            *hook = gate;
+        }
+    }
+
+    /// The `beforeSwitch` of a switch ended: the switch goes on, or is abandoned.
+    pub(super) fn switch_hook_finished(&mut self, now: Instant, result: Result<(), String>) {
+        match result {
+            Ok(()) => {
+                self.set_switch_hook_gate(GateState::Passed);
+                self.advance_switch(now);
+            }
+            Err(why) => {
+                self.set_switch_hook_gate(GateState::Failed);
+                self.abandon_switch(now, &format!("the beforeSwitch hook failed ({why})"));
+            }
+        }
+    }
+
+    /// A progress line for the operator's request under way, if any.
+    pub(super) fn control_progress(&mut self, line: String) {
+        if let Some(id) = self.control.as_ref().map(|job| job.id) {
+            self.reply(id, ControlReply::Progress(line));
+        }
+    }
+
+    /// Ends a switch whose binaries stopped without moving `current`: the old version is
+    /// started again, and the request fails naming `why`.
+    pub(super) fn abandon_switch(&mut self, now: Instant, why: &str) {
+        let Some(ControlJob {
+            id,
+            kind: JobKind::Switch { tag, .. },
+        }) = self.control.take()
+        else {
+            return;
+        };
+        self.log(
+            LogLevel::Error,
+            format!(
+                "switch: not switched to {tag}: {why}; starting {} again",
+                self.running_release
+            ),
+            vec![],
+        );
+        self.reply(
+            id,
+            ControlReply::Failed(format!(
+                "not switched to {tag}: {why}; {} was started again",
+                self.running_release
+            )),
+        );
+        self.upgrade_began = None;
+        self.start(now, StartKind::Manual);
     }
 
     pub(super) fn on_switched_for_operator(
@@ -237,16 +370,6 @@ impl Machine {
         now: Instant,
         result: Result<(), SwitchError>,
     ) {
-        let Some(ControlJob {
-            id,
-            kind: JobKind::Switch { tag, checked, .. },
-        }) = self.control.take()
-        else {
-            return;
-        };
-        let Some(checked) = checked else {
-            return;
-        };
         if let Err(error) = result {
             let why = match error {
                 SwitchError::FolderChanged(change) => {
@@ -254,26 +377,35 @@ impl Machine {
                 }
                 SwitchError::Failed(error) => format!("current could not be moved ({error})"),
             };
-            self.log(
-                LogLevel::Error,
-                format!(
-                    "switch: not switched to {tag}: {why}; starting {} again",
-                    self.running_release
-                ),
-                vec![],
-            );
-            self.reply(
-                id,
-                ControlReply::Failed(format!(
-                    "not switched to {tag}: {why}; {} was started again",
-                    self.running_release
-                )),
-            );
-            self.upgrade_began = None;
-            self.start(now, StartKind::Manual);
+            self.abandon_switch(now, &why);
             return;
         }
+        let Some(ControlJob {
+            id,
+            kind:
+                JobKind::Switch {
+                    tag,
+                    folder,
+                    checked,
+                    backup,
+                    ..
+                },
+        }) = self.control.take()
+        else {
+            return;
+        };
+        let Some(checked) = checked else {
+            return;
+        };
         self.run = checked.run;
+        self.after_start = Some(AfterHook {
+            reason: HookReason::Switch,
+            release: tag.clone(),
+            height: None,
+            folder,
+            from: self.running_release.clone(),
+            backup: backup.path().map(std::path::Path::to_path_buf),
+        });
         self.running_release = tag.clone();
         self.restarts = 0;
         self.first_start_height = None;

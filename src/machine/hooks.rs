@@ -68,12 +68,61 @@ impl HookBook {
     }
 }
 
-/// The release a hook is about.
+/// Why a hook runs: `VISOR_REASON`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum HookReason {
+    /// The upgrade at a block the core agreed on.
+    Upgrade,
+    /// An operator's `visor switch`.
+    Switch,
+}
+
+impl HookReason {
+    fn as_str(self) -> &'static str {
+        match self {
+            HookReason::Upgrade => "upgrade",
+            HookReason::Switch => "switch",
+        }
+    }
+}
+
+/// The move a hook is about.
 pub(super) struct HookSubject<'a> {
+    pub(super) reason: HookReason,
+    /// The release moved to (`VISOR_RELEASE`).
     pub(super) release: &'a str,
-    pub(super) height: u64,
+    /// The upgrade block (`VISOR_HEIGHT`); none at a switch.
+    pub(super) height: Option<u64>,
+    /// The folder of `release` (`VISOR_FOLDER`).
     pub(super) folder: &'a std::path::Path,
-    pub(super) previous: &'a str,
+    /// The release left (`VISOR_FROM`, and `VISOR_PREVIOUS_RELEASE` as before).
+    pub(super) from: &'a str,
+    /// The backup taken for this move (`VISOR_BACKUP`), if one was.
+    pub(super) backup: Option<&'a std::path::Path>,
+}
+
+/// The `afterUpgrade` due when the version an upgrade or a switch started first answers.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct AfterHook {
+    pub(super) reason: HookReason,
+    pub(super) release: String,
+    pub(super) height: Option<u64>,
+    pub(super) folder: std::path::PathBuf,
+    pub(super) from: String,
+    pub(super) backup: Option<std::path::PathBuf>,
+}
+
+impl AfterHook {
+    pub(super) fn subject(&self) -> HookSubject<'_> {
+        HookSubject {
+            reason: self.reason,
+            release: &self.release,
+            height: self.height,
+            folder: &self.folder,
+            from: &self.from,
+            backup: self.backup.as_deref(),
+        }
+    }
 }
 
 impl Machine {
@@ -83,20 +132,30 @@ impl Machine {
         self.hooks.next_id += 1;
         let id = self.hooks.next_id;
         self.hooks.running.push((id, kind));
-        let env = vec![
+        let mut env = vec![
             ("VISOR_EVENT".to_string(), kind.key().to_string()),
+            (
+                "VISOR_REASON".to_string(),
+                subject.reason.as_str().to_string(),
+            ),
             ("VISOR_HOME".to_string(), self.home.display().to_string()),
             ("VISOR_RELEASE".to_string(), subject.release.to_string()),
-            ("VISOR_HEIGHT".to_string(), subject.height.to_string()),
-            (
-                "VISOR_FOLDER".to_string(),
-                subject.folder.display().to_string(),
-            ),
-            (
-                "VISOR_PREVIOUS_RELEASE".to_string(),
-                subject.previous.to_string(),
-            ),
         ];
+        if let Some(height) = subject.height {
+            env.push(("VISOR_HEIGHT".to_string(), height.to_string()));
+        }
+        env.push((
+            "VISOR_FOLDER".to_string(),
+            subject.folder.display().to_string(),
+        ));
+        env.push(("VISOR_FROM".to_string(), subject.from.to_string()));
+        env.push((
+            "VISOR_PREVIOUS_RELEASE".to_string(),
+            subject.from.to_string(),
+        ));
+        if let Some(backup) = subject.backup {
+            env.push(("VISOR_BACKUP".to_string(), backup.display().to_string()));
+        }
         self.log(
             LogLevel::Info,
             format!("hook {}: running for {}", kind.key(), subject.release),
@@ -170,10 +229,12 @@ impl Machine {
         let (height, folder) = (pending.height, pending.folder.clone());
         let previous = self.running_release.clone();
         let subject = HookSubject {
+            reason: HookReason::Upgrade,
             release: &tag,
-            height,
+            height: Some(height),
             folder: &folder,
-            previous: &previous,
+            from: &previous,
+            backup: None,
         };
         if self.run_hook(HookKind::OnAccepted, &subject).is_some() {
             self.hooks.accepted.insert(tag);
@@ -192,12 +253,15 @@ impl Machine {
             GateState::NotRun | GateState::Failed => {}
         }
         let (tag, height, folder) = (pending.tag.clone(), pending.height, pending.folder.clone());
+        let backup = pending.backup.path().map(std::path::Path::to_path_buf);
         let previous = self.running_release.clone();
         let subject = HookSubject {
+            reason: HookReason::Upgrade,
             release: &tag,
-            height,
+            height: Some(height),
             folder: &folder,
-            previous: &previous,
+            from: &previous,
+            backup: backup.as_deref(),
         };
         let gate = match self.run_hook(HookKind::BeforeSwitch, &subject) {
             Some(id) => GateState::Running { id },
@@ -206,6 +270,25 @@ impl Machine {
         if let Some(pending) = &mut self.pending {
             pending.gate = gate;
         }
+        gate == GateState::Passed
+    }
+
+    /// The `beforeSwitch` gate of an operator's switch, once its backup passed: true when
+    /// the switch may go on now.
+    pub(super) fn switch_before_hook_passed(&mut self, subject: &HookSubject) -> bool {
+        match self.switch_hook_gate() {
+            Some(GateState::Passed) => return true,
+            Some(GateState::NotRun) => {}
+            _ => return false,
+        }
+        let gate = match self.run_hook(HookKind::BeforeSwitch, subject) {
+            Some(id) => {
+                self.control_progress("running the beforeSwitch hook".to_owned());
+                GateState::Running { id }
+            }
+            None => GateState::Passed,
+        };
+        self.set_switch_hook_gate(gate);
         gate == GateState::Passed
     }
 
@@ -220,10 +303,15 @@ impl Machine {
         self.hooks.last[kind.index()] = Some(result.clone());
         self.hooks.pids.retain(|(running, _)| *running != id);
         let key = kind.key();
+        let switch_gate = self.switch_hook_gate() == Some(GateState::Running { id });
         match &result {
             Ok(()) => self.log(LogLevel::Info, format!("hook {key}: finished"), vec![]),
             Err(why) => {
                 let effect = match kind {
+                    HookKind::BeforeSwitch if switch_gate => format!(
+                        "the switch is abandoned and {} is started again",
+                        self.running_release
+                    ),
                     HookKind::BeforeSwitch => format!(
                         "the binaries stay stopped and current is not moved; running it again in {} s with config.toml as it is then (fix or remove [hooks] beforeSwitch to go on)",
                         HOOK_RETRY.as_secs()
@@ -239,6 +327,10 @@ impl Machine {
         }
         if kind == HookKind::OnAccepted {
             self.start_accepted_hook(now);
+        }
+        if switch_gate {
+            self.switch_hook_finished(now, result);
+            return;
         }
         let gate_of_this_run = self
             .pending

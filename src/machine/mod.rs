@@ -15,6 +15,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use crate::backup::Report;
+use crate::config::backup::Backup;
 use crate::config::hooks::HookKind;
 use crate::config::run_config::{Binary, RunConfig};
 use crate::config::{Config, LogLevel};
@@ -22,6 +24,9 @@ use crate::home;
 use crate::node::client::UpgradeStatus;
 use crate::node::commands::{latest_segment_args, with_flag, SNAPSHOT_FLAG};
 use crate::node::fingerprint::{CheckedFolder, Fingerprint};
+pub use backup::{
+    BackupDone, BackupOrder, BackupStatus, LastBackup, RunningBackupStatus, BACKUP_RETRY,
+};
 pub use phase::Phase;
 use phase::{AfterStop, Running, StartKind, State};
 use timer::{Timer, TimerTable};
@@ -166,6 +171,25 @@ pub enum Event {
         id: u64,
         kind: HookKind,
         result: Result<(), String>,
+    },
+    /// The backup `id` reports how far it is (every 5 s).
+    BackupProgress {
+        id: u64,
+        report: Report,
+    },
+    /// The backup `id` ended: completed, or why not (its half-made folder is removed, or
+    /// the message says it could not be). A cancelled backup reports too.
+    BackupFinished {
+        id: u64,
+        result: Result<Box<BackupDone>, String>,
+    },
+    /// The check `id` of `[backup]` (`backup::validate`, as Visor sees the file system)
+    /// found these problems (one message each, naming key, path and fix), and what a backup
+    /// will cost, when it could tell.
+    BackupChecked {
+        id: u64,
+        problems: Vec<String>,
+        cost: Option<String>,
     },
     /// The hook run `id` was started as process `pid` (the leader of its own group), so
     /// `status.json` can name it.
@@ -318,6 +342,24 @@ pub enum Action {
     },
     /// The new version answered: the note is no longer needed.
     ClearUpgradeMark,
+    /// Take a backup on a worker of its own; it reports [`Event::BackupProgress`] and
+    /// [`Event::BackupFinished`].
+    StartBackup {
+        id: u64,
+        order: Box<BackupOrder>,
+    },
+    /// Stop the backup `id` (it removes its half-made folder and reports
+    /// [`Event::BackupFinished`]).
+    CancelBackup {
+        id: u64,
+    },
+    /// Check `settings` (`backup::validate`) on a worker; answered with
+    /// [`Event::BackupChecked`].
+    CheckBackup {
+        id: u64,
+        settings: Box<Backup>,
+        upgrade_folders: BTreeMap<String, String>,
+    },
     Exit(i32),
 }
 
@@ -336,6 +378,8 @@ struct Pending {
     folder: PathBuf,
     state: FolderState,
     last_complaint: Option<Instant>,
+    /// The backup at the upgrade block, before `beforeSwitch`.
+    backup: backup::BackupGate,
     /// The `beforeSwitch` hook at the upgrade block.
     gate: hooks::GateState,
 }
@@ -408,6 +452,11 @@ pub struct Machine {
     hooks: hooks::HookBook,
     /// The release that ran before the last upgrade, for `afterUpgrade`.
     previous_release: String,
+    /// The `afterUpgrade` due at the first answer of the version an upgrade or a switch
+    /// started.
+    after_start: Option<hooks::AfterHook>,
+    /// The backups: the one running, the check of `[backup]`, the last outcome.
+    backups: backup::BackupBook,
     /// The interval last given to the RPC thread.
     poll_interval: Option<Duration>,
     refused_tag: Option<String>,
@@ -459,6 +508,8 @@ impl Machine {
             refused_reload: None,
             hooks: hooks::HookBook::default(),
             previous_release: String::new(),
+            after_start: None,
+            backups: backup::BackupBook::default(),
             poll_interval: None,
             refused_tag: None,
             warned_ready_running: false,
@@ -590,6 +641,7 @@ impl Machine {
         for (kind, why) in self.hook_failures() {
             line.push_str(&format!("; hook {} failed: {why}", kind.key()));
         }
+        self.backup_status_suffix(&mut line);
         line
     }
 
@@ -632,13 +684,22 @@ impl Machine {
                     self.switch_tag().unwrap_or("?")
                 ),
             },
-            Phase::SwitchWait => format!("switching to {}", self.switch_tag().unwrap_or("?")),
+            Phase::SwitchWait => {
+                let tag = self.switch_tag().unwrap_or("?");
+                match self.backup_phase_words() {
+                    Some(words) => format!("switching to {tag}: {words}"),
+                    None => format!("switching to {tag}"),
+                }
+            }
             Phase::UpgradeWait => match self.pending.as_ref().map(|p| &p.state) {
                 Some(FolderState::Installing) => format!("upgrading to {pending_tag}: installing"),
                 Some(FolderState::NotReady(_)) => {
                     format!("upgrading to {pending_tag}: waiting for its folder")
                 }
-                _ => format!("upgrading to {pending_tag}"),
+                _ => match self.backup_phase_words() {
+                    Some(words) => format!("upgrading to {pending_tag}: {words}"),
+                    None => format!("upgrading to {pending_tag}"),
+                },
             },
             Phase::Done => "stopped".into(),
         }
@@ -668,6 +729,7 @@ impl Machine {
             Event::Started => {
                 if self.phase() == Phase::Idle {
                     self.start(now, StartKind::First);
+                    self.request_backup_check(true);
                 }
             }
             Event::ChildSpawned { proc, pid } => self.on_spawned(now, proc, pid),
@@ -734,6 +796,11 @@ impl Machine {
                 self.on_hook_finished(now, id, kind, result)
             }
             Event::HookStarted { id, pid } => self.on_hook_started(id, pid),
+            Event::BackupProgress { id, report } => self.on_backup_progress(id, report),
+            Event::BackupFinished { id, result } => self.on_backup_finished(now, id, result),
+            Event::BackupChecked { id, problems, cost } => {
+                self.on_backup_checked(now, id, problems, cost)
+            }
         }
     }
 
@@ -783,6 +850,7 @@ fn later(now: Instant, delay: Duration) -> Instant {
         .unwrap_or(now)
 }
 
+mod backup;
 mod control;
 mod hooks;
 mod phase;

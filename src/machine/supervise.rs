@@ -4,7 +4,8 @@
 
 use std::time::Instant;
 
-use super::hooks::HookSubject;
+use super::backup::is_backup_problem;
+use super::hooks::{HookReason, HookSubject};
 use super::*;
 
 impl Machine {
@@ -342,6 +343,8 @@ impl Machine {
                     let tag = install.tag.clone();
                     self.actions.push_back(Action::CancelInstall { tag });
                 }
+                // So does a backup; the coordinator waits for both.
+                self.cancel_backup();
                 self.log(
                     if code == 0 {
                         LogLevel::Info
@@ -582,6 +585,11 @@ impl Machine {
             }
             Timer::FolderRecheck => self.advance_upgrade(now),
             Timer::AcceptedHook => self.start_accepted_hook(now),
+            Timer::BackupRetry => {
+                if self.phase() == Phase::UpgradeWait {
+                    self.advance_upgrade(now);
+                }
+            }
             Timer::GroupProbe => {
                 if !self.lingering.is_empty() || !self.strays.is_empty() {
                     self.actions
@@ -655,8 +663,11 @@ impl Machine {
     fn on_first_answer(&mut self, now: Instant, kind: StartKind) {
         self.clear_timer(Timer::ConnectBudget);
         // Running and answering again: whatever went wrong before this start is over, except
-        // a refused config.toml, which a good reload ends.
-        self.resolve_error(now, |message| !message.starts_with("config:"));
+        // a refused config.toml, which a good reload ends, and a problem of [backup], which
+        // a check that finds none ends.
+        self.resolve_error(now, |message| {
+            !message.starts_with("config:") && !is_backup_problem(message)
+        });
         if self.first_start_height.take().is_some() {
             self.actions.push_back(Action::ClearUpgradeMark);
         }
@@ -680,14 +691,19 @@ impl Machine {
             );
         }
         self.control_answered();
-        if let StartKind::Upgrade { height } = kind {
+        if let Some(after) = self.after_start.take() {
+            self.run_hook(HookKind::AfterUpgrade, &after.subject());
+        } else if let StartKind::Upgrade { height } = kind {
+            // A Visor restarted before the upgraded version answered (the upgrade mark).
             let (release, previous) = (self.running_release.clone(), self.previous_release.clone());
             let folder = self.running_folder().to_path_buf();
             let subject = HookSubject {
+                reason: HookReason::Upgrade,
                 release: &release,
-                height,
+                height: Some(height),
                 folder: &folder,
-                previous: &previous,
+                from: &previous,
+                backup: None,
             };
             self.run_hook(HookKind::AfterUpgrade, &subject);
         }
@@ -715,6 +731,7 @@ impl Machine {
             "config: config.toml unchanged since it was last read; nothing to reload".into(),
             vec![],
         );
+        self.backup_reloaded(now);
     }
 
     pub(super) fn on_config(&mut self, now: Instant, result: Result<Box<Config>, Vec<String>>) {
@@ -742,6 +759,7 @@ impl Machine {
                 "config: config.toml read; no setting changed".into(),
                 vec![],
             );
+            self.backup_reloaded(now);
             return;
         }
         let intervals_changed = config.status_poll_interval != self.config.status_poll_interval
@@ -769,5 +787,6 @@ impl Machine {
                 }
             }
         }
+        self.backup_reloaded(now);
     }
 }

@@ -3,6 +3,8 @@
 //! `SwitchCurrent` with success, as the coordinator does; nothing sleeps.
 
 use super::*;
+use crate::backup::Reason;
+use crate::config::backup::OnFailure;
 use crate::config::hooks::HookKind;
 use crate::config::run_config::RpcTarget;
 use crate::node::client::AcceptedRelease;
@@ -178,6 +180,11 @@ impl Harness {
             generation,
             result: Err("connect /run/v1.sock: No such file or directory".into()),
         })
+    }
+
+    /// How many times the core was spawned.
+    fn starts_of_core(&self) -> u32 {
+        self.next_pid - 100
     }
 
     fn logged(&self, level: LogLevel, needle: &str) -> usize {
@@ -2263,4 +2270,500 @@ fn a_successful_reload_is_timed_and_a_refused_one_is_not() {
         Some(h.base + Duration::from_secs(1))
     );
     assert!(h.machine.refused_reload().is_some());
+}
+
+// ----- backups -----
+
+fn backup_config(on_failure: OnFailure) -> Config {
+    let mut config = hook_config();
+    config.hooks.on_accepted = None;
+    config.backup = Backup {
+        enabled: true,
+        paths: vec![PathBuf::from("/var/lib/zeta")],
+        folder: Some(PathBuf::from("/backups")),
+        on_failure,
+        ..Backup::default()
+    };
+    config
+}
+
+/// The backups ordered: id and order.
+fn backups_started(actions: &[Action]) -> Vec<(u64, BackupOrder)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::StartBackup { id, order } => Some((*id, (**order).clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn backup_checks(actions: &[Action]) -> Vec<u64> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::CheckBackup { id, .. } => Some(*id),
+            _ => None,
+        })
+        .collect()
+}
+
+fn backup_done(id: u64, path: &str) -> Event {
+    Event::BackupFinished {
+        id,
+        result: Ok(Box::new(BackupDone {
+            path: PathBuf::from(path),
+            files: 3,
+            bytes: 4096,
+            duration: Duration::from_millis(1500),
+            cloned: false,
+            removed: vec![PathBuf::from("/backups/v0-to-v1-h3-20260101T000000Z")],
+            not_removed: Vec::new(),
+        })),
+    }
+}
+
+fn backup_failed(id: u64) -> Event {
+    Event::BackupFinished {
+        id,
+        result: Err("backup: cannot create the folder /backups/.visor-tmp-backup-1-0 (Read-only file system (os error 30)); check the folder and its file system".into()),
+    }
+}
+
+fn checked_backup(id: u64, problems: &[&str]) -> Event {
+    Event::BackupChecked {
+        id,
+        problems: strings(problems),
+        cost: Some("backups will be copies: about 4.0 KiB".into()),
+    }
+}
+
+/// Starts Visor with `config`, answers the check of `[backup]` without problems, has the
+/// core accept v2 at block 7 with its folder ready, and stops the binaries at the block.
+/// The actions of the stop's end.
+fn upgrade_to_the_block(h: &mut Harness) -> Vec<Action> {
+    let check = backup_checks(&h.event(Event::Started))[0];
+    h.event(checked_backup(check, &[]));
+    h.status(Some(("v2", 7)), false);
+    h.event(ready_folder("v2"));
+    h.status(Some(("v2", 7)), true);
+    h.exit(Proc::Core)
+}
+
+#[test]
+fn the_backup_is_taken_at_the_block_before_before_switch_and_the_hooks_see_it() {
+    let mut h = Harness::new(backup_config(OnFailure::Stop), false);
+    let actions = upgrade_to_the_block(&mut h);
+    let started = backups_started(&actions);
+    assert_eq!(started.len(), 1, "{actions:?}");
+    let (id, order) = &started[0];
+    assert_eq!(
+        (order.from.as_str(), order.to.as_str(), order.reason),
+        ("v1", "v2", Reason::Upgrade { height: 7 })
+    );
+    assert_eq!(order.settings, backup_config(OnFailure::Stop).backup);
+    assert!(hooks_run(&actions).is_empty(), "beforeSwitch waits");
+    assert!(!actions
+        .iter()
+        .any(|a| matches!(a, Action::SwitchCurrent { .. })));
+    assert_eq!(h.machine.status_line(), "upgrading to v2: backing up");
+    // Progress: a log line and the status.
+    let report = Report {
+        files: 1,
+        files_total: 3,
+        bytes: 1024,
+        bytes_total: 4096,
+        elapsed: Duration::from_secs(5),
+        rate: 204.8,
+        left: Some(Duration::from_secs(15)),
+    };
+    h.event(Event::BackupProgress {
+        id: *id,
+        report: report.clone(),
+    });
+    assert_eq!(
+        h.logged(
+            LogLevel::Info,
+            "backup: v1-to-v2: 1/3 files, 1.0 KiB/4.0 KiB, 204 B/s, about 15 s left"
+        ),
+        1
+    );
+    assert_eq!(
+        h.machine.status_line(),
+        "upgrading to v2: backing up (1.0 KiB/4.0 KiB, about 15 s left)"
+    );
+    assert_eq!(
+        h.machine.backup_status().running.and_then(|r| r.report),
+        Some(&report)
+    );
+    // Done: beforeSwitch with its path, then the switch.
+    let path = "/backups/v1-to-v2-h7-20260101T000000Z";
+    let actions = h.event(backup_done(*id, path));
+    let before = hooks_run(&actions);
+    assert_eq!(before.len(), 1, "{actions:?}");
+    assert_eq!(before[0].1, HookKind::BeforeSwitch);
+    for (key, value) in [
+        ("VISOR_BACKUP", path),
+        ("VISOR_REASON", "upgrade"),
+        ("VISOR_FROM", "v1"),
+        ("VISOR_PREVIOUS_RELEASE", "v1"),
+        ("VISOR_RELEASE", "v2"),
+        ("VISOR_HEIGHT", "7"),
+    ] {
+        assert_eq!(env_of(&before[0].2, key), value, "{key}");
+    }
+    assert_eq!(h.logged(LogLevel::Info, "backup: completed in 1.5 s"), 1);
+    assert_eq!(
+        h.logged(LogLevel::Info, "backup: removed an older backup"),
+        1
+    );
+    assert_eq!(h.machine.backup_status().last_ok, Some(true));
+    assert_eq!(
+        h.machine.backup_status().last.map(|l| l.path.clone()),
+        Some(PathBuf::from(path))
+    );
+    let actions = h.event(hook_done(before[0].0, HookKind::BeforeSwitch, Ok(())));
+    assert_eq!(actions[0], switch_to("v2"));
+    let after = hooks_run(&h.status(None, false));
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].1, HookKind::AfterUpgrade);
+    assert_eq!(env_of(&after[0].2, "VISOR_BACKUP"), path);
+    assert_eq!(env_of(&after[0].2, "VISOR_REASON"), "upgrade");
+    assert_eq!(env_of(&after[0].2, "VISOR_FROM"), "v1");
+}
+
+#[test]
+fn a_failed_backup_with_stop_keeps_the_binaries_stopped_and_is_tried_each_minute() {
+    let mut h = Harness::new(backup_config(OnFailure::Stop), false);
+    let id = backups_started(&upgrade_to_the_block(&mut h))[0].0;
+    let actions = h.event(backup_failed(id));
+    assert!(actions.is_empty(), "{actions:?}");
+    assert_eq!(h.machine.phase(), Phase::UpgradeWait);
+    assert_eq!(
+        h.logged(
+            LogLevel::Error,
+            "upgrade: the backup before the switch to v2 failed: backup: cannot create"
+        ),
+        1
+    );
+    assert!(h.machine.status_line().starts_with(
+        "upgrading to v2: backup failed, trying again; backup failed: backup: cannot create"
+    ));
+    assert_eq!(h.machine.backup_status().last_ok, Some(false));
+    assert_eq!(h.machine.next_deadline(), Some(h.now + BACKUP_RETRY));
+    h.at_ms(BACKUP_RETRY.as_millis() as u64 - 1);
+    assert!(h.timeout().is_empty());
+    h.at_ms(BACKUP_RETRY.as_millis() as u64);
+    let again = backups_started(&h.timeout());
+    assert_eq!(again.len(), 1);
+    assert_ne!(again[0].0, id);
+    assert!(spawned(&h.event(backup_failed(again[0].0))).is_empty());
+    assert_eq!(
+        h.starts_of_core(),
+        1,
+        "the old version is never started again"
+    );
+}
+
+#[test]
+fn a_reload_lets_a_failed_backup_go_on_at_once() {
+    // Fixed: the backup is tried again at once, not a minute later.
+    let mut h = Harness::new(backup_config(OnFailure::Stop), false);
+    let id = backups_started(&upgrade_to_the_block(&mut h))[0].0;
+    h.event(backup_failed(id));
+    h.at_ms(1000);
+    let mut fixed = backup_config(OnFailure::Stop);
+    fixed.backup.folder = Some(PathBuf::from("/other"));
+    let actions = h.event(Event::ConfigReloaded(Ok(Box::new(fixed))));
+    let again = backups_started(&actions);
+    assert_eq!(again.len(), 1, "{actions:?}");
+    assert_eq!(
+        again[0].1.settings.folder.as_deref(),
+        Some(Path::new("/other"))
+    );
+    // Turned off: the upgrade goes on at once, without a backup.
+    h.event(backup_failed(again[0].0));
+    h.at_ms(2000);
+    let mut off = backup_config(OnFailure::Stop);
+    off.backup.enabled = false;
+    let actions = h.event(Event::ConfigReloaded(Ok(Box::new(off))));
+    let before = hooks_run(&actions);
+    assert_eq!(before.len(), 1, "{actions:?}");
+    assert_eq!(env_of(&before[0].2, "VISOR_BACKUP"), "", "no backup");
+    assert!(!before[0].2.iter().any(|(k, _)| k == "VISOR_BACKUP"));
+    let actions = h.event(hook_done(before[0].0, HookKind::BeforeSwitch, Ok(())));
+    assert_eq!(actions[0], switch_to("v2"));
+    assert!(
+        !h.machine.status_line().contains("backup"),
+        "backups off: nothing about them is shown: {}",
+        h.machine.status_line()
+    );
+}
+
+#[test]
+fn a_sighup_with_an_unchanged_file_also_retries_a_failed_backup_at_once() {
+    let mut h = Harness::new(backup_config(OnFailure::Stop), false);
+    let id = backups_started(&upgrade_to_the_block(&mut h))[0].0;
+    h.event(backup_failed(id));
+    h.at_ms(500);
+    let actions = h.event(Event::ConfigUnchanged);
+    assert_eq!(backups_started(&actions).len(), 1, "{actions:?}");
+}
+
+#[test]
+fn on_failure_continue_warns_and_upgrades_without_a_backup() {
+    let mut h = Harness::new(backup_config(OnFailure::Continue), false);
+    let id = backups_started(&upgrade_to_the_block(&mut h))[0].0;
+    let actions = h.event(backup_failed(id));
+    assert_eq!(
+        h.logged(
+            LogLevel::Warn,
+            "upgrading without a backup ([backup] onFailure = \"continue\")"
+        ),
+        1
+    );
+    let before = hooks_run(&actions);
+    assert_eq!(before.len(), 1);
+    assert!(!before[0].2.iter().any(|(k, _)| k == "VISOR_BACKUP"));
+    let actions = h.event(hook_done(before[0].0, HookKind::BeforeSwitch, Ok(())));
+    assert_eq!(actions[0], switch_to("v2"));
+    assert_eq!(h.machine.running_release(), "v2");
+}
+
+#[test]
+fn no_backup_without_enabled_nor_at_a_crash_restart() {
+    // Off: no check, no backup; the upgrade is as before.
+    let mut off = backup_config(OnFailure::Stop);
+    off.backup.enabled = false;
+    let mut h = Harness::new(off, false);
+    assert!(backup_checks(&h.event(Event::Started)).is_empty());
+    h.status(Some(("v2", 7)), false);
+    h.event(ready_folder("v2"));
+    h.status(Some(("v2", 7)), true);
+    let actions = h.exit(Proc::Core);
+    assert!(backups_started(&actions).is_empty());
+    assert_eq!(hooks_run(&actions).len(), 1, "beforeSwitch at once");
+    // On: a crash and its restart take none.
+    let mut h = Harness::new(backup_config(OnFailure::Stop), false);
+    h.event(Event::Started);
+    h.status(None, false);
+    let mut all = h.exit(Proc::Core);
+    h.at_ms(10_000);
+    all.extend(h.timeout());
+    assert_eq!(spawned(&all).len(), 1, "restarted");
+    assert!(backups_started(&all).is_empty());
+}
+
+#[test]
+fn a_stop_during_a_backup_cancels_it_before_the_exit() {
+    let mut h = Harness::new(backup_config(OnFailure::Stop), false);
+    let id = backups_started(&upgrade_to_the_block(&mut h))[0].0;
+    let actions = h.event(Event::SignalReceived(ReceivedSignal::Term));
+    assert_eq!(
+        actions,
+        vec![
+            Action::Poll(None),
+            Action::CancelBackup { id },
+            Action::Exit(0)
+        ]
+    );
+    // Its end, after the cancel, changes nothing.
+    assert!(h.event(backup_failed(id)).is_empty());
+}
+
+#[test]
+fn problems_of_backup_are_reported_at_once_while_the_node_starts() {
+    let mut h = Harness::new(backup_config(OnFailure::Stop), false);
+    let actions = h.event(Event::Started);
+    assert_eq!(
+        spawned(&actions).len(),
+        1,
+        "the node starts whatever [backup] says"
+    );
+    let check = backup_checks(&actions)[0];
+    let problem = "backup.folder: /backups is on a read-only file system for Visor";
+    h.event(checked_backup(
+        check,
+        &[problem, "backup.paths[0]: /var/lib/zeta does not exist"],
+    ));
+    assert_eq!(h.logged(LogLevel::Error, &format!("backup: {problem}")), 1);
+    assert_eq!(
+        h.machine.status_line(),
+        format!("starting v1; backup problem: {problem} (and 1 more, see visor status)")
+    );
+    assert_eq!(h.machine.backup_status().problems.len(), 2);
+    // The core's answer does not make it resolved.
+    h.status(None, false);
+    let error = h
+        .machine
+        .last_error()
+        .expect("the problem is the last error")
+        .clone();
+    assert!(
+        error.message.contains("/var/lib/zeta does not exist"),
+        "{error:?}"
+    );
+    assert_eq!(error.resolved_at, None);
+    // A reload checks again; a check without problems resolves it.
+    h.at_ms(1000);
+    let check = backup_checks(&h.event(Event::ConfigUnchanged))[0];
+    h.event(checked_backup(check, &[]));
+    assert_eq!(h.machine.status_line(), "running v1");
+    assert_eq!(
+        h.machine.last_error().and_then(|e| e.resolved_at),
+        Some(h.now)
+    );
+    assert_eq!(
+        h.logged(
+            LogLevel::Info,
+            "backup: [backup] checked, no problem found; backups will be copies"
+        ),
+        1
+    );
+}
+
+#[test]
+fn checks_of_backup_run_one_at_a_time_and_a_stale_answer_is_dropped() {
+    let mut h = Harness::new(backup_config(OnFailure::Stop), false);
+    let first = backup_checks(&h.event(Event::Started))[0];
+    assert!(
+        backup_checks(&h.event(Event::ConfigUnchanged)).is_empty(),
+        "queued"
+    );
+    assert!(
+        backup_checks(&h.event(Event::ConfigUnchanged)).is_empty(),
+        "queued once"
+    );
+    let actions = h.event(checked_backup(first, &["backup.folder: stale"]));
+    let second = backup_checks(&actions);
+    assert_eq!(second.len(), 1);
+    assert_eq!(h.logged(LogLevel::Error, "stale"), 0);
+    assert!(h.machine.backup_status().problems.is_empty());
+    h.event(checked_backup(second[0], &["backup.folder: fresh"]));
+    assert_eq!(h.logged(LogLevel::Error, "fresh"), 1);
+}
+
+#[test]
+fn a_switch_takes_the_backup_and_runs_the_hooks_with_reason_switch() {
+    let mut h = Harness::new(backup_config(OnFailure::Stop), false);
+    let check = backup_checks(&h.event(Event::Started))[0];
+    h.event(checked_backup(check, &[]));
+    h.status(None, false);
+    control(&mut h, 1, switch("v1.0.1"));
+    h.event(Event::SwitchFolderChecked {
+        tag: "v1.0.1".into(),
+        result: Ok(checked("v1.0.1", false)),
+    });
+    let actions = h.exit(Proc::Core);
+    let started = backups_started(&actions);
+    assert_eq!(started.len(), 1, "{actions:?}");
+    let (id, order) = &started[0];
+    assert_eq!(
+        (order.from.as_str(), order.to.as_str(), order.reason),
+        ("v1", "v1.0.1", Reason::Switch)
+    );
+    assert!(
+        matches!(&replies(&actions)[..], [ControlReply::Progress(t)] if t.contains("backing up"))
+    );
+    assert_eq!(h.machine.status_line(), "switching to v1.0.1: backing up");
+    let path = "/backups/v1-to-v1.0.1-switch-20260101T000000Z";
+    let actions = h.event(backup_done(*id, path));
+    let before = hooks_run(&actions);
+    assert_eq!(before.len(), 1, "{actions:?}");
+    for (key, value) in [
+        ("VISOR_EVENT", "beforeSwitch"),
+        ("VISOR_REASON", "switch"),
+        ("VISOR_RELEASE", "v1.0.1"),
+        ("VISOR_FROM", "v1"),
+        ("VISOR_FOLDER", "/h/v1.0.1"),
+        ("VISOR_BACKUP", path),
+    ] {
+        assert_eq!(env_of(&before[0].2, key), value, "{key}");
+    }
+    assert!(!before[0].2.iter().any(|(k, _)| k == "VISOR_HEIGHT"));
+    let actions = h.event(hook_done(before[0].0, HookKind::BeforeSwitch, Ok(())));
+    assert_eq!(actions[0], switch_to("v1.0.1"));
+    let actions = h.status(None, false);
+    assert!(matches!(&replies(&actions)[..], [ControlReply::Done(_)]));
+    let after = hooks_run(&actions);
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].1, HookKind::AfterUpgrade);
+    assert_eq!(env_of(&after[0].2, "VISOR_REASON"), "switch");
+    assert_eq!(env_of(&after[0].2, "VISOR_FROM"), "v1");
+    assert_eq!(env_of(&after[0].2, "VISOR_RELEASE"), "v1.0.1");
+    assert_eq!(env_of(&after[0].2, "VISOR_BACKUP"), path);
+    assert!(!after[0].2.iter().any(|(k, _)| k == "VISOR_HEIGHT"));
+    assert_eq!(h.machine.upgrades(), 0, "a switch is not an upgrade");
+}
+
+/// Stops v1 for a switch to v1.0.1 with `config`; the actions of the stop's end.
+fn switch_to_stopped(h: &mut Harness) -> Vec<Action> {
+    h.event(Event::Started);
+    h.status(None, false);
+    control(h, 1, switch("v1.0.1"));
+    h.event(Event::SwitchFolderChecked {
+        tag: "v1.0.1".into(),
+        result: Ok(checked("v1.0.1", false)),
+    });
+    h.exit(Proc::Core)
+}
+
+#[test]
+fn a_failed_backup_or_before_switch_at_a_switch_starts_the_old_version_again() {
+    // The backup fails, onFailure = "stop": abandoned.
+    let mut h = Harness::new(backup_config(OnFailure::Stop), false);
+    let id = backups_started(&switch_to_stopped(&mut h))[0].0;
+    let actions = h.event(backup_failed(id));
+    assert!(
+        matches!(&replies(&actions)[..], [ControlReply::Failed(t)] if t.contains("not switched to v1.0.1: the backup failed") && t.contains("v1 was started again")),
+        "{actions:?}"
+    );
+    assert_eq!(spawned(&actions)[0].1, strings(&["start", "--home", "/z"]));
+    assert!(
+        hooks_run(&actions).is_empty(),
+        "no beforeSwitch after a failed backup"
+    );
+    assert_eq!(h.machine.running_release(), "v1");
+    assert_eq!(h.machine.phase(), Phase::Running);
+    // onFailure = "continue": on without a backup, then beforeSwitch fails: abandoned.
+    let mut h = Harness::new(backup_config(OnFailure::Continue), false);
+    let id = backups_started(&switch_to_stopped(&mut h))[0].0;
+    let actions = h.event(backup_failed(id));
+    let before = hooks_run(&actions);
+    assert_eq!(before.len(), 1, "{actions:?}");
+    assert!(!before[0].2.iter().any(|(k, _)| k == "VISOR_BACKUP"));
+    let actions = h.event(hook_done(
+        before[0].0,
+        HookKind::BeforeSwitch,
+        Err("exit status 3".into()),
+    ));
+    assert!(
+        matches!(&replies(&actions)[..], [ControlReply::Failed(t)] if t.contains("the beforeSwitch hook failed (exit status 3)")),
+        "{actions:?}"
+    );
+    assert_eq!(spawned(&actions).len(), 1, "v1 started again");
+    assert!(!actions
+        .iter()
+        .any(|a| matches!(a, Action::SwitchCurrent { .. })));
+    assert_eq!(
+        h.logged(
+            LogLevel::Error,
+            "the switch is abandoned and v1 is started again"
+        ),
+        1
+    );
+    // Without [backup] and hooks, the switch is as before.
+    let mut h = Harness::new(fast_config(), false);
+    let actions = switch_to_stopped(&mut h);
+    assert_eq!(actions[0], switch_to("v1.0.1"));
+}
+
+#[test]
+fn a_stop_during_a_switch_backup_cancels_it_and_fails_the_request() {
+    let mut h = Harness::new(backup_config(OnFailure::Stop), false);
+    let id = backups_started(&switch_to_stopped(&mut h))[0].0;
+    let actions = h.event(Event::SignalReceived(ReceivedSignal::Term));
+    assert!(actions.contains(&Action::CancelBackup { id }));
+    assert!(actions.contains(&Action::Exit(0)));
+    assert!(matches!(&replies(&actions)[..], [ControlReply::Failed(t)] if t.contains("SIGTERM")));
 }

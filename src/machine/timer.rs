@@ -21,11 +21,13 @@ pub(super) enum Timer {
     GroupProbe,
     /// The end of the spacing between two `onAccepted` starts, when one waits.
     AcceptedHook,
+    /// The next try of a backup that failed at the upgrade block (`onFailure = "stop"`).
+    BackupRetry,
 }
 
 impl Timer {
     /// Every timer, in the order expired timers fire within one call.
-    pub(super) const VALUES: [Timer; 7] = [
+    pub(super) const VALUES: [Timer; 8] = [
         Timer::StopDelay,
         Timer::Kill,
         Timer::RestartDelay,
@@ -33,6 +35,7 @@ impl Timer {
         Timer::FolderRecheck,
         Timer::GroupProbe,
         Timer::AcceptedHook,
+        Timer::BackupRetry,
     ];
 }
 

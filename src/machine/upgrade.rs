@@ -1,6 +1,7 @@
 //! The upgrade half of the machine: the release the core accepted, its folder (checked,
 //! installed, or waited for), and the switch of `current` at the upgrade block.
 
+use std::path::Path;
 use std::time::Instant;
 
 use super::*;
@@ -83,6 +84,7 @@ impl Machine {
             folder,
             state: FolderState::Checking,
             last_complaint: None,
+            backup: Default::default(),
             gate: Default::default(),
         });
         self.clear_timer(Timer::FolderRecheck);
@@ -393,9 +395,9 @@ impl Machine {
             .push_back(Action::SwitchCurrent { folder, expect });
     }
 
-    /// Moves a stopped upgrade forward as far as the folder allows, or checks the folder of a
-    /// pending release again.
-    pub(super) fn advance_upgrade(&mut self, _now: Instant) {
+    /// Moves a stopped upgrade forward as far as the folder, the backup and `beforeSwitch`
+    /// allow, or checks the folder of a pending release again.
+    pub(super) fn advance_upgrade(&mut self, now: Instant) {
         let waiting = self.phase() == Phase::UpgradeWait;
         let Some(pending) = &mut self.pending else {
             return;
@@ -410,7 +412,7 @@ impl Machine {
             }
             FolderState::Ready(checked) if waiting => {
                 let checked = checked.clone();
-                if self.before_switch_passed() {
+                if self.upgrade_backup_passed(now) && self.before_switch_passed() {
                     self.switch_to("upgrade", &tag, folder, &checked);
                 }
             }
@@ -461,6 +463,14 @@ impl Machine {
         self.run = checked.run;
         self.first_start_height = Some(pending.height);
         self.previous_release = std::mem::replace(&mut self.running_release, pending.tag.clone());
+        self.after_start = Some(hooks::AfterHook {
+            reason: hooks::HookReason::Upgrade,
+            release: pending.tag.clone(),
+            height: Some(pending.height),
+            folder: pending.folder.clone(),
+            from: self.previous_release.clone(),
+            backup: pending.backup.path().map(Path::to_path_buf),
+        });
         self.restarts = 0;
         self.upgrades += 1;
         self.warned_ready_running = false;

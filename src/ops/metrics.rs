@@ -66,6 +66,25 @@ pub struct Snapshot {
     /// `visor_hook_last_run_successful{hook}`: each hook that has run since Visor started
     /// (its `[hooks]` key) and whether its last run succeeded.
     pub hook_last_runs: Vec<(&'static str, bool)>,
+    /// `visor_backup_last_duration_seconds`, `visor_backup_last_bytes` and
+    /// `visor_backup_last_success_timestamp_seconds`: the last backup that completed since
+    /// Visor started; absent until one did.
+    pub backup_last: Option<LastBackup>,
+    /// `visor_backup_last_run_successful`: whether the last backup that ended completed;
+    /// absent until one ended.
+    pub backup_last_ok: Option<bool>,
+    /// `visor_backup_config_problems`: the problems the last check of `[backup]` found (0
+    /// when none, or when backups are off).
+    pub backup_config_problems: u64,
+}
+
+/// The last backup that completed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LastBackup {
+    pub duration: Duration,
+    pub bytes: u64,
+    /// When it completed, since the Unix epoch.
+    pub completed: Duration,
 }
 
 /// An accepted release that is not running yet.
@@ -314,6 +333,76 @@ pub fn render(s: &Snapshot) -> String {
         );
     }
 
+    family(
+        &mut out,
+        "visor_backup_last_run_successful",
+        "gauge",
+        "1 when the last backup completed, 0 when it failed; absent until a backup has run.",
+    );
+    if let Some(ok) = s.backup_last_ok {
+        sample(&mut out, "visor_backup_last_run_successful", &[], flag(ok));
+    }
+
+    family(
+        &mut out,
+        "visor_backup_last_duration_seconds",
+        "gauge",
+        "Seconds the last completed backup took; absent until one completed.",
+    );
+    if let Some(last) = &s.backup_last {
+        sample(
+            &mut out,
+            "visor_backup_last_duration_seconds",
+            &[],
+            &seconds(last.duration),
+        );
+    }
+
+    family(
+        &mut out,
+        "visor_backup_last_bytes",
+        "gauge",
+        "Bytes of file data in the last completed backup; absent until one completed.",
+    );
+    if let Some(last) = &s.backup_last {
+        sample(
+            &mut out,
+            "visor_backup_last_bytes",
+            &[],
+            &last.bytes.to_string(),
+        );
+    }
+
+    family(
+        &mut out,
+        "visor_backup_last_success_timestamp_seconds",
+        "gauge",
+        "Time the last backup completed, since the Unix epoch in seconds; absent until one \
+         completed.",
+    );
+    if let Some(last) = &s.backup_last {
+        sample(
+            &mut out,
+            "visor_backup_last_success_timestamp_seconds",
+            &[],
+            &seconds(last.completed),
+        );
+    }
+
+    family(
+        &mut out,
+        "visor_backup_config_problems",
+        "gauge",
+        "Problems the last check of [backup] found, at start and at each reload; 0 when none \
+         or when backups are off.",
+    );
+    sample(
+        &mut out,
+        "visor_backup_config_problems",
+        &[],
+        &s.backup_config_problems.to_string(),
+    );
+
     out
 }
 
@@ -482,6 +571,13 @@ mod tests {
             config_reload_ok: false,
             config_reload_success_time: Duration::from_secs(1_795_553_400),
             hook_last_runs: vec![("onAccepted", true), ("beforeSwitch", false)],
+            backup_last: Some(LastBackup {
+                duration: Duration::from_millis(12_345),
+                bytes: 2_147_483_648,
+                completed: Duration::from_millis(1_795_553_500_250),
+            }),
+            backup_last_ok: Some(false),
+            backup_config_problems: 2,
         }
     }
 
@@ -504,6 +600,9 @@ mod tests {
             config_reload_ok: true,
             config_reload_success_time: Duration::ZERO,
             hook_last_runs: Vec::new(),
+            backup_last: None,
+            backup_last_ok: None,
+            backup_config_problems: 0,
         }
     }
 
@@ -559,6 +658,21 @@ visor_config_last_reload_success_timestamp_seconds 1795553400.000
 # TYPE visor_hook_last_run_successful gauge
 visor_hook_last_run_successful{hook=\"onAccepted\"} 1
 visor_hook_last_run_successful{hook=\"beforeSwitch\"} 0
+# HELP visor_backup_last_run_successful 1 when the last backup completed, 0 when it failed; absent until a backup has run.
+# TYPE visor_backup_last_run_successful gauge
+visor_backup_last_run_successful 0
+# HELP visor_backup_last_duration_seconds Seconds the last completed backup took; absent until one completed.
+# TYPE visor_backup_last_duration_seconds gauge
+visor_backup_last_duration_seconds 12.345
+# HELP visor_backup_last_bytes Bytes of file data in the last completed backup; absent until one completed.
+# TYPE visor_backup_last_bytes gauge
+visor_backup_last_bytes 2147483648
+# HELP visor_backup_last_success_timestamp_seconds Time the last backup completed, since the Unix epoch in seconds; absent until one completed.
+# TYPE visor_backup_last_success_timestamp_seconds gauge
+visor_backup_last_success_timestamp_seconds 1795553500.250
+# HELP visor_backup_config_problems Problems the last check of [backup] found, at start and at each reload; 0 when none or when backups are off.
+# TYPE visor_backup_config_problems gauge
+visor_backup_config_problems 2
 ";
 
     const MINIMAL: &str = "\
@@ -605,6 +719,17 @@ visor_config_last_reload_successful 1
 visor_config_last_reload_success_timestamp_seconds 0.000
 # HELP visor_hook_last_run_successful 1 when the last run of the hook in the label succeeded, 0 when it failed; absent until the hook has run.
 # TYPE visor_hook_last_run_successful gauge
+# HELP visor_backup_last_run_successful 1 when the last backup completed, 0 when it failed; absent until a backup has run.
+# TYPE visor_backup_last_run_successful gauge
+# HELP visor_backup_last_duration_seconds Seconds the last completed backup took; absent until one completed.
+# TYPE visor_backup_last_duration_seconds gauge
+# HELP visor_backup_last_bytes Bytes of file data in the last completed backup; absent until one completed.
+# TYPE visor_backup_last_bytes gauge
+# HELP visor_backup_last_success_timestamp_seconds Time the last backup completed, since the Unix epoch in seconds; absent until one completed.
+# TYPE visor_backup_last_success_timestamp_seconds gauge
+# HELP visor_backup_config_problems Problems the last check of [backup] found, at start and at each reload; 0 when none or when backups are off.
+# TYPE visor_backup_config_problems gauge
+visor_backup_config_problems 0
 ";
 
     /// Compares line by line, so a failure shows the first differing line.
@@ -705,7 +830,7 @@ visor_config_last_reload_success_timestamp_seconds 0.000
                 names.push(name);
             }
         }
-        assert_eq!(names.len(), 16, "{names:?}");
+        assert_eq!(names.len(), 21, "{names:?}");
         assert!(names.iter().all(|n| n.starts_with("visor_")));
     }
 

@@ -324,6 +324,7 @@ impl Reporter {
                 "failing": hook_failing,
                 "processes": hook_records,
             },
+            "backup": backup_record(machine, &self.clock),
         });
         if file.last.as_ref() == Some(&record) {
             return;
@@ -427,6 +428,7 @@ fn warn_once(last: &mut Option<String>, what: &str, result: Result<(), String>) 
 /// reload.
 pub fn snapshot(machine: &Machine, clock: &WallClock) -> Snapshot {
     let data_node_restarts = machine.restarts_of(Proc::DataNode);
+    let backup = machine.backup_status();
     Snapshot {
         up: true,
         visor_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -460,7 +462,54 @@ pub fn snapshot(machine: &Machine, clock: &WallClock) -> Snapshot {
             .into_iter()
             .map(|(kind, ok)| (kind.key(), ok))
             .collect(),
+        backup_last: backup.last.map(|last| metrics::LastBackup {
+            duration: last.duration,
+            bytes: last.bytes,
+            completed: clock.unix_at(last.at),
+        }),
+        backup_last_ok: backup.last_ok,
+        backup_config_problems: backup.problems.len() as u64,
     }
+}
+
+/// `backup` of `status.json`: whether backups are on, the one running with its progress,
+/// what the last check of `[backup]` found, the last failure (until a backup completes) and
+/// the last backup that completed.
+fn backup_record(machine: &Machine, clock: &WallClock) -> serde_json::Value {
+    let backup = machine.backup_status();
+    let time = |at| log::rfc3339_millis(clock.unix_at(at).as_millis() as u64);
+    let running = backup.running.map(|r| {
+        let report = r.report;
+        serde_json::json!({
+            "from": r.from,
+            "to": r.to,
+            "reason": if r.switch { "switch" } else { "upgrade" },
+            "started_at": time(r.started),
+            "files": report.map(|p| p.files),
+            "files_total": report.map(|p| p.files_total),
+            "bytes": report.map(|p| p.bytes),
+            "bytes_total": report.map(|p| p.bytes_total),
+            "bytes_per_second": report.map(|p| p.rate.round() as u64),
+            "seconds_left": report.and_then(|p| p.left).map(|left| left.as_secs()),
+        })
+    });
+    let last = backup.last.map(|last| {
+        serde_json::json!({
+            "path": last.path.display().to_string(),
+            "files": last.files,
+            "bytes": last.bytes,
+            "duration_ms": last.duration.as_millis() as u64,
+            "completed_at": time(last.at),
+        })
+    });
+    serde_json::json!({
+        "enabled": backup.enabled,
+        "running": running,
+        "problems": backup.problems,
+        "cost": backup.cost,
+        "failed": backup.failed,
+        "last": last,
+    })
 }
 
 #[cfg(test)]

@@ -50,6 +50,8 @@ pub struct Coordinator {
     reporter: Reporter,
     /// The install worker (the machine allows one at a time) and its cancel flag.
     install: Option<(String, Arc<AtomicBool>, JoinHandle<()>)>,
+    /// The backup worker (one at a time), by the machine's id, and its cancel flag.
+    backup: Option<(u64, Arc<AtomicBool>, JoinHandle<()>)>,
     /// Where the answers to each control request go, by request id.
     replies: HashMap<u64, Sender<ControlReply>>,
     next_request: u64,
@@ -64,6 +66,10 @@ pub struct Coordinator {
 const SLOW_TURN: Duration = Duration::from_millis(100);
 /// How long an exiting Visor waits for a cancelled install to remove its half-made folder.
 const INSTALL_CLEANUP_WAIT: Duration = Duration::from_secs(10);
+/// How long an exiting Visor waits for a cancelled backup to remove its half-made copy, which
+/// may hold many files; within the unit's `TimeoutStopSec=` (30 s) with the binaries already
+/// stopped.
+pub const BACKUP_CLEANUP_WAIT: Duration = Duration::from_secs(20);
 
 impl Coordinator {
     pub fn new(machine: Machine, home: Home, channels: Channels) -> Coordinator {
@@ -73,6 +79,7 @@ impl Coordinator {
             channels,
             reporter: Reporter::from_env(Instant::now()),
             install: None,
+            backup: None,
             replies: HashMap::new(),
             next_request: 0,
             hook_groups: HookGroups::default(),
@@ -109,6 +116,7 @@ impl Coordinator {
             if let Some(code) = exit {
                 self.hook_groups.kill_all();
                 self.wait_for_cancelled_install();
+                self.wait_for_cancelled_backup();
                 self.reporter.at_exit(&self.machine, Instant::now());
                 return code;
             }
@@ -218,9 +226,17 @@ impl Coordinator {
             | Action::CheckSwitchFolder { .. }
             | Action::ReadRunConfig { .. }
             | Action::RunHook { .. }
-            | Action::StartInstall { .. }) => self.start_worker(worker),
+            | Action::StartInstall { .. }
+            | Action::StartBackup { .. }
+            | Action::CheckBackup { .. }) => self.start_worker(worker),
             Action::CancelInstall { tag } => {
                 if let Some((_, cancel, _)) = self.install.as_ref().filter(|i| i.0 == tag) {
+                    cancel.store(true, Ordering::Relaxed);
+                }
+                None
+            }
+            Action::CancelBackup { id } => {
+                if let Some((_, cancel, _)) = self.backup.as_ref().filter(|b| b.0 == id) {
                     cancel.store(true, Ordering::Relaxed);
                 }
                 None
@@ -286,6 +302,21 @@ impl Coordinator {
                 folder,
                 template,
             } => self.start_install(tag, folder, *template),
+            Action::StartBackup { id, order } => {
+                let cancel = Arc::new(AtomicBool::new(false));
+                match workers::backup(id, *order, cancel.clone(), events()) {
+                    Ok(handle) => {
+                        self.backup = Some((id, cancel, handle));
+                        None
+                    }
+                    Err(failed) => Some(failed),
+                }
+            }
+            Action::CheckBackup {
+                id,
+                settings,
+                upgrade_folders,
+            } => workers::check_backup(id, self.home.clone(), *settings, upgrade_folders, events()),
             _ => None,
         }
     }
@@ -444,6 +475,54 @@ impl Coordinator {
     }
 }
 
+impl Coordinator {
+    /// Gives a cancelled backup (bounded) time to remove its half-made copy before exit,
+    /// going on pinging systemd's watchdog meanwhile, and logs how it ended.
+    fn wait_for_cancelled_backup(&mut self) {
+        let Some((_, cancel, handle)) = self.backup.take() else {
+            return;
+        };
+        cancel.store(true, Ordering::Relaxed);
+        let deadline = Instant::now() + BACKUP_CLEANUP_WAIT;
+        while !handle.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+            self.reporter.handle_timeout(&self.machine, Instant::now());
+        }
+        if !handle.is_finished() {
+            log::warn(
+                &format!(
+                    "backup: the backup did not stop within {} s; its half-made \
+                     .visor-tmp-backup-* folder is removed at the next start",
+                    BACKUP_CLEANUP_WAIT.as_secs()
+                ),
+                &[],
+            );
+            return;
+        }
+        // Its last word, not handled by the machine since it is exiting, says whether the
+        // half-made copy could be removed (none when it had ended before).
+        let ended = self
+            .channels
+            .events
+            .try_iter()
+            .find_map(|event| match event {
+                Event::BackupFinished { result, .. } => Some(result),
+                _ => None,
+            });
+        match ended {
+            Some(Err(e)) => log::info(&format!("backup: stopped: {e}"), &[]),
+            Some(Ok(done)) => log::info(
+                &format!(
+                    "backup: it completed before it could stop: {}",
+                    done.path.display()
+                ),
+                &[],
+            ),
+            None => {}
+        }
+    }
+}
+
 fn event_name(event: &Event) -> &'static str {
     match event {
         Event::Started => "Started",
@@ -464,5 +543,8 @@ fn event_name(event: &Event) -> &'static str {
         Event::RunConfigRead(_) => "RunConfigRead",
         Event::HookFinished { .. } => "HookFinished",
         Event::HookStarted { .. } => "HookStarted",
+        Event::BackupProgress { .. } => "BackupProgress",
+        Event::BackupFinished { .. } => "BackupFinished",
+        Event::BackupChecked { .. } => "BackupChecked",
     }
 }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
-use crate::config::hooks::HookKind;
+use crate::config::hooks::{HookKind, HOOK_VARIABLES};
 use crate::machine::Event;
 use crate::ops::log;
 use crate::process::descendants::{self, Tree};
@@ -152,6 +152,11 @@ fn spawn(run: &HookRun) -> std::io::Result<(Child, std::fs::File)> {
     let (output, writer) = spawn::output_pipe()?;
     let mut command =
         spawn::group_command(std::path::Path::new(&run.command[0]), &run.command[1..]);
+    // The variables that do not apply to this run are not passed on from Visor's own
+    // environment either.
+    for variable in HOOK_VARIABLES {
+        command.env_remove(variable);
+    }
     command
         .envs(run.env.iter().map(|(k, v)| (k, v)))
         .stdout(writer.try_clone()?)

@@ -12,6 +12,7 @@
 mod common;
 
 mod auto_install_run;
+mod backup;
 mod backup_commands;
 mod bad_config;
 mod cli_manners;

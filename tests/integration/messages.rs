@@ -219,7 +219,7 @@ fn a_setting_appended_under_the_last_table_is_said_to_belong_above_the_first() {
     assert_eq!(code, 78, "{stdout}{stderr}");
     assert!(
         stdout.contains(&format!(
-            "config.toml:{line}: hooks.maxNumberOfRestarts: unknown key in [hooks]; \
+            "config.toml:{line}: backup.maxNumberOfRestarts: unknown key in [backup]; \
              maxNumberOfRestarts is a top-level key, and a key written after a [table] header \
              belongs to that table: move it above the first table ([upgradeFolders] at line \
              {header})"

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use zeta_visor::ops::metrics::{render, Pending, Snapshot};
+use zeta_visor::ops::metrics::{render, LastBackup, Pending, Snapshot};
 
 /// `$JOURNAL_STREAM` for a file: its device and inode, as systemd writes them.
 fn journal_stream_of(path: &Path) -> String {
@@ -252,6 +252,13 @@ fn full_snapshot() -> Snapshot {
         config_reload_ok: true,
         config_reload_success_time: Duration::from_secs(1_795_553_340),
         hook_last_runs: vec![("beforeSwitch", false)],
+        backup_last: Some(LastBackup {
+            duration: Duration::from_millis(640),
+            bytes: 2 << 30,
+            completed: Duration::from_secs(1_795_553_400),
+        }),
+        backup_last_ok: Some(true),
+        backup_config_problems: 0,
     }
 }
 
@@ -320,6 +327,10 @@ tests:
         values: '1 0x10'
       - series: 'visor_hook_last_run_successful{instance="a",job="node",hook="beforeSwitch"}'
         values: '1 1 0 0'
+      - series: 'visor_backup_config_problems{instance="a",job="node"}'
+        values: '1x15'
+      - series: 'visor_backup_last_run_successful{instance="a",job="node"}'
+        values: '1 1 1 0 0'
     alert_rule_test:
       - eval_time: 4m
         alertname: VisorDown
@@ -362,6 +373,22 @@ tests:
         exp_alerts:
           - exp_labels: {severity: critical, instance: a, job: node, hook: beforeSwitch}
             exp_annotations: {summary: "the beforeSwitch hook failed on a"}
+      - eval_time: 9m
+        alertname: VisorBackupProblem
+        exp_alerts: []
+      - eval_time: 11m
+        alertname: VisorBackupProblem
+        exp_alerts:
+          - exp_labels: {severity: warning, instance: a, job: node}
+            exp_annotations: {summary: "the backup configuration on a has a problem; see visor status"}
+      - eval_time: 2m
+        alertname: VisorBackupFailed
+        exp_alerts: []
+      - eval_time: 3m
+        alertname: VisorBackupFailed
+        exp_alerts:
+          - exp_labels: {severity: critical, instance: a, job: node}
+            exp_annotations: {summary: "the last backup on a failed"}
 "#;
 
 #[test]
