@@ -64,7 +64,8 @@ impl KeyId {
 impl fmt::Display for KeyId {
     /// As `minisign` prints it: `E7620F1842B4E81F`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:016X}", u64::from_le_bytes(self.0))
+        // minisign formats it with `%" PRIX64`: no leading zeros.
+        write!(f, "{:X}", u64::from_le_bytes(self.0))
     }
 }
 

@@ -36,7 +36,7 @@ impl Signer {
 
     /// The key id as `minisign` prints it.
     pub fn key_id(&self) -> String {
-        format!("{:016X}", u64::from_le_bytes(self.id))
+        format!("{:X}", u64::from_le_bytes(self.id))
     }
 
     /// A prehashed signature file of `data` (what `minisign -S -t COMMENT` writes).
