@@ -105,14 +105,6 @@ fn backup_config(data: &Path, folder: &Path, extra: &str) -> String {
     )
 }
 
-/// Writes an executable shell script `name` in the test folder; returns its path.
-fn script(env: &Env, name: &str, body: &str) -> PathBuf {
-    let path = env.dir.join(name);
-    fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
-    path
-}
-
 /// A hook that appends what it was told to `trace.txt`.
 fn tracing_hook(env: &Env, name: &str) -> PathBuf {
     let trace = env.dir.join("trace.txt");

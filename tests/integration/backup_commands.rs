@@ -62,14 +62,6 @@ fn backup_config(env: &Env, extra: &str, hooks: &str) -> String {
     ))
 }
 
-/// An executable shell script in the test folder.
-fn script(env: &Env, name: &str, body: &str) -> PathBuf {
-    let path = env.dir.join(name);
-    fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
-    path
-}
-
 /// A `beforeSwitch` hook that writes its environment, `current` and what the backup holds
 /// to `DIR/trace.txt`, then exits with `status`.
 fn tracing_hook(env: &Env, status: i32) -> PathBuf {

@@ -11,14 +11,6 @@ use std::path::{Path, PathBuf};
 use crate::common::notify::notify_listener;
 use crate::common::*;
 
-/// Writes an executable shell script `name` in the test folder; returns its path.
-fn script(env: &Env, name: &str, body: &str) -> PathBuf {
-    let path = env.dir.join(name);
-    fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
-    path
-}
-
 fn hooks_config(extra: &str) -> String {
     quick_config(&format!("[hooks]\n{extra}"))
 }

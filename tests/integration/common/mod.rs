@@ -166,6 +166,14 @@ impl<'a> Version<'a> {
     }
 }
 
+/// Writes an executable shell script `name` (mode 0755) in the test's folder; its path.
+pub fn script(env: &Env, name: &str, body: &str) -> PathBuf {
+    let path = env.dir.join(name);
+    fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
 impl Env {
     /// A new folder under /tmp (short, because a UNIX socket path is limited to 107 bytes).
     pub fn new(name: &str) -> Env {
