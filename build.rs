@@ -3,6 +3,12 @@
 //! `VISOR_COMMIT` from the environment wins (release/build.sh sets it); otherwise the commit
 //! of the git checkout this crate is the top of; otherwise `unknown` (a source tarball, no
 //! git, or a checkout git refuses to read).
+//!
+//! It also writes Mozilla's root certificates (from the `webpki-root-certs` crate) as one
+//! blob of DER certificates, back to back, to `OUT_DIR/mozilla-roots.der`, which
+//! `install::trust` includes as bytes: a table of slices would need one load-time relocation
+//! per pointer in the position-independent binary, and make those pages resident in every
+//! Visor, although only an install reads them. `VISOR_BUILT_IN_ROOTS` is how many there are.
 
 use std::path::Path;
 use std::process::Command;
@@ -17,6 +23,24 @@ fn main() {
         _ => git_commit(dir).unwrap_or_else(|| "unknown".to_owned()),
     };
     println!("cargo:rustc-env=VISOR_COMMIT={commit}");
+    write_roots();
+}
+
+/// `OUT_DIR/mozilla-roots.der`: every certificate of `webpki_root_certs`, in its order.
+fn write_roots() {
+    let roots = webpki_root_certs::TLS_SERVER_ROOT_CERTS;
+    let mut blob = Vec::new();
+    for cert in roots {
+        blob.extend_from_slice(cert.as_ref());
+    }
+    let out = std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR for build scripts");
+    let path = Path::new(&out).join("mozilla-roots.der");
+    // Rewritten only when it changed, so the crate is not rebuilt for nothing.
+    if std::fs::read(&path).ok().as_deref() != Some(blob.as_slice()) {
+        std::fs::write(&path, &blob)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    }
+    println!("cargo:rustc-env=VISOR_BUILT_IN_ROOTS={}", roots.len());
 }
 
 /// The commit of HEAD when `dir` is the top of a git checkout, and the files whose change
