@@ -54,6 +54,12 @@ pub struct Coordinator {
     next_request: u64,
     /// The process groups of running hooks, killed when Visor exits.
     hook_groups: HookGroups,
+    /// Whether the code pages of passing work are to be given back once the core answers
+    /// (`memory::release_read_only_pages`): at first, after every install, and whenever the
+    /// core starts answering again (after a restart or an upgrade).
+    release_pages: bool,
+    /// Whether the core answered after the previous turn.
+    was_answering: bool,
 }
 
 /// A turn slower than this is logged, as a hint that something blocked the loop.
@@ -72,6 +78,8 @@ impl Coordinator {
             replies: HashMap::new(),
             next_request: 0,
             hook_groups: HookGroups::default(),
+            release_pages: true,
+            was_answering: false,
         }
     }
 
@@ -91,6 +99,7 @@ impl Coordinator {
             let started = Instant::now();
             let exit = self.execute_actions();
             self.reporter.after_turn(&self.machine, Instant::now());
+            self.release_passing_pages();
             let took = started.elapsed();
             if took > SLOW_TURN {
                 log::debug(
@@ -112,6 +121,9 @@ impl Coordinator {
             match event {
                 Some(event) => {
                     cause = event_name(&event);
+                    if matches!(event, Event::InstallFinished { .. }) {
+                        self.release_pages = true;
+                    }
                     self.machine.handle(now, event);
                 }
                 None => {
@@ -120,6 +132,29 @@ impl Coordinator {
                     self.reporter.handle_timeout(&self.machine, now);
                 }
             }
+        }
+    }
+
+    /// Gives back the code pages of the work just done (start-up, install, upgrade) once the
+    /// core answers and no install runs, so that an idle Visor keeps only what its steady
+    /// work runs resident.
+    fn release_passing_pages(&mut self) {
+        let answering = self.machine.core_answered();
+        if answering && !self.was_answering {
+            self.release_pages = true;
+        }
+        self.was_answering = answering;
+        let installing = self
+            .install
+            .as_ref()
+            .is_some_and(|(_, _, worker)| !worker.is_finished());
+        if self.release_pages && answering && !installing {
+            self.release_pages = false;
+            let bytes = super::memory::release_read_only_pages();
+            log::debug(
+                "memory: code pages of passing work given back",
+                &[("bytes", bytes.to_string())],
+            );
         }
     }
 
