@@ -13,7 +13,9 @@
 //! For the static musl builds it asks the linker for packed relative relocations (DT_RELR,
 //! `-z pack-relative-relocs`, read by musl's start code since musl 1.2.4): the binary stays
 //! position-independent (ASLR), and its relocation table, read once at start, shrinks from
-//! 24 bytes per pointer to a few bits.
+//! 24 bytes per pointer to a few bits. It also hands the linker `release/idle-code.ld`,
+//! which puts the functions an idle Visor runs first in the code (`bench/idle_code.sh`
+//! writes it; `supervise::memory` says why).
 
 use std::path::Path;
 use std::process::Command;
@@ -33,6 +35,12 @@ fn main() {
     let target_os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
     if target_os == "linux" && target_env == "musl" {
         println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
+        // The code of the idle loop first, in one place (bench/idle_code.sh writes it).
+        let script = dir.join("release").join("idle-code.ld");
+        println!("cargo:rerun-if-changed={}", script.display());
+        if script.is_file() {
+            println!("cargo:rustc-link-arg-bins=-Wl,-T,{}", script.display());
+        }
     }
 }
 
