@@ -60,7 +60,13 @@ pub struct Coordinator {
     release_pages: bool,
     /// Whether the core answered after the previous turn.
     was_answering: bool,
+    /// When to give pages back once more after a release: the first turns of steady work
+    /// (the first `status.json` of a new core, ...) run code the idle loop never runs again.
+    release_again_at: Option<Instant>,
 }
+
+/// How long after giving pages back they are given back once more.
+const RELEASE_AGAIN_AFTER: Duration = Duration::from_secs(30);
 
 /// A turn slower than this is logged, as a hint that something blocked the loop.
 const SLOW_TURN: Duration = Duration::from_millis(100);
@@ -80,6 +86,7 @@ impl Coordinator {
             hook_groups: HookGroups::default(),
             release_pages: true,
             was_answering: false,
+            release_again_at: None,
         }
     }
 
@@ -136,8 +143,8 @@ impl Coordinator {
     }
 
     /// Gives back the code pages of the work just done (start-up, install, upgrade) once the
-    /// core answers and no install runs, so that an idle Visor keeps only what its steady
-    /// work runs resident.
+    /// core answers and no install runs, and once more 30 s later, so that an idle Visor
+    /// keeps only what its steady work runs resident.
     fn release_passing_pages(&mut self) {
         let answering = self.machine.core_answered();
         if answering && !self.was_answering {
@@ -148,7 +155,10 @@ impl Coordinator {
             .install
             .as_ref()
             .is_some_and(|(_, _, worker)| !worker.is_finished());
-        if self.release_pages && answering && !installing {
+        let now = Instant::now();
+        let again = self.release_again_at.is_some_and(|at| at <= now);
+        if (self.release_pages || again) && answering && !installing {
+            self.release_again_at = (!again).then(|| now + RELEASE_AGAIN_AFTER);
             self.release_pages = false;
             let bytes = super::memory::release_read_only_pages();
             log::debug(
