@@ -18,7 +18,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use crossbeam_channel::{Receiver, Sender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+
+use crossbeam_channel::Sender;
 
 use crate::config::{load, Config};
 
@@ -106,8 +108,8 @@ pub fn start(
             loop {
                 let forced = match reload.recv_timeout(CHECK_PERIOD) {
                     Ok(()) => true,
-                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => false,
-                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+                    Err(RecvTimeoutError::Timeout) => false,
+                    Err(RecvTimeoutError::Disconnected) => return,
                 };
                 let stamp = Stamp::of(&file);
                 if !forced && surely_unchanged(last_read, stamp) {
@@ -211,7 +213,7 @@ mod tests {
             .set_modified(old)
             .unwrap();
         std::thread::sleep(RACY + Duration::from_millis(100));
-        let (_reload_tx, reload_rx) = crossbeam_channel::bounded(1);
+        let (_reload_tx, reload_rx) = std::sync::mpsc::sync_channel(1);
         let (results_tx, results_rx) = crossbeam_channel::unbounded();
         start(file.clone(), Vec::new(), reload_rx, results_tx).unwrap();
         let first = results_rx.recv_timeout(Duration::from_secs(5)).unwrap();
@@ -252,12 +254,12 @@ mod tests {
         let c_path = std::ffi::CString::new(file.as_os_str().as_bytes()).unwrap();
         // SAFETY: a valid NUL-terminated path that outlives the call.
         assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o644) }, 0);
-        let (reload_tx, reload_rx) = crossbeam_channel::bounded(1);
+        let (reload_tx, reload_rx) = std::sync::mpsc::sync_channel(1);
         let (results_tx, results_rx) = crossbeam_channel::unbounded();
         start(file.clone(), b"old".to_vec(), reload_rx, results_tx).unwrap();
         // Two forced reads in a row: the second is only taken once the first has finished.
         for _ in 0..2 {
-            reload_tx.send_timeout((), Duration::from_secs(5)).unwrap();
+            reload_tx.send(()).unwrap();
             let read = results_rx.recv_timeout(Duration::from_secs(5)).unwrap();
             let ConfigRead::Read(result) = read else {
                 panic!("a FIFO read as unchanged: {read:?}");

@@ -36,8 +36,8 @@ pub struct Channels {
     /// Child exits and worker results, already in the machine's terms.
     pub events: Receiver<Event>,
     pub events_tx: Sender<Event>,
-    pub poll_control: Sender<Option<Polling>>,
-    pub reload: Sender<()>,
+    pub poll_control: std::sync::mpsc::Sender<Option<Polling>>,
+    pub reload: std::sync::mpsc::SyncSender<()>,
     /// Operators' requests from the control socket.
     pub controls: Receiver<ControlMessage>,
 }
