@@ -54,19 +54,18 @@ pub struct Coordinator {
     next_request: u64,
     /// The process groups of running hooks, killed when Visor exits.
     hook_groups: HookGroups,
-    /// Whether the code pages of passing work are to be given back once the core answers
-    /// (`memory::release_read_only_pages`): at first, after every install, and whenever the
-    /// core starts answering again (after a restart or an upgrade).
-    release_pages: bool,
+    /// When to give back the code pages of passing work (`memory::release_read_only_pages`):
+    /// [`RELEASE_AFTER`] after the core last started answering (at start, after a restart
+    /// or an upgrade) or an install last ended.
+    release_at: Option<Instant>,
     /// Whether the core answered after the previous turn.
     was_answering: bool,
-    /// When to give pages back once more after a release: the first turns of steady work
-    /// (the first `status.json` of a new core, ...) run code the idle loop never runs again.
-    release_again_at: Option<Instant>,
 }
 
-/// How long after giving pages back they are given back once more.
-const RELEASE_AGAIN_AFTER: Duration = Duration::from_secs(30);
+/// How long the steady work runs before the pages of what came before are given back: long
+/// enough that the first turns of a new core (its first `status.json`, ...) are over, and
+/// that upgrades in quick succession (a test network) keep the upgrade's code mapped.
+const RELEASE_AFTER: Duration = Duration::from_secs(30);
 
 /// A turn slower than this is logged, as a hint that something blocked the loop.
 const SLOW_TURN: Duration = Duration::from_millis(100);
@@ -84,9 +83,8 @@ impl Coordinator {
             replies: HashMap::new(),
             next_request: 0,
             hook_groups: HookGroups::default(),
-            release_pages: true,
+            release_at: None,
             was_answering: false,
-            release_again_at: None,
         }
     }
 
@@ -129,7 +127,7 @@ impl Coordinator {
                 Some(event) => {
                     cause = event_name(&event);
                     if matches!(event, Event::InstallFinished { .. }) {
-                        self.release_pages = true;
+                        self.release_at = Some(now + RELEASE_AFTER);
                     }
                     self.machine.handle(now, event);
                 }
@@ -142,24 +140,22 @@ impl Coordinator {
         }
     }
 
-    /// Gives back the code pages of the work just done (start-up, install, upgrade) once the
-    /// core answers and no install runs, and once more 30 s later, so that an idle Visor
-    /// keeps only what its steady work runs resident.
+    /// Gives back the code pages of the work done before (start-up, install, upgrade) once
+    /// the core has answered for [`RELEASE_AFTER`] and no install runs, so that an idle
+    /// Visor keeps only what its steady work runs resident.
     fn release_passing_pages(&mut self) {
+        let now = Instant::now();
         let answering = self.machine.core_answered();
         if answering && !self.was_answering {
-            self.release_pages = true;
+            self.release_at = Some(now + RELEASE_AFTER);
         }
         self.was_answering = answering;
         let installing = self
             .install
             .as_ref()
             .is_some_and(|(_, _, worker)| !worker.is_finished());
-        let now = Instant::now();
-        let again = self.release_again_at.is_some_and(|at| at <= now);
-        if (self.release_pages || again) && answering && !installing {
-            self.release_again_at = (!again).then(|| now + RELEASE_AGAIN_AFTER);
-            self.release_pages = false;
+        if self.release_at.is_some_and(|at| at <= now) && answering && !installing {
+            self.release_at = None;
             let bytes = super::memory::release_read_only_pages();
             log::debug(
                 "memory: code pages of passing work given back",
