@@ -15,7 +15,7 @@ noticing the exit, switching `current` (symlink + rename + fsync), fork/exec and
 simulator's own exec.
 
 Usage: bench/upgrade_latency.py [UPGRADES] [--variant prepared|auto-install-prefetch]
-                               [--before-switch PROGRAM] [--visor BINARY]
+                               [--before-switch PROGRAM] [--visor BINARY] [--runner COMMAND]
 (default 50 upgrades, variant `prepared`: every version folder exists before its upgrade).
 
 With `--variant auto-install-prefetch` the folders v1..vN are not made up front: Visor
@@ -75,6 +75,9 @@ def main():
                         help="run this program as the [hooks] beforeSwitch hook (e.g. /bin/true)")
     parser.add_argument("--visor", metavar="BINARY",
                         help="this visor binary instead of the release build (e.g. the static musl one)")
+    parser.add_argument("--runner", metavar="COMMAND",
+                        help="run visor through this command, e.g. qemu-aarch64 for an arm64 build "
+                             "(emulated: the simulator stays the host's)")
     args = parser.parse_args()
     auto = args.variant == "auto-install-prefetch"
     upgrades = args.upgrades
@@ -106,7 +109,7 @@ def main():
     record = os.path.join(work, "record.jsonl")
     log = open(os.path.join(work, "visor.log"), "w")
     env = dict(os.environ, NO_PROXY="*")
-    proc = subprocess.Popen([visor, "run", "--home", home], stderr=log, stdout=log, env=env)
+    proc = subprocess.Popen((args.runner.split() if args.runner else []) + [visor, "run", "--home", home], stderr=log, stdout=log, env=env)
     deadline = time.time() + 5 * upgrades + 30
     try:
         while time.time() < deadline:
