@@ -3,6 +3,19 @@
 //! `VISOR_COMMIT` from the environment wins (release/build.sh sets it); otherwise the commit
 //! of the git checkout this crate is the top of; otherwise `unknown` (a source tarball, no
 //! git, or a checkout git refuses to read).
+//!
+//! It also writes Mozilla's root certificates (from the `webpki-root-certs` crate) as one
+//! blob of DER certificates, back to back, to `OUT_DIR/mozilla-roots.der`, which
+//! `install::trust` includes as bytes: a table of slices would need one load-time relocation
+//! per pointer in the position-independent binary, and make those pages resident in every
+//! Visor, although only an install reads them. `VISOR_BUILT_IN_ROOTS` is how many there are.
+//!
+//! For the static musl builds it asks the linker for packed relative relocations (DT_RELR,
+//! `-z pack-relative-relocs`, read by musl's start code since musl 1.2.4): the binary stays
+//! position-independent (ASLR), and its relocation table, read once at start, shrinks from
+//! 24 bytes per pointer to a few bits. It also hands the linker `release/idle-code.ld`,
+//! which puts the functions an idle Visor runs first in the code (`bench/idle_code.sh`
+//! writes it; `supervise::memory` says why).
 
 use std::path::Path;
 use std::process::Command;
@@ -17,6 +30,35 @@ fn main() {
         _ => git_commit(dir).unwrap_or_else(|| "unknown".to_owned()),
     };
     println!("cargo:rustc-env=VISOR_COMMIT={commit}");
+    write_roots();
+    let target_env = std::env::var("CARGO_CFG_TARGET_ENV").unwrap_or_default();
+    let target_os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
+    if target_os == "linux" && target_env == "musl" {
+        println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
+        // The code of the idle loop first, in one place (bench/idle_code.sh writes it).
+        let script = dir.join("release").join("idle-code.ld");
+        println!("cargo:rerun-if-changed={}", script.display());
+        if script.is_file() {
+            println!("cargo:rustc-link-arg-bins=-Wl,-T,{}", script.display());
+        }
+    }
+}
+
+/// `OUT_DIR/mozilla-roots.der`: every certificate of `webpki_root_certs`, in its order.
+fn write_roots() {
+    let roots = webpki_root_certs::TLS_SERVER_ROOT_CERTS;
+    let mut blob = Vec::new();
+    for cert in roots {
+        blob.extend_from_slice(cert.as_ref());
+    }
+    let out = std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR for build scripts");
+    let path = Path::new(&out).join("mozilla-roots.der");
+    // Rewritten only when it changed, so the crate is not rebuilt for nothing.
+    if std::fs::read(&path).ok().as_deref() != Some(blob.as_slice()) {
+        std::fs::write(&path, &blob)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    }
+    println!("cargo:rustc-env=VISOR_BUILT_IN_ROOTS={}", roots.len());
 }
 
 /// The commit of HEAD when `dir` is the top of a git checkout, and the files whose change

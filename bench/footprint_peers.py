@@ -23,7 +23,9 @@ of /proc/PID/task/TID/schedstat (nanoseconds on CPU) and, as a cross-check, utim
 from /proc/PID/stat (clock ticks), both read at the start and the end of the window. VmRSS,
 VmHWM, Threads and the open descriptors are read at the end.
 
-Usage: bench/footprint_peers.py [SECONDS] (default 60)
+Usage: bench/footprint_peers.py [SECONDS] [--also NAME=BINARY]...   (default 60 s)
+  --also NAME=BINARY  one more Visor beside the others, for example the previous release's
+                      static build, measured in the same run ("visor (NAME)")
 Needs: s6-supervise, s6-svc, runsv, sv; musl-gcc and the
 x86_64-unknown-linux-musl Rust target for the static build (skipped with a note otherwise).
 """
@@ -134,7 +136,15 @@ def cpu(pid):
 
 
 def main():
-    seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 60
+    args, also = sys.argv[1:], []
+    while "--also" in args:
+        i = args.index("--also")
+        if i + 1 >= len(args) or "=" not in args[i + 1]:
+            sys.exit("--also takes NAME=BINARY")
+        name, binary = args[i + 1].split("=", 1)
+        also.append((name, os.path.abspath(binary)))
+        del args[i:i + 2]
+    seconds = float(args[0]) if args else 60
     for tool in ("s6-supervise", "s6-svc", "runsv", "sv"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} not found; install with: apt-get install -y s6 runit")
@@ -142,6 +152,8 @@ def main():
     cases = [visor_case("visor (glibc)", glibc, sim)]
     if musl:
         cases.append(visor_case("visor (static musl)", musl, sim))
+    for name, binary in also:
+        cases.append(visor_case(f"visor ({name})", binary, sim))
     cases.append(service_case("s6-supervise", shutil.which("s6-supervise"), sim, ["s6-supervise"],
                               lambda d: subprocess.run(["s6-svc", "-xd", d], check=False)))
     cases.append(service_case("runsv", shutil.which("runsv"), sim, ["runsv"],
@@ -180,7 +192,7 @@ def main():
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-    print(f"idle window: {seconds:g} s after {SETTLE_S} s of settling; all four ran at the same time")
+    print(f"idle window: {seconds:g} s after {SETTLE_S} s of settling; all {len(cases)} ran at the same time")
     print("| supervisor | binary (bytes) | VmRSS (KiB) | VmHWM (KiB) | threads | open fds "
           "| CPU in window (ms) | CPU (% of one core) | utime+stime (ticks) |")
     print("|---|---|---|---|---|---|---|---|---|")

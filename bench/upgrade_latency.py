@@ -15,7 +15,7 @@ noticing the exit, switching `current` (symlink + rename + fsync), fork/exec and
 simulator's own exec.
 
 Usage: bench/upgrade_latency.py [UPGRADES] [--variant prepared|auto-install-prefetch]
-                               [--before-switch PROGRAM]
+                               [--before-switch PROGRAM] [--visor BINARY] [--runner COMMAND]
 (default 50 upgrades, variant `prepared`: every version folder exists before its upgrade).
 
 With `--variant auto-install-prefetch` the folders v1..vN are not made up front: Visor
@@ -73,10 +73,17 @@ def main():
     parser.add_argument("--variant", choices=["prepared", "auto-install-prefetch"], default="prepared")
     parser.add_argument("--before-switch", metavar="PROGRAM",
                         help="run this program as the [hooks] beforeSwitch hook (e.g. /bin/true)")
+    parser.add_argument("--visor", metavar="BINARY",
+                        help="this visor binary instead of the release build (e.g. the static musl one)")
+    parser.add_argument("--runner", metavar="COMMAND",
+                        help="run visor through this command, e.g. qemu-aarch64 for an arm64 build "
+                             "(emulated: the simulator stays the host's)")
     args = parser.parse_args()
     auto = args.variant == "auto-install-prefetch"
     upgrades = args.upgrades
     visor, sim = build()
+    if args.visor:
+        visor = os.path.abspath(args.visor)
     work = tempfile.mkdtemp(prefix="visor-bench-")
     home = os.path.join(work, "home")
     os.makedirs(home)
@@ -102,7 +109,7 @@ def main():
     record = os.path.join(work, "record.jsonl")
     log = open(os.path.join(work, "visor.log"), "w")
     env = dict(os.environ, NO_PROXY="*")
-    proc = subprocess.Popen([visor, "run", "--home", home], stderr=log, stdout=log, env=env)
+    proc = subprocess.Popen((args.runner.split() if args.runner else []) + [visor, "run", "--home", home], stderr=log, stdout=log, env=env)
     deadline = time.time() + 5 * upgrades + 30
     try:
         while time.time() < deadline:

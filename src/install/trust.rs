@@ -13,8 +13,15 @@
 //! It reads certificate files and the environment once per install and hands the HTTP client a
 //! [`Trust`]; it knows nothing of requests, and reads no file that was not named by the
 //! operator or by the system's conventions.
+//!
+//! No TLS state lives between installs: the certificates, the TLS configuration and the
+//! crypto provider are built for one install (or `visor prepare`) and dropped with its client.
+//! The built-in roots are one static blob of DER certificates written by build.rs
+//! ([`BUILT_IN_ROOTS`]), split into certificates only when an install falls back to them; the
+//! blob needs no load-time relocation, so an idle Visor carries no root table in memory.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rustls::pki_types::CertificateDer;
 use rustls::RootCertStore;
@@ -84,7 +91,7 @@ impl Trust {
     /// Only the Mozilla roots built into Visor.
     pub fn built_in() -> Trust {
         Trust {
-            roots: RootCerts::WebPki,
+            roots: RootCerts::new_with_certs(&built_in_roots()),
             source: BUILT_IN.to_owned(),
             notes: Vec::new(),
         }
@@ -103,14 +110,66 @@ impl Trust {
         }
     }
 
-    /// The TLS configuration of the HTTP client.
+    /// The TLS configuration of the HTTP client: these certificates and rustls's ring
+    /// provider (the client has no default provider: every configuration names its own).
     pub fn tls_config(&self) -> TlsConfig {
-        TlsConfig::builder().root_certs(self.roots.clone()).build()
+        TlsConfig::builder()
+            .root_certs(self.roots.clone())
+            .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .build()
     }
 }
 
 /// How the built-in roots are named in messages.
 const BUILT_IN: &str = "Visor's built-in Mozilla roots";
+
+/// Mozilla's root certificates as build.rs wrote them: DER certificates back to back.
+static BUILT_IN_ROOTS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/mozilla-roots.der"));
+
+/// The certificates of [`BUILT_IN_ROOTS`], borrowing from it.
+fn built_in_roots() -> Vec<Certificate<'static>> {
+    der_sequence_split(BUILT_IN_ROOTS)
+        .into_iter()
+        .map(Certificate::from_der)
+        .collect()
+}
+
+/// Splits DER values laid back to back (each a SEQUENCE: tag 0x30, then its length) into
+/// their slices; stops at the first byte that does not start a whole SEQUENCE.
+fn der_sequence_split(mut blob: &'static [u8]) -> Vec<&'static [u8]> {
+    let mut items = Vec::new();
+    while let Some(len) = der_sequence_len(blob) {
+        let Some((item, rest)) = blob.split_at_checked(len) else {
+            break;
+        };
+        items.push(item);
+        blob = rest;
+    }
+    items
+}
+
+/// The whole length (header included) of the DER SEQUENCE `bytes` starts with.
+fn der_sequence_len(bytes: &[u8]) -> Option<usize> {
+    let (&tag, rest) = bytes.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    if tag != 0x30 {
+        return None;
+    }
+    let (header, body) = if first < 0x80 {
+        (2, usize::from(first))
+    } else {
+        // Long form: the low bits count the length's bytes (at most 4 here).
+        let count = usize::from(first & 0x7f);
+        if count == 0 || count > 4 || rest.len() < count {
+            return None;
+        }
+        let body = rest[..count]
+            .iter()
+            .fold(0usize, |len, &b| (len << 8) | usize::from(b));
+        (2 + count, body)
+    };
+    header.checked_add(body)
+}
 
 /// The trusted certificates for one install; `config_file` is named in messages about
 /// `caFile`.
@@ -449,7 +508,9 @@ mod tests {
         );
 
         let trust = load(&Places::default(), Path::new(CONFIG)).unwrap();
-        assert!(matches!(trust.roots, RootCerts::WebPki));
+        assert!(
+            matches!(trust.roots, RootCerts::Specific(ref certs) if certs.len() == built_in_roots().len())
+        );
         assert_eq!(trust.source, "Visor's built-in Mozilla roots");
         assert_eq!(trust.notes.len(), 1);
         assert!(
@@ -466,7 +527,81 @@ mod tests {
             Path::new(CONFIG),
         )
         .unwrap();
-        assert!(matches!(trust.roots, RootCerts::WebPki));
+        assert_eq!(trust.source, "Visor's built-in Mozilla roots");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_built_in_roots_are_all_of_mozillas_and_each_is_a_trust_anchor() {
+        let expected: usize = env!("VISOR_BUILT_IN_ROOTS").parse().unwrap();
+        assert!(expected > 100, "{expected} roots");
+        let roots = der_sequence_split(BUILT_IN_ROOTS);
+        assert_eq!(roots.len(), expected);
+        // Nothing left over: the blob is exactly the certificates.
+        assert_eq!(
+            roots.iter().map(|r| r.len()).sum::<usize>(),
+            BUILT_IN_ROOTS.len()
+        );
+        let certs: Vec<CertificateDer<'static>> =
+            roots.iter().map(|r| CertificateDer::from(*r)).collect();
+        assert_eq!(usable(&certs), expected);
+        // The roots GitHub's and Let's Encrypt's chains end at are among them.
+        for name in [
+            "DigiCert Global Root G2",
+            "USERTrust ECC Certification Authority",
+            "ISRG Root X1",
+        ] {
+            assert!(
+                roots
+                    .iter()
+                    .any(|r| r.windows(name.len()).any(|w| w == name.as_bytes())),
+                "{name} missing"
+            );
+        }
+    }
+
+    #[test]
+    fn der_split_stops_at_anything_but_a_whole_sequence() {
+        static BLOB: [u8; 11] = [
+            0x30, 0x01, 0xaa, 0x30, 0x81, 0x02, 0xbb, 0xcc, 0x30, 0x05, 0x00,
+        ];
+        assert_eq!(
+            der_sequence_split(&BLOB),
+            vec![&BLOB[..3], &BLOB[3..8]],
+            "the last one is cut short"
+        );
+        static OTHER: [u8; 3] = [0x31, 0x01, 0x00];
+        assert!(der_sequence_split(&OTHER).is_empty());
+        static HUGE: [u8; 8] = [0x30, 0x88, 1, 2, 3, 4, 5, 6];
+        assert!(der_sequence_split(&HUGE).is_empty());
+        assert!(der_sequence_split(&[]).is_empty());
+    }
+
+    #[test]
+    fn the_certificates_live_only_as_long_as_the_install_holds_them() {
+        let trust = Trust::built_in();
+        let RootCerts::Specific(certs) = &trust.roots else {
+            panic!("built-in roots are not a list of certificates");
+        };
+        let certs = Arc::downgrade(certs);
+        {
+            let cancel = std::sync::atomic::AtomicBool::new(false);
+            let client = super::super::github::Client::new(
+                "https://api.github.com",
+                None,
+                &trust,
+                &[],
+                &cancel,
+            );
+            // The trust and the client's two agents hold them.
+            assert_eq!(certs.strong_count(), 3);
+            drop(client);
+        }
+        assert_eq!(certs.strong_count(), 1);
+        drop(trust);
+        assert!(
+            certs.upgrade().is_none(),
+            "the certificates outlived the install"
+        );
     }
 }

@@ -389,13 +389,22 @@ fn build_request(http_path: &str, id: u64) -> Result<(Vec<u8>, Call<RecvResponse
     let mut call = Call::new(request)
         .map_err(|error| unbuildable(&error))?
         .proceed();
-    // The request line is the longest line, and ureq-proto writes whole lines only.
-    let mut scratch = vec![0u8; target.len() + 1024];
+    // The request line is the longest line, and ureq-proto writes whole lines only. On the
+    // stack for the usual short path: a heap buffer of this size, freed at every poll, made
+    // musl's allocator map and unmap a page twice a second.
+    let needed = target.len() + 1024;
+    let mut on_stack = [0u8; 2048];
+    let mut on_heap = Vec::new();
+    let scratch: &mut [u8] = match on_stack.get_mut(..needed) {
+        Some(buffer) => buffer,
+        None => {
+            on_heap.resize(needed, 0);
+            &mut on_heap
+        }
+    };
     let mut bytes = Vec::new();
     while !call.can_proceed() {
-        let used = call
-            .write(&mut scratch)
-            .map_err(|error| unbuildable(&error))?;
+        let used = call.write(scratch).map_err(|error| unbuildable(&error))?;
         bytes.extend_from_slice(scratch.get(..used).unwrap_or_default());
     }
     let Ok(Some(SendRequestResult::SendBody(mut call))) = call.proceed() else {
@@ -404,7 +413,7 @@ fn build_request(http_path: &str, id: u64) -> Result<(Vec<u8>, Call<RecvResponse
     let mut input = body.as_bytes();
     while !call.can_proceed() {
         let (input_used, output_used) = call
-            .write(input, &mut scratch)
+            .write(input, scratch)
             .map_err(|error| unbuildable(&error))?;
         if input_used == 0 && output_used == 0 {
             return Err(unbuildable(&"ureq-proto took no more of the body"));
@@ -1495,7 +1504,14 @@ mod tests {
             "/a?b=[c]&d={e}|f^g\\h%20"
         );
         assert_eq!(request_target("rpc"), "/rpc");
-        for (path, target) in [("/rpc", "/rpc"), ("/a b#c", "/a%20b%23c"), ("", "/")] {
+        // Past the stack buffer (a path of more than 1 KiB): the heap takes over.
+        let long = format!("/{}", "p".repeat(3000));
+        for (path, target) in [
+            ("/rpc", "/rpc"),
+            ("/a b#c", "/a%20b%23c"),
+            ("", "/"),
+            (long.as_str(), long.as_str()),
+        ] {
             let (request, _) = build_request(path, 42).expect("request");
             let body = r#"{"method":"protocolupgrade.UpgradeStatus","params":[null],"id":42}"#;
             assert_eq!(

@@ -2,9 +2,10 @@
 //! state machine sets, and reports every answer or failure tagged with the polling
 //! generation. It never interprets an answer.
 
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Instant;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::Sender;
 
 use crate::machine::Polling;
 use crate::node::client::{CoreClient, UpgradeStatus};
@@ -42,7 +43,9 @@ pub fn start(control: Receiver<Option<Polling>>, results: Sender<Polled>) -> std
                 // keeps the schedule (and the open connection): a core that keeps changing its
                 // answer must not make Visor poll faster.
                 while let Some((polling, _)) = &mut current {
-                    match control.recv_deadline(started + polling.interval) {
+                    let left =
+                        (started + polling.interval).saturating_duration_since(Instant::now());
+                    match control.recv_timeout(left) {
                         Ok(Some(p))
                             if p.socket == polling.socket && p.http_path == polling.http_path =>
                         {

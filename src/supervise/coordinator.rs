@@ -37,8 +37,8 @@ pub struct Channels {
     /// Child exits and worker results, already in the machine's terms.
     pub events: Receiver<Event>,
     pub events_tx: Sender<Event>,
-    pub poll_control: Sender<Option<Polling>>,
-    pub reload: Sender<()>,
+    pub poll_control: std::sync::mpsc::Sender<Option<Polling>>,
+    pub reload: std::sync::mpsc::SyncSender<()>,
     /// Operators' requests from the control socket.
     pub controls: Receiver<ControlMessage>,
 }
@@ -60,7 +60,18 @@ pub struct Coordinator {
     /// When each node process was started (clock ticks after boot), for the probes of its
     /// descendants.
     started_at: HashMap<u32, u64>,
+    /// When to give back the code pages of passing work (`memory::release_read_only_pages`):
+    /// [`RELEASE_AFTER`] after the core last started answering (at start, after a restart
+    /// or an upgrade) or an install last ended.
+    release_at: Option<Instant>,
+    /// Whether the core answered after the previous turn.
+    was_answering: bool,
 }
+
+/// How long the steady work runs before the pages of what came before are given back: long
+/// enough that the first turns of a new core (its first `status.json`, ...) are over, and
+/// that upgrades in quick succession (a test network) keep the upgrade's code mapped.
+const RELEASE_AFTER: Duration = Duration::from_secs(30);
 
 /// A turn slower than this is logged, as a hint that something blocked the loop.
 const SLOW_TURN: Duration = Duration::from_millis(100);
@@ -84,6 +95,8 @@ impl Coordinator {
             next_request: 0,
             hook_groups: HookGroups::default(),
             started_at: HashMap::new(),
+            release_at: None,
+            was_answering: false,
         }
     }
 
@@ -103,6 +116,7 @@ impl Coordinator {
             let started = Instant::now();
             let exit = self.execute_actions();
             self.reporter.after_turn(&self.machine, Instant::now());
+            self.release_passing_pages();
             let took = started.elapsed();
             if took > SLOW_TURN {
                 log::debug(
@@ -125,6 +139,9 @@ impl Coordinator {
             match event {
                 Some(event) => {
                     cause = event_name(&event);
+                    if matches!(event, Event::InstallFinished { .. }) {
+                        self.release_at = Some(now + RELEASE_AFTER);
+                    }
                     self.machine.handle(now, event);
                 }
                 None => {
@@ -133,6 +150,30 @@ impl Coordinator {
                     self.reporter.handle_timeout(&self.machine, now);
                 }
             }
+        }
+    }
+
+    /// Gives back the code pages of the work done before (start-up, install, upgrade) once
+    /// the core has answered for [`RELEASE_AFTER`] and no install runs, so that an idle
+    /// Visor keeps only what its steady work runs resident.
+    fn release_passing_pages(&mut self) {
+        let now = Instant::now();
+        let answering = self.machine.core_answered();
+        if answering && !self.was_answering {
+            self.release_at = Some(now + RELEASE_AFTER);
+        }
+        self.was_answering = answering;
+        let installing = self
+            .install
+            .as_ref()
+            .is_some_and(|(_, _, worker)| !worker.is_finished());
+        if self.release_at.is_some_and(|at| at <= now) && answering && !installing {
+            self.release_at = None;
+            let bytes = super::memory::release_read_only_pages();
+            log::debug(
+                "memory: code pages of passing work given back",
+                &[("bytes", bytes.to_string())],
+            );
         }
     }
 

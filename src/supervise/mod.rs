@@ -8,5 +8,6 @@ pub mod child;
 pub(crate) mod control_socket;
 pub(crate) mod coordinator;
 pub(crate) mod hooks;
+pub(crate) mod memory;
 pub(crate) mod signals;
 pub(crate) mod workers;
