@@ -70,10 +70,21 @@ const WAITER_PAUSE: std::time::Duration = std::time::Duration::from_millis(5);
 /// read. (A SIGCHLD comes with every node process's exit, inside the upgrade's dark time:
 /// the common case costs that time nothing.)
 pub fn reap_orphans() -> usize {
+    reap_orphans_with(peek_zombie, reap, reap_by_scan)
+}
+
+/// [`reap_orphans`] with its three system-facing steps passed in: the look at a zombie child,
+/// the reap of one pid, and the scan of `/proc` (which takes the record of started children
+/// itself, so it is never called with that record held).
+fn reap_orphans_with(
+    mut peek: impl FnMut() -> Option<u32>,
+    mut reap: impl FnMut(u32) -> bool,
+    scan: impl FnOnce() -> usize,
+) -> usize {
     let mut reaped = 0;
     let mut looks = 0;
     loop {
-        let Some(pid) = peek_zombie() else {
+        let Some(pid) = peek() else {
             return reaped;
         };
         let started = spawn::started();
@@ -81,14 +92,18 @@ pub fn reap_orphans() -> usize {
             drop(started);
             looks += 1;
             if looks > WAITER_LOOKS {
-                return reaped + reap_by_scan();
+                return reaped + scan();
             }
             std::thread::sleep(WAITER_PAUSE);
             continue;
         }
-        if !reap(pid) {
-            // Never spin on a child that cannot be reaped now.
-            return reaped + reap_by_scan();
+        // Reaped with the record held, so a child started meanwhile cannot take the pid.
+        let took = reap(pid);
+        drop(started);
+        if !took {
+            // Its waiter took it between the look and the lock (it was a child Visor started),
+            // or it cannot be reaped now: never spin on it.
+            return reaped + scan();
         }
         reaped += 1;
     }
@@ -147,4 +162,58 @@ fn reap_by_scan() -> usize {
         .into_iter()
         .filter(|pid| !started.contains(pid) && reap(*pid))
         .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// The zombie seen was a child Visor started whose waiter reaped it (and removed it from
+    /// the record) between the look and the lock: the reap fails and the scan runs. The scan
+    /// takes the record itself; holding it there deadlocked `visor run` (every thread then
+    /// waited for the record, seen under load at an upgrade).
+    #[test]
+    fn a_zombie_its_waiter_took_meanwhile_leads_to_a_scan_without_the_record_held() {
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut looks = 0;
+            let reaped = reap_orphans_with(
+                || {
+                    looks += 1;
+                    // A pid no child of this test has: not recorded as started.
+                    (looks == 1).then_some(u32::MAX - 7)
+                },
+                |_| false,
+                || {
+                    drop(spawn::started());
+                    0
+                },
+            );
+            let _ = done_tx.send(reaped);
+        });
+        assert_eq!(
+            done_rx.recv_timeout(Duration::from_secs(10)),
+            Ok(0),
+            "the reaper still held the record of started children when it scanned"
+        );
+    }
+
+    /// Orphans are reaped one by one until no zombie is left; the scan is not needed.
+    #[test]
+    fn orphans_are_reaped_until_none_is_left() {
+        let zombies = std::cell::RefCell::new(vec![u32::MAX - 3, u32::MAX - 2]);
+        let mut reaps = Vec::new();
+        let reaped = reap_orphans_with(
+            || zombies.borrow().last().copied(),
+            |pid| {
+                reaps.push(pid);
+                zombies.borrow_mut().retain(|z| *z != pid);
+                true
+            },
+            || panic!("no scan when every orphan was reaped"),
+        );
+        assert_eq!(reaped, 2);
+        assert_eq!(reaps, vec![u32::MAX - 2, u32::MAX - 3]);
+    }
 }
