@@ -151,7 +151,10 @@ fn a_failing_before_switch_blocks_until_the_config_is_fixed() {
             .contains("doing:            upgrading to v2; hook beforeSwitch failed: exit status 3"),
         "{status}"
     );
-    assert_eq!(status_json_failing(&env), "beforeSwitch: exit status 3");
+    // status.json is written in the same turn as STATUS= and the metric, just after them.
+    wait_until("status.json naming the failed hook", DEADLINE, || {
+        status_json_failing(&env) == "beforeSwitch: exit status 3"
+    });
     wait_until("the metric of the failed hook", DEADLINE, || {
         hook_metric(&metrics, "beforeSwitch").as_deref() == Some("0")
     });
@@ -164,7 +167,9 @@ fn a_failing_before_switch_blocks_until_the_config_is_fixed() {
     wait_until("the metric of the fixed hook", DEADLINE, || {
         hook_metric(&metrics, "beforeSwitch").as_deref() == Some("1")
     });
-    assert_eq!(status_json_failing(&env), serde_json::Value::Null);
+    wait_until("status.json without a failing hook", DEADLINE, || {
+        status_json_failing(&env) == serde_json::Value::Null
+    });
 }
 
 #[test]
