@@ -762,15 +762,16 @@ impl Machine {
             self.backup_reloaded(now);
             return;
         }
-        let intervals_changed = config.status_poll_interval != self.config.status_poll_interval
-            || config.upgrade_poll_interval != self.config.upgrade_poll_interval;
         self.config = *config;
         self.log(
             LogLevel::Info,
             "config: configuration reloaded".into(),
             vec![],
         );
-        if intervals_changed && self.phase() == Phase::Running {
+        // A new generation: the intervals may have changed, and the poller reports the next
+        // answer even if it is unchanged, so it is looked at under the new settings (a tag
+        // refused under the old upgradeFolders, say).
+        if self.phase() == Phase::Running {
             self.start_polling();
         }
         if let Some(pending) = &self.pending {

@@ -660,6 +660,29 @@ fn a_valid_reload_applies_and_retargets_polling_when_intervals_change() {
         .is_empty());
 }
 
+/// The poller leaves out answers equal to the last one it reported (for up to
+/// `UNCHANGED_REPORT_PERIOD`); a reload that changes any setting starts a new generation, so
+/// the core's next answer, unchanged or not, is looked at under the new settings at once.
+#[test]
+fn any_applied_reload_starts_a_new_poll_generation() {
+    let mut h = Harness::new(Config::default(), false);
+    h.event(Event::Started);
+    let before = h.machine.poll_generation;
+    let config = Config {
+        max_restarts: 9,
+        ..Config::default()
+    };
+    let actions = h.event(Event::ConfigReloaded(Ok(Box::new(config))));
+    assert!(
+        matches!(
+            &actions[..],
+            [Action::Poll(Some(Polling { generation, interval, .. }))]
+                if *generation == before + 1 && *interval == Duration::from_millis(500)
+        ),
+        "{actions:?}"
+    );
+}
+
 fn ready_folder(name: &str) -> Event {
     Event::FolderChecked {
         tag: name.to_string(),
