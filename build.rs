@@ -13,9 +13,11 @@
 //! For the static musl builds it asks the linker for packed relative relocations (DT_RELR,
 //! `-z pack-relative-relocs`, read by musl's start code since musl 1.2.4): the binary stays
 //! position-independent (ASLR), and its relocation table, read once at start, shrinks from
-//! 24 bytes per pointer to a few bits. It also hands the linker `release/idle-code.ld`,
-//! which puts the functions an idle Visor runs first in the code (`bench/idle_code.sh`
-//! writes it; `supervise::memory` says why).
+//! 24 bytes per pointer to a few bits (for aarch64, `release/aarch64-static-pie-cc` makes the
+//! link a static PIE and runs it with the Rust toolchain's lld: Debian's aarch64 GNU ld 2.40
+//! ignores the flag). It also hands the linker `release/idle-code.ld`, which puts the
+//! functions an idle Visor runs first in the code (`bench/idle_code.sh` writes it;
+//! `supervise::memory` says why); GNU ld and lld both read it.
 
 use std::path::Path;
 use std::process::Command;

@@ -16,7 +16,7 @@
 #   SIM            the zeta-core-sim binary (default: built here)
 #
 # With VISOR set it also checks `VISOR --version` and fails on any step that goes wrong:
-# `init`, `check` of the home it made (which must be silent), the upgrade, `status`.
+# `init`, `check` of the home it made (which must report no problem), the upgrade, `status`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${SIM:-}" ] || [ -z "${VISOR:-}" ]; then
@@ -70,11 +70,14 @@ make_version v1.1.0 v1.1.0
 
 echo "rehearsal home: $home (removed at the end)"
 echo "--- visor check ---"
-checked=$("${visor[@]}" check --home "$home" 2>&1) && status=0 || status=$?
+# Problems go to standard output, which must stay empty; info lines (such as releases not
+# being signature-checked, as here) go to standard error and are only shown.
+checked=$("${visor[@]}" check --home "$home" 2>"$work/check.err") && status=0 || status=$?
+cat "$work/check.err"
 [ -z "$checked" ] || echo "$checked"
 echo "(exit status $status)"
 if [ "$strict" = 1 ] && { [ "$status" != 0 ] || [ -n "$checked" ]; }; then
-  echo "rehearsal FAILED: visor check is not silent with exit status 0"; exit 1
+  echo "rehearsal FAILED: visor check reports problems or exits non-zero"; exit 1
 fi
 echo "--- visor run ---"
 "${visor[@]}" run --home "$home" &

@@ -15,9 +15,16 @@
 # build machine is embedded (sources, $CARGO_HOME and the toolchain are remapped, and checked
 # for), the commit is stamped (visor version), and every timestamp is the commit's
 # (SOURCE_DATE_EPOCH). Verify a build with: (cd dist && sha256sum -c SHA256SUMS).
+# Both binaries are static PIEs (`file`: static-pie linked), so the kernel loads them at a
+# random address (ASLR), and link with packed relative relocations (build.rs).
 # The arm64 binary is cross-compiled (Rust's aarch64-unknown-linux-musl target, Debian's
 # gcc-aarch64-linux-gnu for the C of ring and for the link against Rust's own musl) and its
-# stamp is read by running it under qemu-aarch64 (Debian's qemu-user).
+# stamp is read by running it under qemu-aarch64 (Debian's qemu-user). Its linker is
+# release/aarch64-static-pie-cc: stable rustc links that target as a non-PIE static
+# executable (`-static -no-pie`, crt1.o), and the script turns the link into a static PIE
+# (`-static-pie`, musl's self-relocating rcrt1.o, crtbeginS.o, crtendS.o, as rustc does for
+# x86_64), linked by the Rust toolchain's lld (Debian's aarch64 ld 2.40 ignores
+# `-z pack-relative-relocs`).
 #
 # Usage: release/build.sh [--arch x86_64|aarch64]... [--no-deb] [--no-install | --tools-only]
 #   --arch ARCH   build only this architecture (repeatable; default both)
@@ -61,10 +68,11 @@ done
 target_of() { echo "$1-unknown-linux-musl"; }
 deb_arch_of() { case $1 in x86_64) echo amd64 ;; aarch64) echo arm64 ;; esac; }
 cc_of() { case $1 in x86_64) echo musl-gcc ;; aarch64) echo aarch64-linux-gnu-gcc ;; esac; }
-# The linker: the default `cc` for x86_64 (Rust links its own musl start files and libc).
-linker_of() { case $1 in x86_64) echo cc ;; aarch64) echo aarch64-linux-gnu-gcc ;; esac; }
+# The linker: the default `cc` for x86_64 (Rust links its own musl start files and libc, as a
+# static PIE); for aarch64, the script that makes rustc's non-PIE link a static PIE.
+linker_of() { case $1 in x86_64) echo cc ;; aarch64) echo "$src/release/aarch64-static-pie-cc" ;; esac; }
 runner_of() { case $1 in x86_64) echo "" ;; aarch64) echo qemu-aarch64 ;; esac; }
-# What `file` says of a static binary of the architecture.
+# What `file` says of a binary of the architecture.
 file_arch_of() { case $1 in x86_64) echo x86-64 ;; aarch64) echo "ARM aarch64" ;; esac; }
 
 src=$(cd "$(dirname "$0")/.." && pwd -P)
@@ -82,10 +90,11 @@ package_of() {
     aarch64-linux-gnu-gcc) echo "gcc-aarch64-linux-gnu libc6-dev-arm64-cross" ;;
     qemu-aarch64) echo qemu-user ;;
     cc) echo gcc ;;
+    readelf) echo binutils ;;
     *) echo "$1" ;;
   esac
 }
-needed=(git cc file)
+needed=(git cc file readelf)
 for arch in "${arches[@]}"; do
   needed+=("$(cc_of "$arch")")
   [ -z "$(runner_of "$arch")" ] || needed+=("$(runner_of "$arch")")
@@ -184,7 +193,10 @@ for arch in "${arches[@]}"; do
     *"$(file_arch_of "$arch")"*) ;;
     *) die "$bin is not an $arch binary: $described" ;;
   esac
-  echo "$described" | grep -Eq 'statically linked|static-pie linked' || die "$bin is not static"
+  # Static and position-independent (ASLR): never a plain static executable.
+  echo "$described" | grep -q 'static-pie linked' || die "$bin is not a static PIE: $described"
+  # Its relative relocations packed (build.rs), which a linker without DT_RELR drops silently.
+  readelf -d "$bin" | grep -q '(RELR)' || die "$bin has no packed relative relocations (DT_RELR)"
   for path in "$src" "$cargo_home" "$toolchain" "$HOME"; do
     if [ "$path" != / ] && grep -q -a -F "$path" "$bin"; then
       die "$bin embeds the build machine's path $path"
