@@ -23,20 +23,9 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-mkdir -p "$work/home/genesis"
-echo "# defaults" > "$work/home/config.toml"
-ln -s "$sim" "$work/home/genesis/zeta"
-echo "--sim-version v1 --socket $work/core.sock" > "$work/home/genesis/sim-options"
-cat > "$work/home/genesis/run-config.toml" <<TOML
-name = "v1"
-[zeta]
-  [zeta.binary]
-    path = "zeta"
-    args = ["start"]
-  [zeta.rpc]
-    socketPath = "$work/core.sock"
-    httpPath = "/rpc"
-TOML
+# shellcheck source=bench/idle_home.sh
+. bench/idle_home.sh
+idle_home "$work" "$sim"
 ln -s genesis "$work/home/current"
 # The core answers, as it would on a running validator.
 "$work/home/genesis/zeta" start >/dev/null 2>&1 &

@@ -16,20 +16,9 @@ visor=$(realpath "${2:-$PWD/target/release/visor}")
 sim=$(realpath "${3:-$PWD/target/release/zeta-core-sim}")
 work=$(mktemp -d /tmp/visor-footprint.XXXXXX)
 trap 'kill "$pid" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
-mkdir -p "$work/home/genesis"
-echo "# defaults" > "$work/home/config.toml"
-ln -s "$sim" "$work/home/genesis/zeta"
-echo "--sim-version v1 --socket $work/core.sock" > "$work/home/genesis/sim-options"
-cat > "$work/home/genesis/run-config.toml" <<TOML
-name = "v1"
-[zeta]
-  [zeta.binary]
-    path = "zeta"
-    args = ["start"]
-  [zeta.rpc]
-    socketPath = "$work/core.sock"
-    httpPath = "/rpc"
-TOML
+# shellcheck source=bench/idle_home.sh
+. bench/idle_home.sh
+idle_home "$work" "$sim"
 "$visor" run --home "$work/home" 2>"$work/visor.log" &
 pid=$!
 for _ in $(seq 100); do grep -q "core is answering" "$work/visor.log" && break; sleep 0.1; done

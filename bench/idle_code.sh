@@ -29,20 +29,9 @@ sim=$CARGO_TARGET_DIR/$target/release/zeta-core-sim
 work=$(mktemp -d /tmp/visor-idle-code.XXXXXX)
 pid=
 trap '[ -z "$pid" ] || kill "$pid" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
-mkdir -p "$work/home/genesis"
-echo "# defaults" > "$work/home/config.toml"
-ln -s "$sim" "$work/home/genesis/zeta"
-echo "--sim-version v1 --socket $work/core.sock" > "$work/home/genesis/sim-options"
-cat > "$work/home/genesis/run-config.toml" <<TOML
-name = "v1"
-[zeta]
-  [zeta.binary]
-    path = "zeta"
-    args = ["start"]
-  [zeta.rpc]
-    socketPath = "$work/core.sock"
-    httpPath = "/rpc"
-TOML
+# shellcheck source=bench/idle_home.sh
+. bench/idle_home.sh
+idle_home "$work" "$sim"
 valgrind --tool=callgrind --dump-instr=yes --callgrind-out-file="$work/callgrind.out" \
   "$visor" run --home "$work/home" 2>"$work/visor.log" &
 pid=$!
