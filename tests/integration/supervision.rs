@@ -155,6 +155,28 @@ fn a_crash_restarts_both_after_the_delay() {
     assert!(env.visor_running());
 }
 
+/// An idle core answers the same thing at every poll; the poller passes such an answer on only
+/// every 5 s, which must still be enough for the restart counter to go back to 0: a second
+/// crash after `restartCounterResetSeconds` of health is restarted, not the end of the budget.
+#[test]
+fn unchanged_answers_still_reset_the_restart_counter() {
+    let mut env = Env::new("reset");
+    env.write_config(&quick_config(
+        "maxNumberOfRestarts = 1\nrestartsDelaySeconds = 0\nrestartCounterResetSeconds = 1",
+    ));
+    env.add_version(Version::new("genesis", "v1.0.0"));
+    env.start_visor();
+    env.wait_log("rpc: core is answering");
+    env.control_write("v1.0.0", "crash", "");
+    env.wait_starts("core", 2);
+    env.wait_log("supervise: healthy for 1 s; restart counter reset");
+    env.control_write("v1.0.0", "crash", "");
+    let cores = env.wait_starts("core", 3);
+    assert_eq!(cores.len(), 3);
+    assert!(env.visor_running(), "{}", env.log());
+    assert!(!env.log().contains("restart budget spent"));
+}
+
 #[test]
 fn spent_restart_budget_exits_1_with_no_child_left() {
     let mut env = Env::new("budget");
